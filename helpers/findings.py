@@ -1,0 +1,188 @@
+"""The findings registry: every chapter records its findings here, with a verdict computed from the
+measurement, prints its table at the end, and files it where the reproduction report gathers it.
+
+A finding (``BOOK_SPEC.md`` section 3) has an id (``F-OUT``), a source, a criterion fixed by the spec,
+a measured figure, and a verdict: *reproduced* or *not reproduced at this scale*. The verdict is never
+typed by hand: :func:`record` takes the measurement and a rule (a function of the measurement) and
+evaluates it.
+
+Used by every chapter (``helpers.findings.record(...)`` where a finding is measured,
+``helpers.findings.table()`` in the last cell) and by ``scripts/build_report.py``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Mapping
+
+from . import config
+
+REPRODUCED = "reproduced"
+NOT_REPRODUCED = "not reproduced at this scale"
+
+
+@dataclass
+class Finding:
+    id: str
+    source: str
+    criterion: str
+    measured: dict
+    verdict: str
+    chapter: str = ""
+    profile: str = ""
+    note: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def reproduced(self) -> bool:
+        return self.verdict == REPRODUCED
+
+
+_state: dict[str, Any] = {"chapter": None, "records": {}}
+
+
+def start_chapter(chapter: str) -> None:
+    """Begin a chapter's registry (called by ``helpers.setup``)."""
+    if not chapter or not isinstance(chapter, str):
+        raise ValueError("start_chapter needs the chapter id, e.g. '01_sgd_basics'.")
+    _state["chapter"] = chapter
+    _state["records"] = {}
+
+
+def _format_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v) or math.isinf(v):
+            return str(v)
+        return f"{v:.4g}"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_format_value(x) for x in v) + "]"
+    return str(v)
+
+
+def _plain(v: Any) -> Any:
+    """NumPy scalars/arrays to JSON-friendly Python values."""
+    try:
+        import numpy as np
+
+        if isinstance(v, np.ndarray):
+            return [_plain(x) for x in v.tolist()]
+        if isinstance(v, np.generic):
+            return v.item()
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(v, Mapping):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return v
+
+
+def record(id: str, source: str, criterion: str, measured: Mapping[str, Any] | float,
+           rule: Callable[[Any], bool], note: str = "", show: bool = True) -> Finding:
+    """Record a finding; its verdict is ``rule(measured)``.
+
+    Args:
+        id: the spec's id, verbatim (``"F-OUT"``).
+        source: where the source reports it (``"000 Sec. 7.2"``).
+        criterion: the spec's criterion in words.
+        measured: the measured figure(s): a number or a dict of named numbers.
+        rule: a function of ``measured`` returning True when the criterion holds.
+        note: optional remark (e.g. what limits the small-scale experiment).
+    Returns:
+        the :class:`Finding`, also kept for :func:`table` and written to the findings folder.
+    """
+    if not isinstance(id, str) or not id.startswith("F-"):
+        raise ValueError(f"finding ids look like 'F-OUT' (from BOOK_SPEC.md); got {id!r}.")
+    if not callable(rule):
+        raise TypeError("rule must be a function of the measurement returning True/False.")
+    if _state["chapter"] is None:
+        raise RuntimeError("no chapter started: call helpers.setup('0N_name', ...) first.")
+    measured_dict = dict(measured) if isinstance(measured, Mapping) else {"value": measured}
+    measured_dict = _plain(measured_dict)
+    verdict_bool = rule(measured if not isinstance(measured, Mapping) else measured_dict)
+    try:
+        import numpy as np
+
+        if isinstance(verdict_bool, np.bool_):
+            verdict_bool = bool(verdict_bool)
+    except ImportError:  # pragma: no cover
+        pass
+    if not isinstance(verdict_bool, bool):
+        raise TypeError(f"the rule for {id} must return a bool, got {type(verdict_bool).__name__}.")
+    f = Finding(id=id, source=source, criterion=criterion, measured=measured_dict,
+                verdict=REPRODUCED if verdict_bool else NOT_REPRODUCED,
+                chapter=_state["chapter"], profile=config.profile(), note=note)
+    _state["records"][id] = f
+    _write()
+    if show:
+        print(f"{id}: {f.verdict}  (measured: {describe(f)}; criterion: {criterion})")
+    return f
+
+
+def get(id: str) -> Finding:
+    """The finding recorded under ``id`` in the current chapter."""
+    try:
+        return _state["records"][id]
+    except KeyError:
+        raise KeyError(f"no finding {id!r} recorded in this chapter yet; recorded: {sorted(_state['records'])}") from None
+
+
+def describe(f: Finding) -> str:
+    return "; ".join(f"{k} = {_format_value(v)}" for k, v in f.measured.items())
+
+
+def _write() -> None:
+    """Write the chapter's findings atomically as JSON for the reproduction report."""
+    chapter = _state["chapter"]
+    folder = config.findings_dir() / config.profile()
+    folder.mkdir(parents=True, exist_ok=True)
+    payload = {"chapter": chapter, "profile": config.profile(), "seed": config.global_seed(),
+               "findings": [asdict(f) for f in _state["records"].values()]}
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(payload, fh, indent=1)
+    os.replace(tmp, folder / f"{chapter}.json")
+
+
+def rows(records: list[Finding] | None = None) -> list[list[str]]:
+    recs = list(_state["records"].values()) if records is None else records
+    return [[f.id, f.source, f.criterion, describe(f), f.verdict] for f in recs]
+
+
+def markdown_table(records: list[Finding] | None = None) -> str:
+    """The findings as a Markdown table (id, source, criterion, measured, verdict)."""
+    out = ["| id | source | criterion | measured | verdict |", "|---|---|---|---|---|"]
+    for r in rows(records):
+        out.append("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |")
+    return "\n".join(out)
+
+
+def table():
+    """Display the chapter's findings table (rich Markdown in a notebook, plain text elsewhere)."""
+    text = markdown_table()
+    try:
+        from IPython.display import Markdown, display
+
+        display(Markdown(text))
+    except ImportError:  # pragma: no cover
+        print(text)
+    return text
+
+
+def load_all(folder=None) -> list[dict]:
+    """Every chapter's findings file under the findings folder, for every profile that was run."""
+    folder = config.findings_dir() if folder is None else folder
+    out = []
+    for path in sorted(folder.glob("*/*.json")):
+        try:
+            out.append(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError):
+            continue
+    return out

@@ -1,0 +1,82 @@
+"""Generate the book's two derived pages: the reproduction report (from the findings every chapter
+wrote while executing) and the helpers API reference (from the docstrings). A page is rewritten only
+when its text changes, so the incremental Sphinx rebuild after execution touches just these pages.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from helpers import config, findings  # noqa: E402
+
+MODULE_ORDER = ["config", "cache", "findings", "plotting", "widgets", "data", "models", "losses", "training",
+                "params", "operators", "eigensolvers", "estimators", "ntk", "geometry", "information",
+                "random_matrix", "trajectories"]
+
+
+def write_if_changed(path: Path, text: str) -> None:
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+        print(f"wrote {path.relative_to(ROOT)}")
+
+
+def report() -> str:
+    lines = ["# Reproduction report", "",
+             "Every finding of every chapter, gathered from the chapters' own executions: the criterion is "
+             "fixed by the book's specification, the measured figure and the verdict are computed when the "
+             "chapter runs. *Not reproduced at this scale* is an honest result, not a failure of the build.", ""]
+    data = findings.load_all()
+    if not data:
+        lines += ["No chapter has been executed yet. Run `make book` to fill this page.", ""]
+        return "\n".join(lines)
+    by_profile: dict[str, list[dict]] = {}
+    for entry in data:
+        by_profile.setdefault(entry["profile"], []).append(entry)
+    for prof in config.PROFILES:
+        entries = sorted(by_profile.get(prof, []), key=lambda e: e["chapter"])
+        if not entries:
+            lines += [f"## Profile `{prof}`", "", "Not run on this build.", ""]
+            continue
+        total = sum(len(e["findings"]) for e in entries)
+        ok = sum(f["verdict"] == findings.REPRODUCED for e in entries for f in e["findings"])
+        lines += [f"## Profile `{prof}`", "", f"{ok} of {total} findings reproduced.", ""]
+        for e in entries:
+            recs = [findings.Finding(**f) for f in e["findings"]]
+            lines += [f"### Chapter {e['chapter']} (seed {e['seed']})", "", findings.markdown_table(recs), ""]
+    return "\n".join(lines)
+
+
+def api() -> str:
+    lines = ["# The `helpers` API", "",
+             "Generated from the docstrings of the `helpers` package (`scripts/build_pages.py`). Each module "
+             "holds one idea; every public function validates its arguments and names the chapter that uses it.", ""]
+    present = [p.stem for p in (ROOT / "helpers").glob("*.py") if p.stem != "__init__"]
+    for name in [m for m in MODULE_ORDER if m in present] + sorted(set(present) - set(MODULE_ORDER)):
+        mod = importlib.import_module(f"helpers.{name}")
+        lines += [f"## `helpers.{name}`", "", "```text", inspect.cleandoc(mod.__doc__ or "(no module docstring)"),
+                  "```", ""]
+        for attr, obj in sorted(vars(mod).items()):
+            if attr.startswith("_") or getattr(obj, "__module__", None) != mod.__name__:
+                continue
+            if not (inspect.isfunction(obj) or inspect.isclass(obj)):
+                continue
+            try:
+                sig = str(inspect.signature(obj))
+            except (TypeError, ValueError):
+                sig = "(...)"
+            kind = "class " if inspect.isclass(obj) else ""
+            lines += [f"### `{kind}{attr}`", "", "```python", f"{kind}{attr}{sig}", "```", ""]
+            doc = inspect.getdoc(obj)
+            if doc:
+                lines += ["```text", doc, "```", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    write_if_changed(ROOT / "book" / "report.md", report())
+    write_if_changed(ROOT / "book" / "api.md", api())
