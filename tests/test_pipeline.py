@@ -1,0 +1,96 @@
+"""The build pipeline: notebook generation, the generated pages, and the chapters' conventions."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = sorted((ROOT / "nbs_src").glob("[0-9][0-9]_*.py"))
+
+
+def _load_script(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_generated_notebooks_use_portable_kernel_and_drop_stale(tmp_path, monkeypatch):
+    mk = _load_script("make_notebooks")
+    src, out = tmp_path / "nbs_src", tmp_path / "book" / "chapters"
+    src.mkdir(parents=True)
+    (src / "01_demo.py").write_text("# %% [markdown]\n# # Demo\n\n# %%\nx = 1\n")
+    out.mkdir(parents=True)
+    (out / "09_gone.ipynb").write_text("{}")
+    monkeypatch.setattr(mk, "SRC", src)
+    monkeypatch.setattr(mk, "OUT", out)
+    monkeypatch.setattr(mk, "ROOT", tmp_path)
+    assert mk.main() == 0
+    nb = nbformat.read(out / "01_demo.ipynb", as_version=4)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    assert [c.cell_type for c in nb.cells] == ["markdown", "code"]
+    assert not (out / "09_gone.ipynb").exists()
+    before = (out / "01_demo.ipynb").stat().st_mtime_ns
+    assert mk.main() == 0  # unchanged source: the notebook is not rewritten
+    assert (out / "01_demo.ipynb").stat().st_mtime_ns == before
+
+
+def test_report_gathers_findings_with_their_verdicts(tmp_path, monkeypatch):
+    monkeypatch.setenv("BOOK_FINDINGS_DIR", str(tmp_path))
+    from helpers import findings
+
+    findings.start_chapter("99_demo")
+    findings.record("F-DEMO", source="test", criterion="x >= 1", measured={"x": 2.0}, rule=lambda m: m["x"] >= 1,
+                    show=False)
+    findings.record("F-OTHER", source="test", criterion="y <= 0", measured=3.0, rule=lambda v: v <= 0, show=False)
+    text = _load_script("build_pages").report()
+    assert "F-DEMO" in text and "F-OTHER" in text
+    assert "1 of 2 findings reproduced" in text
+    row = next(line for line in text.splitlines() if line.startswith("| F-OTHER"))
+    assert findings.NOT_REPRODUCED in row
+
+
+def test_toc_lists_existing_pages_only_and_every_chapter():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]] + [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    generated = {"book/report", "book/api"}
+    for f in files:
+        if f.startswith("book/chapters/"):
+            assert (ROOT / "nbs_src" / (Path(f).name + ".py")).exists(), f"{f} has no source in nbs_src/"
+        elif f not in generated:
+            assert (ROOT / (f + ".md")).exists(), f"{f}.md is listed in _toc.yml but missing"
+    for ch in CHAPTERS:
+        assert f"book/chapters/{ch.stem}" in files, f"{ch.name} is not in _toc.yml"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=[c.stem for c in CHAPTERS])
+def test_chapter_conventions(path):
+    text = path.read_text()
+    assert f'helpers.setup("{path.stem}"' in text, "first code cell must call helpers.setup with the chapter id"
+    assert "helpers.findings.table()" in text, "a chapter ends with its findings table"
+    solutions = len(re.findall(r":class: dropdown", text))
+    assert 2 <= solutions <= 6, f"2-4 exercises with dropdown solutions expected, found {solutions} dropdowns"
+    assert "BOOK_PROFILE" not in text and "profile() ==" not in text, "chapters pick their config via helpers.setup only"
+    assert "jupyter:" not in text.split("\n# %%")[0], "no Jupytext/kernel header in the source"
+    for fid in re.findall(r'record\(\s*"(F-[A-Z0-9]+)"', text):
+        assert text.count(fid) >= 2, f"{fid} should be named in the prose as well as recorded"
+
+
+def test_findings_json_is_plain(tmp_path, monkeypatch):
+    monkeypatch.setenv("BOOK_FINDINGS_DIR", str(tmp_path))
+    import numpy as np
+
+    from helpers import findings
+
+    findings.start_chapter("98_json")
+    findings.record("F-NP", source="t", criterion="c", measured={"a": np.float64(1.5), "b": np.arange(3)},
+                    rule=lambda m: bool(m["a"] > 1), show=False)
+    data = json.loads((tmp_path / "quick" / "98_json.json").read_text())
+    assert data["findings"][0]["measured"] == {"a": 1.5, "b": [0, 1, 2]}
+    assert data["findings"][0]["verdict"] == findings.REPRODUCED
