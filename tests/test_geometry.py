@@ -1,0 +1,270 @@
+"""Tests of helpers.geometry against closed forms (I-CURV, I-GEODESIC) and finite differences."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from helpers import geometry
+
+
+# ---------------------------------------------------------------- metrics with known curvature
+def _diag(*entries):
+    """Diagonal metric (..., n, n) from n arrays of shape (...)."""
+    return tf.linalg.diag(tf.stack(entries, axis=-1))
+
+
+def sphere(r):
+    # coordinates (polar angle θ, azimuth φ): ds² = r² dθ² + r² sin²θ dφ²
+    return lambda th: _diag(r**2 * tf.ones_like(th[..., 0]), r**2 * tf.sin(th[..., 0]) ** 2)
+
+
+def polar_plane(th):
+    # coordinates (ρ, φ): ds² = dρ² + ρ² dφ²
+    return _diag(tf.ones_like(th[..., 0]), th[..., 0] ** 2)
+
+
+def poincare(th):
+    # upper half-plane (x, y), y > 0: ds² = (dx² + dy²) / y²
+    y2 = th[..., 1] ** 2
+    return _diag(1.0 / y2, 1.0 / y2)
+
+
+def gaussian_fisher(th):
+    # Fisher metric of N(μ, σ²) in (μ, σ): diag(1, 2) / σ²
+    s2 = th[..., 1] ** 2
+    return _diag(1.0 / s2, 2.0 / s2)
+
+
+def three_sphere(r):
+    # hyperspherical coordinates (χ, θ, φ): r² (dχ² + sin²χ dθ² + sin²χ sin²θ dφ²), R = 6 / r²
+    def g(th):
+        s1 = tf.sin(th[..., 0]) ** 2
+        return r**2 * _diag(tf.ones_like(s1), s1, s1 * tf.sin(th[..., 1]) ** 2)
+
+    return g
+
+
+def half_space_3d(th):
+    # upper half-space model of hyperbolic 3-space, R = −6
+    z2 = th[..., 2] ** 2
+    return _diag(1.0 / z2, 1.0 / z2, 1.0 / z2)
+
+
+def random_metric_3d(seed=0):
+    """A smooth, non-diagonal, position-dependent SPD metric in 3-D (no closed form; used against FD)."""
+    rng = np.random.default_rng(seed)
+    a = tf.constant(rng.normal(size=(3, 3, 3)) * 0.3, tf.float64)
+    b = tf.constant(rng.normal(size=(3, 3)) * 0.3, tf.float64)
+
+    def g(th):
+        m = tf.einsum("ijk,...k->...ij", a, tf.sin(th)) + b
+        return tf.eye(3, dtype=tf.float64) * 1.5 + tf.einsum("...ik,...jk->...ij", m, m)
+
+    return g
+
+
+def _points(rng, lows, highs, size):
+    return np.stack([rng.uniform(lo, hi, size) for lo, hi in zip(lows, highs)], axis=-1)
+
+
+RNG = np.random.default_rng(1)
+
+
+# ---------------------------------------------------------------- I-CURV
+@pytest.mark.parametrize("r", [0.5, 1.0, 2.3])
+def test_sphere_ricci_scalar(r):
+    pts = _points(RNG, [0.2, -3], [2.9, 3], 64)
+    assert np.allclose(geometry.ricci_scalar(sphere(r), pts), 2.0 / r**2, rtol=0, atol=1e-8)
+
+
+def test_sphere_christoffel_closed_form():
+    pts = _points(RNG, [0.2, -3], [2.9, 3], 16)
+    gam = geometry.christoffel(sphere(1.3), pts)
+    t = pts[:, 0]
+    expected = np.zeros((16, 2, 2, 2))
+    expected[:, 0, 1, 1] = -np.sin(t) * np.cos(t)
+    expected[:, 1, 0, 1] = expected[:, 1, 1, 0] = np.cos(t) / np.sin(t)
+    assert np.allclose(gam, expected, atol=1e-12)
+
+
+def test_polar_plane_flat():
+    pts = _points(RNG, [0.1, -3], [5, 3], 32)
+    out = geometry.curvature(polar_plane, pts)
+    assert np.abs(out["riemann"]).max() < 1e-8
+    assert np.abs(out["ricci_scalar"]).max() < 1e-8
+    # non-zero Christoffel symbols although the space is flat: Γ^ρ_φφ = −ρ, Γ^φ_ρφ = 1/ρ
+    assert np.allclose(out["christoffel"][:, 0, 1, 1], -pts[:, 0])
+    assert np.allclose(out["christoffel"][:, 1, 0, 1], 1.0 / pts[:, 0])
+
+
+def test_poincare_half_plane():
+    pts = _points(RNG, [-3, 0.05], [3, 4], 64)
+    assert np.allclose(geometry.ricci_scalar(poincare, pts), -2.0, atol=1e-8)
+
+
+def test_gaussian_fisher_metric():
+    pts = _points(RNG, [-3, 0.1], [3, 5], 64)
+    assert np.allclose(geometry.ricci_scalar(gaussian_fisher, pts), -1.0, atol=1e-8)
+
+
+def test_three_dimensional_examples():
+    pts = _points(RNG, [0.3, 0.3, -3], [2.8, 2.8, 3], 32)
+    assert np.allclose(geometry.ricci_scalar(three_sphere(1.7), pts), 6.0 / 1.7**2, atol=1e-8)
+    pts = _points(RNG, [-2, -2, 0.1], [2, 2, 3], 32)
+    ric = geometry.ricci_tensor(half_space_3d, pts)
+    g = geometry.check_metric(half_space_3d, pts)
+    # maximally symmetric space of curvature −1: R_jl = −(n − 1) g_jl
+    assert np.allclose(ric, -2.0 * g, atol=1e-8 * np.abs(g).max())
+    assert np.allclose(geometry.ricci_scalar(half_space_3d, pts), -6.0, atol=1e-8)
+
+
+def test_batch_shapes_and_single_point():
+    grid = np.stack(np.meshgrid(np.linspace(-1, 1, 5), np.linspace(0.5, 2, 4), indexing="ij"), axis=-1)
+    assert geometry.ricci_scalar(poincare, grid).shape == (5, 4)
+    assert geometry.christoffel(poincare, grid).shape == (5, 4, 2, 2, 2)
+    assert geometry.riemann(poincare, grid).shape == (5, 4, 2, 2, 2, 2)
+    single = geometry.ricci_scalar(poincare, [0.0, 1.0])
+    assert single.shape == () and abs(float(single) + 2) < 1e-10
+
+
+# ---------------------------------------------------------------- against finite differences (no closed form)
+def _fd_christoffel(metric_fn, x, h=1e-5):
+    n = x.shape[0]
+    g = metric_fn(tf.constant(x[None])).numpy()[0]
+    dg = np.zeros((n, n, n))
+    for k in range(n):
+        e = np.zeros(n)
+        e[k] = h
+        gp = metric_fn(tf.constant((x + e)[None])).numpy()[0]
+        gm = metric_fn(tf.constant((x - e)[None])).numpy()[0]
+        dg[:, :, k] = (gp - gm) / (2 * h)
+    first = 0.5 * (np.einsum("mlk->mkl", dg) + dg - np.einsum("klm->mkl", dg))
+    return np.einsum("im,mkl->ikl", np.linalg.inv(g), first)
+
+
+def test_christoffel_and_riemann_match_finite_differences():
+    metric = random_metric_3d()
+    x = np.array([0.3, -0.7, 1.1])
+    gam = geometry.christoffel(metric, x)
+    assert np.allclose(gam, _fd_christoffel(metric, x), atol=1e-8)
+    # Riemann from the definition with finite-difference derivatives of the (autodiff) Christoffel symbols
+    h = 1e-5
+    dgam = np.zeros((3, 3, 3, 3))
+    for m in range(3):
+        e = np.zeros(3)
+        e[m] = h
+        dgam[..., m] = (geometry.christoffel(metric, x + e) - geometry.christoffel(metric, x - e)) / (2 * h)
+    expected = (
+        np.einsum("iljk->ijkl", dgam) - np.einsum("ikjl->ijkl", dgam)
+        + np.einsum("ikm,mlj->ijkl", gam, gam) - np.einsum("ilm,mkj->ijkl", gam, gam)
+    )
+    assert np.allclose(geometry.riemann(metric, x), expected, atol=1e-7)
+
+
+def test_riemann_symmetries():
+    metric = random_metric_3d(3)
+    pts = _points(RNG, [-2, -2, -2], [2, 2, 2], 8)
+    out = geometry.curvature(metric, pts)
+    low = np.einsum("bim,bmjkl->bijkl", out["metric"], out["riemann"])  # R_ijkl
+    scale = np.abs(low).max()
+    assert np.allclose(low, -np.swapaxes(low, 3, 4), atol=1e-9 * scale)  # antisymmetric in k, l
+    assert np.allclose(low, -np.swapaxes(low, 1, 2), atol=1e-9 * scale)  # antisymmetric in i, j
+    assert np.allclose(low, np.einsum("bijkl->bklij", low), atol=1e-9 * scale)  # pair symmetry
+    first_bianchi = low + np.einsum("biklj->bijkl", low) + np.einsum("biljk->bijkl", low)
+    assert np.abs(first_bianchi).max() < 1e-9 * scale
+    assert np.allclose(out["ricci_tensor"], np.swapaxes(out["ricci_tensor"], -1, -2), atol=1e-9 * scale)
+
+
+def test_metric_built_with_an_inner_tape():
+    """A metric that itself uses autodiff (a pull-back g = Jᵀ J of an embedding) works: third derivatives."""
+
+    def embed(th):  # sphere of radius 2 embedded in R³
+        t, p = th[..., 0], th[..., 1]
+        return 2.0 * tf.stack([tf.sin(t) * tf.cos(p), tf.sin(t) * tf.sin(p), tf.cos(t)], axis=-1)
+
+    def pullback(th):
+        with tf.GradientTape() as tape:
+            tape.watch(th)
+            y = embed(th)
+        jac = tape.batch_jacobian(y, th)
+        return tf.einsum("bai,baj->bij", jac, jac)
+
+    pts = _points(RNG, [0.3, -3], [2.8, 3], 8)
+    assert np.allclose(geometry.ricci_scalar(pullback, pts), 0.5, atol=1e-8)
+
+
+# ---------------------------------------------------------------- geodesics and lengths (I-GEODESIC)
+def _gauss_distance(a, b):
+    # Fisher-Rao distance between N(μ1, σ1²) and N(μ2, σ2²)
+    (m1, s1), (m2, s2) = a, b
+    return np.sqrt(2.0) * np.arccosh(1.0 + ((m1 - m2) ** 2 / 2.0 + (s1 - s2) ** 2) / (2.0 * s1 * s2))
+
+
+def test_geodesic_on_gaussian_manifold_matches_closed_form():
+    start, vel = np.array([0.0, 1.0]), np.array([1.0, 0.3])
+    path = geometry.geodesic(gaussian_fisher, start, vel, t_max=2.0, num_steps=200)
+    assert path.shape == (201, 2)
+    d = _gauss_distance(path[0], path[-1])
+    speed = np.sqrt(vel @ np.diag([1.0, 2.0]) @ vel)  # σ = 1 at the start
+    assert abs(d - 2.0 * speed) < 1e-7 * d  # the geodesic is length-minimising
+    assert abs(geometry.curve_length(gaussian_fisher, path, extrapolate=True) - d) < 1e-7 * d
+    assert abs(geometry.curve_length(gaussian_fisher, path) - d) < 1e-4 * d
+
+
+def test_poincare_geodesic_is_a_semicircle_and_batched():
+    starts = np.array([[0.0, 1.0], [0.0, 2.0]])
+    vels = np.array([[1.0, 0.0], [2.0, 0.0]])
+    path = geometry.geodesic(poincare, starts, vels, t_max=1.5, num_steps=150)
+    assert path.shape == (151, 2, 2)
+    radii = np.array([1.0, 2.0])
+    assert np.allclose(np.hypot(path[..., 0], path[..., 1]), radii, atol=1e-8)
+
+
+def test_curve_length_simple_cases():
+    line = np.linspace([0.0, 0.0], [3.0, 4.0], 11)
+    flat = lambda th: _diag(tf.ones_like(th[..., 0]), tf.ones_like(th[..., 0]))  # noqa: E731
+    assert abs(geometry.curve_length(flat, line) - 5.0) < 1e-12
+    circle = np.stack([np.full(101, 2.0), np.linspace(0, np.pi, 101)], axis=-1)  # ρ = 2, φ ∈ [0, π]
+    assert abs(geometry.curve_length(polar_plane, circle) - 2 * np.pi) < 1e-12
+
+
+# ---------------------------------------------------------------- error paths
+def test_not_positive_definite_names_the_point():
+    pts = np.array([[0.0, 1.0], [0.5, 2.0], [0.3, 0.0]])
+    with pytest.raises(ValueError, match=r"index \(2,\).*0\.3"):
+        geometry.ricci_scalar(gaussian_fisher, pts)  # σ = 0: not finite
+    indefinite = lambda th: _diag(tf.ones_like(th[..., 0]), th[..., 0])  # noqa: E731
+    grid = np.array([[[1.0, 0.0], [2.0, 0.0]], [[-0.5, 0.0], [3.0, 0.0]]])
+    with pytest.raises(ValueError, match=r"not positive definite at index \(1, 0\).*-0\.5"):
+        geometry.christoffel(indefinite, grid)
+
+
+def test_not_symmetric_names_the_point():
+    def skew(th):
+        x = th[..., 0]
+        one, zero = tf.ones_like(x), tf.zeros_like(x)
+        return tf.stack([tf.stack([one, x], -1), tf.stack([zero, one], -1)], -2)
+
+    with pytest.raises(ValueError, match=r"not symmetric at index \(1,\)"):
+        geometry.riemann(skew, np.array([[0.0, 0.0], [0.5, 0.0]]))
+
+
+def test_bad_arguments():
+    with pytest.raises(TypeError, match="metric_fn"):
+        geometry.ricci_scalar("not a function", [0.0, 1.0])
+    with pytest.raises(ValueError, match="scalar"):
+        geometry.ricci_scalar(poincare, 1.0)
+    with pytest.raises(ValueError, match="shape"):
+        geometry.ricci_scalar(lambda th: th, np.array([[0.0, 1.0]]))  # returns (B, n) not (B, n, n)
+    with pytest.raises(ValueError, match="same shape"):
+        geometry.geodesic(poincare, [0.0, 1.0], [1.0, 0.0, 0.0], 1.0, 10)
+    with pytest.raises(ValueError, match="num_steps"):
+        geometry.geodesic(poincare, [0.0, 1.0], [1.0, 0.0], 1.0, 0)
+    with pytest.raises(ValueError, match="t_max"):
+        geometry.geodesic(poincare, [0.0, 1.0], [1.0, 0.0], -1.0, 10)
+    with pytest.raises(ValueError, match="left the metric's domain"):
+        indefinite = lambda th: _diag(tf.ones_like(th[..., 0]), th[..., 0])  # noqa: E731
+        geometry.geodesic(indefinite, [1.0, 0.0], [-1.0, 0.0], 2.0, 20)  # straight to x < 0
+    with pytest.raises(ValueError, match="two points"):
+        geometry.curve_length(poincare, np.array([[0.0, 1.0]]))
+    with pytest.raises(ValueError, match="even number"):
+        geometry.curve_length(poincare, np.array([[0.0, 1.0], [0.0, 2.0]]), extrapolate=True)
