@@ -1,0 +1,556 @@
+"""Eigenvalues of curvature operators: Lanczos, power iteration with deflation, SciPy's eigsh, dense eigh,
+and stochastic Lanczos quadrature (SLQ) for the spectral density.
+
+All solvers take any :class:`helpers.operators.CurvatureOperator` (Hessian, Gauss-Newton, Fisher, a dense
+matrix) and count the matrix-vector products they spend (``EigResult.num_products``, also added to
+``op.num_products``). The iterative loops of :func:`lanczos`, :func:`power_iteration` and
+:func:`slq_density` run inside TensorFlow graphs (``tf.while_loop``) on the operator's device, with no
+NumPy round trip per iteration; NumPy appears only at the end (the small tridiagonal eigenproblem and the
+returned arrays). Every random start vector comes from a seed.
+
+Orderings: :func:`lanczos`, :func:`power_iteration` and :func:`eigsh` return the k wanted eigenpairs with
+``"LA"`` (largest algebraic) in descending order, ``"SA"`` (smallest algebraic) ascending, ``"LM"``
+(largest magnitude) by descending magnitude and ``"BE"`` (both ends: ceil(k/2) from the top, the rest from
+the bottom) in descending order. :func:`dense_eigh` returns the full spectrum ascending, as ``numpy.linalg.eigh``.
+An :class:`EigResult` unpacks as ``eigenvalues, eigenvectors = result``.
+
+Used in chapters 2, 4 and 5 (identities I-LANCZOS, I-SLQ).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import tensorflow as tf
+
+from .operators import CurvatureOperator
+
+__all__ = ["EigResult", "Density", "lanczos", "power_iteration", "eigsh", "dense_eigh", "slq_density",
+           "lanczos_tridiagonal"]
+
+_WHICH = ("LA", "SA", "LM", "BE")
+
+
+@dataclass
+class EigResult:
+    """Eigenpairs found by a solver.
+
+    Attributes:
+        eigenvalues: (k,) array (ordering: see the module docstring).
+        eigenvectors: (P, k) array of unit columns.
+        residuals: (k,) array of :math:`\\|A v_i - \\lambda_i v_i\\|_2`.
+        num_products: matrix-vector products spent (including the residual check where one was needed).
+        converged: (k,) boolean array, residual <= tol * (largest |eigenvalue| seen).
+        num_iterations: iterations of the main loop (Lanczos steps, power iterations in total).
+        which: the requested part of the spectrum.
+        alphas, betas: Lanczos only: the tridiagonal matrix's diagonal (m,) and off-diagonal (m-1,).
+    Unpacks as ``eigenvalues, eigenvectors = result``. Used in chapters 2, 4 and 5.
+    """
+
+    eigenvalues: np.ndarray
+    eigenvectors: np.ndarray
+    residuals: np.ndarray
+    num_products: int
+    converged: np.ndarray
+    num_iterations: int = 0
+    which: str = "LA"
+    alphas: np.ndarray | None = field(default=None, repr=False)
+    betas: np.ndarray | None = field(default=None, repr=False)
+
+    def __iter__(self):
+        return iter((self.eigenvalues, self.eigenvectors))
+
+
+@dataclass
+class Density:
+    """A spectral density estimated by stochastic Lanczos quadrature.
+
+    Attributes:
+        grid: (G,) points t.
+        density: (G,) Gaussian-smoothed density :math:`\\phi_\\sigma(t)` (integrates to about 1).
+        nodes: (num_probes, m) Ritz values of each probe's Lanczos run (quadrature nodes).
+        weights: (num_probes, m) quadrature weights (squared first components; each row sums to 1).
+        sigma: the Gaussian width used.
+        num_products: matrix-vector products spent.
+    Used in chapter 4.
+    """
+
+    grid: np.ndarray
+    density: np.ndarray
+    nodes: np.ndarray
+    weights: np.ndarray
+    sigma: float
+    num_products: int
+
+
+# ------------------------------------------------------------------------------------------------------------
+# argument checks
+# ------------------------------------------------------------------------------------------------------------
+
+def _check_op(op):
+    if not isinstance(op, CurvatureOperator):
+        raise TypeError(f"Expected a helpers.operators.CurvatureOperator, got {type(op).__name__}; wrap an explicit "
+                        "matrix with operators.DenseOperator(matrix).")
+
+
+def _check_k(op, k, which):
+    if which not in _WHICH:
+        raise ValueError(f"which must be one of {_WHICH} (largest, smallest, largest magnitude, both ends), "
+                         f"got {which!r}.")
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}.")
+    if k > op.size:
+        raise ValueError(f"k={k} is larger than the dimension P={op.size} of the operator; ask for at most {op.size} "
+                         "eigenpairs.")
+
+
+def _eff_tol(tol, dtype, size):
+    if not (isinstance(tol, (int, float)) and tol > 0 and math.isfinite(tol)):
+        raise ValueError(f"tol must be a positive number, got {tol!r}.")
+    return max(float(tol), 10.0 * math.sqrt(size) * float(np.finfo(dtype.as_numpy_dtype).eps))
+
+
+def _select(theta: np.ndarray, k: int, which: str) -> np.ndarray:
+    """Indices of the k wanted values of ascending theta, in the module's output order."""
+    n = len(theta)
+    if which == "LA":
+        return np.arange(n - 1, n - 1 - k, -1)
+    if which == "SA":
+        return np.arange(k)
+    if which == "LM":
+        return np.argsort(-np.abs(theta), kind="stable")[:k]
+    hi = (k + 1) // 2
+    lo = k - hi
+    return np.concatenate([np.arange(n - 1, n - 1 - hi, -1), np.arange(lo)[::-1]]).astype(int)
+
+
+def _select_tf(theta, k: int, which: str):
+    n = tf.shape(theta)[0]
+    if which == "LA":
+        return tf.range(n - 1, n - 1 - k, -1)
+    if which == "SA":
+        return tf.range(k)
+    if which == "LM":
+        return tf.argsort(-tf.abs(theta), stable=True)[:k]
+    hi = (k + 1) // 2
+    lo = k - hi
+    return tf.concat([tf.range(n - 1, n - 1 - hi, -1), tf.range(lo)], axis=0)
+
+
+def _tridiag(alpha, beta):
+    """Dense symmetric tridiagonal matrix from alpha (n,) and beta (n-1,), in TensorFlow."""
+    T = tf.linalg.diag(alpha)
+    if beta.shape[0] is None or beta.shape[0] > 0:
+        off = tf.pad(tf.linalg.diag(beta), [[0, 1], [1, 0]])
+        T = T + off + tf.transpose(off)
+    return T
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Lanczos core (graph)
+# ------------------------------------------------------------------------------------------------------------
+
+def _orthogonalise(Q, w):
+    """Remove from rows w (B, P) their components along the stored Lanczos vectors Q (m+1, B, P); twice."""
+    for _ in range(2):
+        c = tf.einsum("jbp,bp->jb", Q, w)
+        w = w - tf.einsum("jb,jbp->bp", c, Q)
+    return w
+
+
+def _build_lanczos(op: CurvatureOperator, m: int, k: int, which: str, check_every: int, batch: int):
+    """A tf.function running m steps of Lanczos with full re-orthogonalisation on `batch` start vectors.
+
+    With ``k > 0`` (single start vector) it stops early once the k wanted Ritz pairs have residual estimates
+    beta_j |s_j| <= tol * max|theta|.
+    """
+    P, dtype = op.size, op.dtype
+    eps = float(np.finfo(dtype.as_numpy_dtype).eps)
+
+    def run(v0, seed, tol):
+        q0 = v0 / tf.norm(v0, axis=1, keepdims=True)
+        Q = tf.tensor_scatter_nd_update(tf.zeros([m + 1, batch, P], dtype), [[0]], q0[None])
+        alpha = tf.zeros([m, batch], dtype)
+        beta = tf.zeros([m, batch], dtype)
+        anorm = tf.zeros([batch], dtype)
+
+        def cond(j, Q, alpha, beta, anorm, done):
+            return tf.logical_and(j < m, tf.logical_not(done))
+
+        def body(j, Q, alpha, beta, anorm, done):
+            q = Q[j]
+            w = op.rows_product(q)
+            a = tf.reduce_sum(q * w, axis=1)
+            w = _orthogonalise(Q, w)
+            b = tf.norm(w, axis=1)
+            anorm = tf.maximum(anorm, tf.abs(a) + b)
+            # breakdown (an invariant subspace was found): continue with a fresh random direction, beta = 0
+            broken = b <= 1e3 * eps * tf.maximum(anorm, tf.constant(1e-300, dtype))
+            fresh = tf.random.stateless_normal([batch, P], seed=tf.stack([seed, j + 1]), dtype=dtype)
+            fresh = _orthogonalise(Q, fresh)
+            fresh = _orthogonalise(Q, fresh)
+            fresh = fresh / tf.norm(fresh, axis=1, keepdims=True)
+            b = tf.where(broken, tf.zeros_like(b), b)
+            q_next = tf.where(broken[:, None], fresh, w / tf.where(broken, tf.ones_like(b), b)[:, None])
+            Q = tf.tensor_scatter_nd_update(Q, [[j + 1]], q_next[None])
+            alpha = tf.tensor_scatter_nd_update(alpha, [[j]], a[None])
+            beta = tf.tensor_scatter_nd_update(beta, [[j]], b[None])
+            done = tf.constant(False)
+            if k > 0:
+                n = j + 1
+
+                def converged():
+                    a_ = alpha[:n, 0]
+                    b_ = beta[:n - 1, 0]
+                    theta, S = tf.linalg.eigh(_tridiag(a_, b_))
+                    idx = _select_tf(theta, k, which)
+                    res = tf.abs(beta[j, 0]) * tf.abs(tf.gather(S[n - 1], idx))
+                    scale = tf.reduce_max(tf.abs(theta))
+                    ok = tf.reduce_all(res <= tol * scale)
+                    # never stop right after a breakdown: the restarted block has not been explored yet
+                    return tf.logical_and(ok, tf.logical_not(broken[0]))
+
+                check = tf.logical_and(n >= k, tf.logical_or(tf.equal(n % check_every, 0), tf.equal(n, m)))
+                done = tf.cond(check, converged, lambda: tf.constant(False))
+            return j + 1, Q, alpha, beta, anorm, done
+
+        j, Q, alpha, beta, anorm, _ = tf.while_loop(
+            cond, body, (tf.constant(0), Q, alpha, beta, anorm, tf.constant(False)))
+        return j, Q, alpha, beta
+
+    return tf.function(run)
+
+
+def _get_lanczos(op, m, k, which, check_every, batch):
+    cache = op.__dict__.setdefault("_lanczos_cache", {})
+    key = (m, k, which, check_every, batch)
+    if key not in cache:
+        cache[key] = _build_lanczos(op, m, k, which, check_every, batch)
+    return cache[key]
+
+
+def _start_vectors(op, batch, seed, distribution="gaussian"):
+    shape = [batch, op.size]
+    s = tf.constant([int(seed), 0], tf.int32)
+    if distribution == "gaussian":
+        return tf.random.stateless_normal(shape, seed=s, dtype=op.dtype)
+    if distribution == "rademacher":
+        r = tf.random.stateless_uniform(shape, seed=s, minval=0, maxval=2, dtype=tf.int32)
+        return tf.cast(2 * r - 1, op.dtype)
+    raise ValueError(f"distribution must be 'rademacher' or 'gaussian', got {distribution!r}.")
+
+
+def lanczos_tridiagonal(op: CurvatureOperator, num_steps: int, v0=None, seed: int = 0):
+    """Run ``num_steps`` Lanczos steps with full re-orthogonalisation from v0 (or a seeded Gaussian vector).
+
+    Args:
+        op: the operator (P, P).
+        num_steps: m, 1 <= m <= P.
+        v0: optional start vector (P,).
+        seed: seed of the random start vector and of restarts after a breakdown.
+    Returns:
+        ``(alphas (m,), betas (m-1,), Q (m, P))`` as NumPy arrays: T = tridiag(betas, alphas, betas) and the
+        orthonormal Lanczos vectors, with :math:`Q A Q^T = T` (lanczos1950iteration).
+    Used in chapter 4 (the Lanczos algorithm and its loss of orthogonality).
+    """
+    _check_op(op)
+    if not isinstance(num_steps, (int, np.integer)) or not 1 <= num_steps <= op.size:
+        raise ValueError(f"num_steps must be an integer between 1 and P={op.size}, got {num_steps!r}.")
+    if v0 is None:
+        v0 = _start_vectors(op, 1, seed)
+    else:
+        v0 = op._as_tensor(v0, 1, "lanczos_tridiagonal v0")[None]
+        if float(tf.norm(v0)) == 0.0:
+            raise ValueError("The start vector v0 is zero; pass a non-zero vector.")
+    fn = _get_lanczos(op, int(num_steps), 0, "LA", 1, 1)
+    j, Q, alpha, beta = fn(v0, tf.constant(int(seed), tf.int32), tf.constant(0.0, op.dtype))
+    op.num_products += int(j)
+    m = int(num_steps)
+    return alpha.numpy()[:m, 0], beta.numpy()[:m - 1, 0], Q.numpy()[:m, 0]
+
+
+def lanczos(op: CurvatureOperator, k: int, which: str = "LA", tol: float = 1e-8, max_iter: int | None = None,
+            seed: int = 0, check_every: int = 1, v0=None) -> EigResult:
+    """k extreme eigenpairs by the Lanczos method with full re-orthogonalisation (lanczos1950iteration).
+
+    Builds the Krylov basis :math:`q_{j+1}\\beta_j = Aq_j - \\alpha_j q_j - \\beta_{j-1}q_{j-1}`, re-orthogonalised
+    against all previous vectors (twice) so that no spurious copies of converged eigenvalues appear (the
+    instability 000 Sec. 5.4 and 003 discuss). After each step it diagonalises the tridiagonal
+    :math:`T_j = S\\Theta S^T` and stops when the k wanted Ritz pairs have residual estimates
+    :math:`|\\beta_j s_{j,i}| \\le \\mathrm{tol}\\cdot\\max_i|\\theta_i|`. Finally the true residuals
+    :math:`\\|Av_i-\\theta_iv_i\\|` are computed with k more products (counted). A breakdown (an invariant
+    subspace, e.g. for P small) continues from a fresh random vector; eigenvalues of multiplicity > 1 may
+    still be returned once only if the iteration stops before the restarted block finds them.
+
+    Args:
+        op: the operator (P, P), symmetric.
+        k: number of eigenpairs, 1 <= k <= P.
+        which: ``"LA"``, ``"SA"``, ``"LM"`` or ``"BE"`` (see the module docstring).
+        tol: relative residual tolerance (raised to 10 sqrt(P) machine epsilons of the dtype if smaller:
+            products are not more accurate than that).
+        max_iter: maximal number of Lanczos steps (default min(P, max(10k + 60, 120))).
+        seed: seed of the random start vector.
+        check_every: test convergence every this many steps.
+        v0: optional start vector (P,).
+    Returns:
+        :class:`EigResult` with ``alphas``/``betas`` of the tridiagonal matrix.
+    Used in chapters 2, 4 and 5 (identity I-LANCZOS).
+    """
+    _check_op(op)
+    _check_k(op, k, which)
+    tol = _eff_tol(tol, op.dtype, op.size)
+    P = op.size
+    m = min(P, max(10 * k + 60, 120)) if max_iter is None else int(max_iter)
+    if m < k:
+        raise ValueError(f"max_iter={max_iter} is smaller than k={k}; Lanczos needs at least k steps.")
+    m = min(m, P)
+    if not isinstance(check_every, (int, np.integer)) or check_every < 1:
+        raise ValueError(f"check_every must be a positive integer, got {check_every!r}.")
+    if v0 is None:
+        v0 = _start_vectors(op, 1, seed)
+    else:
+        v0 = op._as_tensor(v0, 1, "lanczos v0")[None]
+        if float(tf.norm(v0)) == 0.0:
+            raise ValueError("The start vector v0 is zero; pass a non-zero vector.")
+    fn = _get_lanczos(op, m, int(k), which, int(check_every), 1)
+    j, Q, alpha, beta = fn(v0, tf.constant(int(seed), tf.int32), tf.constant(tol, op.dtype))
+    steps = int(j)
+    op.num_products += steps
+    a = alpha.numpy()[:steps, 0].astype(np.float64)
+    b = beta.numpy()[:steps, 0].astype(np.float64)
+    T = np.diag(a) + np.diag(b[:-1], 1) + np.diag(b[:-1], -1)
+    theta, S = np.linalg.eigh(T)
+    idx = _select(theta, k, which)
+    vals = theta[idx]
+    Y = tf.matmul(tf.constant(S[:, idx].T, op.dtype), Q[:steps, 0])  # (k, P) Ritz vectors
+    AY = op.rows_product(Y)
+    op.num_products += k
+    res = tf.norm(AY - tf.constant(vals, op.dtype)[:, None] * Y, axis=1).numpy().astype(np.float64)
+    scale = max(np.abs(theta).max(), np.finfo(np.float64).tiny)
+    return EigResult(eigenvalues=vals, eigenvectors=Y.numpy().T, residuals=res, num_products=steps + k,
+                     converged=res <= tol * scale, num_iterations=steps, which=which, alphas=a,
+                     betas=b[:-1])
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Power iteration with deflation
+# ------------------------------------------------------------------------------------------------------------
+
+def _build_power(op: CurvatureOperator, max_iter: int):
+    P, dtype = op.size, op.dtype
+
+    def run(v0, U, tol):
+        # U: (r, P) eigenvectors found so far (deflation by projection)
+        def project(v):
+            return v - tf.linalg.matvec(U, tf.linalg.matvec(U, v), transpose_a=True)
+
+        v = project(v0)
+        v = v / tf.norm(v)
+
+        def cond(i, v, lam, lam_old, res, last_v):
+            rel = tf.abs(lam - lam_old) / tf.maximum(tf.abs(lam), tf.constant(1e-300, dtype))
+            return tf.logical_and(i < max_iter, tf.logical_or(i < 2, rel > tol))
+
+        def body(i, v, lam, lam_old, res, last_v):
+            w = op.rows_product(v[None])[0]
+            w = project(w)
+            lam_new = tf.reduce_sum(v * w)
+            res = tf.norm(w - lam_new * v)
+            return i + 1, w / tf.norm(w), lam_new, lam, res, v
+
+        zero = tf.constant(0.0, dtype)
+        i, v, lam, _, res, last_v = tf.while_loop(
+            cond, body, (tf.constant(0), v, zero, tf.constant(np.inf, dtype), tf.constant(np.inf, dtype), v))
+        return i, lam, last_v, res
+
+    return tf.function(run)
+
+
+def power_iteration(op: CurvatureOperator, k: int = 1, tol: float = 1e-6, max_iter: int = 1000,
+                    seed: int = 0) -> EigResult:
+    """The k largest-magnitude eigenpairs by power iteration with deflation (the reference peers' method).
+
+    For eigenpair i: :math:`v \\leftarrow (I - U U^T) A v/\\|\\cdot\\|` with U the eigenvectors already found
+    (projection deflation, as PyHessian does, yao2020pyhessian), until the Rayleigh quotient
+    :math:`\\lambda = v^TAv` changes by at most ``tol`` relatively between two iterations, or ``max_iter``
+    iterations. Each iteration is one product; the residual of the returned pair costs nothing extra.
+    Slow when eigenvalues are close (convergence ratio :math:`|\\lambda_{i+1}/\\lambda_i|`), which is why
+    :func:`lanczos` is the book's default; kept to compare with it (benchmark).
+
+    Args:
+        op: the operator (P, P).
+        k: number of eigenpairs, 1 <= k <= P.
+        tol: relative change of the eigenvalue between iterations that stops the iteration.
+        max_iter: iterations per eigenpair.
+        seed: seed of the random start vectors.
+    Returns:
+        :class:`EigResult`, ordered by descending magnitude as found; ``converged`` says whether the
+        eigenvalue criterion was met before ``max_iter``.
+    Used in chapter 4 (comparison with Lanczos) and the benchmark.
+    """
+    _check_op(op)
+    _check_k(op, k, "LM")
+    if not isinstance(max_iter, (int, np.integer)) or max_iter < 2:
+        raise ValueError(f"max_iter must be an integer >= 2, got {max_iter!r}.")
+    if not (isinstance(tol, (int, float)) and tol > 0):
+        raise ValueError(f"tol must be a positive number, got {tol!r}.")
+    cache = op.__dict__.setdefault("_power_cache", {})
+    if max_iter not in cache:
+        cache[max_iter] = _build_power(op, int(max_iter))
+    fn = cache[max_iter]
+    U = tf.zeros([0, op.size], op.dtype)
+    vals, res, conv, total = [], [], [], 0
+    for i in range(k):
+        v0 = tf.random.stateless_normal([op.size], seed=[int(seed), i + 1], dtype=op.dtype)
+        it, lam, v, r = fn(v0, U, tf.constant(tol, op.dtype))
+        it = int(it)
+        total += it
+        vals.append(float(lam))
+        res.append(float(r))
+        conv.append(it < max_iter)
+        U = tf.concat([U, (v / tf.norm(v))[None]], axis=0)
+    op.num_products += total
+    return EigResult(eigenvalues=np.array(vals), eigenvectors=U.numpy().T, residuals=np.array(res),
+                     num_products=total, converged=np.array(conv), num_iterations=total, which="LM")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# SciPy bridge and dense eigh
+# ------------------------------------------------------------------------------------------------------------
+
+def eigsh(op: CurvatureOperator, k: int, which: str = "LA", tol: float = 1e-8, seed: int = 0,
+          max_iter: int | None = None) -> EigResult:
+    """k eigenpairs by ``scipy.sparse.linalg.eigsh`` (ARPACK's implicitly restarted Lanczos) on the operator.
+
+    Products go through :meth:`CurvatureOperator.as_linear_operator` (a NumPy round trip each: this bridge is
+    for comparison and convenience, :func:`lanczos` stays on the device). Residuals cost k more products.
+    Args and returns as :func:`lanczos` (``which="BE"`` is ARPACK's both-ends mode).
+    Used in chapter 4 and the benchmark.
+    """
+    from scipy.sparse.linalg import eigsh as _eigsh
+
+    _check_op(op)
+    _check_k(op, k, which)
+    if k >= op.size:
+        raise ValueError(f"ARPACK's eigsh needs k < P; k={k}, P={op.size}. Use dense_eigh or lanczos instead.")
+    tol = _eff_tol(tol, op.dtype, op.size)
+    start = op.num_products
+    v0 = np.random.default_rng(seed).standard_normal(op.size).astype(op.dtype.as_numpy_dtype)
+    w, V = _eigsh(op.as_linear_operator(), k=k, which=which, tol=tol, v0=v0, maxiter=max_iter)
+    order = _select(np.sort(w), k, which)
+    srt = np.argsort(w, kind="stable")
+    w, V = w[srt][order], V[:, srt][:, order]
+    iters = op.num_products - start
+    AV = op.matmat(V).numpy()
+    res = np.linalg.norm(AV - V * w[None, :], axis=0)
+    scale = max(np.abs(w).max(), np.finfo(np.float64).tiny)
+    return EigResult(eigenvalues=w.astype(np.float64), eigenvectors=V, residuals=res.astype(np.float64),
+                     num_products=iters + k, converged=res <= tol * scale, num_iterations=iters,
+                     which=which)
+
+
+def dense_eigh(op: CurvatureOperator, max_bytes: int = 2 * 1024**3, block_size: int | None = None,
+               eigenvectors: bool = True) -> EigResult:
+    """The full spectrum: materialise the operator in blocks (``to_dense``) and call ``numpy.linalg.eigh``.
+
+    The dense matrix is symmetrised, :math:`(A + A^T)/2`, before diagonalising (rounding makes the
+    materialised rows differ from the columns by a few ulps).
+
+    Args:
+        op: the operator (P, P).
+        max_bytes: memory cap for the materialisation (see ``CurvatureOperator.to_dense``).
+        block_size: columns per block (default from ``max_bytes``).
+        eigenvectors: also return eigenvectors (P, P).
+    Returns:
+        :class:`EigResult` with all P eigenvalues ascending, residuals from the dense matrix.
+    Used in chapters 2, 4 and 6 (dense spectra of small networks, the reference for I-LANCZOS and I-SLQ).
+    """
+    _check_op(op)
+    A = op.to_dense(max_bytes=max_bytes, block_size=block_size)
+    A = 0.5 * (A + A.T)
+    if eigenvectors:
+        w, V = np.linalg.eigh(A)
+        res = np.linalg.norm(A @ V - V * w[None, :], axis=0)
+    else:
+        w, V = np.linalg.eigvalsh(A), None
+        res = np.zeros_like(w)
+    return EigResult(eigenvalues=w, eigenvectors=V, residuals=res, num_products=op.size,
+                     converged=np.ones(op.size, bool), num_iterations=0, which="all")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Stochastic Lanczos quadrature
+# ------------------------------------------------------------------------------------------------------------
+
+def slq_nodes(op: CurvatureOperator, num_probes: int, num_steps: int, seed: int = 0,
+              distribution: str = "rademacher", probes_per_batch: int | None = None):
+    """Gauss quadrature nodes and weights of the spectral measure from Lanczos runs on random probes.
+
+    For a unit probe v, m Lanczos steps give :math:`T = S\\Theta S^T`; :math:`v^Tg(A)v \\approx \\sum_j
+    S_{1j}^2 g(\\theta_j)` (ubaru2017fast). Probes run together (batched products) in one graph loop.
+
+    Returns:
+        ``(nodes, weights, num_products)`` with nodes and weights of shape (num_probes, m).
+    Used in chapter 4 (through :func:`slq_density`).
+    """
+    _check_op(op)
+    for name, val in (("num_probes", num_probes), ("num_steps", num_steps)):
+        if not isinstance(val, (int, np.integer)) or isinstance(val, bool) or val < 1:
+            raise ValueError(f"{name} must be a positive integer, got {val!r}.")
+    m = int(min(num_steps, op.size))
+    per = int(probes_per_batch or num_probes)
+    nodes, weights, total = [], [], 0
+    for start in range(0, num_probes, per):
+        b = min(per, num_probes - start)
+        V0 = _start_vectors(op, b, seed * 1000003 + start, distribution)
+        fn = _get_lanczos(op, m, 0, "LA", 1, b)
+        j, Q, alpha, beta = fn(V0, tf.constant(int(seed) * 7919 + start, tf.int32), tf.constant(0.0, op.dtype))
+        total += int(j) * b
+        a = tf.transpose(alpha[:m])  # (b, m)
+        bb = tf.transpose(beta[:m - 1])
+        T = tf.linalg.diag(a) + tf.pad(tf.linalg.diag(bb), [[0, 0], [0, 1], [1, 0]])
+        T = T + tf.pad(tf.linalg.diag(bb), [[0, 0], [1, 0], [0, 1]])
+        theta, S = tf.linalg.eigh(T)
+        nodes.append(theta.numpy())
+        weights.append((S[:, 0, :] ** 2).numpy())
+    op.num_products += total
+    return np.concatenate(nodes).astype(np.float64), np.concatenate(weights).astype(np.float64), total
+
+
+def slq_density(op: CurvatureOperator, num_probes: int = 10, num_steps: int = 80, grid=None,
+                sigma: float | None = None, seed: int = 0, distribution: str = "rademacher",
+                grid_size: int = 512) -> Density:
+    """Spectral density by stochastic Lanczos quadrature with Gaussian smoothing (003 Sec. 3; ubaru2017fast).
+
+    :math:`\\phi_\\sigma(t) = \\frac{1}{n_v}\\sum_{l=1}^{n_v}\\sum_{j=1}^m (S^{(l)}_{1j})^2\\, g_\\sigma(t-\\theta^{(l)}_j)`
+    with :math:`g_\\sigma` a unit-mass Gaussian of width sigma: the Gaussian-smoothed version of
+    :math:`\\phi(t) = \\frac1P\\sum_i\\delta(t-\\lambda_i)` (003 Sec. 3, "Lanczos spectral density").
+
+    Args:
+        op: the operator (P, P).
+        num_probes: number of random probe vectors :math:`n_v`.
+        num_steps: Lanczos steps m per probe (capped at P).
+        grid: points t (default: ``grid_size`` points spanning the nodes +- 5 sigma).
+        sigma: Gaussian width (default 1% of the span of the nodes).
+        seed: seed of the probes.
+        distribution: ``"rademacher"`` or ``"gaussian"`` probes.
+    Returns:
+        :class:`Density` (grid, density, raw nodes and weights, sigma, num_products).
+    Used in chapter 4 (identity I-SLQ, layerwise spectra).
+    """
+    nodes, weights, total = slq_nodes(op, num_probes, num_steps, seed, distribution)
+    lo, hi = float(nodes.min()), float(nodes.max())
+    if sigma is None:
+        sigma = 0.01 * (hi - lo) if hi > lo else max(abs(hi), 1.0) * 1e-3
+    if not (sigma > 0 and math.isfinite(sigma)):
+        raise ValueError(f"sigma must be a positive number, got {sigma!r}.")
+    if grid is None:
+        grid = np.linspace(lo - 5 * sigma, hi + 5 * sigma, int(grid_size))
+    grid = np.asarray(grid, dtype=np.float64).reshape(-1)
+    if grid.size == 0:
+        raise ValueError("grid is empty; pass at least one point.")
+    diff = grid[:, None, None] - nodes[None]
+    g = np.exp(-0.5 * (diff / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
+    dens = np.einsum("gpm,pm->g", g, weights) / nodes.shape[0]
+    return Density(grid=grid, density=dens, nodes=nodes, weights=weights, sigma=float(sigma), num_products=total)
