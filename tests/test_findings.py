@@ -1,0 +1,69 @@
+"""The findings registry: verdicts come from the measurement, ids are checked, JSON is written."""
+import json
+
+import pytest
+
+from helpers import config, findings
+
+
+@pytest.fixture(autouse=True)
+def tmp_findings(tmp_path, monkeypatch):
+    monkeypatch.setenv("BOOK_FINDINGS_DIR", str(tmp_path / "findings"))
+    monkeypatch.setenv("BOOK_PROFILE", "quick")
+    findings.start_chapter("99_test")
+    return tmp_path / "findings"
+
+
+def rule(m):
+    return m["ratio"] <= 0.7
+
+
+def test_verdict_follows_measurement():
+    good = findings.record("F-TEST", "000 Sec. 1", "ratio <= 0.7", {"ratio": 0.5}, rule, show=False)
+    bad = findings.record("F-TEST", "000 Sec. 1", "ratio <= 0.7", {"ratio": 0.9}, rule, show=False)
+    assert good.verdict == findings.REPRODUCED and good.reproduced
+    assert bad.verdict == findings.NOT_REPRODUCED and not bad.reproduced
+    assert findings.get("F-TEST") is bad  # the later record replaces the earlier one
+    scalar = findings.record("F-SCALAR", "src", "x > 1", 2.0, lambda x: x > 1, show=False)
+    assert scalar.reproduced and scalar.measured == {"value": 2.0}
+
+
+def test_numpy_measurements_and_bool():
+    import numpy as np
+
+    f = findings.record("F-NP", "src", "all positive", {"v": np.array([1.0, 2.0]), "n": np.int64(3)},
+                        lambda m: np.all(np.asarray(m["v"]) > 0), show=False)
+    assert f.reproduced and f.measured == {"v": [1.0, 2.0], "n": 3}
+
+
+def test_bad_inputs_rejected():
+    with pytest.raises(ValueError, match="F-OUT"):
+        findings.record("I-PARAMS", "src", "c", 1.0, lambda m: True)
+    with pytest.raises(ValueError):
+        findings.record("", "src", "c", 1.0, lambda m: True)
+    with pytest.raises(TypeError, match="function"):
+        findings.record("F-X", "src", "c", 1.0, True)
+    with pytest.raises(TypeError, match="bool"):
+        findings.record("F-X", "src", "c", 1.0, lambda m: "yes")
+    with pytest.raises(KeyError, match="no finding"):
+        findings.get("F-NONE")
+
+
+def test_json_written_and_table(tmp_findings):
+    findings.record("F-A", "000 Sec. 7.2", "ratio <= 0.7", {"ratio": 0.25}, rule, note="small", show=False)
+    findings.record("F-B", "004 Sec. 5", "ratio <= 0.7", {"ratio": 3.0}, rule, show=False)
+    path = tmp_findings / "quick" / "99_test.json"
+    payload = json.loads(path.read_text())
+    assert payload["chapter"] == "99_test" and payload["profile"] == "quick"
+    assert [f["verdict"] for f in payload["findings"]] == [findings.REPRODUCED, findings.NOT_REPRODUCED]
+    assert payload["findings"][0]["measured"] == {"ratio": 0.25}
+    text = findings.markdown_table()
+    assert "| F-A | 000 Sec. 7.2 | ratio <= 0.7 | ratio = 0.25 | reproduced |" in text
+    assert findings.load_all(tmp_findings)[0]["chapter"] == "99_test"
+    assert not list((tmp_findings / "quick").glob("*.tmp"))
+
+
+def test_record_needs_a_chapter(monkeypatch):
+    monkeypatch.setitem(findings._state, "chapter", None)
+    with pytest.raises(RuntimeError, match="setup"):
+        findings.record("F-X", "src", "c", 1.0, lambda m: True)
