@@ -1,0 +1,301 @@
+"""Per-example gradients and Jacobians, the empirical neural tangent kernel (NTK) and the Fisher trace.
+
+With outputs :math:`f(x_i;\\theta)\\in\\mathbb R^C` and per-example losses :math:`\\ell_i`:
+
+- :func:`per_example_gradients`: :math:`g_i = \\nabla_\\theta\\ell_i`, shape (N, P);
+- :func:`per_example_jacobians`: :math:`J_i = \\partial f(x_i)/\\partial\\theta`, shape (N, C, P);
+- :func:`empirical_ntk`: :math:`\\Lambda_{ijab} = \\nabla_\\theta f(x_i)_a\\cdot\\nabla_\\theta f(x_j)_b` (004 eq. 4.2.1;
+  jacot2018neural), as the full 4-index tensor, traced over the outputs, or only its diagonal blocks i = j;
+- :func:`ntk_trace`: :math:`\\mathrm{tr}\\Lambda = \\sum_i\\sum_a\\Lambda_{iiaa}`;
+- :func:`fisher_trace`: :math:`\\mathrm{tr}F = \\frac1N\\sum_i\\|\\nabla_\\theta\\ell_i\\|^2` (004 eq. 5.1.3, the trace of
+  the empirical Fisher), and :func:`fisher_trace_via_ntk`: the same through 004 eq. 5.1.2,
+  :math:`\\frac1N\\sum_i\\sum_{a,b}\\partial_a\\ell_i\\,\\partial_b\\ell_i\\,\\Lambda_{iiab}`.
+
+Per-example quantities are computed with ``tf.vectorized_map`` over the examples of a batch (each example's
+backward pass vectorised, no N-fold waste), inside ``tf.function`` on TensorFlow's device, in batches of
+``batch_size`` examples. The model runs with ``training=False``. Results are TensorFlow tensors
+(``np.asarray`` converts them).
+
+Used in chapters 6 and 7 (identities I-NTKSTEP, I-FISHERNTK) and 8.
+"""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from . import params
+
+__all__ = ["per_example_gradients", "per_example_jacobians", "empirical_ntk", "ntk_trace", "fisher_trace",
+           "fisher_trace_via_ntk", "output_gradients"]
+
+_ZERO = tf.UnconnectedGradients.ZERO
+
+
+def _setup(model, variables):
+    if not hasattr(model, "trainable_variables"):
+        raise TypeError(f"model must be a Keras model, got {type(model).__name__}.")
+    if variables is None or isinstance(variables, str):
+        variables = params.select_variables(model, variables)
+    else:
+        variables = list(variables)
+        if variables and all(isinstance(v, str) for v in variables):
+            variables = params.select_variables(model, variables)
+        if not variables:
+            raise ValueError("variables=[] selects nothing; pass None, layer name(s) or a list of variables.")
+    tf_vars = [params.tf_variable(v) for v in variables]
+    dtypes = {v.dtype for v in tf_vars}
+    if len(dtypes) != 1:
+        raise TypeError("The selected variables mix dtypes; select variables of one floating dtype.")
+    return tf_vars, dtypes.pop()
+
+
+def _inputs(x, dtype, name="x"):
+    x = np.asarray(x)
+    if x.ndim == 0 or x.shape[0] == 0:
+        raise ValueError(f"{name} is empty; pass at least one example (shape (N, ...), N >= 1).")
+    if np.issubdtype(x.dtype, np.floating):
+        x = x.astype(tf.as_dtype(dtype).as_numpy_dtype)
+    return tf.constant(x)
+
+
+def _labels(y, n, dtype):
+    y = np.asarray(y)
+    if y.ndim == 0 or y.shape[0] != n:
+        raise ValueError(f"y must have one entry per example ({n}), got shape {y.shape}.")
+    if np.issubdtype(y.dtype, np.floating):
+        y = y.astype(tf.as_dtype(dtype).as_numpy_dtype)
+    return tf.constant(y)
+
+
+def _check_batch(batch_size):
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    return int(batch_size)
+
+
+def _flat(tensors, lead):
+    return tf.concat([tf.reshape(t, lead + [-1]) for t in tensors], axis=-1)
+
+
+def _outputs(model, xb, dtype):
+    z = model(xb, training=False)
+    if isinstance(z, (list, tuple)):
+        raise TypeError("The model has several outputs; these functions need a single output tensor.")
+    z = tf.cast(z, dtype)
+    if z.shape.rank == 1:
+        z = z[:, None]
+    return z
+
+
+def _cached(model, key, builder):
+    cache = model.__dict__.setdefault("_ntk_fn_cache", {})
+    if key not in cache:
+        cache[key] = builder()
+    return cache[key]
+
+
+def _grad_fn(model, loss_fn, tf_vars, dtype):
+    def one(args):
+        xi, yi = args
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(tf_vars)
+            loss = tf.reduce_sum(loss_fn(yi[None], _outputs(model, xi[None], dtype)))
+        return _flat(tape.gradient(loss, tf_vars, unconnected_gradients=_ZERO), [])
+
+    @tf.function(reduce_retracing=True)
+    def batch(xb, yb):
+        return tf.vectorized_map(one, (xb, yb), fallback_to_while_loop=True)
+
+    return batch
+
+
+def _jac_fn(model, tf_vars, dtype):
+    def one(xi):
+        with tf.GradientTape(persistent=True, watch_accessed_variables=False) as tape:
+            tape.watch(tf_vars)
+            z = _outputs(model, xi[None], dtype)[0]
+            parts = [z[c] for c in range(z.shape[0])]
+        rows = [_flat(tape.gradient(p, tf_vars, unconnected_gradients=_ZERO), []) for p in parts]
+        del tape
+        return tf.stack(rows)
+
+    @tf.function(reduce_retracing=True)
+    def batch(xb):
+        return tf.vectorized_map(one, xb, fallback_to_while_loop=True)
+
+    return batch
+
+
+def per_example_gradients(model, loss_fn, x, y, variables=None, batch_size: int = 256) -> tf.Tensor:
+    """Gradients of each example's loss, :math:`g_i = \\nabla_\\theta\\ell(f(x_i;\\theta), y_i)`, stacked (N, P).
+
+    Args:
+        model: Keras model (run with ``training=False``).
+        loss_fn: per-example loss ``loss(y_true, y_pred) -> (batch,)``.
+        x: inputs (N, ...); y: labels or targets (N, ...).
+        variables: None (all trainable), layer name(s) or a list of variables.
+        batch_size: examples per vectorised batch (memory ~ batch_size x P).
+    Returns:
+        tensor (N, P) in the variables' dtype (flat order of ``helpers.params``).
+    Used in chapters 6 and 7 (the empirical Fisher, 004 eq. 5.1.3).
+    """
+    if not callable(loss_fn):
+        raise TypeError("loss_fn must be a per-example loss, loss(y_true, y_pred) -> (batch,).")
+    tf_vars, dtype = _setup(model, variables)
+    X = _inputs(x, dtype)
+    Y = _labels(y, int(X.shape[0]), dtype)
+    bs = _check_batch(batch_size)
+    fn = _cached(model, ("grad", loss_fn, tuple(id(v) for v in tf_vars)),
+                 lambda: _grad_fn(model, loss_fn, tf_vars, dtype))
+    out = [fn(X[s:s + bs], Y[s:s + bs]) for s in range(0, int(X.shape[0]), bs)]
+    G = tf.concat(out, axis=0)
+    if not bool(tf.reduce_all(tf.math.is_finite(G))):
+        raise ValueError("Some per-example gradients are not finite (NaN or inf): the loss is not finite on the data.")
+    return G
+
+
+def per_example_jacobians(model, x, variables=None, batch_size: int = 64) -> tf.Tensor:
+    """Jacobians of the outputs for each example, :math:`J_i = \\partial f(x_i;\\theta)/\\partial\\theta`, (N, C, P).
+
+    Args:
+        model: Keras model returning (N, C) (or (N,) for one output).
+        x: inputs (N, ...).
+        variables: None (all trainable), layer name(s) or a list of variables.
+        batch_size: examples per vectorised batch (memory ~ batch_size x C x P).
+    Returns:
+        tensor (N, C, P).
+    Used in chapter 7 (the NTK, 004 eq. 4.2.1) and 8.
+    """
+    tf_vars, dtype = _setup(model, variables)
+    X = _inputs(x, dtype)
+    bs = _check_batch(batch_size)
+    fn = _cached(model, ("jac", tuple(id(v) for v in tf_vars)), lambda: _jac_fn(model, tf_vars, dtype))
+    return tf.concat([fn(X[s:s + bs]) for s in range(0, int(X.shape[0]), bs)], axis=0)
+
+
+def empirical_ntk(model, x1, x2=None, mode: str = "full", variables=None, batch_size: int = 64) -> tf.Tensor:
+    """The empirical NTK :math:`\\Lambda_{ijab} = \\nabla_\\theta f(x_i)_a\\cdot\\nabla_\\theta f(x_j)_b` (004 eq. 4.2.1).
+
+    Args:
+        model: Keras model.
+        x1: inputs (N1, ...); x2: inputs (N2, ...) or None for x2 = x1.
+        mode: ``"full"`` -> (N1, N2, C, C); ``"trace"`` -> (N1, N2) with :math:`\\sum_a\\Lambda_{ijaa}`;
+            ``"diagonal"`` -> (N1, C, C) with the blocks :math:`\\Lambda_{iiab}` (x2 must be None).
+        variables: None (all trainable), layer name(s) or a list of variables.
+        batch_size: examples per Jacobian batch; the Jacobians of x2 are kept (N2 x C x P), x1 is streamed.
+    Returns:
+        tensor of the shape given by ``mode``.
+    Used in chapter 7 (the NTK and the lazy regime, identity I-NTKSTEP).
+    """
+    if mode not in ("full", "trace", "diagonal"):
+        raise ValueError(f"mode must be 'full', 'trace' or 'diagonal', got {mode!r}.")
+    if mode == "diagonal" and x2 is not None:
+        raise ValueError("mode='diagonal' gives the blocks Lambda_iiab of one input set; pass x2=None.")
+    bs = _check_batch(batch_size)
+    X1 = np.asarray(x1)
+    if X1.ndim == 0 or X1.shape[0] == 0:
+        raise ValueError("x1 is empty; pass at least one example.")
+    if mode == "diagonal":
+        out = []
+        for s in range(0, X1.shape[0], bs):
+            J = per_example_jacobians(model, X1[s:s + bs], variables, bs)
+            out.append(tf.einsum("iap,ibp->iab", J, J))
+        return tf.concat(out, axis=0)
+    J2 = per_example_jacobians(model, X1 if x2 is None else x2, variables, bs)
+    if x2 is not None and tuple(np.asarray(x2).shape[1:]) != tuple(X1.shape[1:]):
+        raise ValueError(f"x1 and x2 must have the same example shape, got {X1.shape[1:]} and {np.asarray(x2).shape[1:]}.")
+    out = []
+    for s in range(0, X1.shape[0], bs):
+        J1 = J2[s:s + bs] if x2 is None else per_example_jacobians(model, X1[s:s + bs], variables, bs)
+        if mode == "full":
+            out.append(tf.einsum("iap,jbp->ijab", J1, J2))
+        else:
+            out.append(tf.einsum("iap,jap->ij", J1, J2))
+    return tf.concat(out, axis=0)
+
+
+def ntk_trace(model, x, variables=None, batch_size: int = 64, reduction: str = "sum") -> float:
+    """Trace of the empirical NTK, :math:`\\mathrm{tr}\\Lambda = \\sum_i\\sum_a\\Lambda_{iiaa} = \\sum_i\\|J_i\\|_F^2`.
+
+    Args:
+        model, x, variables, batch_size: as :func:`empirical_ntk`.
+        reduction: ``"sum"`` over examples (004's tr Λ; then tr F = tr Λ / N for the one-output L2-norm loss,
+            identity I-L2EXACT) or ``"mean"``.
+    Returns:
+        a Python float.
+    Used in chapters 7 and 8.
+    """
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}.")
+    bs = _check_batch(batch_size)
+    X = np.asarray(x)
+    if X.ndim == 0 or X.shape[0] == 0:
+        raise ValueError("x is empty; pass at least one example.")
+    total = 0.0
+    for s in range(0, X.shape[0], bs):
+        J = per_example_jacobians(model, X[s:s + bs], variables, bs)
+        total += float(tf.reduce_sum(tf.cast(J, tf.float64) ** 2))
+    return total / X.shape[0] if reduction == "mean" else total
+
+
+def output_gradients(model, loss_fn, x, y) -> tf.Tensor:
+    """Derivatives of each example's loss with respect to the outputs, :math:`\\partial\\ell_i/\\partial f(x_i)`, (N, C).
+
+    Used in chapter 7 (004 eq. 5.1.2, the loss part of the Fisher trace).
+    """
+    if not callable(loss_fn):
+        raise TypeError("loss_fn must be a per-example loss, loss(y_true, y_pred) -> (batch,).")
+    dtype = model.trainable_variables[0].dtype if model.trainable_variables else tf.float32
+    X = _inputs(x, dtype)
+    Y = _labels(y, int(X.shape[0]), dtype)
+    z = _outputs(model, X, tf.as_dtype(dtype))
+    with tf.GradientTape() as tape:
+        tape.watch(z)
+        loss = tf.reduce_sum(loss_fn(Y, z))
+    g = tape.gradient(loss, z)
+    if not bool(tf.reduce_all(tf.math.is_finite(g))):
+        raise ValueError("The loss derivatives are not finite (NaN or inf) on the data.")
+    return g
+
+
+def fisher_trace(model, loss_fn, x, y, variables=None, batch_size: int = 256) -> float:
+    """Trace of the empirical Fisher, :math:`\\mathrm{tr}F = \\frac1N\\sum_i\\|\\nabla_\\theta\\ell_i\\|^2` (004 eq. 5.1.3).
+
+    Computed from per-example gradients in batches (never stores all N x P at once).
+    Args: as :func:`per_example_gradients`. Returns: a Python float.
+    Used in chapters 6 and 7 (identity I-FISHERNTK, finding F-L2PROP) and 8.
+    """
+    X, Y = np.asarray(x), np.asarray(y)
+    if X.ndim == 0 or X.shape[0] == 0:
+        raise ValueError("x is empty; pass at least one example.")
+    if Y.ndim == 0 or Y.shape[0] != X.shape[0]:
+        raise ValueError(f"y must have one entry per example ({X.shape[0]}), got shape {Y.shape}.")
+    bs = _check_batch(batch_size)
+    total = 0.0
+    for s in range(0, X.shape[0], bs):
+        G = per_example_gradients(model, loss_fn, X[s:s + bs], Y[s:s + bs], variables, bs)
+        total += float(tf.reduce_sum(tf.cast(G, tf.float64) ** 2))
+    return total / X.shape[0]
+
+
+def fisher_trace_via_ntk(model, loss_fn, x, y, variables=None, batch_size: int = 64) -> float:
+    """Trace of the empirical Fisher through the NTK, 004 eq. 5.1.2.
+
+    :math:`\\mathrm{tr}F = \\frac1N\\sum_i\\sum_{a,b}\\frac{\\partial\\ell_i}{\\partial f_a}\\frac{\\partial\\ell_i}{\\partial f_b}
+    \\Lambda_{iiab}`: the loss derivatives in output space (independent of the architecture) contracted with
+    the diagonal NTK blocks (independent of the loss). Equals :func:`fisher_trace` (identity I-FISHERNTK).
+    Args: as :func:`per_example_gradients`. Returns: a Python float.
+    Used in chapter 7.
+    """
+    X, Y = np.asarray(x), np.asarray(y)
+    if X.ndim == 0 or X.shape[0] == 0:
+        raise ValueError("x is empty; pass at least one example.")
+    if Y.ndim == 0 or Y.shape[0] != X.shape[0]:
+        raise ValueError(f"y must have one entry per example ({X.shape[0]}), got shape {Y.shape}.")
+    bs = _check_batch(batch_size)
+    total = 0.0
+    for s in range(0, X.shape[0], bs):
+        g = tf.cast(output_gradients(model, loss_fn, X[s:s + bs], Y[s:s + bs]), tf.float64)
+        L = tf.cast(empirical_ntk(model, X[s:s + bs], mode="diagonal", variables=variables, batch_size=bs), tf.float64)
+        total += float(tf.einsum("ia,iab,ib->", g, L, g))
+    return total / X.shape[0]
