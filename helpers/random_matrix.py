@@ -221,7 +221,7 @@ def empirical_spectral_density(eigenvalues, grid=None, sigma: float | None = Non
 
 # ------------------------------------------------------------------------------ unfolding and spacings
 def unfold(eigenvalues, method: str = "polynomial", degree: int = 9, smoothing: float | None = None,
-           trim: float = 0.0) -> np.ndarray:
+           trim: float = 0.0, window: int | None = None) -> np.ndarray:
     """Unfold a spectrum: map each eigenvalue through a smooth fit of the counting function ``N(lambda)``.
 
     ``N(lambda)`` counts eigenvalues ``<= lambda``; its smooth part ``N_s`` (a polynomial of ``degree`` in a
@@ -230,10 +230,13 @@ def unfold(eigenvalues, method: str = "polynomial", degree: int = 9, smoothing: 
 
     Args:
         eigenvalues: (n,) eigenvalues (any order; sorted internally), n >= degree + 2.
-        method: ``"polynomial"`` (least-squares polynomial, default) or ``"spline"`` (scipy
-            ``UnivariateSpline`` with smoothing ``smoothing``, default ``n``).
+        method: ``"polynomial"`` (least-squares Chebyshev polynomial, default), ``"spline"`` (scipy
+            ``UnivariateSpline`` with smoothing ``smoothing``, default ``n``) or ``"local"`` (each spacing
+            divided by the mean of the ``2 window + 1`` spacings around it: follows a density that varies
+            over orders of magnitude, as a Hessian spectrum does).
         degree: polynomial degree (or spline degree <= 5 for ``"spline"``; default 3 then).
         trim: fraction of eigenvalues dropped at each end before returning (edge effects), in [0, 0.5).
+        window: half-width of the local average for ``"local"`` (default 10).
     Returns:
         (n') unfolded, sorted values. Used in chapters 3 and 4.
     """
@@ -253,6 +256,19 @@ def unfold(eigenvalues, method: str = "polynomial", degree: int = 9, smoothing: 
             raise ValueError(f"unfold with degree {degree} needs at least {degree + 2} eigenvalues, got {n}.")
         poly = np.polynomial.Chebyshev.fit(z, counts, degree)
         smooth = poly(z)
+    elif method == "local":
+        # local unfolding: each spacing divided by the mean of its 2*window+1 neighbours (the local density)
+        from scipy.ndimage import uniform_filter1d
+
+        k = 10 if window is None else int(window)
+        if k < 1:
+            raise ValueError(f"window must be a positive integer, got {window!r}.")
+        gaps = np.diff(ev)
+        local = uniform_filter1d(gaps, 2 * k + 1, mode="nearest")
+        if np.any(local <= 0):
+            raise ValueError("unfold(method='local'): a run of identical eigenvalues has zero local spacing; "
+                             "remove exactly degenerate eigenvalues (e.g. a null space) first.")
+        smooth = np.concatenate([[0.0], np.cumsum(gaps / local)])
     elif method == "spline":
         from scipy.interpolate import UnivariateSpline
 
@@ -261,7 +277,7 @@ def unfold(eigenvalues, method: str = "polynomial", degree: int = 9, smoothing: 
         spl = UnivariateSpline(zz, counts[idx], k=k, s=float(n) if smoothing is None else float(smoothing))
         smooth = spl(z)
     else:
-        raise ValueError(f"unknown unfolding method {method!r}; use 'polynomial' or 'spline'.")
+        raise ValueError(f"unknown unfolding method {method!r}; use 'polynomial', 'spline' or 'local'.")
     cut = int(np.floor(trim * n))
     return np.sort(smooth[cut:n - cut] if cut else smooth)
 

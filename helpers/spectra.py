@@ -130,37 +130,34 @@ def jensen_shannon_distance(density_a, density_b) -> float:
     return float(jensenshannon(p / p.sum(), q / q.sum(), base=2))
 
 
-def count_outliers(eigenvalues, max_outliers: int | None = None, min_gap: float = 2.0) -> int:
-    """Number of eigenvalues that stand above the bulk: the position of the widest relative gap at the top.
+def count_outliers(eigenvalues, sigma: float | None = None) -> int:
+    """Number of eigenvalues separated from the bulk: those above the first resolvable gap above the median.
 
-    With ``m`` the bulk's typical size (median of ``|lambda|``) and the eigenvalues sorted in decreasing
-    order, the ratios ``r_k = (lambda_k - m) / (lambda_(k+1) - m)`` are formed for ``k <= max_outliers``
-    (infinite where ``lambda_(k+1)`` falls to the bulk scale). The count is the ``k`` of the largest ratio,
-    provided it is at least ``min_gap``; otherwise there are no outliers.
+    In the Gaussian-smoothed density of width ``sigma`` two neighbouring eigenvalues appear as separate peaks
+    exactly when they are more than ``2 sigma`` apart (a mixture of two equal Gaussians is bimodal iff the
+    separation exceeds twice their width). Walking up the sorted spectrum from its median, the bulk ends at
+    the first gap larger than ``2 sigma``; every eigenvalue above that gap is an outlier: it shows as its own
+    spike (or a separate group of spikes) in the density plot.
 
     Args:
-        eigenvalues: (n,) the spectrum (exact eigenvalues, or the top eigenvalues from Lanczos).
-        max_outliers: largest count considered (default ``min(50, n - 1)``).
-        min_gap: smallest ratio ``(lambda_k - m) / (lambda_(k+1) - m)`` that counts as a separation.
+        eigenvalues: (n,) the spectrum (n >= 3).
+        sigma: smoothing width; default 1% of the spectral width ``max - min`` (the plots' default).
     Returns:
-        the number of outliers k* (0 if no separation). Used in chapter 4 (F-OUT, F-LAYEROUT).
+        the number of outliers (0 if no gap above the median exceeds ``2 sigma``).
+        Used in chapter 4 (F-OUT, F-INIT, F-LAYEROUT).
     """
-    x = np.sort(np.asarray(eigenvalues, dtype=np.float64).reshape(-1))[::-1]
+    x = np.sort(np.asarray(eigenvalues, dtype=np.float64).reshape(-1))
     if x.size < 3:
         raise ValueError("count_outliers needs at least three eigenvalues.")
     if not np.all(np.isfinite(x)):
         raise ValueError("count_outliers: the eigenvalues contain NaN or infinite values.")
-    kmax = min(50, x.size - 1) if max_outliers is None else int(max_outliers)
-    if kmax < 1 or kmax >= x.size:
-        raise ValueError(f"max_outliers must be in [1, {x.size - 1}], got {max_outliers!r}.")
-    m = float(np.median(np.abs(x)))
-    shifted = x[: kmax + 1] - m
-    pos = shifted > 0
-    ratios = np.full(kmax, 1.0)
-    ok = pos[1:]
-    ratios[ok] = shifted[:kmax][ok] / shifted[1:][ok]
-    # the last positive shifted value towers over the (non-positive) rest: treat as an infinite ratio
-    last = np.where(pos[:kmax] & ~pos[1:])[0]
-    ratios[last] = np.inf
-    k = int(np.argmax(ratios))
-    return k + 1 if ratios[k] >= min_gap else 0
+    if sigma is None:
+        sigma = 0.01 * (x[-1] - x[0])
+    if not np.isscalar(sigma) or not np.isfinite(sigma) or sigma < 0:
+        raise ValueError(f"sigma must be a non-negative number, got {sigma!r}.")
+    start = x.size // 2
+    gaps = np.diff(x[start:])
+    big = np.nonzero(gaps > 2.0 * sigma)[0]
+    if big.size == 0:
+        return 0
+    return int(x.size - (start + big[0] + 1))

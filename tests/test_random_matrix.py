@@ -50,9 +50,19 @@ def test_goe_spacings_pass_wigner_and_poisson_fails():
 
 def test_unfold_spline_and_polynomial_agree_on_mean_spacing():
     ev = np.linalg.eigvalsh(rmt.goe_matrix(300, seed=3))
-    for method in ("polynomial", "spline"):
+    for method in ("polynomial", "spline", "local"):
         u = rmt.unfold(ev, method=method)
         assert abs(np.mean(np.diff(u)) - 1.0) < 0.05
+
+
+def test_local_unfolding_handles_a_density_over_decades():
+    # GOE levels mapped through exp: the density spans decades, local unfolding still recovers Wigner spacings
+    ev = np.linalg.eigvalsh(rmt.goe_matrix(800, seed=9))
+    ev = np.exp(3 * ev / np.abs(ev).max())
+    s = rmt.level_spacings(ev, method="local", window=10)
+    assert rmt.spacing_ks_test(s).pvalue > 0.05
+    with pytest.raises(ValueError, match="degenerate"):
+        rmt.unfold(np.r_[np.zeros(40), np.arange(1.0, 40.0)], method="local")
 
 
 def test_wigner_surmise_pdf_cdf_consistent():
@@ -117,6 +127,10 @@ def test_count_outliers_on_spiked_spectrum():
     spikes = np.array([40.0, 25.0, 18.0, 12.0, 9.0, 7.0, 6.0, 5.0, 4.0, 3.0])
     assert spectra.count_outliers(np.concatenate([bulk, spikes])) == 10
     assert spectra.count_outliers(rng.uniform(1, 2, size=500)) == 0
+    # two close spikes (closer than 2 sigma) still count as two outliers above the bulk
+    assert spectra.count_outliers(np.r_[bulk, 40.0, 39.9], sigma=0.1) == 2
+    with pytest.raises(ValueError, match="three"):
+        spectra.count_outliers([1.0, 2.0])
 
 
 def test_errors_are_clear():
