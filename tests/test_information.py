@@ -1,0 +1,196 @@
+"""Tests of helpers.information and helpers.spin_models (I-COIN, I-GAUSS, I-ADD, both forms, spin levels)."""
+import itertools
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from helpers import geometry, information, spin_models
+
+
+# ---------------------------------------------------------------- families
+def coin_sequences_log_prob(x, theta):
+    """n tosses of a coin with P(heads) = θ; outcomes x (M, n) in {0, 1}."""
+    t = theta[:, :1]
+    heads = tf.reduce_sum(x, axis=1)[None, :]
+    n = float(x.shape[1])
+    return heads * tf.math.log(t) + (n - heads) * tf.math.log(1.0 - t)
+
+
+def binomial_log_prob(n):
+    from scipy.special import gammaln
+
+    def log_prob(y, theta):
+        t = theta[:, :1]
+        log_c = tf.constant(gammaln(n + 1) - gammaln(y.numpy() + 1) - gammaln(n - y.numpy() + 1))
+        return log_c[None, :] + y[None, :] * tf.math.log(t) + (n - y[None, :]) * tf.math.log(1.0 - t)
+
+    return log_prob
+
+
+def categorical_log_prob(x, theta):
+    """3 outcomes with logits (θ, θ², −θ); x holds outcome indices."""
+    t = theta[:, :1]
+    logits = tf.concat([t, t**2, -t], axis=1)
+    logp = tf.nn.log_softmax(logits, axis=1)
+    return tf.gather(logp, tf.cast(x, tf.int32), axis=1)
+
+
+# ---------------------------------------------------------------- I-COIN
+@pytest.mark.parametrize("form", ["score", "hessian"])
+def test_coin_sequences_and_count_carry_the_same_information(form):
+    n = 6
+    seqs = np.array(list(itertools.product([0, 1], repeat=n)), dtype=np.float64)
+    thetas = np.array([[0.1], [0.37], [0.5], [0.8]])
+    i_x = information.fisher_information(coin_sequences_log_prob, thetas, seqs, form=form)[:, 0, 0]
+    i_y = information.fisher_information(binomial_log_prob(n), thetas, np.arange(n + 1.0), form=form)[:, 0, 0]
+    exact = n / (thetas[:, 0] * (1 - thetas[:, 0]))
+    assert np.allclose(i_x, exact, rtol=1e-12)
+    assert np.allclose(i_y, exact, rtol=1e-12)
+
+
+# ---------------------------------------------------------------- I-GAUSS
+@pytest.mark.parametrize("form", ["score", "hessian"])
+@pytest.mark.parametrize("mu,sigma", [(0.0, 1.0), (-1.3, 0.4), (2.0, 3.5)])
+def test_gaussian_family_matches_closed_form(form, mu, sigma):
+    x, w = information.gauss_hermite_nodes(20, mu, sigma)
+    got = information.fisher_information(information.gaussian_log_prob, [mu, sigma], x, w, form=form)
+    assert np.allclose(got, information.gaussian_fisher_closed_form(sigma), rtol=0, atol=1e-10 / sigma**2)
+
+
+def test_gaussian_fisher_metric_by_autodiff_has_curvature_minus_one():
+    x, w = information.gauss_hermite_nodes(120, 0.0, 1.0)
+    metric = information.fisher_metric(information.gaussian_log_prob, x, w)
+    pts = np.array([[0.0, 1.0], [0.3, 0.9], [-0.2, 1.1]])
+    assert np.allclose(metric(tf.constant(pts)).numpy(), information.gaussian_fisher_closed_form(pts[:, 1]), atol=1e-10)
+    assert np.allclose(geometry.ricci_scalar(metric, pts), -1.0, atol=1e-8)
+
+
+def test_sampled_fisher_is_within_its_error_bars():
+    def sampler(theta, num, rng):
+        return rng.normal(theta[0], theta[1], size=num)
+
+    est, err = information.fisher_information_sampled(
+        information.gaussian_log_prob, sampler, np.array([0.5, 2.0]), 20000, seed=3
+    )
+    exact = information.gaussian_fisher_closed_form(2.0)
+    assert np.all(np.abs(est - exact) <= 5 * err + 1e-12)
+    est_h, _ = information.fisher_information_sampled(
+        information.gaussian_log_prob, sampler, np.array([0.5, 2.0]), 20000, seed=3, form="hessian"
+    )
+    assert abs(est_h[0, 0] - 0.25) < 1e-12  # −∂²ℓ/∂μ² = 1/σ² for every sample
+
+
+# ---------------------------------------------------------------- I-ADD
+@pytest.mark.parametrize("form", ["score", "hessian"])
+def test_information_of_independent_observations_adds(form):
+    thetas = np.array([[0.2], [0.55], [0.7]])
+    coin_x = np.array([[0.0], [1.0]])
+    cat_x = np.arange(3.0)
+    pairs = np.array(list(itertools.product(range(2), range(3))), dtype=np.float64)
+
+    def joint(x, theta):
+        return coin_sequences_log_prob(x[:, :1], theta) + categorical_log_prob(x[:, 1], theta)
+
+    i1 = information.fisher_information(coin_sequences_log_prob, thetas, coin_x, form=form)
+    i2 = information.fisher_information(categorical_log_prob, thetas, cat_x, form=form)
+    i12 = information.fisher_information(joint, thetas, pairs, form=form)
+    assert np.allclose(i12, i1 + i2, rtol=1e-12)
+
+
+# ---------------------------------------------------------------- error paths
+def test_errors():
+    seqs = np.array([[0.0], [1.0]])
+    with pytest.raises(ValueError, match="form"):
+        information.fisher_information(coin_sequences_log_prob, [0.3], seqs, form="observed")
+    with pytest.raises(ValueError, match="sum to"):
+        information.fisher_information(coin_sequences_log_prob, [0.3], seqs[:1])  # support incomplete
+    with pytest.raises(ValueError, match="shape"):
+        information.fisher_information(lambda x, t: tf.reduce_sum(t, axis=1), [0.3], seqs)
+    with pytest.raises(ValueError, match="quad_weights"):
+        information.fisher_information(coin_sequences_log_prob, [0.3], seqs, quad_weights=[1.0])
+    with pytest.raises(TypeError, match="log_prob"):
+        information.fisher_metric(None, seqs)
+    with pytest.raises(ValueError, match="num_samples"):
+        information.fisher_information_sampled(information.gaussian_log_prob, None, [0.0, 1.0], 1, seed=0)
+    with pytest.raises(ValueError, match="sigma"):
+        information.gaussian_fisher_distance([0.0, 1.0], [0.0, -1.0])
+
+
+def test_gaussian_distance_is_symmetric_and_additive_along_sigma():
+    a, b, c = np.array([0.0, 1.0]), np.array([0.0, 2.0]), np.array([0.0, 4.0])
+    assert np.isclose(information.gaussian_fisher_distance(a, b), information.gaussian_fisher_distance(b, a))
+    # along μ = const the metric is 2 dσ²/σ², so d = √2 ln(σ_b/σ_a)
+    assert np.isclose(information.gaussian_fisher_distance(a, b), np.sqrt(2) * np.log(2.0))
+    assert np.isclose(
+        information.gaussian_fisher_distance(a, c),
+        information.gaussian_fisher_distance(a, b) + information.gaussian_fisher_distance(b, c),
+    )
+
+
+# ---------------------------------------------------------------- spin models
+def _brute_force_ising(L):
+    n = L * L
+    rows = []
+    for conf in itertools.product([-1, 1], repeat=n):
+        s = np.array(conf).reshape(L, L)
+        bond = (s * np.roll(s, 1, 0)).sum() + (s * np.roll(s, 1, 1)).sum()
+        rows.append((-bond, s.sum()))
+    return np.array(rows, dtype=np.float64)
+
+
+def test_ising_levels_match_brute_force():
+    lev = spin_models.ising2d(3)
+    rows = _brute_force_ising(3)
+    assert np.isclose(np.exp(lev.log_degeneracy).sum(), 2**9)
+    for e, m, logd in zip(lev.energy, lev.magnetization, lev.log_degeneracy):
+        count = np.sum((rows[:, 0] == e) & (rows[:, 1] == m))
+        assert count == round(np.exp(logd))
+
+
+def test_curie_weiss_levels_and_independent_limit():
+    lev = spin_models.curie_weiss(40)
+    assert np.isclose(np.exp(lev.log_degeneracy).sum(), 2.0**40)
+    # tiny coupling: independent spins, Var(M) = N at h = 0
+    weak = spin_models.curie_weiss(40, coupling=1e-9)
+    g = spin_models.thermodynamic_metric(weak)(tf.constant([[1.0, 0.0]])).numpy()[0]
+    assert np.isclose(g[1, 1], 40.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("levels", [spin_models.curie_weiss(30), spin_models.ising2d(3)])
+def test_thermodynamic_metric_is_the_covariance_and_the_fisher_information(levels):
+    thetas = np.array([[0.3, 0.0], [0.45, 0.1], [0.8, -0.05]])
+    g = spin_models.thermodynamic_metric(levels)(tf.constant(thetas)).numpy()
+    stats = levels.stats()
+    for b, th in enumerate(thetas):
+        logw = levels.log_degeneracy + stats @ th
+        p = np.exp(logw - logw.max())
+        p /= p.sum()
+        mean = p @ stats
+        cov = ((stats - mean) * p[:, None]).T @ (stats - mean)
+        assert np.allclose(g[b], cov, rtol=1e-9, atol=1e-9)
+    # sufficiency: the Fisher information of the levels (both forms) is the same matrix
+    outcomes = np.arange(len(levels.energy), dtype=np.float64)
+    for form in ("score", "hessian"):
+        info = information.fisher_information(spin_models.log_prob_levels(levels), thetas, outcomes, form=form)
+        assert np.allclose(info, g, rtol=1e-9, atol=1e-9)
+
+
+def test_moments_fisher_in_temperature_is_heat_capacity_over_t_squared():
+    lev = spin_models.ising2d(3)
+    T = np.array([1.5, 2.3, 3.0])
+    mo = spin_models.moments(lev, T)
+    g = spin_models.thermodynamic_metric(lev)(tf.constant(np.stack([1 / T, 0 * T], -1))).numpy()
+    assert np.allclose(mo["fisher_beta"], g[:, 0, 0], rtol=1e-10)
+    assert np.allclose(mo["fisher_temperature"], mo["heat_capacity"] / T**2, rtol=1e-12)
+
+
+def test_spin_model_errors():
+    with pytest.raises(ValueError, match="num_spins"):
+        spin_models.curie_weiss(1)
+    with pytest.raises(ValueError, match="size"):
+        spin_models.ising2d(6)
+    with pytest.raises(ValueError, match="coupling"):
+        spin_models.ising2d(3, coupling=-1.0)
+    with pytest.raises(ValueError, match="positive"):
+        spin_models.moments(spin_models.curie_weiss(10), [0.0, 1.0])
