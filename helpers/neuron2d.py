@@ -1,0 +1,533 @@
+"""The two-parameter sigmoid neuron of 004 Sec. 5.2: losses, Fisher metric, NTK trace, GD path, grids.
+
+The network is f_θ(x) = σ(5 θ·x) with θ = (θ₁, θ₂), no bias, on points x = (x, y) of the unit square.
+With two parameters every geometric quantity can be evaluated on a whole grid of θ. Everything here is
+float64 TensorFlow, vectorised over any leading batch shape of θ (a grid is one call, not a loop), and
+written with numerically stable forms (σ(±u), softplus) so no value is lost to overflow or log(0).
+
+Notation: z_i = 5 θ·x_i is the logit of example i, s_i = 2y_i − 1 ∈ {−1, +1} its sign label and
+u_i = s_i z_i its margin; p_i = σ(u_i), q_i = σ(−u_i) = 1 − p_i (q_i is the distance |f_i − y_i|).
+
+Losses (004 eqs. 5.1.5-5.1.7 with one output, N_O = 1), all per example:
+
+- ``"mean_power2"``: ℓ = (f − y)² = q²  (mean-power loss of order n = 2);
+- ``"l2_norm"``:     ℓ = |f − y| = q     (L_p-norm loss with p = 2: the norm, not its square);
+- ``"cross_entropy"``: ℓ = −y log f − (1 − y) log(1 − f) = softplus(−u)  (binary cross-entropy; the
+  softmax of 004 eq. 5.1.7 over a single output is the constant 1, so the loss the sigmoid output
+  actually needs is the binary one).
+
+Fisher metric (004 eqs. 3.2.11, 3.3.1 with p_θ = e^{−ℓ}; Sec. 3.2.5): the empirical Fisher of the data,
+I_ab(θ) = (1/N) Σ_i ∂_a ℓ_i ∂_b ℓ_i = (1/N) Σ_i w_i x_ia x_ib with w_i = (5 ∂ℓ_i/∂z_i)².
+NTK trace: tr Λ = Σ_i |∇_θ f_i|² = Σ_i 25 (p_i q_i)² |x_i|² (sum over examples, as in 004 Sec. 4.2).
+
+Used in chapter 8.
+"""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+DTYPE = tf.float64
+#: the steepness factor of 004 eq. 5.2.1
+SCALE = 5.0
+LOSSES = ("mean_power2", "l2_norm", "cross_entropy")
+LOSS_LABELS = {"mean_power2": "mean-power (n = 2)", "l2_norm": "L2-norm", "cross_entropy": "cross-entropy"}
+
+
+# ----------------------------------------------------------------------------------------------------
+# argument checks
+# ----------------------------------------------------------------------------------------------------
+def _check_loss(loss: str) -> str:
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; pass one of {LOSSES}.")
+    return loss
+
+
+def _as_data(x, y):
+    """Validate the data set: x (N, 2) inputs, y (N,) labels in {0, 1}; returns float64 tensors."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != 2:
+        raise ValueError(f"x must have shape (N, 2) (the two inputs of the neuron), got {x.shape}.")
+    if x.shape[0] == 0:
+        raise ValueError("the data set is empty; pass at least one example.")
+    y = y.reshape(-1)
+    if y.shape[0] != x.shape[0]:
+        raise ValueError(f"x has {x.shape[0]} examples but y has {y.shape[0]} labels; pass one label per row of x.")
+    if not np.all((y == 0) | (y == 1)):
+        raise ValueError("labels y must be 0 or 1 (the neuron has one sigmoid output).")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("x contains NaN or infinite values.")
+    return tf.constant(x, DTYPE), tf.constant(y, DTYPE)
+
+
+def _as_theta(theta) -> tf.Tensor:
+    theta = tf.convert_to_tensor(theta, dtype=DTYPE) if not isinstance(theta, tf.Tensor) else tf.cast(theta, DTYPE)
+    if theta.shape.rank is None or theta.shape.rank < 1 or theta.shape[-1] != 2:
+        raise ValueError(f"theta must have shape (..., 2) (the two weights θ₁, θ₂), got {theta.shape}.")
+    return theta
+
+
+# ----------------------------------------------------------------------------------------------------
+# data
+# ----------------------------------------------------------------------------------------------------
+def label_above_diagonal(x) -> np.ndarray:
+    """Labels of 004 Sec. 5.2.2: 1 where the second coordinate exceeds the first (y > x), else 0.
+
+    Args: x (N, 2). Returns: (N,) float64 in {0, 1}. Used in chapter 8.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != 2:
+        raise ValueError(f"x must have shape (N, 2), got {x.shape}.")
+    return (x[:, 1] > x[:, 0]).astype(np.float64)
+
+
+# ----------------------------------------------------------------------------------------------------
+# model and losses (all stable: only σ(±u) and softplus, never log σ)
+# ----------------------------------------------------------------------------------------------------
+def logits(theta, x) -> tf.Tensor:
+    """z = 5 θ·x for every θ of a batch and every example: (..., 2), (N, 2) -> (..., N). Chapter 8."""
+    theta = _as_theta(theta)
+    x = tf.convert_to_tensor(x, DTYPE)
+    return SCALE * tf.einsum("...k,nk->...n", theta, x)
+
+
+def outputs(theta, x) -> tf.Tensor:
+    """Network outputs f = σ(5 θ·x) (004 eq. 5.2.1): (..., 2), (N, 2) -> (..., N). Chapter 8."""
+    return _sigmoid_pair(logits(theta, x))[0]
+
+
+@tf.custom_gradient
+def _sigmoid_pair(u):
+    """(σ(u), σ(−u)) with derivatives ±σ(u)σ(−u) built from both, so every order of automatic
+    differentiation keeps full relative precision (TensorFlow's own σ' = σ(1 − σ) loses it where σ ≈ 1)."""
+    p, q = tf.math.sigmoid(u), tf.math.sigmoid(-u)
+
+    def grad(dp, dq):
+        return (dp - dq) * p * q
+
+    return (p, q), grad
+
+
+def _margins(theta, x, y):
+    s = 2.0 * y - 1.0
+    u = s * logits(theta, x)
+    p, q = _sigmoid_pair(u)
+    return s, u, p, q
+
+
+def _loss_from_margin(loss: str, u, q):
+    if loss == "mean_power2":
+        return q * q
+    if loss == "l2_norm":
+        return q
+    return tf.math.softplus(-u)
+
+
+def per_example_loss(loss: str, theta, x, y) -> tf.Tensor:
+    """Per-example loss ℓ_i(θ) for every θ of a batch (004 eqs. 5.1.5-5.1.7, one output).
+
+    Args:
+        loss: one of ``LOSSES``.
+        theta: (..., 2) weights; x: (N, 2) inputs; y: (N,) labels in {0, 1}.
+    Returns:
+        (..., N) float64, finite for every finite θ. Used in chapter 8.
+    """
+    _check_loss(loss)
+    x, y = _as_data(x, y)
+    _, u, _, q = _margins(theta, x, y)
+    return _loss_from_margin(loss, u, q)
+
+
+def mean_loss(loss: str, theta, x, y) -> tf.Tensor:
+    """Training loss L(θ) = (1/N) Σ_i ℓ_i(θ) (004 eq. 2.3.2): (..., 2) -> (...). Used in chapter 8."""
+    return tf.reduce_mean(per_example_loss(loss, theta, x, y), axis=-1)
+
+
+def _weight_and_derivatives(loss: str, s, p, q):
+    """w = (5 ∂ℓ/∂z)², dw/dz, d²w/dz² in terms of the margin quantities (closed forms, all stable).
+
+    With ∂ℓ/∂z = −2 s p q² (mean-power 2), −s p q (L2-norm), −s q (cross-entropy).
+    """
+    c = SCALE * SCALE
+    if loss == "mean_power2":
+        w = 4.0 * c * p**2 * q**4
+        w1 = 8.0 * c * s * p**2 * q**4 * (q - 2.0 * p)
+        w2 = 8.0 * c * p**2 * q**4 * (2.0 * (q - 2.0 * p) ** 2 - 3.0 * p * q)
+    elif loss == "l2_norm":
+        w = c * p**2 * q**2
+        w1 = 2.0 * c * s * p**2 * q**2 * (q - p)
+        w2 = 4.0 * c * p**2 * q**2 * ((q - p) ** 2 - p * q)
+    else:
+        w = c * q**2
+        w1 = -2.0 * c * s * p * q**2
+        w2 = 2.0 * c * p * q**2 * (2.0 * p - q)
+    return w, w1, w2
+
+
+def dloss_dlogit(loss: str, theta, x, y) -> tf.Tensor:
+    """∂ℓ_i/∂z_i for every θ and example, closed form: (..., 2) -> (..., N). Used in chapter 8."""
+    _check_loss(loss)
+    x, y = _as_data(x, y)
+    s, _, p, q = _margins(theta, x, y)
+    if loss == "mean_power2":
+        return -2.0 * s * p * q * q
+    if loss == "l2_norm":
+        return -s * p * q
+    return -s * q
+
+
+def dloss_doutput(loss: str, theta, x, y) -> tf.Tensor:
+    """∂ℓ_i/∂f_i, the loss factor of 004 eq. 5.1.2: 2(f − y), sign(f − y), (f − y)/(f(1 − f)).
+
+    Returns (..., N); for cross-entropy it is −s/σ(u), large (but finite in float64 for |u| < 700) where
+    an example is badly misclassified. Used in chapter 8.
+    """
+    _check_loss(loss)
+    x, y = _as_data(x, y)
+    s, _, p, q = _margins(theta, x, y)
+    if loss == "mean_power2":
+        return -2.0 * s * q
+    if loss == "l2_norm":
+        return -s * tf.ones_like(q)
+    return -s / p
+
+
+# ----------------------------------------------------------------------------------------------------
+# Fisher metric, its derivatives, NTK trace
+# ----------------------------------------------------------------------------------------------------
+def fisher_metric(loss: str, theta, x, y) -> tf.Tensor:
+    """Empirical Fisher metric I(θ) = (1/N) Σ_i ∇ℓ_i ∇ℓ_iᵀ (004 eqs. 3.2.11, 3.3.1, p_θ = e^{−ℓ}).
+
+    Args:
+        loss: one of ``LOSSES``; theta (..., 2); x (N, 2); y (N,).
+    Returns:
+        (..., 2, 2) symmetric positive semi-definite float64. Used in chapter 8.
+    """
+    return fisher_metric_and_derivatives(loss, theta, x, y, order=0)[0]
+
+
+def fisher_metric_and_derivatives(loss: str, theta, x, y, order: int = 2):
+    """I(θ) with its first and second θ-derivatives in closed form (for the Brioschi formula).
+
+    Since I_ab = (1/N) Σ_i w(z_i) x_ia x_ib with z_i = 5 θ·x_i,
+    ∂_c I_ab = (5/N) Σ_i w'(z_i) x_ia x_ib x_ic and ∂_c ∂_d I_ab = (25/N) Σ_i w''(z_i) x_ia x_ib x_ic x_id.
+
+    Args:
+        loss, theta (..., 2), x (N, 2), y (N,); order: 0, 1 or 2 derivatives.
+    Returns:
+        tuple (g (..., 2, 2), dg (..., 2, 2, 2) indexed [a, b, c] = ∂_c g_ab,
+        d2g (..., 2, 2, 2, 2) indexed [a, b, c, d] = ∂_c ∂_d g_ab), truncated to ``order + 1`` entries.
+    Used in chapter 8.
+    """
+    _check_loss(loss)
+    if order not in (0, 1, 2):
+        raise ValueError(f"order must be 0, 1 or 2 (number of derivatives), got {order!r}.")
+    x, y = _as_data(x, y)
+    s, _, p, q = _margins(theta, x, y)
+    w, w1, w2 = _weight_and_derivatives(loss, s, p, q)
+    n = tf.cast(tf.shape(x)[0], DTYPE)
+    g = tf.einsum("...n,na,nb->...ab", w, x, x) / n
+    out = [g]
+    if order >= 1:
+        out.append(SCALE * tf.einsum("...n,na,nb,nc->...abc", w1, x, x, x) / n)
+    if order >= 2:
+        out.append(SCALE**2 * tf.einsum("...n,na,nb,nc,nd->...abcd", w2, x, x, x, x) / n)
+    return tuple(out)
+
+
+def metric_fn(loss: str, x, y):
+    """The Fisher metric as a function θ (..., 2) -> (..., 2, 2), for ``helpers.geometry``. Chapter 8."""
+    _check_loss(loss)
+    xt, yt = _as_data(x, y)
+
+    def g(theta):
+        return fisher_metric(loss, theta, xt, yt)
+
+    return g
+
+
+def fisher_trace(loss: str, theta, x, y) -> tf.Tensor:
+    """tr I(θ) = (1/N) Σ_i |∇ℓ_i|² (004 eq. 5.1.3): (..., 2) -> (...). Used in chapter 8."""
+    _check_loss(loss)
+    x, y = _as_data(x, y)
+    s, _, p, q = _margins(theta, x, y)
+    w = _weight_and_derivatives(loss, s, p, q)[0]
+    return tf.reduce_mean(w * tf.reduce_sum(x * x, axis=-1), axis=-1)
+
+
+def ntk_trace(theta, x) -> tf.Tensor:
+    """tr Λ(θ) = Σ_i |∇_θ f_i|² = Σ_i 25 σ(z_i)² σ(−z_i)² |x_i|² (004 eq. 4.2.1, summed over examples).
+
+    Args: theta (..., 2), x (N, 2). Returns (...). Used in chapter 8.
+    """
+    theta = _as_theta(theta)
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != 2 or x.shape[0] == 0:
+        raise ValueError(f"x must have shape (N, 2) with N >= 1, got {x.shape}.")
+    x = tf.constant(x, DTYPE)
+    p, q = _sigmoid_pair(logits(theta, x))
+    pq = p * q
+    return tf.reduce_sum(SCALE**2 * pq**2 * tf.reduce_sum(x * x, axis=-1), axis=-1)
+
+
+def per_example_gradients(loss: str, theta, x, y) -> tf.Tensor:
+    """∇_θ ℓ_i by automatic differentiation, for a batch of θ: (B, 2) -> (B, N, 2).
+
+    An independent route to the Fisher metric (``einsum('bni,bnj->bij', G, G) / N``), used to check the
+    closed forms. Used in chapter 8.
+    """
+    _check_loss(loss)
+    x, y = _as_data(x, y)
+    theta = _as_theta(theta)
+    if theta.shape.rank != 2:
+        raise ValueError(f"per_example_gradients takes a flat batch of θ with shape (B, 2), got {theta.shape}.")
+    with tf.GradientTape() as tape:
+        tape.watch(theta)
+        _, u, _, q = _margins(theta, x, y)
+        ell = _loss_from_margin(loss, u, q)
+    return tape.batch_jacobian(ell, theta)
+
+
+def output_jacobian(theta, x) -> tf.Tensor:
+    """∇_θ f_i by automatic differentiation: (B, 2) -> (B, N, 2) (rows of the NTK's feature map). Chapter 8."""
+    theta = _as_theta(theta)
+    if theta.shape.rank != 2:
+        raise ValueError(f"output_jacobian takes a flat batch of θ with shape (B, 2), got {theta.shape}.")
+    x = tf.constant(np.asarray(x, dtype=np.float64), DTYPE)
+    with tf.GradientTape() as tape:
+        tape.watch(theta)
+        f = outputs(theta, x)
+    return tape.batch_jacobian(f, theta)
+
+
+# ----------------------------------------------------------------------------------------------------
+# curvature: the independent 2-D route (Brioschi)
+# ----------------------------------------------------------------------------------------------------
+def brioschi_gaussian_curvature(g, dg, d2g) -> tf.Tensor:
+    """Gaussian curvature K of a 2-D metric from its first and second derivatives (Brioschi formula).
+
+    With E = g₁₁, F = g₁₂, G = g₂₂ and subscripts u = θ₁, v = θ₂ for derivatives,
+    K = (det M₁ − det M₂) / (EG − F²)², where
+    M₁ = [[−E_vv/2 + F_uv − G_uu/2, E_u/2, F_u − E_v/2], [F_v − G_u/2, E, F], [G_v/2, F, G]] and
+    M₂ = [[0, E_v/2, G_u/2], [E_v/2, E, F], [G_u/2, F, G]]. The Ricci scalar of a surface is R = 2K.
+    The metric is divided by its trace first (K scales as 1/c when g → c g), so tiny or huge metrics do not
+    under- or overflow in (EG − F²)².
+
+    Args:
+        g (..., 2, 2), dg (..., 2, 2, 2) [a, b, c] = ∂_c g_ab, d2g (..., 2, 2, 2, 2) [a, b, c, d] = ∂_c ∂_d g_ab.
+    Returns:
+        K with shape (...). Used in chapter 8 (identity I-2D).
+    """
+    g = tf.convert_to_tensor(g, DTYPE)
+    dg = tf.convert_to_tensor(dg, DTYPE)
+    d2g = tf.convert_to_tensor(d2g, DTYPE)
+    if g.shape[-2:] != (2, 2) or dg.shape[-3:] != (2, 2, 2) or d2g.shape[-4:] != (2, 2, 2, 2):
+        raise ValueError("Brioschi's formula is for 2-D metrics: pass g (..., 2, 2), dg (..., 2, 2, 2), "
+                         f"d2g (..., 2, 2, 2, 2); got {g.shape}, {dg.shape}, {d2g.shape}.")
+    c = g[..., 0, 0] + g[..., 1, 1]
+    g = g / c[..., None, None]
+    dg = dg / c[..., None, None, None]
+    d2g = d2g / c[..., None, None, None, None]
+    E, F, G = g[..., 0, 0], g[..., 0, 1], g[..., 1, 1]
+    Eu, Ev = dg[..., 0, 0, 0], dg[..., 0, 0, 1]
+    Fu, Fv = dg[..., 0, 1, 0], dg[..., 0, 1, 1]
+    Gu, Gv = dg[..., 1, 1, 0], dg[..., 1, 1, 1]
+    Evv, Fuv, Guu = d2g[..., 0, 0, 1, 1], d2g[..., 0, 1, 0, 1], d2g[..., 1, 1, 0, 0]
+
+    def det3(m):
+        return (m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+                - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+                + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]))
+
+    m1 = [[-0.5 * Evv + Fuv - 0.5 * Guu, 0.5 * Eu, Fu - 0.5 * Ev], [Fv - 0.5 * Gu, E, F], [0.5 * Gv, F, G]]
+    zero = tf.zeros_like(E)
+    m2 = [[zero, 0.5 * Ev, 0.5 * Gu], [0.5 * Ev, E, F], [0.5 * Gu, F, G]]
+    K = (det3(m1) - det3(m2)) / (E * G - F * F) ** 2
+    return K / c
+
+
+def ricci_scalar_brioschi(loss: str, theta, x, y) -> tf.Tensor:
+    """Ricci scalar R = 2K of the Fisher metric via Brioschi with closed-form derivatives: (..., 2) -> (...).
+
+    Independent of ``helpers.geometry`` (no Christoffel symbols, no automatic differentiation).
+    Used in chapter 8.
+    """
+    g, dg, d2g = fisher_metric_and_derivatives(loss, theta, x, y, order=2)
+    return 2.0 * brioschi_gaussian_curvature(g, dg, d2g)
+
+
+# ----------------------------------------------------------------------------------------------------
+# training and grids
+# ----------------------------------------------------------------------------------------------------
+@tf.function(reduce_retracing=True)
+def _gd_loop(loss, x, y, theta, eta, n_steps):
+    """The GD loop of :func:`gradient_descent` as one graph (traced once per loss)."""
+    path = tf.TensorArray(DTYPE, size=n_steps + 1)
+    path = path.write(0, theta)
+    s = 2.0 * y - 1.0
+
+    def body(t, theta, path):
+        with tf.GradientTape() as tape:
+            tape.watch(theta)
+            u = s * SCALE * tf.linalg.matvec(x, theta)
+            value = tf.reduce_mean(_loss_from_margin(loss, u, _sigmoid_pair(u)[1]))
+        theta = theta - eta * tape.gradient(value, theta)
+        return t + 1, theta, path.write(t + 1, theta)
+
+    _, theta, path = tf.while_loop(lambda t, *_: t < n_steps, body, (tf.constant(0), theta, path))
+    return path.stack()
+
+
+def gradient_descent(loss: str, x, y, theta0=(0.5, 0.5), learning_rate: float = 1.0, steps: int = 1000):
+    """Full-batch gradient descent θ ← θ − η ∇L(θ) (004 eq. 2.3.6), inside one TensorFlow graph.
+
+    Args:
+        loss: one of ``LOSSES``; x (N, 2), y (N,); theta0: start (004 uses (0.5, 0.5));
+        learning_rate: η > 0; steps: number of updates ≥ 1.
+    Returns:
+        np.ndarray (steps + 1, 2): the path, starting at theta0. Used in chapter 8.
+    """
+    _check_loss(loss)
+    xt, yt = _as_data(x, y)
+    if not (isinstance(steps, (int, np.integer)) and steps >= 1):
+        raise ValueError(f"steps must be a positive integer, got {steps!r}.")
+    if not (np.isfinite(learning_rate) and learning_rate > 0):
+        raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}.")
+    theta0 = np.asarray(theta0, dtype=np.float64)
+    if theta0.shape != (2,):
+        raise ValueError(f"theta0 must be two numbers (θ₁, θ₂), got shape {theta0.shape}.")
+    eta = tf.constant(float(learning_rate), DTYPE)
+    path = _gd_loop(loss, xt, yt, tf.constant(theta0, DTYPE), eta, tf.constant(int(steps)))
+    path = path.numpy()
+    if not np.all(np.isfinite(path)):
+        raise FloatingPointError("gradient descent produced non-finite parameters; lower the learning rate.")
+    return path
+
+
+def theta_grid(theta1_range, theta2_range, num: int | tuple[int, int]):
+    """A regular grid of θ: returns (t1 (n1,), t2 (n2,), theta (n2, n1, 2)) with theta[j, i] = (t1[i], t2[j]).
+
+    Rows run along θ₂, columns along θ₁, so ``imshow(..., origin="lower")`` draws θ₁ horizontally.
+    Used in chapter 8.
+    """
+    n1, n2 = (num, num) if np.isscalar(num) else num
+    if int(n1) < 2 or int(n2) < 2:
+        raise ValueError(f"a grid needs at least 2 points per axis, got {num!r}.")
+    for r in (theta1_range, theta2_range):
+        if len(r) != 2 or not r[0] < r[1]:
+            raise ValueError(f"ranges are (low, high) with low < high, got {r!r}.")
+    t1 = np.linspace(theta1_range[0], theta1_range[1], int(n1))
+    t2 = np.linspace(theta2_range[0], theta2_range[1], int(n2))
+    theta = np.stack(np.meshgrid(t1, t2, indexing="xy"), axis=-1)
+    return t1, t2, theta
+
+
+def surfaces(loss: str, theta, x, y, ricci_fn=None, chunk: int = 4096) -> dict[str, np.ndarray]:
+    """Every quantity of chapter 8 at every θ of a batch, evaluated in vectorised chunks.
+
+    Args:
+        loss: one of ``LOSSES``; theta (..., 2) (a grid or a path); x (N, 2); y (N,).
+        ricci_fn: function (metric_fn, theta (B, 2)) -> R (B,) such as ``helpers.geometry.ricci_scalar``;
+            None uses the Brioschi route.
+        chunk: how many θ per call (bounds memory at about 40·chunk·N bytes).
+    Returns:
+        dict of float64 arrays with θ's batch shape: ``loss``, ``I11``, ``I12``, ``I22``, ``trI``,
+        ``trNTK``, ``R`` (and ``R_brioschi`` when a ``ricci_fn`` is given). Used in chapter 8.
+    """
+    _check_loss(loss)
+    xt, yt = _as_data(x, y)
+    theta = np.asarray(theta, dtype=np.float64)
+    if theta.ndim < 1 or theta.shape[-1] != 2:
+        raise ValueError(f"theta must have shape (..., 2), got {theta.shape}.")
+    if chunk < 1:
+        raise ValueError(f"chunk must be a positive integer, got {chunk!r}.")
+    batch_shape = theta.shape[:-1]
+    flat = theta.reshape(-1, 2)
+    gfun = metric_fn(loss, xt, yt)
+    parts: dict[str, list] = {}
+    for start in range(0, flat.shape[0], chunk):
+        th = tf.constant(flat[start:start + chunk], DTYPE)
+        g = fisher_metric(loss, th, xt, yt)
+        r_b = ricci_scalar_brioschi(loss, th, xt, yt)
+        vals = {"loss": mean_loss(loss, th, xt, yt), "I11": g[:, 0, 0], "I12": g[:, 0, 1], "I22": g[:, 1, 1],
+                "trI": g[:, 0, 0] + g[:, 1, 1], "trNTK": ntk_trace(th, xt)}
+        if ricci_fn is None:
+            vals["R"] = r_b
+        else:
+            vals["R"] = ricci_fn(gfun, th)
+            vals["R_brioschi"] = r_b
+        for k, v in vals.items():
+            parts.setdefault(k, []).append(np.asarray(v, dtype=np.float64))
+    return {k: np.concatenate(v).reshape(batch_shape) for k, v in parts.items()}
+
+
+def classified_correctly(theta, x, y) -> np.ndarray:
+    """Whether each example is on the right side of the boundary θ·x = 0: (2,), (N, 2), (N,) -> (N,) bool.
+
+    Used in chapter 8 (finding F-CLASSIFY).
+    """
+    xt, yt = _as_data(x, y)
+    z = logits(np.asarray(theta, dtype=np.float64).reshape(2), xt).numpy()
+    return np.where(yt.numpy() == 1, z > 0, z < 0)
+
+
+# ----------------------------------------------------------------------------------------------------
+# measurements on profiles (findings F-VALLEY and F-NARROW)
+# ----------------------------------------------------------------------------------------------------
+def valley_width(s, v, flank: float = 0.5):
+    """Width at half depth of the valley of a 1-D profile v(s) around its minimum.
+
+    The floor is min v; the rim is the median of v over the flanks, the points with |s − centre| ≥
+    ``flank`` × half the window (centre = the window's midpoint); the half-depth level is (floor + rim)/2,
+    and the width is the length of the connected run of samples around the minimum where v ≤ level.
+
+    Args:
+        s: (M,) increasing sample positions (M ≥ 5); v: (M,) finite values; flank: in (0, 1).
+    Returns:
+        dict with ``width``, ``s_min`` (position of the floor), ``floor``, ``rim``, ``level``. The width is
+        NaN when the rim is not above the floor (no valley). Used in chapter 8 (finding F-NARROW).
+    """
+    s = np.asarray(s, dtype=np.float64)
+    v = np.asarray(v, dtype=np.float64)
+    if s.ndim != 1 or s.shape != v.shape or s.size < 5:
+        raise ValueError(f"s and v must be 1-D of the same length >= 5, got {s.shape} and {v.shape}.")
+    if not np.all(np.diff(s) > 0):
+        raise ValueError("s must be strictly increasing.")
+    if not np.all(np.isfinite(v)):
+        raise ValueError("v contains NaN or infinite values; a valley width needs a finite profile.")
+    if not 0 < flank < 1:
+        raise ValueError(f"flank must lie in (0, 1), got {flank!r}.")
+    centre, half = 0.5 * (s[0] + s[-1]), 0.5 * (s[-1] - s[0])
+    k = int(np.argmin(v))
+    floor = v[k]
+    rim = float(np.median(v[np.abs(s - centre) >= flank * half]))
+    level = 0.5 * (floor + rim)
+    if not rim > floor:
+        return {"width": float("nan"), "s_min": float(s[k]), "floor": float(floor), "rim": rim, "level": level}
+    lo = k
+    while lo > 0 and v[lo - 1] <= level:
+        lo -= 1
+    hi = k
+    while hi < s.size - 1 and v[hi + 1] <= level:
+        hi += 1
+    # interpolate the crossings linearly between samples for a width finer than the sampling step
+    left = s[lo] if lo == 0 else s[lo - 1] + (level - v[lo - 1]) * (s[lo] - s[lo - 1]) / (v[lo] - v[lo - 1])
+    right = s[hi] if hi == s.size - 1 else s[hi] + (level - v[hi]) * (s[hi + 1] - s[hi]) / (v[hi + 1] - v[hi])
+    return {"width": float(right - left), "s_min": float(s[k]), "floor": float(floor), "rim": rim,
+            "level": float(level)}
+
+
+def cross_section(centre, direction, half_width: float, num: int = 801):
+    """Points θ = centre + s·n on a line through ``centre`` along the unit vector n ∝ ``direction``.
+
+    Returns (s (num,), theta (num, 2)). Used in chapter 8 for profiles across the path.
+    """
+    centre = np.asarray(centre, dtype=np.float64).reshape(-1)
+    n = np.asarray(direction, dtype=np.float64).reshape(-1)
+    if centre.shape != (2,) or n.shape != (2,) or not np.linalg.norm(n) > 0:
+        raise ValueError("centre and direction must be two numbers each, direction non-zero.")
+    if not half_width > 0 or num < 5:
+        raise ValueError(f"need half_width > 0 and num >= 5, got {half_width!r}, {num!r}.")
+    s = np.linspace(-half_width, half_width, int(num))
+    return s, centre[None, :] + s[:, None] * (n / np.linalg.norm(n))[None, :]

@@ -1,0 +1,348 @@
+"""helpers.neuron2d: the 2-parameter sigmoid neuron of chapter 8, checked against direct float64 routes
+(naive formulas, automatic differentiation, finite differences, known curvatures)."""
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from helpers import neuron2d as nd
+
+LOSSES = nd.LOSSES
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(7)
+    x = rng.uniform(size=(23, 2))
+    return x, nd.label_above_diagonal(x)
+
+
+def _naive_loss(loss, theta, x, y):
+    f = 1.0 / (1.0 + np.exp(-5.0 * (x @ theta)))
+    if loss == "mean_power2":
+        return (f - y) ** 2
+    if loss == "l2_norm":
+        return np.sqrt((f - y) ** 2)
+    return -y * np.log(f) - (1 - y) * np.log(1 - f)
+
+
+def _random_thetas(n=6, scale=2.0, seed=3):
+    return np.random.default_rng(seed).normal(scale=scale, size=(n, 2))
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_losses_match_naive_formulas(loss, data):
+    x, y = data
+    # moderate θ, where the naive log(1 - f) has not yet lost its digits
+    for theta in _random_thetas(scale=1.0):
+        got = nd.per_example_loss(loss, theta, x, y).numpy()
+        np.testing.assert_allclose(got, _naive_loss(loss, theta, x, y), rtol=1e-10, atol=1e-14)
+
+
+def test_batched_shapes(data):
+    x, y = data
+    th = np.zeros((4, 3, 2))
+    assert nd.per_example_loss("l2_norm", th, x, y).shape == (4, 3, len(y))
+    assert nd.mean_loss("l2_norm", th, x, y).shape == (4, 3)
+    assert nd.fisher_metric("l2_norm", th, x, y).shape == (4, 3, 2, 2)
+    assert nd.ntk_trace(th, x).shape == (4, 3)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_fisher_metric_equals_mean_outer_product_of_autodiff_gradients(loss, data):
+    x, y = data
+    th = _random_thetas()
+    G = nd.per_example_gradients(loss, th, x, y).numpy()  # (B, N, 2)
+    ref = np.einsum("bni,bnj->bij", G, G) / len(y)
+    np.testing.assert_allclose(nd.fisher_metric(loss, th, x, y).numpy(), ref, rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(nd.fisher_trace(loss, th, x, y).numpy(), np.trace(ref, axis1=1, axis2=2), rtol=1e-12)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_per_example_gradients_match_finite_differences(loss, data):
+    x, y = data
+    th = _random_thetas(3, scale=1.0)
+    G = nd.per_example_gradients(loss, th, x, y).numpy()
+    h = 1e-6
+    for a in range(2):
+        e = np.zeros(2)
+        e[a] = h
+        fd = np.stack([(_naive_loss(loss, t + e, x, y) - _naive_loss(loss, t - e, x, y)) / (2 * h) for t in th])
+        np.testing.assert_allclose(G[..., a], fd, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_closed_form_metric_derivatives_match_autodiff(loss, data):
+    x, y = data
+    th = tf.constant(_random_thetas(5), tf.float64)
+    g, dg, d2g = nd.fisher_metric_and_derivatives(loss, th, x, y, order=2)
+    with tf.GradientTape() as outer:
+        outer.watch(th)
+        with tf.GradientTape() as inner:
+            inner.watch(th)
+            g_ad = nd.fisher_metric(loss, th, x, y)
+        dg_ad = inner.batch_jacobian(g_ad, th)  # (B, 2, 2, 2) [a, b, c]
+    d2g_ad = outer.batch_jacobian(dg_ad, th)  # (B, 2, 2, 2, 2)
+    np.testing.assert_allclose(dg.numpy(), dg_ad.numpy(), rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(d2g.numpy(), d2g_ad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_dloss_dlogit_and_dloss_doutput_match_autodiff(loss, data):
+    x, y = data
+    th = tf.constant(_random_thetas(4), tf.float64)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(th)
+        z = nd.logits(th, x)
+        tape.watch(z)
+        s = 2.0 * y - 1.0
+        ell = nd._loss_from_margin(loss, s * z, nd._sigmoid_pair(s * z)[1])
+    dz = tape.gradient(ell, z).numpy()
+    np.testing.assert_allclose(nd.dloss_dlogit(loss, th, x, y).numpy(), dz, rtol=1e-12, atol=1e-300)
+    # chain rule: dℓ/df = (dℓ/dz) / (df/dz)
+    pq = (tf.math.sigmoid(z) * tf.math.sigmoid(-z)).numpy()
+    np.testing.assert_allclose(nd.dloss_doutput(loss, th, x, y).numpy(), dz / pq, rtol=1e-10)
+
+
+def test_ntk_trace_equals_sum_of_squared_output_gradients(data):
+    x, _ = data
+    th = _random_thetas()
+    J = nd.output_jacobian(th, x).numpy()
+    np.testing.assert_allclose(nd.ntk_trace(th, x).numpy(), np.sum(J**2, axis=(1, 2)), rtol=1e-12)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_fisher_trace_ntk_relation_eq_5_1_2(loss, data):
+    """tr I = (1/N) Σ_i (∂ℓ/∂f_i)² Λ_ii with one output (004 eq. 5.1.2)."""
+    x, y = data
+    th = _random_thetas()
+    J = nd.output_jacobian(th, x).numpy()
+    lam_ii = np.sum(J**2, axis=-1)
+    rhs = np.mean(nd.dloss_doutput(loss, th, x, y).numpy() ** 2 * lam_ii, axis=-1)
+    np.testing.assert_allclose(nd.fisher_trace(loss, th, x, y).numpy(), rhs, rtol=1e-10)
+
+
+def test_l2_norm_traces_are_exactly_proportional(data):
+    """I-L2EXACT: |∂ℓ/∂f| = 1 for ℓ = |f − y|, so tr I = tr Λ / N at every θ."""
+    x, y = data
+    th = _random_thetas(50, scale=6.0)
+    ratio = nd.fisher_trace("l2_norm", th, x, y).numpy() * len(y) / nd.ntk_trace(th, x).numpy()
+    np.testing.assert_allclose(ratio, 1.0, rtol=1e-12)
+    assert not np.allclose(nd.fisher_trace("mean_power2", th, x, y).numpy() * len(y) / nd.ntk_trace(th, x).numpy(), 1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Brioschi formula on metrics of known curvature
+# --------------------------------------------------------------------------------------------------
+def _brioschi_from_function(gfun, th):
+    th = tf.constant(th, tf.float64)
+    with tf.GradientTape() as outer:
+        outer.watch(th)
+        with tf.GradientTape() as inner:
+            inner.watch(th)
+            g = gfun(th)
+        dg = inner.batch_jacobian(g, th)
+    d2g = outer.batch_jacobian(dg, th)
+    return nd.brioschi_gaussian_curvature(g, dg, d2g).numpy()
+
+
+def test_brioschi_on_sphere_halfplane_plane_and_gaussian_family():
+    r = 1.7
+    th = np.column_stack([np.linspace(0.3, 2.8, 7), np.linspace(-1.0, 2.0, 7)])
+
+    def sphere(t):  # (polar angle, azimuth)
+        s = tf.sin(t[:, 0])
+        z = tf.zeros_like(s)
+        return tf.stack([tf.stack([r**2 + z, z], -1), tf.stack([z, (r * s) ** 2], -1)], -2)
+
+    np.testing.assert_allclose(_brioschi_from_function(sphere, th), 1 / r**2, rtol=1e-10)
+
+    hp = np.column_stack([np.linspace(-2, 2, 7), np.linspace(0.2, 3.0, 7)])
+
+    def halfplane(t):
+        v = 1.0 / t[:, 1] ** 2
+        z = tf.zeros_like(v)
+        return tf.stack([tf.stack([v, z], -1), tf.stack([z, v], -1)], -2)
+
+    np.testing.assert_allclose(_brioschi_from_function(halfplane, hp), -1.0, rtol=1e-10)
+
+    def polar(t):  # (radius, angle): flat
+        z = tf.zeros_like(t[:, 0])
+        return tf.stack([tf.stack([1.0 + z, z], -1), tf.stack([z, t[:, 0] ** 2], -1)], -2)
+
+    np.testing.assert_allclose(_brioschi_from_function(polar, hp[:, ::-1]), 0.0, atol=1e-10)
+
+    def gauss(t):  # (μ, σ): Fisher metric diag(1, 2)/σ², K = −1/2
+        v = 1.0 / t[:, 1] ** 2
+        z = tf.zeros_like(v)
+        return tf.stack([tf.stack([v, z], -1), tf.stack([z, 2 * v], -1)], -2)
+
+    np.testing.assert_allclose(_brioschi_from_function(gauss, hp), -0.5, rtol=1e-10)
+
+
+def test_brioschi_with_off_diagonal_metric_matches_conformal_change():
+    """A sheared flat metric has K = 0; a conformal factor e^{2φ} gives K = −e^{−2φ} Δφ."""
+    A = np.array([[2.0, 0.7], [0.7, 1.3]])
+    th = _random_thetas(5, scale=0.5)
+
+    def conformal(t):
+        phi = 0.3 * t[:, 0] ** 2 + 0.2 * t[:, 0] * t[:, 1] - 0.1 * t[:, 1] ** 3
+        return tf.exp(2 * phi)[:, None, None] * tf.constant(A, tf.float64)
+
+    # in coordinates u = L θ with A = LᵀL the metric is e^{2φ}|du|²: K = −e^{−2φ} Δ_u φ; Δ_u φ = tr(A⁻¹ ∇²_θ φ)
+    t1, t2 = th[:, 0], th[:, 1]
+    phi = 0.3 * t1**2 + 0.2 * t1 * t2 - 0.1 * t2**3
+    hess = np.stack([np.stack([np.full_like(t1, 0.6), np.full_like(t1, 0.2)], -1),
+                     np.stack([np.full_like(t1, 0.2), -0.6 * t2], -1)], -2)
+    lap = np.einsum("ij,bji->b", np.linalg.inv(A), hess)
+    np.testing.assert_allclose(_brioschi_from_function(conformal, th), -np.exp(-2 * phi) * lap, rtol=1e-9)
+
+
+def test_brioschi_is_scale_covariant_and_survives_tiny_metrics():
+    th = _random_thetas(3, scale=0.5)
+
+    def sheared(c):
+        def g(t):
+            v = 1.0 / (1.0 + t[:, 1] ** 2)
+            return c * tf.stack([tf.stack([v, 0.3 * v], -1), tf.stack([0.3 * v, 1.0 + t[:, 0] ** 2], -1)], -2)
+        return g
+
+    k1 = _brioschi_from_function(sheared(1.0), th)
+    k_small = _brioschi_from_function(sheared(1e-200), th)
+    np.testing.assert_allclose(k_small * 1e-200, k1, rtol=1e-10)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_closed_form_brioschi_matches_autodiff_brioschi(loss, data):
+    x, y = data
+    th = _random_thetas(6)
+    auto = _brioschi_from_function(lambda t: nd.fisher_metric(loss, t, x, y), th)
+    np.testing.assert_allclose(nd.ricci_scalar_brioschi(loss, th, x, y).numpy(), 2 * auto, rtol=1e-8)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("helpers.geometry") is None, reason="helpers.geometry not written yet")
+@pytest.mark.parametrize("loss", LOSSES)
+def test_general_ricci_scalar_agrees_with_brioschi(loss, data):
+    """I-2D on random θ: the general routine of helpers.geometry equals 2K from Brioschi."""
+    from helpers import geometry
+
+    x = np.random.default_rng(5).uniform(size=(100, 2))
+    y = nd.label_above_diagonal(x)
+    th = _random_thetas(40, scale=3.0)
+    r_geo = np.asarray(geometry.ricci_scalar(nd.metric_fn(loss, x, y), tf.constant(th, tf.float64)))
+    r_b = nd.ricci_scalar_brioschi(loss, th, x, y).numpy()
+    # relative in the max norm: where I(θ) is ill-conditioned both float64 routes lose digits pointwise
+    assert np.max(np.abs(r_geo - r_b)) <= 1e-8 * np.max(np.abs(r_b))
+    cond = np.linalg.cond(nd.fisher_metric(loss, th, x, y).numpy())
+    good = cond < 1e3
+    np.testing.assert_allclose(r_geo[good], r_b[good], rtol=1e-8)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("helpers.ntk") is None, reason="helpers.ntk not written yet")
+def test_ntk_trace_agrees_with_helpers_ntk(data):
+    """The vectorised closed form equals helpers.ntk on a Keras model of the same neuron."""
+    import keras
+
+    from helpers import ntk
+
+    x, _ = data
+    theta = np.array([-1.3, 0.8])
+    inp = keras.Input(shape=(2,), dtype="float64")
+    dense = keras.layers.Dense(1, use_bias=False, dtype="float64")
+    out = keras.layers.Activation("sigmoid", dtype="float64")(keras.layers.Rescaling(5.0, dtype="float64")(dense(inp)))
+    model = keras.Model(inp, out)
+    dense.kernel.assign(theta.reshape(2, 1))
+    got = float(np.asarray(ntk.ntk_trace(model, x)))
+    np.testing.assert_allclose(got, nd.ntk_trace(theta, x).numpy(), rtol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------------
+# finiteness, training, grids, measurements, errors
+# --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("loss", LOSSES)
+def test_everything_finite_at_extreme_theta(loss, data):
+    x, y = data
+    extreme = np.array([[1e4, 1e4], [-1e4, 1e4], [-1e4, -1e4], [300.0, -300.0]])
+    for fn in (nd.per_example_loss, nd.dloss_dlogit, nd.fisher_metric, nd.fisher_trace):
+        assert np.all(np.isfinite(fn(loss, extreme, x, y).numpy()))
+    assert np.all(np.isfinite(nd.ntk_trace(extreme, x).numpy()))
+    # on a grid wider than chapter 8's every surface, curvature included, is finite (far beyond it, with
+    # few data points, one example dominates the metric and it becomes numerically singular in float64)
+    xs = np.random.default_rng(11).uniform(size=(100, 2))
+    _, _, th = nd.theta_grid((-12, 12), (-12, 12), 41)
+    S = nd.surfaces(loss, th, xs, nd.label_above_diagonal(xs))
+    for k, v in S.items():
+        assert v.shape == (41, 41) and np.all(np.isfinite(v)), k
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_gradient_descent_step_and_descent(loss, data):
+    x, y = data
+    eta = 0.3
+    path = nd.gradient_descent(loss, x, y, (0.5, 0.5), eta, 200)
+    assert path.shape == (201, 2)
+    grad = nd.per_example_gradients(loss, path[:1], x, y).numpy().mean(axis=1)[0]
+    np.testing.assert_allclose(path[1], path[0] - eta * grad, rtol=1e-12)
+    losses = nd.mean_loss(loss, path, x, y).numpy()
+    assert losses[-1] < losses[0]
+
+
+def test_classified_correctly(data):
+    x, y = data
+    assert nd.classified_correctly([-1.0, 1.0], x, y).all()
+    assert not nd.classified_correctly([1.0, -1.0], x, y).any()
+
+
+def test_theta_grid_layout():
+    t1, t2, th = nd.theta_grid((-1, 1), (0, 3), (5, 4))
+    assert th.shape == (4, 5, 2)
+    assert th[2, 3, 0] == t1[3] and th[2, 3, 1] == t2[2]
+
+
+def test_valley_width_of_known_profiles():
+    s = np.linspace(-5, 5, 2001)
+    # |s| valley: floor 0, rim = median of |s| over |s| >= 2.5 = 3.75, level 1.875, width 3.75
+    m = nd.valley_width(s, np.abs(s))
+    assert abs(m["width"] - 3.75) < 1e-2 and abs(m["s_min"]) < 1e-2
+    # a narrow Gaussian dip: width at half depth = FWHM = 2 sqrt(2 ln 2) σ
+    sig = 0.2
+    m = nd.valley_width(s, -np.exp(-((s - 1.0) ** 2) / (2 * sig**2)))
+    assert abs(m["width"] - 2 * np.sqrt(2 * np.log(2)) * sig) < 1e-3 and abs(m["s_min"] - 1.0) < 1e-2
+    assert np.isnan(nd.valley_width(s, np.ones_like(s))["width"])
+
+
+def test_cross_section():
+    s, th = nd.cross_section([1.0, 2.0], [3.0, 4.0], 2.0, 5)
+    np.testing.assert_allclose(th[-1], [1.0 + 1.2, 2.0 + 1.6])
+    assert s.shape == (5,)
+
+
+def test_error_paths(data):
+    x, y = data
+    with pytest.raises(ValueError, match="unknown loss"):
+        nd.mean_loss("hinge", [0.0, 0.0], x, y)
+    with pytest.raises(ValueError, match=r"shape \(N, 2\)"):
+        nd.mean_loss("l2_norm", [0.0, 0.0], x[:, :1], y)
+    with pytest.raises(ValueError, match="labels"):
+        nd.mean_loss("l2_norm", [0.0, 0.0], x, y + 2)
+    with pytest.raises(ValueError, match="one label per row"):
+        nd.mean_loss("l2_norm", [0.0, 0.0], x, y[:-1])
+    with pytest.raises(ValueError, match="empty"):
+        nd.mean_loss("l2_norm", [0.0, 0.0], np.zeros((0, 2)), np.zeros(0))
+    with pytest.raises(ValueError, match=r"theta must have shape"):
+        nd.mean_loss("l2_norm", [0.0, 0.0, 0.0], x, y)
+    with pytest.raises(ValueError, match="steps"):
+        nd.gradient_descent("l2_norm", x, y, steps=0)
+    with pytest.raises(ValueError, match="learning_rate"):
+        nd.gradient_descent("l2_norm", x, y, learning_rate=-1.0)
+    with pytest.raises(ValueError, match="order"):
+        nd.fisher_metric_and_derivatives("l2_norm", [0.0, 0.0], x, y, order=3)
+    with pytest.raises(ValueError, match="2-D metrics"):
+        nd.brioschi_gaussian_curvature(np.eye(3), np.zeros((3, 3, 3)), np.zeros((3, 3, 3, 3)))
+    with pytest.raises(ValueError, match="at least 2 points"):
+        nd.theta_grid((0, 1), (0, 1), 1)
+    with pytest.raises(ValueError, match="strictly increasing"):
+        nd.valley_width(np.zeros(6), np.zeros(6))
