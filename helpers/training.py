@@ -18,8 +18,11 @@ Used in chapters 1-5 and 7.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import numbers
+import weakref
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -137,24 +140,42 @@ def _model_dtype(model):
 
 
 # --------------------------------------------------------------------------------------------- evaluate
-_EVAL_FNS: dict = {}
+_EVAL_FNS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+@contextlib.contextmanager
+def _quiet_tf():
+    """Silence TensorFlow's Python-side warnings (e.g. retracing notices) while the helpers run."""
+    logger = logging.getLogger("tensorflow")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _eval_fn(model, loss_fn):
-    key = (id(model), id(loss_fn))
-    fn = _EVAL_FNS.get(key)
+    """One compiled evaluation function per (model, loss); forgotten when the model is."""
+    per_model = _EVAL_FNS.setdefault(model, {})
+    fn = per_model.get(id(loss_fn))
     if fn is None:
+        model_ref = weakref.ref(model)
+
         @tf.function(reduce_retracing=True)
-        def fn(xb, yb):
-            out = model(xb, training=False)
+        def fn(xb, yb, mask):
+            out = model_ref()(xb, training=False)
             per = loss_fn(yb, out)
             if out.shape[-1] == 1:
                 pred = tf.cast(out[:, 0] > 0, yb.dtype)
             else:
                 pred = tf.cast(tf.argmax(out, axis=-1), yb.dtype)
-            return tf.reduce_sum(per), tf.reduce_sum(tf.cast(tf.equal(pred, yb), per.dtype))
-        _EVAL_FNS[key] = fn
-    return fn
+            mask = tf.cast(mask, per.dtype)
+            return tf.reduce_sum(per * mask), tf.reduce_sum(tf.cast(tf.equal(pred, yb), per.dtype) * mask)
+
+        per_model[id(loss_fn)] = (fn, loss_fn)  # keep loss_fn alive so its id stays unique
+        return fn
+    return fn[0]
 
 
 def evaluate(model, loss_fn, x, y, batch_size: int = 1024) -> tuple[float, float]:
@@ -164,6 +185,7 @@ def evaluate(model, loss_fn, x, y, batch_size: int = 1024) -> tuple[float, float
         model: a Keras model giving logits (N, C) (or (N, 1): then the prediction is logit > 0).
         loss_fn: a per-example loss of :mod:`helpers.losses`.
         x: inputs (N, ...); y: integer labels (N,).
+        batch_size: examples per forward pass (the last batch is padded, so one graph serves all).
     Returns:
         ``(mean_loss, accuracy)`` as Python floats (accuracy in [0, 1]).
     Used in chapters 1-5.
@@ -172,15 +194,23 @@ def evaluate(model, loss_fn, x, y, batch_size: int = 1024) -> tuple[float, float
     y = np.asarray(y)
     if len(x) == 0 or len(x) != len(y):
         raise ValueError(f"evaluate needs non-empty x and y of equal length, got {len(x)} and {len(y)}.")
+    if not callable(loss_fn):
+        raise TypeError("loss_fn must be a per-example loss, e.g. helpers.losses.cross_entropy.")
     dtype = _model_dtype(model)
     fn = _eval_fn(model, loss_fn)
+    bs = min(int(batch_size), len(x))
     total_loss, total_correct = 0.0, 0.0
-    for start in range(0, len(x), batch_size):
-        xb = tf.convert_to_tensor(x[start:start + batch_size], dtype=dtype)
-        yb = tf.convert_to_tensor(y[start:start + batch_size].astype(np.int64))
-        l, c = fn(xb, yb)
-        total_loss += float(l)
-        total_correct += float(c)
+    with _quiet_tf():
+        for start in range(0, len(x), bs):
+            xb, yb = x[start:start + bs], y[start:start + bs].astype(np.int64)
+            mask = np.ones(bs, bool)
+            if len(xb) < bs:  # pad the last batch to the common shape; padded rows are masked out
+                mask[len(xb):] = False
+                xb = np.concatenate([xb, np.repeat(xb[:1], bs - len(xb), axis=0)])
+                yb = np.concatenate([yb, np.repeat(yb[:1], bs - len(yb))])
+            l, c = fn(tf.convert_to_tensor(xb, dtype=dtype), tf.convert_to_tensor(yb), tf.constant(mask))
+            total_loss += float(l)
+            total_correct += float(c)
     return total_loss / len(x), total_correct / len(x)
 
 
@@ -274,6 +304,14 @@ def train(model, loss_fn, data, epochs: int, batch_size: int | None, lr, optimiz
           eval_data=None, eval_every: int = 1, drop_remainder: bool = False, on_epoch_end: Callable | None = None,
           adam_kwargs: Mapping | None = None, verbose: bool = False) -> dict:
     """Train with SGD (000 eq. 2.5) or Adam; see :func:`train_sgd` for the arguments and the history."""
+    with _quiet_tf():
+        return _train(model, loss_fn, data, epochs, batch_size, lr, optimizer, momentum, weight_decay,
+                      weight_decay_layers, seed, record, extra_loss, eval_data, eval_every, drop_remainder,
+                      on_epoch_end, adam_kwargs, verbose)
+
+
+def _train(model, loss_fn, data, epochs, batch_size, lr, optimizer, momentum, weight_decay, weight_decay_layers,
+           seed, record, extra_loss, eval_data, eval_every, drop_remainder, on_epoch_end, adam_kwargs, verbose):
     from . import params
 
     if not hasattr(model, "trainable_variables") or not callable(model):
