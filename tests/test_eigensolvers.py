@@ -1,0 +1,175 @@
+"""helpers.eigensolvers against numpy.linalg.eigh in float64: Lanczos (all four 'which'), power iteration,
+eigsh, dense eigh and SLQ (identity I-LANCZOS, I-SLQ), on explicit matrices and on a network's Hessian."""
+import helpers  # noqa: F401
+import numpy as np
+import pytest
+import tensorflow as tf
+from scipy.stats import wasserstein_distance
+
+from helpers import eigensolvers as es
+from helpers import operators
+from test_operators import ce, data, mlp
+
+
+def sym(n, seed=0):
+    A = np.random.default_rng(seed).normal(size=(n, n))
+    return (A + A.T) / 2
+
+
+@pytest.fixture(scope="module")
+def hess():
+    m = mlp()
+    x, y = data((5,))
+    op = operators.hessian(m, ce, (x, y))
+    H = op.to_dense()
+    return op, (H + H.T) / 2
+
+
+def wanted(w, k, which):
+    if which == "LA":
+        return w[::-1][:k]
+    if which == "SA":
+        return w[:k]
+    if which == "LM":
+        return w[np.argsort(-np.abs(w), kind="stable")][:k]
+    hi = (k + 1) // 2
+    return np.sort(np.r_[w[::-1][:hi], w[:k - hi]])[::-1]
+
+
+@pytest.mark.parametrize("which", ["LA", "SA", "LM", "BE"])
+def test_lanczos_matches_eigh(which):
+    A = sym(70)
+    w = np.linalg.eigvalsh(A)
+    op = operators.DenseOperator(A)
+    r = es.lanczos(op, 6, which=which, tol=1e-10, seed=3)
+    np.testing.assert_allclose(r.eigenvalues, wanted(w, 6, which), rtol=1e-8, atol=1e-12)
+    assert r.converged.all() and r.eigenvectors.shape == (70, 6)
+    np.testing.assert_allclose(r.eigenvectors.T @ r.eigenvectors, np.eye(6), atol=1e-10)
+    res = np.linalg.norm(A @ r.eigenvectors - r.eigenvectors * r.eigenvalues, axis=0)
+    np.testing.assert_allclose(r.residuals, res, atol=1e-12)
+    assert r.num_products == r.num_iterations + 6 == op.num_products
+    # unpacking and reproducibility from the seed
+    vals, vecs = es.lanczos(op, 6, which=which, tol=1e-10, seed=3)
+    np.testing.assert_array_equal(vals, r.eigenvalues)
+
+
+def test_lanczos_top10_of_hessian(hess):
+    op, H = hess
+    w = np.linalg.eigvalsh(H)
+    r = es.lanczos(op, 10, which="LA", tol=1e-10)
+    rel_err = np.abs(r.eigenvalues - w[::-1][:10]) / np.abs(w[::-1][:10])
+    assert rel_err.max() <= 1e-8  # identity I-LANCZOS
+    both = es.lanczos(op, 4, which="BE")
+    np.testing.assert_allclose(both.eigenvalues, wanted(w, 4, "BE"), rtol=1e-8, atol=1e-10)
+
+
+def test_lanczos_full_dimension_and_repeated_eigenvalues():
+    d = np.r_[np.full(6, 2.0), np.linspace(-1, 1, 14)]  # a 6-fold eigenvalue: Lanczos must restart to see it
+    Q, _ = np.linalg.qr(np.random.default_rng(1).normal(size=(20, 20)))
+    op = operators.DenseOperator(Q @ np.diag(d) @ Q.T)
+    r = es.lanczos(op, 20, which="SA", tol=1e-10)
+    np.testing.assert_allclose(r.eigenvalues, np.sort(d), atol=1e-9)
+    top = es.lanczos(op, 7, which="LA", max_iter=20)
+    np.testing.assert_allclose(top.eigenvalues, np.r_[np.full(6, 2.0), 1.0], atol=1e-9)
+
+
+def test_lanczos_tridiagonal_is_orthogonal_projection():
+    A = sym(30, seed=2)
+    a, b, Q = es.lanczos_tridiagonal(operators.DenseOperator(A), 12, seed=4)
+    T = np.diag(a) + np.diag(b, 1) + np.diag(b, -1)
+    np.testing.assert_allclose(Q @ Q.T, np.eye(12), atol=1e-12)
+    np.testing.assert_allclose(Q @ A @ Q.T, T, atol=1e-10)
+
+
+def test_lanczos_float32():
+    A = sym(50, seed=5).astype(np.float32)
+    op = operators.DenseOperator(A)
+    assert op.dtype == tf.float32
+    r = es.lanczos(op, 3, which="LA")
+    np.testing.assert_allclose(r.eigenvalues, np.linalg.eigvalsh(A.astype(np.float64))[::-1][:3], rtol=1e-5)
+    assert r.eigenvectors.dtype == np.float32
+
+
+def test_not_converged_is_reported():
+    A = np.diag(np.linspace(1.0, 1.01, 200))  # clustered top: 5 steps cannot resolve it
+    r = es.lanczos(operators.DenseOperator(A), 3, which="LA", max_iter=5, tol=1e-12)
+    assert not r.converged.all() and r.num_iterations == 5
+
+
+def test_power_iteration_with_deflation():
+    d = np.r_[10.0, -7.0, 4.0, np.linspace(-1, 1, 37)]
+    Q, _ = np.linalg.qr(np.random.default_rng(2).normal(size=(40, 40)))
+    op = operators.DenseOperator(Q @ np.diag(d) @ Q.T)
+    r = es.power_iteration(op, 3, tol=1e-12, max_iter=2000, seed=1)
+    np.testing.assert_allclose(r.eigenvalues, [10.0, -7.0, 4.0], rtol=1e-8)
+    assert r.converged.all() and r.num_products == op.num_products
+    for i, lam in enumerate(r.eigenvalues):
+        v = r.eigenvectors[:, i]
+        assert np.linalg.norm(op.to_dense() @ v - lam * v) < 1e-4 * abs(lam)
+
+
+@pytest.mark.parametrize("which", ["LA", "SA", "LM", "BE"])
+def test_eigsh_bridge(hess, which):
+    op, H = hess
+    w = np.linalg.eigvalsh(H)
+    r = es.eigsh(op, 4, which=which)
+    np.testing.assert_allclose(r.eigenvalues, wanted(w, 4, which), rtol=1e-7, atol=1e-10)
+    assert r.num_products > 4
+
+
+def test_dense_eigh(hess):
+    op, H = hess
+    r = es.dense_eigh(op, block_size=16)
+    np.testing.assert_allclose(r.eigenvalues, np.linalg.eigvalsh(H), atol=1e-12)
+    assert r.residuals.max() < 1e-10 and r.num_products == op.size
+    with pytest.raises(ValueError, match="max_bytes"):
+        es.dense_eigh(op, max_bytes=100)
+
+
+def test_slq_density_close_to_exact(hess):
+    op, H = hess
+    w = np.linalg.eigvalsh(H)
+    d = es.slq_density(op, num_probes=20, num_steps=30, seed=7)
+    assert d.nodes.shape == (20, 30) and d.weights.shape == (20, 30)
+    np.testing.assert_allclose(d.weights.sum(axis=1), 1.0, atol=1e-10)
+    assert abs(np.trapezoid(d.density, d.grid) - 1.0) < 1e-3
+    dist = wasserstein_distance(d.nodes.ravel(), w, u_weights=d.weights.ravel())
+    assert dist <= 0.02 * (w.max() - w.min())  # identity I-SLQ
+    assert d.num_products == 20 * 30
+    # the smoothed density on a grid agrees with the smoothed exact spectrum (both are probability densities)
+    g = np.linspace(w.min(), w.max(), 200)
+    dd = es.slq_density(op, num_probes=20, num_steps=30, seed=7, grid=g, sigma=0.05 * (w.max() - w.min()))
+    exact = np.exp(-0.5 * ((g[:, None] - w[None]) / dd.sigma) ** 2).sum(1) / (len(w) * dd.sigma * np.sqrt(2 * np.pi))
+    assert np.trapezoid(np.abs(dd.density - exact), g) < 0.2
+
+
+def test_slq_gaussian_probes_on_explicit_matrix():
+    A = sym(40, seed=8)
+    w = np.linalg.eigvalsh(A)
+    d = es.slq_density(operators.DenseOperator(A), num_probes=10, num_steps=40, distribution="gaussian")
+    # 40 steps on a 40 x 40 matrix: every probe's quadrature is exact, nodes are the eigenvalues
+    np.testing.assert_allclose(np.sort(d.nodes, axis=1), np.tile(w, (10, 1)), atol=1e-9)
+
+
+def test_error_paths(hess):
+    op, _ = hess
+    with pytest.raises(ValueError, match="larger than the dimension"):
+        es.lanczos(op, op.size + 1)
+    with pytest.raises(ValueError, match="larger than the dimension"):
+        es.power_iteration(op, op.size + 1)
+    with pytest.raises(ValueError, match="which"):
+        es.lanczos(op, 2, which="XX")
+    with pytest.raises(ValueError, match="positive integer"):
+        es.lanczos(op, 0)
+    with pytest.raises(ValueError, match="max_iter"):
+        es.lanczos(op, 5, max_iter=3)
+    with pytest.raises(ValueError, match="k < P"):
+        es.eigsh(op, op.size)
+    with pytest.raises(TypeError, match="CurvatureOperator"):
+        es.lanczos(np.eye(3), 1)
+    with pytest.raises(ValueError, match="num_probes"):
+        es.slq_density(op, num_probes=0)
+    with pytest.raises(ValueError, match="distribution"):
+        es.slq_density(op, num_probes=2, num_steps=3, distribution="uniform")
+    with pytest.raises(ValueError, match="zero"):
+        es.lanczos(op, 1, v0=np.zeros(op.size))

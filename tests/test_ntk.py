@@ -1,0 +1,119 @@
+"""helpers.ntk against direct per-example computations in float64 (one tape per example), on a small MLP
+and a small CNN; the Fisher-trace identity 004 eq. 5.1.2 (I-FISHERNTK) for several losses; error paths."""
+import helpers  # noqa: F401
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from helpers import ntk, operators, params
+from test_operators import C, N, ce, cnn, data, mlp, sq
+
+
+def mean_power4(y, z):
+    return tf.reduce_mean((z - tf.one_hot(tf.cast(y, tf.int32), z.shape[-1], dtype=z.dtype)) ** 4, axis=-1)
+
+
+def l3_norm(y, z):
+    d = z - tf.one_hot(tf.cast(y, tf.int32), z.shape[-1], dtype=z.dtype)
+    return tf.reduce_sum(tf.abs(d) ** 3, axis=-1) ** (1.0 / 3.0)
+
+
+def direct(model, x, y=None, loss=None):
+    vs = [params.tf_variable(v) for v in model.trainable_variables]
+    grads, jacs = [], []
+    for i in range(len(x)):
+        with tf.GradientTape(persistent=True) as tape:
+            z = model(x[i:i + 1], training=False)
+            l = loss(y[i:i + 1], z)[0] if loss is not None else None
+            outs = [z[0, c] for c in range(z.shape[1])]
+        if loss is not None:
+            grads.append(params.flatten(tape.gradient(l, vs)).numpy())
+        jacs.append(np.stack([params.flatten(tape.gradient(o, vs)).numpy() for o in outs]))
+    return np.array(grads), np.array(jacs)
+
+
+MODELS = [(mlp, (5,)), (cnn, (6, 6, 1))]
+
+
+@pytest.mark.parametrize("build,shape", MODELS)
+def test_per_example_gradients_and_jacobians(build, shape):
+    m = build()
+    x, y = data(shape)
+    g_ref, j_ref = direct(m, x, y, ce)
+    g = ntk.per_example_gradients(m, ce, x, y, batch_size=5).numpy()
+    assert g.shape == (N, params.num_params(m.trainable_variables))
+    np.testing.assert_allclose(g, g_ref, atol=1e-12)
+    J = ntk.per_example_jacobians(m, x, batch_size=4).numpy()
+    assert J.shape == (N, C, g.shape[1])
+    np.testing.assert_allclose(J, j_ref, atol=1e-12)
+    # restricted to one layer: the matching columns
+    gl = ntk.per_example_gradients(m, ce, x, y, variables="out").numpy()
+    np.testing.assert_allclose(gl, g_ref[:, -gl.shape[1]:], atol=1e-12)
+
+
+def test_empirical_ntk_modes():
+    m = mlp()
+    x, _ = data((5,))
+    _, J = direct(m, x)
+    full = ntk.empirical_ntk(m, x, batch_size=5).numpy()
+    np.testing.assert_allclose(full, np.einsum("iap,jbp->ijab", J, J), atol=1e-12)
+    tr = ntk.empirical_ntk(m, x[:4], x[4:], mode="trace").numpy()
+    np.testing.assert_allclose(tr, np.einsum("iap,jap->ij", J[:4], J[4:]), atol=1e-12)
+    diag = ntk.empirical_ntk(m, x, mode="diagonal", batch_size=6).numpy()
+    np.testing.assert_allclose(diag, np.einsum("iap,ibp->iab", J, J), atol=1e-12)
+    np.testing.assert_allclose(ntk.ntk_trace(m, x, batch_size=5), (J ** 2).sum(), rtol=1e-12)
+    np.testing.assert_allclose(ntk.ntk_trace(m, x, reduction="mean"), (J ** 2).sum() / N, rtol=1e-12)
+    # symmetric positive semi-definite kernel
+    K = full.transpose(0, 2, 1, 3).reshape(N * C, N * C)
+    np.testing.assert_allclose(K, K.T, atol=1e-12)
+    assert np.linalg.eigvalsh(K).min() > -1e-10
+
+
+@pytest.mark.parametrize("loss", [ce, sq, mean_power4, l3_norm])
+def test_fisher_trace_identity(loss):
+    m = mlp()
+    x, y = data((5,))
+    g, _ = direct(m, x, y, loss)
+    want = (g ** 2).sum(1).mean()  # 004 eq. 5.1.3
+    a = ntk.fisher_trace(m, loss, x, y, batch_size=5)
+    b = ntk.fisher_trace_via_ntk(m, loss, x, y, batch_size=6)  # 004 eq. 5.1.2
+    assert abs(a - want) <= 1e-12 * want
+    assert abs(b - a) <= 1e-6 * a  # identity I-FISHERNTK
+
+
+def test_fisher_trace_equals_empirical_fisher_operator_trace():
+    m = cnn()
+    x, y = data((6, 6, 1))
+    op = operators.fisher(m, (x, y), kind="empirical", loss_fn=ce)
+    np.testing.assert_allclose(np.trace(op.to_dense()), ntk.fisher_trace(m, ce, x, y), rtol=1e-10)
+
+
+def test_output_gradients():
+    m = mlp()
+    x, y = data((5,))
+    z = tf.constant(m(x, training=False))
+    with tf.GradientTape() as tape:
+        tape.watch(z)
+        L = tf.reduce_sum(ce(y, z))
+    np.testing.assert_allclose(ntk.output_gradients(m, ce, x, y).numpy(), tape.gradient(L, z).numpy(), atol=1e-14)
+
+
+def test_error_paths():
+    m = mlp()
+    x, y = data((5,))
+    with pytest.raises(ValueError, match="empty"):
+        ntk.per_example_gradients(m, ce, x[:0], y[:0])
+    with pytest.raises(ValueError, match="one entry per example"):
+        ntk.per_example_gradients(m, ce, x, y[:3])
+    with pytest.raises(ValueError, match="mode"):
+        ntk.empirical_ntk(m, x, mode="nope")
+    with pytest.raises(ValueError, match="x2=None"):
+        ntk.empirical_ntk(m, x, x, mode="diagonal")
+    with pytest.raises(ValueError, match="no layer"):
+        ntk.per_example_jacobians(m, x, variables="missing")
+    with pytest.raises(ValueError, match="batch_size"):
+        ntk.fisher_trace(m, ce, x, y, batch_size=0)
+    bad = x.copy()
+    bad[0] = np.nan
+    with pytest.raises(ValueError, match="not finite"):
+        ntk.per_example_gradients(m, ce, bad, y)
