@@ -167,3 +167,30 @@ def test_errors():
         training.train_sgd(model, losses.mse, x, 1, 4, 0.1)
     with pytest.raises(ValueError, match="differ in length"):
         training.train_sgd(model, losses.mse, (x, y[:3]), 1, 4, 0.1)
+
+
+def test_gd_approaches_gradient_flow_linearly_in_eta():
+    # I-FLOW on a problem with an exact flow: a linear model with MSE has a quadratic loss
+    # L(w) = 1/2 w^T A w - c^T w + const, whose gradient flow is w(t) = w* + exp(-A t)(w0 - w*).
+    from scipy.linalg import expm
+
+    rng = np.random.default_rng(7)
+    x, y = rng.normal(size=(20, 3)), rng.integers(0, 2, size=20)
+    model = models.mlp(3, hidden=(), num_classes=2, seed=0, dtype="float64")
+    w_init = [w.copy() for w in model.get_weights()]
+    X = np.c_[np.kron(np.eye(2), x), np.kron(np.eye(2), np.ones((20, 1)))]  # maps (W col-major, b) to outputs
+    Y = np.eye(2)[y].T.reshape(-1)
+    A = 2.0 * X.T @ X / 40  # MSE: mean over 20 examples and 2 outputs
+    c = 2.0 * X.T @ Y / 40
+    w0 = np.r_[w_init[0].T.reshape(-1), w_init[1]]
+    w_star = np.linalg.lstsq(A, c, rcond=None)[0]
+    T = 1.0
+    w_flow = w_star + expm(-A * T) @ (w0 - w_star)
+    etas, errors = np.array([0.1, 0.05, 0.025, 0.0125]), []
+    for eta in etas:
+        model.set_weights(w_init)
+        training.train_sgd(model, losses.mse, (x, y), epochs=int(round(T / eta)), batch_size=None, lr=float(eta))
+        W, b = model.get_weights()
+        errors.append(np.linalg.norm(np.r_[W.T.reshape(-1), b] - w_flow))
+    slope = np.polyfit(np.log(etas), np.log(errors), 1)[0]
+    assert abs(slope - 1.0) <= 0.1
