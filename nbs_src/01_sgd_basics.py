@@ -99,7 +99,7 @@ assert np.array_equal(net(ds.x_train[:3]).numpy(), logits.numpy())
 import keras
 
 L = keras.layers
-image = ds.x_train[:1].reshape(1, 8, 8, 1)
+image = data.digits(image=True).x_train[:1]  # one 8x8 digit, whatever the profile
 conv = L.Conv2D(4, 3, padding="same", kernel_initializer=keras.initializers.GlorotUniform(seed=0))
 feat = conv(image).numpy()
 pooled = L.MaxPooling2D(2)(feat).numpy()
