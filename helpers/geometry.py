@@ -190,10 +190,28 @@ def _ricci_from(g: tf.Tensor, riem: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
 # --------------------------------------------------------------------------------------------------
 def _prepare(metric_fn, theta):
     _check_callable(metric_fn)
-    th, batch_shape, n = _as_points(theta)
-    g = _call_metric(metric_fn, th, n)
+    return _as_points(theta)
+
+
+def _run_checked(core, metric_fn, th, batch_shape, n):
+    """Run a core routine, then validate the metric it evaluated (one metric evaluation in all).
+
+    If the core fails (e.g. a singular metric cannot be inverted), evaluate and validate the metric on its
+    own so the error names the offending point.
+    """
+    try:
+        out = core(metric_fn, th)
+    except (tf.errors.InvalidArgumentError, ValueError):
+        _validate_metric(_call_metric(metric_fn, th, n).numpy(), th.numpy(), batch_shape)
+        raise
+    g = out[0]
+    if tuple(g.shape) != (th.shape[0], n, n):
+        raise ValueError(
+            f"metric_fn must return one n x n matrix per point: for {th.shape[0]} points with n = {n} "
+            f"coordinates the shape should be {(th.shape[0], n, n)}, but it is {tuple(g.shape)}."
+        )
     _validate_metric(g.numpy(), th.numpy(), batch_shape)
-    return th, batch_shape, n
+    return out
 
 
 def christoffel(metric_fn: MetricFn, theta) -> np.ndarray:
@@ -212,7 +230,7 @@ def christoffel(metric_fn: MetricFn, theta) -> np.ndarray:
     Used in chapters 6 and 8.
     """
     th, batch_shape, n = _prepare(metric_fn, theta)
-    _, gamma = _christoffel_core(metric_fn, th)
+    _, gamma = _run_checked(_christoffel_core, metric_fn, th, batch_shape, n)
     return gamma.numpy().reshape(batch_shape + (n, n, n))
 
 
@@ -229,7 +247,7 @@ def riemann(metric_fn: MetricFn, theta) -> np.ndarray:
     Used in chapters 6 and 8.
     """
     th, batch_shape, n = _prepare(metric_fn, theta)
-    _, _, riem = _riemann_core(metric_fn, th)
+    _, _, riem = _run_checked(_riemann_core, metric_fn, th, batch_shape, n)
     return riem.numpy().reshape(batch_shape + (n,) * 4)
 
 
@@ -243,7 +261,7 @@ def ricci_tensor(metric_fn: MetricFn, theta) -> np.ndarray:
     Used in chapter 6.
     """
     th, batch_shape, n = _prepare(metric_fn, theta)
-    g, _, riem = _riemann_core(metric_fn, th)
+    g, _, riem = _run_checked(_riemann_core, metric_fn, th, batch_shape, n)
     ric, _ = _ricci_from(g, riem)
     return ric.numpy().reshape(batch_shape + (n, n))
 
@@ -257,8 +275,8 @@ def ricci_scalar(metric_fn: MetricFn, theta) -> np.ndarray:
         float64 array of shape (...) (a float64 0-d array for a single point of shape (n,)).
     Used in chapters 6 and 8.
     """
-    th, batch_shape, _ = _prepare(metric_fn, theta)
-    g, _, riem = _riemann_core(metric_fn, th)
+    th, batch_shape, n = _prepare(metric_fn, theta)
+    g, _, riem = _run_checked(_riemann_core, metric_fn, th, batch_shape, n)
     _, scalar = _ricci_from(g, riem)
     return scalar.numpy().reshape(batch_shape)
 
@@ -274,7 +292,7 @@ def curvature(metric_fn: MetricFn, theta) -> dict[str, np.ndarray]:
     Used in chapters 6 and 8.
     """
     th, batch_shape, n = _prepare(metric_fn, theta)
-    g, gamma, riem = _riemann_core(metric_fn, th)
+    g, gamma, riem = _run_checked(_riemann_core, metric_fn, th, batch_shape, n)
     ric, scalar = _ricci_from(g, riem)
     return {
         "metric": g.numpy().reshape(batch_shape + (n, n)),
