@@ -167,12 +167,10 @@ def markdown_table(records: list[Finding] | None = None) -> str:
 def table():
     """Display the chapter's findings table (rich Markdown in a notebook, plain text elsewhere)."""
     text = markdown_table()
-    try:
-        from IPython.display import Markdown, display
+    from .plotting import show_table
 
-        display(Markdown(text))
-    except ImportError:  # pragma: no cover
-        print(text)
+    # HTML in the built book (its Markdown renderer has no tables), Markdown in plain front ends
+    show_table(["id", "source", "criterion", "measured", "verdict"], rows())
     return text
 
 

@@ -46,3 +46,41 @@ def subplots(nrows: int = 1, ncols: int = 1, width: float = 4.2, height: float =
     if nrows < 1 or ncols < 1:
         raise ValueError(f"subplots needs at least one row and column, got {nrows}x{ncols}.")
     return plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), **kw)
+
+
+class _Table:
+    """A table that renders as HTML in the built book and as Markdown in plain notebook front ends."""
+
+    def __init__(self, header: list, rows: list):
+        self.header = [str(h) for h in header]
+        self.rows = [[str(c) for c in r] for r in rows]
+
+    def _repr_markdown_(self) -> str:
+        out = ["| " + " | ".join(self.header) + " |", "|" + "---|" * len(self.header)]
+        out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in self.rows]
+        return "\n".join(out)
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        head = "".join(f"<th>{escape(h)}</th>" for h in self.header)
+        body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in self.rows)
+        return f'<table class="table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def show_table(header, rows):
+    """Display a table (a header list and a list of rows): HTML in the built book, Markdown elsewhere.
+
+    Myst-NB renders Markdown outputs as CommonMark, which has no tables; the HTML form avoids that.
+    Used in chapter 1 and by ``helpers.findings.table``.
+    """
+    if not header or any(len(r) != len(header) for r in rows):
+        raise ValueError("show_table needs a non-empty header and rows of the same length as the header.")
+    table = _Table(list(header), [list(r) for r in rows])
+    try:
+        from IPython.display import display
+
+        display(table)
+    except ImportError:  # pragma: no cover
+        print(table._repr_markdown_())
+    return table

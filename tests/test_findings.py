@@ -67,3 +67,15 @@ def test_record_needs_a_chapter(monkeypatch):
     monkeypatch.setitem(findings._state, "chapter", None)
     with pytest.raises(RuntimeError, match="setup"):
         findings.record("F-X", "src", "c", 1.0, lambda m: True)
+
+
+def test_table_renders_html_and_markdown():
+    from helpers import plotting
+
+    findings.record("F-A", "000 Sec. 7.2", "ratio <= 0.7", {"ratio": 0.25}, rule, show=False)
+    text = findings.table()
+    assert "| F-A |" in text
+    t = plotting.show_table(["a", "b"], [["x<y", 1]])
+    assert "<td>x&lt;y</td>" in t._repr_html_() and "| x<y | 1 |" in t._repr_markdown_()
+    with pytest.raises(ValueError):
+        plotting.show_table(["a", "b"], [[1]])
