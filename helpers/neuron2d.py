@@ -347,14 +347,59 @@ def brioschi_gaussian_curvature(g, dg, d2g) -> tf.Tensor:
     return K / c
 
 
-def ricci_scalar_brioschi(loss: str, theta, x, y) -> tf.Tensor:
+def _inverse_sqrt(g):
+    """g^{-1/2} of a batch of symmetric positive-definite matrices (..., n, n), by eigendecomposition."""
+    lam, vec = tf.linalg.eigh(0.5 * (g + tf.linalg.matrix_transpose(g)))
+    return tf.einsum("...ik,...k,...jk->...ij", vec, 1.0 / tf.sqrt(lam), vec)
+
+
+def ricci_scalar_brioschi(loss: str, theta, x, y, orthonormal: bool = True) -> tf.Tensor:
     """Ricci scalar R = 2K of the Fisher metric via Brioschi with closed-form derivatives: (..., 2) -> (...).
 
-    Independent of ``helpers.geometry`` (no Christoffel symbols, no automatic differentiation).
+    Independent of ``helpers.geometry`` (no Christoffel symbols, no automatic differentiation). With
+    ``orthonormal`` (default) the metric and its derivatives are first written in the linear coordinates
+    φ = A⁻¹(θ − θ₀), A = I(θ₀)^{-1/2}, in which the metric is the identity at the point: R is a scalar, so
+    it does not change, but no step divides by a nearly singular matrix.
     Used in chapter 8.
     """
     g, dg, d2g = fisher_metric_and_derivatives(loss, theta, x, y, order=2)
+    if orthonormal:
+        A = _inverse_sqrt(g)
+        g = tf.einsum("...ka,...kl,...lb->...ab", A, g, A)
+        dg = tf.einsum("...ka,...lb,...mc,...klm->...abc", A, A, A, dg)
+        d2g = tf.einsum("...ka,...lb,...mc,...nd,...klmn->...abcd", A, A, A, A, d2g)
     return 2.0 * brioschi_gaussian_curvature(g, dg, d2g)
+
+
+def in_orthonormal_coordinates(ricci_fn):
+    """Wrap a curvature routine so it evaluates each point in coordinates orthonormal at that point.
+
+    For each point θ₀ of the batch, θ = θ₀ + A φ with A = g(θ₀)^{-1/2}, so the metric in φ is
+    g̃(φ) = Aᵀ g(θ₀ + Aφ) A with g̃(0) = identity; ``ricci_fn`` is called at φ = 0. A scalar such as the Ricci
+    scalar is the same in every coordinate system, but the float64 arithmetic no longer inverts an
+    ill-conditioned g (in the raw coordinates R loses up to ~cond(g)·1e-12 of relative accuracy).
+
+    Args:
+        ricci_fn: function (metric_fn, theta (B, n)) -> (B,), such as ``helpers.geometry.ricci_scalar``.
+    Returns:
+        a function with the same signature. Used in chapter 8.
+    """
+    if not callable(ricci_fn):
+        raise TypeError("in_orthonormal_coordinates wraps a function (metric_fn, theta) -> values.")
+
+    def wrapped(metric_fn, theta):
+        th0 = tf.constant(np.asarray(theta, dtype=np.float64))
+        if th0.shape.rank != 2:
+            raise ValueError(f"theta must be a flat batch (B, n), got shape {th0.shape}.")
+        A = _inverse_sqrt(tf.cast(metric_fn(th0), DTYPE))
+
+        def local_metric(phi):
+            g = metric_fn(th0 + tf.einsum("bij,bj->bi", A, phi))
+            return tf.einsum("bki,bkl,blj->bij", A, g, A)
+
+        return ricci_fn(local_metric, np.zeros(th0.shape, dtype=np.float64))
+
+    return wrapped
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -475,7 +520,7 @@ def classified_correctly(theta, x, y) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------
 # measurements on profiles (findings F-VALLEY and F-NARROW)
 # ----------------------------------------------------------------------------------------------------
-def valley_width(s, v, flank: float = 0.5):
+def valley_width(s, v, flank: float = 0.5, search=None):
     """Width at half depth of the valley of a 1-D profile v(s) around its minimum.
 
     The floor is min v; the rim is the median of v over the flanks, the points with |s − centre| ≥
@@ -484,6 +529,7 @@ def valley_width(s, v, flank: float = 0.5):
 
     Args:
         s: (M,) increasing sample positions (M ≥ 5); v: (M,) finite values; flank: in (0, 1).
+        search: optional (low, high): look for the floor only there (e.g. "around the path").
     Returns:
         dict with ``width``, ``s_min`` (position of the floor), ``floor``, ``rim``, ``level``. The width is
         NaN when the rim is not above the floor (no valley). Used in chapter 8 (finding F-NARROW).
@@ -499,7 +545,13 @@ def valley_width(s, v, flank: float = 0.5):
     if not 0 < flank < 1:
         raise ValueError(f"flank must lie in (0, 1), got {flank!r}.")
     centre, half = 0.5 * (s[0] + s[-1]), 0.5 * (s[-1] - s[0])
-    k = int(np.argmin(v))
+    if search is None:
+        k = int(np.argmin(v))
+    else:
+        inside = np.flatnonzero((s >= search[0]) & (s <= search[1]))
+        if inside.size == 0:
+            raise ValueError(f"no sample of s lies in the search window {search!r}.")
+        k = int(inside[np.argmin(v[inside])])
     floor = v[k]
     rim = float(np.median(v[np.abs(s - centre) >= flank * half]))
     level = 0.5 * (floor + rim)
@@ -531,3 +583,88 @@ def cross_section(centre, direction, half_width: float, num: int = 801):
         raise ValueError(f"need half_width > 0 and num >= 5, got {half_width!r}, {num!r}.")
     s = np.linspace(-half_width, half_width, int(num))
     return s, centre[None, :] + s[:, None] * (n / np.linalg.norm(n))[None, :]
+
+
+def valley_floor(loss: str, x, y, theta2_values, theta1_range=(-20.0, 10.0), num: int = 3001) -> np.ndarray:
+    """For each horizontal line θ₂ = c, the θ₁ that minimises the training loss (one vectorised call).
+
+    Args:
+        loss, x (N, 2), y (N,); theta2_values: (M,) the lines; theta1_range, num: where and how finely to search.
+    Returns:
+        (M,) the minimising θ₁ per line. Used in chapter 8 (finding F-VALLEY).
+    """
+    c = np.asarray(theta2_values, dtype=np.float64).reshape(-1)
+    t1 = np.linspace(theta1_range[0], theta1_range[1], int(num))
+    if c.size == 0 or not theta1_range[0] < theta1_range[1] or num < 3:
+        raise ValueError("give at least one θ₂ value, a range (low, high) with low < high and num >= 3.")
+    th = np.stack(np.meshgrid(t1, c, indexing="xy"), axis=-1)
+    return t1[np.argmin(mean_loss(loss, th, x, y).numpy(), axis=1)]
+
+
+def metric_ellipse(g, centre, size: float = 1.0, num: int = 100) -> np.ndarray:
+    """Points of the ellipse {centre + v : vᵀ g v = const}, scaled so its longest semi-axis is ``size``.
+
+    Its orientation and axis ratio are the metric's: long where moving θ changes the model little.
+    Returns (num, 2). Used in chapter 8 (widget).
+    """
+    g = np.asarray(g, dtype=np.float64)
+    if g.shape != (2, 2):
+        raise ValueError(f"g must be one 2 x 2 metric, got shape {g.shape}.")
+    lam, vec = np.linalg.eigh(0.5 * (g + g.T))
+    if not lam[0] > 0:
+        raise ValueError("the metric must be positive definite to draw its ellipse.")
+    axes = 1.0 / np.sqrt(lam)
+    axes = size * axes / axes.max()
+    t = np.linspace(0, 2 * np.pi, int(num))
+    return np.asarray(centre, dtype=np.float64)[None, :] + (vec @ (axes[:, None] * np.stack([np.cos(t), np.sin(t)]))).T
+
+
+def plot_surface(ax, t1, t2, Z, scale: str = "log", path=None, title: str = "", label: str = "",
+                 clip: float = 99.5, linthresh: float = 1.0):
+    """Draw a grid surface Z[j, i] at (t1[i], t2[j]) with a colour bar and, optionally, a GD path on top.
+
+    Args:
+        ax: matplotlib Axes; t1 (n1,), t2 (n2,), Z (n2, n1) finite values.
+        scale: ``"log"`` (positive values spanning decades) or ``"symlog"`` (signed values, e.g. the
+            curvature R; diverging colours centred on 0, linear within ±``linthresh``).
+        path: optional (T, 2) path drawn as a white line with a dark edge, start ○ and end ★.
+        clip: the colour scale saturates beyond this percentile of |Z| (no value is hidden, extremes
+            share the end colour).
+    Returns:
+        the QuadMesh. Used in chapter 8.
+    """
+    import matplotlib.colors as mcolors
+    import matplotlib.patheffects as pe
+    import matplotlib.pyplot as plt
+
+    Z = np.asarray(Z, dtype=np.float64)
+    if Z.shape != (len(t2), len(t1)):
+        raise ValueError(f"Z must have shape (len(t2), len(t1)) = {(len(t2), len(t1))}, got {Z.shape}.")
+    if not np.all(np.isfinite(Z)):
+        raise ValueError("Z has non-finite values; every surface of chapter 8 must be finite (I-FINITE).")
+    if scale == "log":
+        if not np.all(Z > 0):
+            raise ValueError("scale='log' needs positive values; use scale='symlog' for signed ones.")
+        norm = mcolors.LogNorm(vmin=Z.min(), vmax=np.percentile(Z, clip) if clip < 100 else Z.max())
+        cmap = "viridis"
+    elif scale == "symlog":
+        top = max(np.percentile(np.abs(Z), clip), 10 * linthresh)
+        norm = mcolors.SymLogNorm(linthresh=linthresh, vmin=-top, vmax=top, base=10)
+        cmap = "RdBu_r"
+    else:
+        raise ValueError(f"scale must be 'log' or 'symlog', got {scale!r}.")
+    mesh = ax.pcolormesh(t1, t2, Z, norm=norm, cmap=cmap, shading="auto", rasterized=True)
+    cb = plt.colorbar(mesh, ax=ax, pad=0.02)
+    cb.set_label(label)
+    if path is not None:
+        path = np.asarray(path)
+        stroke = [pe.Stroke(linewidth=3.2, foreground="black"), pe.Normal()]
+        ax.plot(path[:, 0], path[:, 1], color="white", lw=1.6, path_effects=stroke)
+        ax.plot(*path[0], "o", ms=6, mfc="white", mec="black")
+        ax.plot(*path[-1], "*", ms=11, mfc="white", mec="black")
+    ax.set_xlabel(r"$\theta_1$")
+    ax.set_ylabel(r"$\theta_2$")
+    ax.set_title(title)
+    ax.set_aspect("equal")
+    ax.grid(False)
+    return mesh

@@ -231,14 +231,42 @@ def test_general_ricci_scalar_agrees_with_brioschi(loss, data):
 
     x = np.random.default_rng(5).uniform(size=(100, 2))
     y = nd.label_above_diagonal(x)
-    th = _random_thetas(40, scale=3.0)
-    r_geo = np.asarray(geometry.ricci_scalar(nd.metric_fn(loss, x, y), tf.constant(th, tf.float64)))
+    th = np.vstack([_random_thetas(40, scale=4.0), [[-9.5, 9.6], [-10.0, 10.0]]])  # includes the valley
+    gfun = nd.metric_fn(loss, x, y)
+    r_geo = np.asarray(nd.in_orthonormal_coordinates(geometry.ricci_scalar)(gfun, th))
     r_b = nd.ricci_scalar_brioschi(loss, th, x, y).numpy()
-    # relative in the max norm: where I(θ) is ill-conditioned both float64 routes lose digits pointwise
-    assert np.max(np.abs(r_geo - r_b)) <= 1e-8 * np.max(np.abs(r_b))
-    cond = np.linalg.cond(nd.fisher_metric(loss, th, x, y).numpy())
-    good = cond < 1e3
-    np.testing.assert_allclose(r_geo[good], r_b[good], rtol=1e-8)
+    np.testing.assert_allclose(r_geo, r_b, rtol=1e-8, atol=1e-12)
+    # the raw coordinates agree as well where the metric is well conditioned
+    r_raw = np.asarray(geometry.ricci_scalar(gfun, th))
+    good = np.linalg.cond(nd.fisher_metric(loss, th, x, y).numpy()) < 1e3
+    np.testing.assert_allclose(r_raw[good], r_b[good], rtol=1e-8, atol=1e-12)
+
+
+def test_brioschi_orthonormal_and_raw_coordinates_agree(data):
+    x, y = data
+    th = _random_thetas(10, scale=1.5)
+    good = np.linalg.cond(nd.fisher_metric("cross_entropy", th, x, y).numpy()) < 1e3
+    a = nd.ricci_scalar_brioschi("cross_entropy", th, x, y, orthonormal=True).numpy()
+    b = nd.ricci_scalar_brioschi("cross_entropy", th, x, y, orthonormal=False).numpy()
+    np.testing.assert_allclose(a[good], b[good], rtol=1e-9)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("helpers.geometry") is None, reason="helpers.geometry not written yet")
+def test_orthonormal_wrapper_on_known_surfaces():
+    from helpers import geometry
+
+    r = 1.3
+
+    def sphere(t):
+        s = tf.sin(t[:, 0])
+        z = tf.zeros_like(s)
+        return tf.stack([tf.stack([r**2 + z, z], -1), tf.stack([z, (r * s) ** 2], -1)], -2)
+
+    th = np.column_stack([np.linspace(0.2, 2.9, 6), np.linspace(-1.0, 2.0, 6)])
+    got = nd.in_orthonormal_coordinates(geometry.ricci_scalar)(sphere, th)
+    np.testing.assert_allclose(got, 2 / r**2, rtol=1e-10)
+    with pytest.raises(TypeError):
+        nd.in_orthonormal_coordinates(3)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("helpers.ntk") is None, reason="helpers.ntk not written yet")
@@ -312,6 +340,9 @@ def test_valley_width_of_known_profiles():
     m = nd.valley_width(s, -np.exp(-((s - 1.0) ** 2) / (2 * sig**2)))
     assert abs(m["width"] - 2 * np.sqrt(2 * np.log(2)) * sig) < 1e-3 and abs(m["s_min"] - 1.0) < 1e-2
     assert np.isnan(nd.valley_width(s, np.ones_like(s))["width"])
+    # the floor can be searched in a window only: two dips, the shallower one chosen
+    two = -np.exp(-((s - 2.0) ** 2) / 0.02) - 2 * np.exp(-((s + 2.0) ** 2) / 0.02)
+    assert abs(nd.valley_width(s, two, search=(1.0, 3.0))["s_min"] - 2.0) < 1e-2
 
 
 def test_cross_section():
