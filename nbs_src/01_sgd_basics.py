@@ -118,7 +118,7 @@ residual = feat + normed  # a residual connection: the block's input added to it
 print("shapes:", image.shape[1:], "-> conv", feat.shape[1:], "-> pool", pooled.shape[1:])
 
 # %%
-fig, axes = subplots(1, 5, width=2.2, height=2.4)
+fig, axes = subplots(1, 5, width=1.55, height=2.0)
 panels = [(image[0, :, :, 0], "input digit\n8x8"),
           (feat[0, :, :, 0], "conv filter 0\n8x8"),
           (feat[0, :, :, 1], "conv filter 1\n8x8"),
@@ -126,9 +126,9 @@ panels = [(image[0, :, :, 0], "input digit\n8x8"),
           (residual[0, :, :, 1], "filter 1 + its\nbatch-norm (residual)")]
 for ax, (img, title) in zip(axes, panels):
     ax.imshow(img, cmap="gray")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=9)
     ax.set_xticks([]), ax.set_yticks([])
-fig.suptitle("One digit through convolution, max-pooling and a residual sum (pixels)")
+fig.suptitle("One digit through the layers (8x8 and 4x4 pixel grids)")
 plt.show()
 
 # %% [markdown]
