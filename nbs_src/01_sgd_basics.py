@@ -20,8 +20,7 @@
 # %%
 import helpers
 
-cfg = helpers.setup(
-    "01_sgd_basics",
+cfg = helpers.setup("01_sgd_basics",
     # quick: the 8x8 digits stand in for MNIST; paper: MLP 50 on MNIST (000 Sec. 5.2)
     quick={"dataset": "digits", "epochs": 300, "compare_epochs": 100,
            "batch_size": 32, "lr": 0.01},
@@ -672,4 +671,4 @@ widgets.explore(draw_toy, controls, presets, panels=2, width=4.6, height=3.4)
 #   falling and the weights keep moving (`F-EXPLORE`, verdict below). Chapter 2 analyses that motion.
 
 # %%
-findings.table()
+helpers.findings.table()
