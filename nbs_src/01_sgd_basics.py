@@ -236,7 +236,9 @@ plt.show()
 #
 # If the gradient is the same vector $g$ at every step, 000 eq. 8.1 sums the geometric series:
 # $v(t) = -\eta g \sum_{t'=0}^{t} \beta^{t'} = -\eta g\,(1 - \beta^{t+1})/(1-\beta) \to -\eta g/(1-\beta)$.
-# Momentum multiplies the effective learning rate by $1/(1-\beta)$: 10 for $\beta = 0.9$. We check it with
+# Momentum multiplies the effective learning rate by $1/(1-\beta)$: 10 for $\beta = 0.9$. (000 writes
+# the batch-averaged gradient as $\nabla_w L / S$ because its $L$ sums over a batch; with the mean loss
+# used in this book that factor is absent and the mean gradient is simply $g$.) We check it with
 # the training loop itself, on a loss whose gradient is constant: the logits of inputs $x = 0$ are just the
 # output bias $b$, and $\ell = g \cdot b$.
 
