@@ -131,7 +131,8 @@ fig.suptitle("One digit through the layers (8x8 and 4x4 pixel grids)")
 plt.show()
 
 # %% [markdown]
-# The convolution responds to strokes of one orientation, the pooling keeps the strongest response of
+# Each filter of this (random, untrained) convolution highlights a different local pattern of the
+# strokes; training would shape the filters into useful detectors. The pooling keeps the strongest response of
 # each 2x2 block at a quarter of the size, and the residual sum has the shape of its inputs, as
 # 000 eq. 2.10 requires.
 #
