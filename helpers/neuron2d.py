@@ -371,6 +371,19 @@ def ricci_scalar_brioschi(loss: str, theta, x, y, orthonormal: bool = True) -> t
     return 2.0 * brioschi_gaussian_curvature(g, dg, d2g)
 
 
+class _QuietTensorFlow:
+    """Silence TensorFlow's Python logger (e.g. retracing notices of vectorised Jacobians) for a block."""
+
+    def __enter__(self):
+        self.logger = tf.get_logger()
+        self.level = self.logger.level
+        self.logger.setLevel("ERROR")
+
+    def __exit__(self, *exc):
+        self.logger.setLevel(self.level)
+        return False
+
+
 def in_orthonormal_coordinates(ricci_fn):
     """Wrap a curvature routine so it evaluates each point in coordinates orthonormal at that point.
 
@@ -397,7 +410,8 @@ def in_orthonormal_coordinates(ricci_fn):
             g = metric_fn(th0 + tf.einsum("bij,bj->bi", A, phi))
             return tf.einsum("bki,bkl,blj->bij", A, g, A)
 
-        return ricci_fn(local_metric, np.zeros(th0.shape, dtype=np.float64))
+        with _QuietTensorFlow():
+            return ricci_fn(local_metric, np.zeros(th0.shape, dtype=np.float64))
 
     return wrapped
 
@@ -500,7 +514,8 @@ def surfaces(loss: str, theta, x, y, ricci_fn=None, chunk: int = 4096) -> dict[s
         if ricci_fn is None:
             vals["R"] = r_b
         else:
-            vals["R"] = ricci_fn(gfun, th)
+            with _QuietTensorFlow():
+                vals["R"] = ricci_fn(gfun, th)
             vals["R_brioschi"] = r_b
         for k, v in vals.items():
             parts.setdefault(k, []).append(np.asarray(v, dtype=np.float64))
