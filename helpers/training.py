@@ -121,8 +121,21 @@ def _split_data(data, what: str):
             raise ValueError(f"{what}: x and y differ in length ({len(x)} vs {len(y)}).")
         if len(x) == 0:
             raise ValueError(f"{what}: the data are empty.")
+        _check_labels(y, what)
         return x, y
     raise TypeError(f"{what} must be a helpers.data.Dataset or an (x, y) tuple of arrays, got {type(data).__name__}.")
+
+
+def _check_labels(y: np.ndarray, what: str) -> None:
+    """Labels must be integer classes of shape (N,): they are cast to int64, so real targets would be truncated."""
+    if y.ndim != 1:
+        raise ValueError(f"{what}: y must be integer class labels of shape (N,), got shape {y.shape}; pass labels, "
+                         "not one-hot targets (the losses turn labels into one-hot targets themselves).")
+    if y.dtype.kind not in "iuf":
+        raise TypeError(f"{what}: y must be an array of integer class labels, got dtype {y.dtype}.")
+    if y.dtype.kind == "f" and not np.all(np.isfinite(y) & (y == np.round(y))):
+        raise ValueError(f"{what}: y must hold integer class labels, got non-integer or non-finite values; "
+                         "labels are cast to int64, which would truncate real-valued targets.")
 
 
 def _eval_pair(eval_data):
@@ -196,6 +209,9 @@ def evaluate(model, loss_fn, x, y, batch_size: int = 1024) -> tuple[float, float
         raise ValueError(f"evaluate needs non-empty x and y of equal length, got {len(x)} and {len(y)}.")
     if not callable(loss_fn):
         raise TypeError("loss_fn must be a per-example loss, e.g. helpers.losses.cross_entropy.")
+    _check_labels(y, "evaluate")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"evaluate: batch_size must be a positive integer, got {batch_size!r}.")
     dtype = _model_dtype(model)
     fn = _eval_fn(model, loss_fn)
     bs = min(int(batch_size), len(x))

@@ -194,3 +194,28 @@ def test_gd_approaches_gradient_flow_linearly_in_eta():
         errors.append(np.linalg.norm(np.r_[W.T.reshape(-1), b] - w_flow))
     slope = np.polyfit(np.log(etas), np.log(errors), 1)[0]
     assert abs(slope - 1.0) <= 0.1
+
+
+def test_more_error_paths():
+    model, x, y = _linear_problem()
+    with pytest.raises(ValueError, match="weight_decay"):
+        training.train_sgd(model, losses.mse, (x, y), 1, 4, 0.1, weight_decay=-1.0)
+    with pytest.raises(ValueError, match="epochs"):
+        training.train_sgd(model, losses.mse, (x, y), 0, 4, 0.1)
+    with pytest.raises(TypeError, match="loss_fn"):
+        training.train_sgd(model, "mse", (x, y), 1, 4, 0.1)
+    with pytest.raises(ValueError, match="empty"):
+        training.train_sgd(model, losses.mse, (x[:0], y[:0]), 1, 4, 0.1)
+    # labels, not targets: one-hot rows and real values would be cast to int64 silently otherwise
+    with pytest.raises(ValueError, match="shape \\(N,\\)"):
+        training.train_sgd(model, losses.mse, (x, np.eye(2)[y]), 1, 4, 0.1)
+    with pytest.raises(ValueError, match="integer class labels"):
+        training.train_sgd(model, losses.mse, (x, y + 0.5), 1, 4, 0.1)
+    with pytest.raises(ValueError, match="integer class labels"):
+        training.evaluate(model, losses.mse, x, y + 0.5)
+    with pytest.raises(ValueError, match="non-empty"):
+        training.evaluate(model, losses.mse, x[:0], y[:0])
+    with pytest.raises(ValueError, match="batch_size"):
+        training.evaluate(model, losses.mse, x, y, batch_size=0)
+    # integer-valued float labels are accepted and give the same result as int labels
+    assert training.evaluate(model, losses.mse, x, y.astype(float)) == training.evaluate(model, losses.mse, x, y)
