@@ -152,25 +152,30 @@ def _tridiag(alpha, beta):
 # ------------------------------------------------------------------------------------------------------------
 
 def _orthogonalise(Q, w):
-    """Remove from rows w (B, P) their components along the stored Lanczos vectors Q (m+1, B, P); twice."""
+    """Remove from rows w (B, P) their components along the stored Lanczos vectors Q (B, m+1, P); twice."""
     for _ in range(2):
-        c = tf.einsum("jbp,bp->jb", Q, w)
-        w = w - tf.einsum("jb,jbp->bp", c, Q)
+        c = tf.linalg.matvec(Q, w)  # (B, m+1)
+        w = w - tf.linalg.matvec(Q, c, adjoint_a=True)
     return w
 
 
 def _build_lanczos(op: CurvatureOperator, m: int, k: int, which: str, check_every: int, batch: int):
     """A tf.function running m steps of Lanczos with full re-orthogonalisation on `batch` start vectors.
 
-    With ``k > 0`` (single start vector) it stops early once the k wanted Ritz pairs have residual estimates
-    beta_j |s_j| <= tol * max|theta|.
+    The Lanczos vectors live in one (batch, m+1, P) tensor on the device (unused rows are zero, so the
+    re-orthogonalisation needs no dynamic slicing). With ``k > 0`` (single start vector) it stops early once
+    the k wanted Ritz pairs have residual estimates beta_j |s_j| <= tol * max|theta|.
     """
     P, dtype = op.size, op.dtype
     eps = float(np.finfo(dtype.as_numpy_dtype).eps)
+    # the basis lives in a variable updated in place (a loop-carried tensor would be copied every step)
+    Qvar = tf.Variable(tf.zeros([batch, m + 1, P], dtype), trainable=False, name="lanczos_basis")
 
     def run(v0, seed, tol):
         q0 = v0 / tf.norm(v0, axis=1, keepdims=True)
-        Q = tf.tensor_scatter_nd_update(tf.zeros([m + 1, batch, P], dtype), [[0]], q0[None])
+        Qvar.assign(tf.zeros([batch, m + 1, P], dtype))
+        Qvar[:, 0, :].assign(q0)
+        Q = tf.constant(0)  # placeholder loop variable; the basis is read from Qvar
         alpha = tf.zeros([m, batch], dtype)
         beta = tf.zeros([m, batch], dtype)
         anorm = tf.zeros([batch], dtype)
@@ -178,8 +183,9 @@ def _build_lanczos(op: CurvatureOperator, m: int, k: int, which: str, check_ever
         def cond(j, Q, alpha, beta, anorm, done):
             return tf.logical_and(j < m, tf.logical_not(done))
 
-        def body(j, Q, alpha, beta, anorm, done):
-            q = Q[j]
+        def body(j, dummy, alpha, beta, anorm, done):
+            Q = Qvar.read_value()
+            q = Q[:, j, :]
             w = op.rows_product(q)
             a = tf.reduce_sum(q * w, axis=1)
             w = _orthogonalise(Q, w)
@@ -187,13 +193,18 @@ def _build_lanczos(op: CurvatureOperator, m: int, k: int, which: str, check_ever
             anorm = tf.maximum(anorm, tf.abs(a) + b)
             # breakdown (an invariant subspace was found): continue with a fresh random direction, beta = 0
             broken = b <= 1e3 * eps * tf.maximum(anorm, tf.constant(1e-300, dtype))
-            fresh = tf.random.stateless_normal([batch, P], seed=tf.stack([seed, j + 1]), dtype=dtype)
-            fresh = _orthogonalise(Q, fresh)
-            fresh = _orthogonalise(Q, fresh)
-            fresh = fresh / tf.norm(fresh, axis=1, keepdims=True)
+
+            def restart():
+                fresh = tf.random.stateless_normal([batch, P], seed=tf.stack([seed, j + 1]), dtype=dtype)
+                fresh = _orthogonalise(Q, _orthogonalise(Q, fresh))
+                fresh = fresh / tf.norm(fresh, axis=1, keepdims=True)
+                safe = tf.where(broken, tf.ones_like(b), b)
+                return tf.where(broken[:, None], fresh, w / safe[:, None])
+
+            q_next = tf.cond(tf.reduce_any(broken), restart, lambda: w / b[:, None])
             b = tf.where(broken, tf.zeros_like(b), b)
-            q_next = tf.where(broken[:, None], fresh, w / tf.where(broken, tf.ones_like(b), b)[:, None])
-            Q = tf.tensor_scatter_nd_update(Q, [[j + 1]], q_next[None])
+            with tf.control_dependencies([q_next]):
+                Qvar[:, j + 1, :].assign(q_next)
             alpha = tf.tensor_scatter_nd_update(alpha, [[j]], a[None])
             beta = tf.tensor_scatter_nd_update(beta, [[j]], b[None])
             done = tf.constant(False)
@@ -213,11 +224,11 @@ def _build_lanczos(op: CurvatureOperator, m: int, k: int, which: str, check_ever
 
                 check = tf.logical_and(n >= k, tf.logical_or(tf.equal(n % check_every, 0), tf.equal(n, m)))
                 done = tf.cond(check, converged, lambda: tf.constant(False))
-            return j + 1, Q, alpha, beta, anorm, done
+            return j + 1, dummy, alpha, beta, anorm, done
 
-        j, Q, alpha, beta, anorm, _ = tf.while_loop(
+        j, _, alpha, beta, anorm, _ = tf.while_loop(
             cond, body, (tf.constant(0), Q, alpha, beta, anorm, tf.constant(False)))
-        return j, Q, alpha, beta
+        return j, Qvar.read_value(), alpha, beta
 
     return tf.function(run)
 
@@ -267,7 +278,7 @@ def lanczos_tridiagonal(op: CurvatureOperator, num_steps: int, v0=None, seed: in
     j, Q, alpha, beta = fn(v0, tf.constant(int(seed), tf.int32), tf.constant(0.0, op.dtype))
     op.num_products += int(j)
     m = int(num_steps)
-    return alpha.numpy()[:m, 0], beta.numpy()[:m - 1, 0], Q.numpy()[:m, 0]
+    return alpha.numpy()[:m, 0], beta.numpy()[:m - 1, 0], Q[0, :m].numpy()
 
 
 def lanczos(op: CurvatureOperator, k: int, which: str = "LA", tol: float = 1e-8, max_iter: int | None = None,
@@ -323,7 +334,7 @@ def lanczos(op: CurvatureOperator, k: int, which: str = "LA", tol: float = 1e-8,
     theta, S = np.linalg.eigh(T)
     idx = _select(theta, k, which)
     vals = theta[idx]
-    Y = tf.matmul(tf.constant(S[:, idx].T, op.dtype), Q[:steps, 0])  # (k, P) Ritz vectors
+    Y = tf.matmul(tf.constant(S[:, idx].T, op.dtype), Q[0, :steps])  # (k, P) Ritz vectors
     AY = op.rows_product(Y)
     op.num_products += k
     res = tf.norm(AY - tf.constant(vals, op.dtype)[:, None] * Y, axis=1).numpy().astype(np.float64)
@@ -490,6 +501,13 @@ def slq_nodes(op: CurvatureOperator, num_probes: int, num_steps: int, seed: int 
     For a unit probe v, m Lanczos steps give :math:`T = S\\Theta S^T`; :math:`v^Tg(A)v \\approx \\sum_j
     S_{1j}^2 g(\\theta_j)` (ubaru2017fast). Probes run together (batched products) in one graph loop.
 
+    Args:
+        op: the operator (P, P).
+        num_probes: number of random probes.
+        num_steps: Lanczos steps m per probe (capped at P).
+        seed: seed of the probes.
+        distribution: ``"rademacher"`` or ``"gaussian"``.
+        probes_per_batch: probes run together (default: as many as fit in about 512 MiB).
     Returns:
         ``(nodes, weights, num_products)`` with nodes and weights of shape (num_probes, m).
     Used in chapter 4 (through :func:`slq_density`).
@@ -499,7 +517,13 @@ def slq_nodes(op: CurvatureOperator, num_probes: int, num_steps: int, seed: int 
         if not isinstance(val, (int, np.integer)) or isinstance(val, bool) or val < 1:
             raise ValueError(f"{name} must be a positive integer, got {val!r}.")
     m = int(min(num_steps, op.size))
-    per = int(probes_per_batch or num_probes)
+    if probes_per_batch is None:  # keep the batched basis (per x (m+1) x P) and the products under ~512 MiB
+        budget = 512 * 1024**2
+        per = min(num_probes, max(1, budget // ((m + 1) * op.size * op.dtype.size)), op.block_size(budget))
+    else:
+        per = int(probes_per_batch)
+        if per < 1:
+            raise ValueError(f"probes_per_batch must be a positive integer, got {probes_per_batch!r}.")
     nodes, weights, total = [], [], 0
     for start in range(0, num_probes, per):
         b = min(per, num_probes - start)

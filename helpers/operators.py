@@ -67,8 +67,11 @@ class CurvatureOperator:
         if self.dtype not in (tf.float32, tf.float64):
             raise TypeError(f"Operators work in float32 or float64, not {self.dtype.name}.")
         self.num_products = 0
-        self._compiled = tf.function(self._rows_product, reduce_retracing=True,
-                                     input_signature=[tf.TensorSpec([None, self.size], self.dtype)])
+        # one vector (no vectorisation machinery) and a batch of vectors (tf.vectorized_map), traced lazily
+        self._compiled_one = tf.function(self._rows_product,
+                                         input_signature=[tf.TensorSpec([1, self.size], self.dtype)])
+        self._compiled_many = tf.function(self._rows_product,
+                                          input_signature=[tf.TensorSpec([None, self.size], self.dtype)])
 
     # --- to be implemented -------------------------------------------------------------------------------
     def _rows_product(self, V: tf.Tensor) -> tf.Tensor:  # pragma: no cover - abstract
@@ -88,6 +91,11 @@ class CurvatureOperator:
         Does not update ``num_products`` (the caller counts; graph loops cannot touch Python state).
         """
         return self._compiled(V)
+
+    def _compiled(self, V):
+        if V.shape.rank == 2 and V.shape[0] == 1:
+            return self._compiled_one(V)
+        return self._compiled_many(V)
 
     def _as_tensor(self, v, rank: int, what: str) -> tf.Tensor:
         t = tf.convert_to_tensor(v)
@@ -114,13 +122,16 @@ class CurvatureOperator:
         self.num_products += k
         return tf.transpose(self._compiled(tf.transpose(t)))
 
-    def block_size(self, max_bytes: int) -> int:
-        """Columns per block so that one block of products stays well under ``max_bytes``."""
-        per_column = self.size * self.dtype.size * self._bytes_factor()
-        return int(max(1, min(self.size, max_bytes // max(per_column, 1))))
+    _max_block = 1024
 
-    def _bytes_factor(self) -> float:
-        return 4.0
+    def block_size(self, max_bytes: int) -> int:
+        """Columns per block for ``to_dense``: what ``max_bytes`` allows, at most ``_max_block`` (the block size
+        beyond which batched products stop getting cheaper per column)."""
+        per_column = max(1, int(self._bytes_per_column()))
+        return int(max(1, min(self.size, self._max_block, max_bytes // per_column)))
+
+    def _bytes_per_column(self) -> float:
+        return 4.0 * self.size * self.dtype.size
 
     def to_dense(self, max_bytes: int = 2 * 1024**3, block_size: int | None = None, out=None,
                  progress: Callable[[int, int], None] | None = None) -> np.ndarray:
@@ -198,9 +209,6 @@ class DenseOperator(CurvatureOperator):
 
     def _rows_product(self, V):
         return tf.matmul(V, self.matrix, transpose_b=True)
-
-    def _bytes_factor(self) -> float:
-        return 2.0
 
 
 class FunctionOperator(CurvatureOperator):
@@ -383,10 +391,18 @@ class ModelOperator(CurvatureOperator):
             total = total + 2.0 * self.weight_decay * V
         return total
 
-    def _bytes_factor(self) -> float:
-        # products with B vectors keep ~B copies of the activations of one data batch alive (vectorized_map)
-        acts = sum(int(np.prod(v.shape)) for v in self._tf_vars)
-        return 6.0 + 2.0 * self.batch_size * max(1, int(np.prod(self._x.shape[1:]))) / max(acts, 1)
+    _max_block = 32
+
+    def _bytes_per_column(self) -> float:
+        # a batch of B products keeps ~B copies of one data batch's activations (and their tangents) alive
+        acts = 0
+        for layer in getattr(self.model, "layers", []):
+            try:
+                acts += int(np.prod([d for d in layer.output.shape[1:]]))
+            except Exception:
+                continue
+        acts = max(acts, int(np.prod(self._x.shape[1:])))
+        return self.dtype.size * (4.0 * self.size + 8.0 * self.batch_size * acts)
 
     # --- convenience ----------------------------------------------------------------------------------------
     def gradient(self) -> tf.Tensor:
