@@ -160,3 +160,40 @@ def test_cifar10_binary(tmp_path):
     (folder / "test_batch.bin").write_bytes(b"\x00" * 100)
     with pytest.raises(ValueError, match="multiple"):
         data.cifar10(tmp_path)
+
+
+def test_mnist1d_never_touches_the_network(monkeypatch):
+    import mnist1d.data
+    import requests
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("helpers.data.mnist1d must generate MNIST-1D locally, never download it")
+
+    monkeypatch.setattr(mnist1d.data, "get_dataset", refuse)
+    monkeypatch.setattr(requests, "get", refuse)
+    monkeypatch.setattr(mnist1d.data.requests, "get", refuse)
+    ds = data.mnist1d(num_samples=100)
+    assert len(ds.x_train) + len(ds.x_test) == 100
+
+
+def test_more_error_paths():
+    with pytest.raises(ValueError, match="multiple of 10"):
+        data.mnist1d(num_samples=105)
+    with pytest.raises(ValueError, match="test_fraction"):
+        data.digits(test_fraction=1.5)
+    with pytest.raises(TypeError, match="seed"):
+        data.digits(seed="a")
+    with pytest.raises(ValueError, match="t "):
+        data.gaussian_anova(model="D2")
+    with pytest.raises(ValueError, match="num_classes"):
+        data.gaussian_anova(num_classes=1, delta=1.0)
+    with pytest.raises(ValueError, match="sigma"):
+        data.gaussian_anova(delta=1.0, sigma=0.0)
+    with pytest.raises(ValueError, match="\\(K, p\\)"):
+        data.anova_snr(np.zeros(5))
+    with pytest.raises(ValueError, match="n_test"):
+        data.unit_square(10, n_test=-1)
+    with pytest.raises(TypeError, match="Dataset"):
+        data.split_tasks((np.zeros((2, 2)), np.zeros(2)), 1)
+    with pytest.raises(ValueError, match="label"):
+        data.Dataset(np.zeros((3, 2)), np.zeros(2), np.zeros((1, 2)), np.zeros(1), 2, "bad")

@@ -107,3 +107,14 @@ def test_errors():
         losses.mse(np.zeros((2, 3)), np.zeros((2, 4)))
     with pytest.raises(ValueError, match="shape"):
         losses.cross_entropy(np.zeros(2, int), np.zeros((2, 3, 1)))
+
+
+def test_get_errors():
+    with pytest.raises(ValueError, match="order"):
+        losses.get("lp_norm")
+    with pytest.raises(ValueError, match="order"):
+        losses.get("mean_power")
+    with pytest.raises(TypeError, match="string"):
+        losses.get(2)
+    with pytest.raises(ValueError, match="p >= 1"):
+        losses.lp_norm(float("inf"))

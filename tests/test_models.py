@@ -103,3 +103,22 @@ def test_errors():
         models.mlp(4, num_classes=0)
     with pytest.raises(TypeError):
         models.count_params("model")
+
+
+def test_glorot_normal_for_lenet_and_resnet():
+    # 000 Sec. 5.2: LeNet and ResNet20 use Glorot normal (eq. 5.2, variance 2 / (fan_in + fan_out)),
+    # the MLPs and miniAlexNet Glorot uniform (eq. 5.1, bound sqrt(6 / (fan_in + fan_out)))
+    lenet = models.build("lenet", seed=0)
+    k = lenet.get_layer("dense_1").kernel.numpy()  # 1024 x 120
+    assert abs(k.var() / (2 / (1024 + 120)) - 1) < 0.05
+    assert np.abs(k).max() > np.sqrt(6 / (1024 + 120))  # beyond the uniform bound: not Glorot uniform
+    r = models.build("resnet8", input_shape=(8, 8, 1), seed=0)
+    k = r.get_layer("s3b1_conv_b").kernel.numpy()  # 3x3, 32 -> 32 channels
+    fan = 9 * 32 + 9 * 32
+    assert abs(k.var() / (2 / fan) - 1) < 0.1
+    alex = models.build("minialexnet_small", input_shape=(8, 8, 1), seed=0)
+    k = alex.get_layer("dense_1").kernel.numpy()
+    bound = np.sqrt(6 / (k.shape[0] + k.shape[1]))
+    assert np.abs(k).max() <= bound and abs(k.var() / (bound**2 / 3) - 1) < 0.1
+    for m in (lenet, r, alex):
+        assert all(np.all(l.bias.numpy() == 0) for l in m.layers if getattr(l, "bias", None) is not None)
