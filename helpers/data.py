@@ -246,6 +246,9 @@ def gaussian_anova(num_classes: int = 4, dim: int = 100, n_per_class: int = 500,
         means[:, :K] = t * (np.eye(K) - 1.0 / K)
     else:
         raise ValueError(f"model must be 'D1' or 'D2' (002's two class-mean models), got {model!r}.")
+    if n_test_per_class is not None and (not isinstance(n_test_per_class, numbers.Integral)
+                                         or n_test_per_class < 0):
+        raise ValueError(f"n_test_per_class must be a non-negative integer or None, got {n_test_per_class!r}.")
     n_test = max(10, n_per_class // 5) if n_test_per_class is None else int(n_test_per_class)
 
     def sample(n):

@@ -92,6 +92,12 @@ def _check_shape(input_shape, what: str, rank: int | None = None) -> tuple:
     return shape
 
 
+def _check_dtype(dtype) -> str:
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}.")
+    return dtype
+
+
 def _check_classes(num_classes) -> int:
     if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}.")
@@ -123,8 +129,7 @@ def mlp(input_dim, hidden: Sequence[int] = (50,), num_classes: int = 10, activat
         raise TypeError(f"hidden must be a sequence of layer widths such as (50, 50), got {hidden!r}.") from None
     if any(h < 1 for h in hidden):
         raise ValueError(f"hidden layer widths must be positive, got {hidden}.")
-    if dtype not in ("float32", "float64"):
-        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}.")
+    _check_dtype(dtype)
     inits = _Init(_check_seed(seed, "mlp"), init)
     inputs = keras.Input(shape=shape, dtype=dtype, name="input")
     x = keras.layers.Flatten(name="flatten", dtype=dtype)(inputs) if len(shape) > 1 else inputs
@@ -152,6 +157,7 @@ def lenet(input_shape=(32, 32, 3), num_classes: int = 10, filters=(6, 16), dense
     keras = _keras()
     shape = _check_shape(input_shape, "lenet", rank=3)
     num_classes = _check_classes(num_classes)
+    _check_dtype(dtype)
     inits = _Init(_check_seed(seed, "lenet"), "glorot_normal")
     L = keras.layers
     inputs = keras.Input(shape=shape, dtype=dtype, name="input")
@@ -186,6 +192,7 @@ def minialexnet(input_shape=(32, 32, 3), num_classes: int = 10, filters=(300, 15
     keras = _keras()
     shape = _check_shape(input_shape, "minialexnet", rank=3)
     num_classes = _check_classes(num_classes)
+    _check_dtype(dtype)
     if padding not in ("valid", "same"):
         raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}.")
     inits = _Init(_check_seed(seed, "minialexnet"), "glorot_uniform")
@@ -233,6 +240,7 @@ def resnet(depth: int = 20, input_shape=(32, 32, 3), num_classes: int = 10, base
     n = (depth - 2) // 6
     shape = _check_shape(input_shape, "resnet", rank=3)
     num_classes = _check_classes(num_classes)
+    _check_dtype(dtype)
     inits = _Init(_check_seed(seed, "resnet"), "glorot_normal")
     L = keras.layers
 

@@ -197,3 +197,10 @@ def test_more_error_paths():
         data.split_tasks((np.zeros((2, 2)), np.zeros(2)), 1)
     with pytest.raises(ValueError, match="label"):
         data.Dataset(np.zeros((3, 2)), np.zeros(2), np.zeros((1, 2)), np.zeros(1), 2, "bad")
+
+
+def test_anova_test_size():
+    ds = data.gaussian_anova(num_classes=2, dim=4, n_per_class=30, delta=1.0, n_test_per_class=7, seed=0)
+    assert np.all(np.bincount(ds.y_test) == 7)
+    with pytest.raises(ValueError, match="n_test_per_class"):
+        data.gaussian_anova(delta=1.0, n_test_per_class=-1)

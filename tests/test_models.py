@@ -122,3 +122,11 @@ def test_glorot_normal_for_lenet_and_resnet():
     assert np.abs(k).max() <= bound and abs(k.var() / (bound**2 / 3) - 1) < 0.1
     for m in (lenet, r, alex):
         assert all(np.all(l.bias.numpy() == 0) for l in m.layers if getattr(l, "bias", None) is not None)
+
+
+def test_dtype_validated_everywhere():
+    for build in (lambda: models.mlp(4, dtype="float16"), lambda: models.lenet((8, 8, 1), dtype="int32"),
+                  lambda: models.minialexnet((8, 8, 1), padding="same", dtype="half"),
+                  lambda: models.resnet(8, (8, 8, 1), dtype="bfloat16")):
+        with pytest.raises(ValueError, match="dtype"):
+            build()
