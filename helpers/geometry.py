@@ -30,6 +30,7 @@ __all__ = [
     "geodesic",
     "curve_length",
     "check_metric",
+    "pointwise_jacobian",
 ]
 
 MetricFn = Callable[[tf.Tensor], tf.Tensor]
@@ -140,10 +141,41 @@ def check_metric(metric_fn: MetricFn, theta) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------
 # the TensorFlow core (flat batch (B, n); no NumPy, so it runs inside tf.function and on a GPU)
 # --------------------------------------------------------------------------------------------------
-def _batch_jacobian(tape: tf.GradientTape, target: tf.Tensor, source: tf.Tensor) -> tf.Tensor:
-    """d target[b, ...] / d source[b, :], shape target.shape + (n,); zeros where target does not depend."""
-    jac = tape.batch_jacobian(target, source, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-    return jac
+def pointwise_jacobian(tape: tf.GradientTape, target: tf.Tensor, source: tf.Tensor,
+                       symmetric_last_two: bool = False) -> tf.Tensor:
+    """Jacobian d target[b, ...] / d source[b, :] of a *pointwise* map, shape target.shape + (n,).
+
+    Row b of ``target`` must depend only on row b of ``source`` (the metric functions of this module do), so
+    the gradient of the sum over the batch of one entry gives that entry's derivative at every point at once.
+    One backward pass per entry of ``target[0]`` (halved with ``symmetric_last_two`` for entries symmetric
+    in their last two indices, like g_ij or Γ^i_kl). This avoids the vectorising (pfor) machinery of
+    ``batch_jacobian``, whose tracing cost explodes when Jacobians are nested three or four deep; for the
+    few coordinates of chapters 6 and 8 it is much faster.
+
+    Args:
+        tape: a persistent ``tf.GradientTape`` that recorded ``target`` from ``source``.
+        target: tensor (B, *S); source: tensor (B, n).
+        symmetric_last_two: target[..., a, b] == target[..., b, a]; compute a <= b only.
+    Returns:
+        tensor (B, *S, n).
+    Used in chapters 6 and 8 (through the curvature routines).
+    """
+    shape = target.shape[1:]
+    idx_list = list(np.ndindex(*shape)) if len(shape) else [()]
+    wanted = [idx for idx in idx_list if not (symmetric_last_two and len(idx) >= 2 and idx[-2] > idx[-1])]
+    with tape:  # record the slicing and summing too (re-entering a persistent tape)
+        sums = [tf.reduce_sum(target[(slice(None),) + tuple(idx)]) for idx in wanted]
+    cols = {
+        idx: tape.gradient(total, source, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        for idx, total in zip(wanted, sums)
+    }
+    ordered = []
+    for idx in idx_list:
+        if symmetric_last_two and len(idx) >= 2 and idx[-2] > idx[-1]:
+            idx = idx[:-2] + (idx[-1], idx[-2])
+        ordered.append(cols[idx])
+    stacked = tf.stack(ordered, axis=1)  # (B, prod(S), n)
+    return tf.reshape(stacked, tf.concat([tf.shape(target), tf.shape(source)[-1:]], axis=0))
 
 
 def _christoffel_from(g: tf.Tensor, dg: tf.Tensor) -> tf.Tensor:
@@ -158,21 +190,22 @@ def _christoffel_from(g: tf.Tensor, dg: tf.Tensor) -> tf.Tensor:
 
 def _christoffel_core(metric_fn: MetricFn, theta: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """(g, Γ) at a flat batch of points theta (B, n)."""
-    with tf.GradientTape() as tape:
+    with tf.GradientTape(persistent=True) as tape:
         tape.watch(theta)
-        g = metric_fn(theta)
-        g = tf.cast(g, tf.float64)
-    dg = _batch_jacobian(tape, g, theta)
+        g = tf.cast(metric_fn(theta), tf.float64)
+    dg = pointwise_jacobian(tape, g, theta, symmetric_last_two=True)
+    del tape
     return g, _christoffel_from(g, dg)
 
 
 def _riemann_core(metric_fn: MetricFn, theta: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """(g, Γ, Riemann) at a flat batch of points theta (B, n)."""
-    with tf.GradientTape() as outer:
+    with tf.GradientTape(persistent=True) as outer:
         outer.watch(theta)
         g, gamma = _christoffel_core(metric_fn, theta)
-    # dgamma[b, i, k, l, m] = ∂_m Γ^i_kl
-    dgamma = _batch_jacobian(outer, gamma, theta)
+    # dgamma[b, i, k, l, m] = ∂_m Γ^i_kl (Γ^i_kl is symmetric in k, l)
+    dgamma = pointwise_jacobian(outer, gamma, theta, symmetric_last_two=True)
+    del outer
     # R^i_jkl = ∂_k Γ^i_lj − ∂_l Γ^i_kj + Γ^i_km Γ^m_lj − Γ^i_lm Γ^m_kj
     d_term = tf.einsum("biljk->bijkl", dgamma) - tf.einsum("bikjl->bijkl", dgamma)
     q_term = tf.einsum("bikm,bmlj->bijkl", gamma, gamma) - tf.einsum("bilm,bmkj->bijkl", gamma, gamma)

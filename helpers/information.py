@@ -23,6 +23,8 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
+from .geometry import pointwise_jacobian
+
 __all__ = [
     "fisher_metric",
     "fisher_information",
@@ -99,21 +101,37 @@ def _log_prob_and_derivatives(log_prob: LogProb, x: tf.Tensor, theta: tf.Tensor,
 
 
 def _fisher_core(log_prob: LogProb, x: tf.Tensor, w: tf.Tensor | None, theta: tf.Tensor, form: str):
-    """Fisher information at theta (B, n) as a (B, n, n) tensor; also returns the total probability (B,)."""
-    logp, score, hess = _log_prob_and_derivatives(log_prob, x, theta, second=(form == "hessian"))
+    """Fisher information at theta (B, n) as a (B, n, n) tensor; also returns the total probability (B,).
+
+    Score form: Σ_m p_m s_m s_mᵀ with forward-mode scores s. Hessian form: with θ' a copy of θ that only the
+    log-likelihood sees, −Σ_m p_m(θ) ∂²ℓ_m(θ) = −∂_θ' [Σ_m p_m(θ) ∂ℓ_m(θ')] at θ' = θ, one batch Jacobian of
+    an (B, n) array (no nested forward accumulators, which enclosing gradient tapes cannot differentiate).
+    """
+    if form == "score":
+        logp, score, _ = _log_prob_and_derivatives(log_prob, x, theta, second=False)
+        prob = tf.exp(logp)
+    else:
+        theta_ll = tf.identity(theta)
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(theta_ll)
+            _, score, _ = _log_prob_and_derivatives(log_prob, x, theta_ll, second=False)
+            logp = tf.cast(log_prob(x, theta), tf.float64)
+            prob = tf.exp(logp)
+            weighted = prob if w is None else prob * w[None, :]
+            mean_score = tf.einsum("bm,bmj->bj", weighted, score)
     if logp.shape.rank != 2 or logp.shape[0] != theta.shape[0] or logp.shape[1] != x.shape[0]:
         raise ValueError(
             f"log_prob(x, theta) must return shape (B, M) = ({theta.shape[0]}, {x.shape[0]}) for {x.shape[0]} "
             f"outcomes and {theta.shape[0]} parameter points; got {tuple(logp.shape)}."
         )
-    prob = tf.exp(logp)
     if w is not None:
         prob = prob * w[None, :]
     total = tf.reduce_sum(prob, axis=1)
     if form == "score":
         info = tf.einsum("bm,bmi,bmj->bij", prob, score, score)
     else:
-        info = -tf.einsum("bm,bmij->bij", prob, hess)
+        info = -pointwise_jacobian(tape, mean_score, theta_ll)
+        del tape
     return info, total
 
 

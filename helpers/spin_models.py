@@ -24,6 +24,8 @@ import numpy as np
 import tensorflow as tf
 from scipy.special import gammaln
 
+from .geometry import pointwise_jacobian
+
 __all__ = [
     "SpinLevels",
     "curie_weiss",
@@ -161,13 +163,14 @@ def thermodynamic_metric(levels: SpinLevels):
         theta = tf.cast(tf.convert_to_tensor(theta), tf.float64)
         shape = tf.shape(theta)
         flat = tf.reshape(theta, (-1, 2))
-        with tf.GradientTape() as outer:
+        with tf.GradientTape(persistent=True) as outer:
             outer.watch(flat)
             with tf.GradientTape() as inner:
                 inner.watch(flat)
                 logz = log_partition(levels, flat)
             grad = inner.gradient(logz, flat)
-        hess = outer.batch_jacobian(grad, flat)
+        hess = pointwise_jacobian(outer, grad, flat)
+        del outer
         return tf.reshape(hess, tf.concat([shape, [2]], axis=0))
 
     return metric

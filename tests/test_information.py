@@ -194,3 +194,11 @@ def test_spin_model_errors():
         spin_models.ising2d(3, coupling=-1.0)
     with pytest.raises(ValueError, match="positive"):
         spin_models.moments(spin_models.curie_weiss(10), [0.0, 1.0])
+
+
+def test_hessian_form_metric_can_be_differentiated_for_curvature():
+    x, w = information.gauss_hermite_nodes(120, 0.0, 1.0)
+    metric = information.fisher_metric(information.gaussian_log_prob, x, w, form="hessian")
+    pts = np.array([[0.0, 1.0], [0.2, 0.95]])
+    assert np.allclose(metric(tf.constant(pts)).numpy(), information.gaussian_fisher_closed_form(pts[:, 1]), atol=1e-10)
+    assert np.allclose(geometry.ricci_scalar(metric, pts), -1.0, atol=1e-8)
