@@ -86,7 +86,8 @@ assert np.array_equal(net(ds.x_train[:3]).numpy(), logits.numpy())
 #
 # $$ Y_{ijk} = \sum_{m \in I_1} \sum_{n \in I_2} \sum_{l \in I_3} W_{mnlk}\, X_{i+m,\, j+n,\, l} + B_{k}, $$
 #
-# so the same few weights are used at every position. A **max-pooling** layer keeps the largest value of
+# so the same few weights are used at every position (000 lets the bias $B_{ijk}$ depend on the position as
+# well; Keras, like most libraries, uses one bias $B_k$ per filter, which is what we count). A **max-pooling** layer keeps the largest value of
 # each neighbourhood, $Y_{ij} = \max_{m, n \in K} X_{i+m, j+n}$ (000 eq. 2.8), which shrinks the image and
 # makes the output less sensitive to small shifts. **Batch normalisation** standardises each channel over
 # the mini-batch and then rescales it with learned $\gamma$, $\beta$ (000 eq. 2.9),
@@ -170,7 +171,9 @@ print(f"ResNet20: {conv_dense:,} conv/dense parameters + {bn:,} batch-norm param
 
 # %% [markdown]
 # All five counts agree exactly (`I-PARAMS`). ("Layers with weights" counts each batch norm of ResNet20
-# as a layer too; the table of the thesis counts its 22 convolution and dense layers.) The quick profile
+# as a layer too; the table of the thesis counts its 22 convolution and dense layers. For LeNet and
+# miniAlexNet, which have two convolutions and three dense layers each, Table 5.1 lists 7 and 8 layers,
+# so it must count some layers without weights, such as the poolings, there.) The quick profile
 # uses the same constructors on small inputs, for example MLP 50 on the 8x8 digits has
 # 64·50+50 + 50·50+50 + 50·10+10 = 6,310 parameters.
 #
@@ -488,7 +491,7 @@ display(Markdown(text))
 #
 # The same network, the same initial weights and the same mini-batch order, trained with plain SGD, SGD
 # with momentum $\beta = 0.9$, SGD with weight decay $\lambda = 5 \times 10^{-3}$ (ten times 000's value for
-# MLP 256, so that its effect shows within 100 epochs) and Adam ($\eta = 10^{-3}$):
+# MLP 256, so that its effect shows within this short run) and Adam ($\eta = 10^{-3}$):
 
 # %%
 variants = {"SGD": dict(), "SGD + momentum β=0.9": dict(momentum=0.9),
@@ -527,8 +530,10 @@ ax1.legend(fontsize=8)
 plt.show()
 
 # %% [markdown]
-# Momentum behaves like SGD with a ten times larger learning rate, as `I-MOMENTUM` predicts, and Adam
-# drives the loss down fastest. With weight decay the data loss levels off instead of falling towards
+# Momentum lowers the loss far faster than plain SGD, as a learning rate effectively ten times larger
+# should (`I-MOMENTUM`; exercise 2 compares it with plain SGD at the same effective rate). Adam, whose
+# steps do not depend on the scale of the gradient, keeps lowering the loss at a steady pace and, in the
+# run shown, ends lowest even though momentum leads during the first epochs. With weight decay the data loss levels off instead of falling towards
 # zero: the pull $2\lambda w$ balances the ever smaller gradient of the cross-entropy, so the weights
 # cannot grow freely and training heads for a fixed point instead of a drift (chapter 2 returns to this).
 # The test accuracies end within a few points of each other.
@@ -670,8 +675,9 @@ widgets.explore(draw_toy, controls, presets, panels=2, width=4.6, height=3.4)
 #   parameter's step.
 # - Gradient descent is the Euler method of gradient flow: its distance to the flow is proportional to
 #   $\eta$ (`I-FLOW`, slope $1 \pm 0.1$).
-# - With plain SGD and cross-entropy, training goes on well after 100% training accuracy: the loss keeps
-#   falling and the weights keep moving (`F-EXPLORE`, verdict below). Chapter 2 analyses that motion.
+# - The thesis reports that with plain SGD and cross-entropy, training goes on well after 100% training
+#   accuracy, with a falling loss and moving weights (the exploration phase); `F-EXPLORE` measures this on
+#   the digits, and the table below gives the verdict. Chapter 2 analyses that motion.
 
 # %%
 helpers.findings.table()
