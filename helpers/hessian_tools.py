@@ -1,0 +1,296 @@
+"""Tools for studying Hessian eigenvectors against the weights (000 Ch. 7) and layerwise spectra (003).
+
+- :func:`layer_slices`: where each layer's parameters sit in the flat parameter vector;
+- :func:`weight_product`: ``|h_i . w| / ||w||`` (000 eq. 7.2);
+- :func:`accumulation_curve`: accuracy and loss of the network rebuilt from its first ``k`` eigen-components,
+  ``w_add = sum_{j<=k} (w . h_j) h_j`` (000 eq. 7.3);
+- :func:`loss_along`: ``L(w + (alpha - w . h) h)`` (000 eq. 7.6) and its quadratic model;
+- :func:`layer_concentration`: ``||h_i||_l^2`` per layer (000 eq. 7.8);
+- :func:`singular_matrix_overlaps`: ``|h_i . w~_j| / ||w~_j||`` with the flattened singular matrices (000 eq. 7.4);
+- :func:`embed_layer_vectors` and :func:`max_overlaps`: layer eigenvectors in the full space (000 eq. 7.5);
+- :func:`lanczos_plain`: textbook Lanczos with or without re-orthogonalisation, to show ghost eigenvalues;
+- :func:`train_cached`: train a network once and keep its weights and history in the result cache.
+
+Used in chapter 4.
+"""
+from __future__ import annotations
+
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from . import params
+
+__all__ = ["layer_slices", "weight_product", "accumulation_curve", "loss_along", "layer_concentration",
+           "singular_matrix_overlaps", "embed_layer_vectors", "max_overlaps", "lanczos_plain", "train_cached",
+           "evaluate_flat"]
+
+
+def layer_slices(model, layers: Sequence[str] | None = None) -> dict[str, slice]:
+    """Slices of each weight layer's parameters in the flat vector of ``params.select_variables(model)``.
+
+    Args:
+        model: a Keras model. layers: names to report (default: every layer with weights, in order).
+    Returns:
+        dict layer name -> slice (the layer's variables are contiguous in model order). Used in chapter 4.
+    """
+    allv = params.select_variables(model)
+    offsets, pos = {}, 0
+    for v in allv:
+        offsets[id(v)] = (pos, pos + int(np.prod(v.shape)))
+        pos += int(np.prod(v.shape))
+    names = params.layer_names(model) if layers is None else list(layers)
+    out = {}
+    for name in names:
+        spans = sorted(offsets[id(v)] for v in params.select_variables(model, name))
+        for (a, b), (c, _) in zip(spans, spans[1:]):
+            if b != c:
+                raise ValueError(f"layer {name!r} has non-contiguous variables in the flat vector.")
+        out[name] = slice(spans[0][0], spans[-1][1])
+    return out
+
+
+def weight_product(vectors, w) -> np.ndarray:
+    """The weight product ``|h_i . w| / ||w||`` of each column ``h_i`` of ``vectors`` (000 eq. 7.2).
+
+    Args:
+        vectors: (P, k) unit eigenvectors as columns. w: (P,) the weights (same flat order).
+    Returns:
+        (k,) array. Used in chapter 4 (F-WPROD).
+    """
+    V = np.asarray(vectors, dtype=np.float64)
+    w = np.asarray(w, dtype=np.float64).reshape(-1)
+    if V.ndim != 2 or V.shape[0] != w.size:
+        raise ValueError(f"vectors must be (P, k) with P = len(w) = {w.size}; got shape {V.shape}.")
+    nw = np.linalg.norm(w)
+    if nw == 0:
+        raise ValueError("weight_product: the weight vector is zero.")
+    return np.abs(V.T @ w) / nw
+
+
+def evaluate_flat(model, loss_fn, x, y, flat_vectors, variables=None, batch_size: int = 4096):
+    """Loss and accuracy of ``model`` with its (selected) weights replaced by each of ``flat_vectors``.
+
+    The original weights are restored afterwards.
+
+    Args:
+        model, loss_fn: the network and its per-example loss. x, y: data.
+        flat_vectors: (K, P) weight vectors. variables: the variables they fill (default all trainable).
+    Returns:
+        (losses (K,), accuracies (K,)). Used in chapter 4.
+    """
+    variables = params.select_variables(model) if variables is None else list(variables)
+    W = np.atleast_2d(np.asarray(flat_vectors))
+    if W.shape[1] != params.num_params(variables):
+        raise ValueError(f"flat_vectors must have {params.num_params(variables)} columns, got {W.shape[1]}.")
+    original = params.get_flat(variables)
+    y = np.asarray(y)
+    losses, accs = [], []
+    try:
+        for row in W:
+            params.set_flat(variables, row)
+            tot_l, tot_c = 0.0, 0
+            for i in range(0, len(x), batch_size):
+                out = model(x[i:i + batch_size], training=False)
+                tot_l += float(tf.reduce_sum(loss_fn(y[i:i + batch_size], out)))
+                tot_c += int(np.sum(np.argmax(out.numpy(), axis=1) == y[i:i + batch_size]))
+            losses.append(tot_l / len(x))
+            accs.append(tot_c / len(x))
+    finally:
+        params.set_flat(variables, original)
+    return np.asarray(losses), np.asarray(accs)
+
+
+def accumulation_curve(model, loss_fn, x, y, vectors, counts: Sequence[int], order=None, w=None, variables=None):
+    """Accuracy and loss of the network rebuilt from ``k`` eigen-components (000 eq. 7.3).
+
+    ``w_add(k) = sum_{j <= k} theta_j h_j`` with ``theta_j = w . h_j``, the eigenvectors taken in ``order``
+    (e.g. decreasing eigenvalue, or decreasing ``|eigenvalue|``).
+
+    Args:
+        model, loss_fn, x, y: network, per-example loss and evaluation data.
+        vectors: (P, n) orthonormal eigenvectors (columns). counts: the k values (0 <= k <= n).
+        order: (n,) column order (default as given). w: (P,) weights (default the model's current ones).
+    Returns:
+        (losses (len(counts),), accuracies (len(counts),)). Used in chapter 4 (F-ACC20).
+    """
+    variables = params.select_variables(model) if variables is None else list(variables)
+    V = np.asarray(vectors, dtype=np.float64)
+    w = params.get_flat(variables).numpy().astype(np.float64) if w is None else np.asarray(w, np.float64)
+    order = np.arange(V.shape[1]) if order is None else np.asarray(order)
+    counts = [int(k) for k in counts]
+    if any(k < 0 or k > len(order) for k in counts):
+        raise ValueError(f"counts must lie in [0, {len(order)}], got {counts}.")
+    theta = V[:, order].T @ w
+    comps = V[:, order] * theta[None, :]
+    csum = np.concatenate([np.zeros((V.shape[0], 1)), np.cumsum(comps, axis=1)], axis=1)
+    return evaluate_flat(model, loss_fn, x, y, csum[:, counts].T, variables)
+
+
+def loss_along(model, loss_fn, x, y, direction, deltas, variables=None) -> np.ndarray:
+    """``L(w + delta h)`` for each ``delta`` (000 eq. 7.6 with ``delta = alpha - w . h``).
+
+    Args:
+        direction: (P,) unit vector h. deltas: (K,) offsets.
+    Returns:
+        (K,) losses on (x, y). Used in chapter 4 (F-QUAD).
+    """
+    variables = params.select_variables(model) if variables is None else list(variables)
+    w = params.get_flat(variables).numpy()
+    h = np.asarray(direction, dtype=w.dtype).reshape(-1)
+    if h.size != w.size:
+        raise ValueError(f"direction must have {w.size} entries, got {h.size}.")
+    return evaluate_flat(model, loss_fn, x, y, w[None, :] + np.asarray(deltas, w.dtype)[:, None] * h[None, :],
+                         variables)[0]
+
+
+def layer_concentration(vectors, slices: Mapping[str, slice]) -> dict[str, np.ndarray]:
+    """Share of each eigenvector's squared norm in each layer, ``||h_i||_l^2`` (000 eq. 7.8).
+
+    Returns:
+        dict layer -> (k,) shares (they sum to one over the layers). Used in chapter 4 (F-CONC).
+    """
+    V = np.asarray(vectors, dtype=np.float64)
+    total = np.sum(V ** 2, axis=0)
+    return {name: np.sum(V[s] ** 2, axis=0) / total for name, s in slices.items()}
+
+
+def singular_matrix_overlaps(kernel, vectors) -> tuple[np.ndarray, np.ndarray]:
+    """Overlaps ``|h_i . w~_j| / ||w~_j||`` of eigenvectors with the flattened singular matrices of a kernel.
+
+    ``W = sum_j nu_j u_j v_j^T``; the j-th singular matrix ``w~_j = nu_j u_j v_j^T`` flattened in row-major
+    order (the order of the layer's kernel in the flat vector) has norm ``nu_j`` (000 eq. 7.4).
+
+    Args:
+        kernel: (n_in, n_out) dense kernel (convolutions: reshape to 2-D first).
+        vectors: (n_in * n_out, k) eigenvectors restricted to the kernel's entries.
+    Returns:
+        (singular values (r,), overlaps (k, r)). Used in chapter 4.
+    """
+    W = np.asarray(kernel, dtype=np.float64)
+    if W.ndim != 2:
+        raise ValueError(f"kernel must be 2-D (reshape convolution kernels first), got shape {W.shape}.")
+    V = np.asarray(vectors, dtype=np.float64)
+    if V.shape[0] != W.size:
+        raise ValueError(f"vectors must have {W.size} rows (the kernel's entries), got {V.shape[0]}.")
+    U, nu, Vt = np.linalg.svd(W, full_matrices=False)
+    mats = np.einsum("ir,rj->rij", U, Vt).reshape(len(nu), -1)  # unit-norm u_j v_j^T, flattened
+    return nu, np.abs(V.T @ mats.T)
+
+
+def embed_layer_vectors(vectors, layer_slice: slice, size: int) -> np.ndarray:
+    """Pad a layer's eigenvectors (n_l, k) with zeros to the full parameter space (size, k) (000 eq. 7.5)."""
+    V = np.asarray(vectors, dtype=np.float64)
+    n = layer_slice.stop - layer_slice.start
+    if V.shape[0] != n:
+        raise ValueError(f"the layer has {n} parameters but the vectors have {V.shape[0]} rows.")
+    out = np.zeros((size, V.shape[1]))
+    out[layer_slice] = V
+    return out
+
+
+def max_overlaps(A, B) -> np.ndarray:
+    """For each column of A the largest ``|a_i . b_j|`` over the columns of B. Used in chapter 4 (F-LAYERFULL)."""
+    A, B = np.asarray(A, np.float64), np.asarray(B, np.float64)
+    if A.shape[0] != B.shape[0]:
+        raise ValueError(f"A and B need the same number of rows, got {A.shape[0]} and {B.shape[0]}.")
+    return np.abs(A.T @ B).max(axis=1)
+
+
+def lanczos_plain(matvec: Callable[[np.ndarray], np.ndarray], v0, num_steps: int,
+                  reorthogonalize: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The textbook Lanczos recursion (003 Algorithm 2) in NumPy float64, optionally fully re-orthogonalised.
+
+    Without re-orthogonalisation the Lanczos vectors lose orthogonality once a Ritz value converges, and
+    converged eigenvalues reappear as spurious copies ("ghosts") among the Ritz values.
+
+    Args:
+        matvec: v -> A v for a symmetric A. v0: (P,) start vector. num_steps: m >= 1.
+        reorthogonalize: orthogonalise each new vector against all previous ones (twice).
+    Returns:
+        (Ritz values (m,) in increasing order, orthogonality loss ``max |Q^T Q - I|``). Used in chapter 4.
+    """
+    q = np.asarray(v0, dtype=np.float64).reshape(-1)
+    if not isinstance(num_steps, (int, np.integer)) or num_steps < 1 or num_steps > q.size:
+        raise ValueError(f"num_steps must be an integer in [1, {q.size}], got {num_steps!r}.")
+    nq = np.linalg.norm(q)
+    if nq == 0:
+        raise ValueError("lanczos_plain: the start vector is zero.")
+    q = q / nq
+    Q = np.zeros((num_steps, q.size))
+    alphas, betas = [], []
+    prev, beta = np.zeros_like(q), 0.0
+    for j in range(num_steps):
+        Q[j] = q
+        r = matvec(q) - beta * prev
+        a = float(q @ r)
+        r = r - a * q
+        if reorthogonalize:
+            for _ in range(2):
+                r = r - Q[: j + 1].T @ (Q[: j + 1] @ r)
+        alphas.append(a)
+        beta = float(np.linalg.norm(r))
+        if j < num_steps - 1:
+            if beta == 0:
+                raise ValueError("lanczos_plain hit an invariant subspace; use fewer steps.")
+            betas.append(beta)
+            prev, q = q, r / beta
+    T = np.diag(alphas) + np.diag(betas, 1) + np.diag(betas, -1)
+    loss = float(np.abs(Q @ Q.T - np.eye(num_steps)).max())
+    return np.linalg.eigvalsh(T), loss
+
+
+def train_cached(name: str, build: Callable[[], object], data, cfg: Mapping, train_kw: Mapping,
+                 loss_fn=None, eval_data=None, extra_loss_fn: Callable | None = None,
+                 snapshot_epochs: Sequence[int] = (), version: str = ""):
+    """Train a network once; later runs load its initial and final weights and history from the cache.
+
+    Args:
+        name: cache label. build: ``() -> model`` (seeded, so it is reproducible).
+        data: (x, y) training data. cfg: everything that determines the result (the cache key).
+        train_kw: keyword arguments of ``training.train_sgd`` (epochs, batch_size, lr, momentum, ...).
+        loss_fn: per-example loss (default cross-entropy). eval_data: (x, y) test data.
+        extra_loss_fn: ``model -> extra_loss`` callable (e.g. a Hessian trace regulariser), built on the model.
+        snapshot_epochs: epochs after which the weights are kept (0 = the initial weights).
+    Returns:
+        (model with the trained weights, dict with ``history`` arrays, ``initial`` weights list,
+        ``snapshots`` {epoch: weights list} and ``seconds`` of training). Used in chapter 4.
+    """
+    import time
+
+    from . import cache, losses, training
+
+    loss_fn = losses.cross_entropy if loss_fn is None else loss_fn
+    wanted = sorted({int(e) for e in snapshot_epochs})
+    model = build()
+
+    def compute():
+        init = model.get_weights()
+        extra = extra_loss_fn(model) if extra_loss_fn is not None else None
+        snaps = {0: init} if 0 in wanted else {}
+
+        def keep(epoch, m, history):
+            if epoch in wanted:
+                snaps[epoch] = m.get_weights()
+            return False
+
+        t0 = time.perf_counter()
+        hist = training.train_sgd(model, loss_fn, data, eval_data=eval_data, extra_loss=extra,
+                                  on_epoch_end=keep if wanted else None, **dict(train_kw))
+        secs = time.perf_counter() - t0
+        out = {f"hist_{k}": np.asarray(v) for k, v in hist.items() if np.asarray(v).dtype != object
+               and not isinstance(v, dict)}
+        out.update(cache.pack_weights(model.get_weights(), "final"))
+        out.update(cache.pack_weights(init, "init"))
+        for epoch, weights in snaps.items():
+            out.update(cache.pack_weights(weights, f"s{epoch:05d}_"))
+        out["seconds"] = secs
+        return out
+
+    arrays = cache.cached(name, dict(cfg, snapshot_epochs=wanted), compute, version=version, verbose=False)
+    model.set_weights(cache.unpack_weights(arrays, "final"))
+    history = {k[5:]: v for k, v in arrays.items() if k.startswith("hist_")}
+    snapshots = {e: cache.unpack_weights(arrays, f"s{e:05d}_") for e in wanted}
+    return model, {"history": history, "initial": cache.unpack_weights(arrays, "init"),
+                   "snapshots": snapshots, "seconds": float(arrays["seconds"])}

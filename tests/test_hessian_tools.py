@@ -1,0 +1,104 @@
+"""helpers.hessian_tools: eigenvector-versus-weight tools, plain Lanczos, cached training."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from helpers import hessian_tools as ht
+from helpers import losses, models, params
+
+
+def _model(seed=0, dtype="float64"):
+    return models.mlp(6, hidden=(5, 4), num_classes=3, seed=seed, dtype=dtype)
+
+
+def _data(n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 6)), rng.integers(0, 3, size=n)
+
+
+def test_layer_slices_cover_the_flat_vector():
+    m = _model()
+    sl = ht.layer_slices(m)
+    assert list(sl) == ["dense_1", "dense_2", "dense_3"]
+    assert sl["dense_1"].start == 0 and sl["dense_3"].stop == params.num_params(m.trainable_variables)
+    for name, s in sl.items():
+        assert s.stop - s.start == params.num_params(params.select_variables(m, name))
+    flat = params.get_flat(m.trainable_variables).numpy()
+    kernel = params.tf_variable(params.select_variables(m, "dense_2")[0]).numpy()
+    assert np.array_equal(flat[sl["dense_2"]][: kernel.size], kernel.ravel())
+
+
+def test_weight_product_and_concentration_on_an_orthonormal_basis():
+    rng = np.random.default_rng(1)
+    Q, _ = np.linalg.qr(rng.normal(size=(20, 20)))
+    w = rng.normal(size=20)
+    wp = ht.weight_product(Q, w)
+    assert abs(np.sum(wp ** 2) - 1.0) < 1e-12
+    conc = ht.layer_concentration(Q, {"a": slice(0, 5), "b": slice(5, 20)})
+    assert np.allclose(conc["a"] + conc["b"], 1.0)
+    with pytest.raises(ValueError, match="P = len"):
+        ht.weight_product(Q[:5], w)
+
+
+def test_accumulation_recovers_the_network_and_empty_network():
+    m = _model(2)
+    x, y = _data()
+    P = params.num_params(m.trainable_variables)
+    Q, _ = np.linalg.qr(np.random.default_rng(3).normal(size=(P, P)))
+    full_loss = float(tf.reduce_mean(losses.cross_entropy(y, m(x))))
+    l_k, a_k = ht.accumulation_curve(m, losses.cross_entropy, x, y, Q, [0, P])
+    assert abs(l_k[1] - full_loss) < 1e-10
+    assert abs(l_k[0] - np.log(3)) < 1e-12  # all weights zero: uniform softmax
+    # the model keeps its weights afterwards
+    assert abs(float(tf.reduce_mean(losses.cross_entropy(y, m(x)))) - full_loss) < 1e-14
+    assert abs(ht.loss_along(m, losses.cross_entropy, x, y, Q[:, 0], [0.0])[0] - full_loss) < 1e-12
+
+
+def test_singular_matrix_overlaps_identity():
+    rng = np.random.default_rng(4)
+    W = rng.normal(size=(5, 3))
+    U, nu, Vt = np.linalg.svd(W, full_matrices=False)
+    mats = np.stack([np.outer(U[:, j], Vt[j]).ravel() for j in range(3)], axis=1)
+    nu2, F = ht.singular_matrix_overlaps(W, mats)
+    assert np.allclose(nu2, nu) and np.allclose(F, np.eye(3), atol=1e-12)
+
+
+def test_embed_and_max_overlaps():
+    V = np.eye(3)
+    E = ht.embed_layer_vectors(V, slice(2, 5), 6)
+    assert E.shape == (6, 3) and np.array_equal(E[2:5], V)
+    assert np.allclose(ht.max_overlaps(E, np.eye(6)), 1.0)
+    with pytest.raises(ValueError, match="parameters"):
+        ht.embed_layer_vectors(V, slice(0, 2), 6)
+
+
+def test_lanczos_plain_with_and_without_reorthogonalisation():
+    rng = np.random.default_rng(5)
+    lam = np.r_[np.linspace(0, 1, 300), [5.0, 4.0, 3.0]]
+    Q, _ = np.linalg.qr(rng.normal(size=(303, 303)))
+    A = (Q * lam) @ Q.T
+    v0 = rng.normal(size=303)
+    ritz, loss = ht.lanczos_plain(lambda v: A @ v, v0, 80, reorthogonalize=True)
+    assert loss < 1e-12
+    assert np.allclose(np.sort(ritz)[-3:], [3.0, 4.0, 5.0], atol=1e-10)
+    ritz_p, loss_p = ht.lanczos_plain(lambda v: A @ v, v0, 80, reorthogonalize=False)
+    assert loss_p > 1e-3  # orthogonality is lost once the top eigenvalues converge
+    assert np.sum(np.abs(ritz_p - 5.0) < 1e-8) >= 2  # a ghost copy of the largest eigenvalue
+    with pytest.raises(ValueError, match="num_steps"):
+        ht.lanczos_plain(lambda v: A @ v, v0, 0)
+
+
+def test_train_cached_loads_the_same_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("BOOK_CACHE_DIR", str(tmp_path))
+    x, y = _data(64, 6)
+    x = x.astype(np.float32)
+    build = lambda: _model(7, "float32")
+    kw = dict(epochs=3, batch_size=16, lr=0.1, seed=1)
+    m1, r1 = ht.train_cached("t", build, (x, y), {"k": 1}, kw, snapshot_epochs=[0, 2])
+    m2, r2 = ht.train_cached("t", build, (x, y), {"k": 1}, kw, snapshot_epochs=[0, 2])
+    for a, b in zip(m1.get_weights(), m2.get_weights()):
+        assert np.array_equal(a, b)
+    assert set(r2["snapshots"]) == {0, 2}
+    for a, b in zip(r2["snapshots"][0], build().get_weights()):
+        assert np.array_equal(a, b)
+    assert len(r2["history"]["loss"]) == 3 and r2["seconds"] == r1["seconds"]
