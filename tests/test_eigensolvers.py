@@ -21,7 +21,7 @@ def hess():
     m = mlp()
     x, y = data((5,))
     op = operators.hessian(m, ce, (x, y))
-    H = op.to_dense()
+    H = op.to_dense(block_size=1)
     return op, (H + H.T) / 2
 
 
@@ -105,7 +105,7 @@ def test_power_iteration_with_deflation():
     assert r.converged.all() and r.num_products == op.num_products
     for i, lam in enumerate(r.eigenvalues):
         v = r.eigenvectors[:, i]
-        assert np.linalg.norm(op.to_dense() @ v - lam * v) < 1e-4 * abs(lam)
+        assert np.linalg.norm(op.to_dense(block_size=1) @ v - lam * v) < 1e-4 * abs(lam)
 
 
 @pytest.mark.parametrize("which", ["LA", "SA", "LM", "BE"])

@@ -14,7 +14,7 @@ def hess():
     m = mlp()
     x, y = data((5,))
     op = operators.hessian(m, ce, (x, y))
-    return op, op.to_dense()
+    return op, op.to_dense(block_size=1)
 
 
 @pytest.mark.parametrize("distribution", ["rademacher", "gaussian"])
