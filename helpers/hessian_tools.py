@@ -116,16 +116,21 @@ def accumulation_curve(model, loss_fn, x, y, vectors, counts: Sequence[int], ord
         (losses (len(counts),), accuracies (len(counts),)). Used in chapter 4 (F-ACC20).
     """
     variables = params.select_variables(model) if variables is None else list(variables)
-    V = np.asarray(vectors, dtype=np.float64)
+    V = np.asarray(vectors)  # kept in its dtype: a float32 eigenbasis of a large network is not copied
     w = params.get_flat(variables).numpy().astype(np.float64) if w is None else np.asarray(w, np.float64)
     order = np.arange(V.shape[1]) if order is None else np.asarray(order)
     counts = [int(k) for k in counts]
     if any(k < 0 or k > len(order) for k in counts):
         raise ValueError(f"counts must lie in [0, {len(order)}], got {counts}.")
-    theta = V[:, order].T @ w
-    comps = V[:, order] * theta[None, :]
-    csum = np.concatenate([np.zeros((V.shape[0], 1)), np.cumsum(comps, axis=1)], axis=1)
-    return evaluate_flat(model, loss_fn, x, y, csum[:, counts].T, variables)
+    theta = (V.T @ w)[order]
+    # partial sums only at the requested counts (no P x n matrix of cumulative sums)
+    rows, current, done = {}, np.zeros(V.shape[0]), 0
+    for k in sorted(set(counts)):
+        if k > done:
+            current = current + V[:, order[done:k]].astype(np.float64) @ theta[done:k]
+            done = k
+        rows[k] = current.copy()
+    return evaluate_flat(model, loss_fn, x, y, np.stack([rows[k] for k in counts]), variables)
 
 
 def loss_along(model, loss_fn, x, y, direction, deltas, variables=None) -> np.ndarray:
