@@ -262,6 +262,13 @@ class ModelOperator(CurvatureOperator):
     Subclasses implement ``_batch_product(xb, yb, v) -> list`` (one vector's product contribution of one data
     batch, already divided by the total N). The data loop runs inside the graph: a ``tf.while_loop`` over
     equal batches plus one remainder batch; several vectors are handled with ``tf.vectorized_map``.
+
+    The operator holds references to the model's variables, not copies: every product uses the weights as
+    they are at that moment (train the model further and the same operator gives the new curvature).
+    The data are copied to the device once, at construction. The construction checks that the loss is
+    per-example and finite and (``check=True``) that two products with one random vector agree; the check's
+    products are not counted in ``num_products``.
+    Used in chapters 2, 4, 5, 6 and 7.
     """
 
     _needs_loss = True
@@ -343,7 +350,7 @@ class ModelOperator(CurvatureOperator):
     def check_deterministic(self, seed: int = 0) -> float:
         """Apply the operator twice to the same random vector and raise if the products disagree.
 
-        Returns the relative difference. A difference larger than sqrt(machine epsilon) means that the model
+        Returns the relative difference (called by the constructor; also useful after changing the model). A difference larger than sqrt(machine epsilon) means that the model
         is not a deterministic function in inference mode (a layer that ignores ``training=False``).
         """
         v = tf.random.stateless_normal([1, self.size], seed=[int(seed), 17], dtype=self.dtype)
@@ -406,7 +413,9 @@ class ModelOperator(CurvatureOperator):
 
     # --- convenience ----------------------------------------------------------------------------------------
     def gradient(self) -> tf.Tensor:
-        """The mean gradient (P,) of the loss (plus weight decay) over the data, for the selected variables."""
+        """The mean gradient (P,) of the loss (plus weight decay) over the data, for the selected variables.
+
+        Used in chapter 4 (the gradient's overlap with Hessian eigenvectors) and the benchmark."""
         if self._y is None:
             raise ValueError("This operator has no loss (true Fisher without labels); no gradient to compute.")
         if not hasattr(self, "_grad_fn"):
@@ -428,7 +437,8 @@ class ModelOperator(CurvatureOperator):
 
 
 class HessianOperator(ModelOperator):
-    """The Hessian of the mean loss (000 Sec. 5.4; 003's layerwise Hessian when restricted). See hessian()."""
+    """The Hessian of the mean loss (000 Sec. 5.4; 003's layerwise Hessian when restricted); built by
+    :func:`hessian`, which documents the arguments. Used in chapters 2, 4 and 5."""
 
     def __init__(self, model, loss_fn, data, variables=None, batch_size=None, weight_decay=0.0,
                  method: str = "forward_over_reverse", check: bool = True, seed: int = 0):
@@ -479,7 +489,9 @@ def _softmax_fisher_block(z, u):
 
 
 class GaussNewtonOperator(ModelOperator):
-    """The generalised Gauss-Newton matrix G = (1/N) sum_i J_i^T (d^2 l/dz^2) J_i (003 eqs. 2-3). See gauss_newton()."""
+    """The generalised Gauss-Newton matrix G = (1/N) sum_i J_i^T M_i J_i (003 eqs. 2-3), built by
+    :func:`gauss_newton` (M_i = loss Hessian in output space) and by :func:`fisher` with ``kind="true"``
+    (M_i = diag(p_i) - p_i p_i^T, or I for the Gaussian likelihood). Used in chapters 4 and 6."""
 
     def __init__(self, model, loss_fn, data, variables=None, batch_size=None, weight_decay=0.0,
                  output_curvature: str = "loss", check: bool = True, seed: int = 0):
@@ -507,7 +519,8 @@ class GaussNewtonOperator(ModelOperator):
 
 
 class HessianResidualOperator(ModelOperator):
-    """H = (1/N) sum_i sum_c (dl/dz_c) d^2 f_c/dtheta^2 (003 eqs. 1 and 4), so Hess = G + H. See hessian_residual()."""
+    """H = (1/N) sum_i sum_c (dl/dz_c) d^2 f_c/dtheta^2 (003 eqs. 1 and 4), so Hess = G + H; built by
+    :func:`hessian_residual`. Used in chapter 4."""
 
     def _batch_product(self, xb, yb, v):
         tangents = self._split(v)
@@ -525,7 +538,9 @@ class HessianResidualOperator(ModelOperator):
 
 
 class EmpiricalFisherOperator(ModelOperator):
-    """The empirical Fisher (1/N) sum_i g_i g_i^T with per-example gradients g_i (004 eq. 5.1.3). See fisher()."""
+    """The empirical Fisher (1/N) sum_i g_i g_i^T with per-example gradients g_i (its trace is 004 eq. 5.1.3);
+    one product is a Jacobian-vector product of the per-example losses followed by one reverse pass. Built
+    by :func:`fisher` with ``kind="empirical"``. Used in chapters 6 and 7."""
 
     def _batch_product(self, xb, yb, v):
         tangents = self._split(v)

@@ -35,6 +35,12 @@ def direct(model, x, y=None, loss=None):
 MODELS = [(mlp, (5,)), (cnn, (6, 6, 1))]
 
 
+@pytest.fixture(scope="module")
+def small():
+    """One MLP shared by the tests below (its traced per-example functions are reused)."""
+    return mlp(), data((5,))
+
+
 @pytest.mark.parametrize("build,shape", MODELS)
 def test_per_example_gradients_and_jacobians(build, shape):
     m = build()
@@ -51,9 +57,8 @@ def test_per_example_gradients_and_jacobians(build, shape):
     np.testing.assert_allclose(gl, g_ref[:, -gl.shape[1]:], atol=1e-12)
 
 
-def test_empirical_ntk_modes():
-    m = mlp()
-    x, _ = data((5,))
+def test_empirical_ntk_modes(small):
+    m, (x, _) = small
     _, J = direct(m, x)
     full = ntk.empirical_ntk(m, x, batch_size=5).numpy()
     np.testing.assert_allclose(full, np.einsum("iap,jbp->ijab", J, J), atol=1e-12)
@@ -70,9 +75,8 @@ def test_empirical_ntk_modes():
 
 
 @pytest.mark.parametrize("loss", [ce, sq, mean_power4, l3_norm])
-def test_fisher_trace_identity(loss):
-    m = mlp()
-    x, y = data((5,))
+def test_fisher_trace_identity(small, loss):
+    m, (x, y) = small
     g, _ = direct(m, x, y, loss)
     want = (g ** 2).sum(1).mean()  # 004 eq. 5.1.3
     a = ntk.fisher_trace(m, loss, x, y, batch_size=5)
@@ -88,9 +92,8 @@ def test_fisher_trace_equals_empirical_fisher_operator_trace():
     np.testing.assert_allclose(np.trace(op.to_dense(block_size=1)), ntk.fisher_trace(m, ce, x, y), rtol=1e-10)
 
 
-def test_output_gradients():
-    m = mlp()
-    x, y = data((5,))
+def test_output_gradients(small):
+    m, (x, y) = small
     z = tf.constant(m(x, training=False))
     with tf.GradientTape() as tape:
         tape.watch(z)
@@ -98,9 +101,8 @@ def test_output_gradients():
     np.testing.assert_allclose(ntk.output_gradients(m, ce, x, y).numpy(), tape.gradient(L, z).numpy(), atol=1e-14)
 
 
-def test_error_paths():
-    m = mlp()
-    x, y = data((5,))
+def test_error_paths(small):
+    m, (x, y) = small
     with pytest.raises(ValueError, match="empty"):
         ntk.per_example_gradients(m, ce, x[:0], y[:0])
     with pytest.raises(ValueError, match="one entry per example"):
