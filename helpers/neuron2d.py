@@ -227,12 +227,18 @@ def fisher_metric_and_derivatives(loss: str, theta, x, y, order: int = 2):
     s, _, p, q = _margins(theta, x, y)
     w, w1, w2 = _weight_and_derivatives(loss, s, p, q)
     n = tf.cast(tf.shape(x)[0], DTYPE)
-    g = tf.einsum("...n,na,nb->...ab", w, x, x) / n
+    # moments of the inputs as (N, 2^k) matrices, so each sum over examples is one matrix product and no
+    # (batch, N, 2^k) intermediate is ever formed
+    x2 = tf.reshape(x[:, :, None] * x[:, None, :], (-1, 4))
+    lead = tf.shape(w)[:-1]
+    g = tf.reshape(tf.tensordot(w, x2, axes=1) / n, tf.concat([lead, [2, 2]], 0))
     out = [g]
     if order >= 1:
-        out.append(SCALE * tf.einsum("...n,na,nb,nc->...abc", w1, x, x, x) / n)
+        x3 = tf.reshape(x2[:, :, None] * x[:, None, :], (-1, 8))
+        out.append(tf.reshape(SCALE * tf.tensordot(w1, x3, axes=1) / n, tf.concat([lead, [2, 2, 2]], 0)))
     if order >= 2:
-        out.append(SCALE**2 * tf.einsum("...n,na,nb,nc,nd->...abcd", w2, x, x, x, x) / n)
+        x4 = tf.reshape(x2[:, :, None] * x2[:, None, :], (-1, 16))
+        out.append(tf.reshape(SCALE**2 * tf.tensordot(w2, x4, axes=1) / n, tf.concat([lead, [2, 2, 2, 2]], 0)))
     return tuple(out)
 
 
