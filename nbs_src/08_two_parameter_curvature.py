@@ -26,8 +26,7 @@ import time
 
 import helpers
 
-cfg = helpers.setup(
-    "08_two_parameter_curvature",
+cfg = helpers.setup("08_two_parameter_curvature",
     quick={"n_points": 100, "grid": 141, "theta1": [-10.0, 4.0], "theta2": [-4.0, 10.0], "chunk": 20000,
            "path_samples": 601, "section_points": 1001,
            "gd": {"mean_power2": [0.5, 12000], "l2_norm": [0.5, 3000], "cross_entropy": [0.2, 6000]}},
