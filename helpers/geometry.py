@@ -16,6 +16,7 @@ Results are returned as NumPy float64 arrays (they feed plots and assertions). U
 """
 from __future__ import annotations
 
+import weakref
 from typing import Callable
 
 import numpy as np
@@ -336,6 +337,43 @@ def curvature(metric_fn: MetricFn, theta) -> dict[str, np.ndarray]:
     }
 
 
+_INTEGRATORS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _geodesic_integrator(metric_fn: MetricFn, num_steps: int, n: int):
+    """A compiled RK4 integrator for one metric and step count, traced once and reused across calls."""
+    try:
+        per_metric = _INTEGRATORS.setdefault(metric_fn, {})
+    except TypeError:  # not weak-referenceable: compile without caching
+        per_metric = {}
+    key = (num_steps, n)
+    if key in per_metric:
+        return per_metric[key]
+
+    def accel(x, v):
+        _, gamma = _christoffel_core(metric_fn, x)
+        return -tf.einsum("bikl,bk,bl->bi", gamma, v, v)
+
+    spec = tf.TensorSpec([None, n], tf.float64)
+
+    @tf.function(input_signature=[spec, spec, tf.TensorSpec([], tf.float64)])
+    def integrate(x, v, h):
+        out = tf.TensorArray(tf.float64, size=num_steps + 1)
+        out = out.write(0, x)
+        for j in tf.range(num_steps):
+            k1x, k1v = v, accel(x, v)
+            k2x, k2v = v + 0.5 * h * k1v, accel(x + 0.5 * h * k1x, v + 0.5 * h * k1v)
+            k3x, k3v = v + 0.5 * h * k2v, accel(x + 0.5 * h * k2x, v + 0.5 * h * k2v)
+            k4x, k4v = v + h * k3v, accel(x + h * k3x, v + h * k3v)
+            x = x + h / 6.0 * (k1x + 2.0 * k2x + 2.0 * k3x + k4x)
+            v = v + h / 6.0 * (k1v + 2.0 * k2v + 2.0 * k3v + k4v)
+            out = out.write(j + 1, x)
+        return out.stack()
+
+    per_metric[key] = integrate
+    return integrate
+
+
 def geodesic(metric_fn: MetricFn, theta0, velocity0, t_max: float, num_steps: int = 200) -> np.ndarray:
     """Integrate the geodesic equation ``θ̈^i = −Γ^i_kl θ̇^k θ̇^l`` with the classical Runge-Kutta method.
 
@@ -375,26 +413,8 @@ def geodesic(metric_fn: MetricFn, theta0, velocity0, t_max: float, num_steps: in
     _validate_metric(g0.numpy(), th0.numpy(), batch_shape)
 
     h = tf.constant(t_max / int(num_steps), tf.float64)
-
-    def accel(x, v):
-        _, gamma = _christoffel_core(metric_fn, x)
-        return -tf.einsum("bikl,bk,bl->bi", gamma, v, v)
-
-    @tf.function(reduce_retracing=True)
-    def integrate(x, v):
-        out = tf.TensorArray(tf.float64, size=int(num_steps) + 1)
-        out = out.write(0, x)
-        for j in tf.range(int(num_steps)):
-            k1x, k1v = v, accel(x, v)
-            k2x, k2v = v + 0.5 * h * k1v, accel(x + 0.5 * h * k1x, v + 0.5 * h * k1v)
-            k3x, k3v = v + 0.5 * h * k2v, accel(x + 0.5 * h * k2x, v + 0.5 * h * k2v)
-            k4x, k4v = v + h * k3v, accel(x + h * k3x, v + h * k3v)
-            x = x + h / 6.0 * (k1x + 2.0 * k2x + 2.0 * k3x + k4x)
-            v = v + h / 6.0 * (k1v + 2.0 * k2v + 2.0 * k3v + k4v)
-            out = out.write(j + 1, x)
-        return out.stack()
-
-    path = integrate(th0, v0).numpy()  # (num_steps + 1, B, n)
+    integrate = _geodesic_integrator(metric_fn, int(num_steps), n)
+    path = integrate(th0, v0, h).numpy()  # (num_steps + 1, B, n)
     finite = np.isfinite(path).all(axis=-1)
     if finite.all():  # also check that every point stays where the metric is positive definite
         g_path = _call_metric(metric_fn, tf.constant(path.reshape(-1, n)), n).numpy()

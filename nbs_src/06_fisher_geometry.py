@@ -50,6 +50,8 @@ from helpers import cache, data, eigensolvers, estimators, findings, geometry, i
 from helpers import ntk, operators, spin_models, training, widgets
 from helpers.plotting import PALETTE, subplots
 
+tf.get_logger().setLevel("ERROR")  # keep TensorFlow's retracing notices off the page
+
 # %% [markdown]
 # ## Fisher information in statistics
 #
@@ -238,7 +240,7 @@ axes[0].legend();
 # The Fisher information is a *Riemannian metric*: it turns a small step $d\theta$ into a length
 # $ds^2 = g_{ij}\, d\theta^i d\theta^j$. On the Gaussian family, $ds^2 = (d\mu^2 + 2\, d\sigma^2)/\sigma^2$: the
 # same coordinate step is long where $\sigma$ is small (the distributions are sharp and easy to tell apart)
-# and short where $\sigma$ is large. The figure draws the metric's unit circles (the steps of length 0.3)
+# and short where $\sigma$ is large. The figure draws the metric's circles (the steps of length 0.2)
 # at a grid of points, next to the distributions those points are.
 
 # %%
@@ -248,7 +250,7 @@ marked = [(-1.5, 0.5), (0.0, 1.5), (1.5, 0.8)]
 for mu in np.linspace(-2, 2, 5):
     for sigma in [0.4, 0.8, 1.4, 2.0]:
         g = information.gaussian_fisher_closed_form(sigma)
-        radius = 0.3 / np.sqrt(np.diag(g))  # {dθ : dθᵀ g dθ = 0.3²} for a diagonal g
+        radius = 0.2 / np.sqrt(np.diag(g))  # {dθ : dθᵀ g dθ = 0.2²} for a diagonal g
         ax.plot(mu + radius[0] * np.cos(tt), sigma + radius[1] * np.sin(tt), color=PALETTE[0], lw=1)
 for j, (mu, sigma) in enumerate(marked):
     ax.plot(mu, sigma, "o", color=PALETTE[j + 1], ms=8)
@@ -256,7 +258,7 @@ for j, (mu, sigma) in enumerate(marked):
     ax2.plot(xs, np.exp(-0.5 * ((xs - mu) / sigma) ** 2) / np.sqrt(2 * np.pi) / sigma, color=PALETTE[j + 1],
              label=fr"$\mu={mu}, \sigma={sigma}$")
 ax.set(xlabel=r"mean $\mu$", ylabel=r"standard deviation $\sigma$", xlim=(-2.6, 2.6), ylim=(0, 2.6),
-       title="Gaussian family: metric circles of radius 0.3")
+       title="Gaussian family: metric circles of radius 0.2")
 ax2.set(xlabel="x", ylabel=r"density $p(x|\mu,\sigma)$", title="the points are distributions")
 ax2.legend();
 
@@ -429,18 +431,18 @@ except ValueError as err:
 # ## Widget: geodesics on the Gaussian manifold
 #
 # Pick a distribution $\mathcal N(\mu_0, \sigma_0)$ and a travel distance: the widget shoots geodesics in
-# 16 directions with unit speed, so their end points form the *geodesic circle* of that radius. In the
+# 48 directions with unit speed, so their end points form the *geodesic circle* of that radius. In the
 # static book, three presets are drawn. Circles around sharp distributions look small in coordinates
 # (every step is long there), and all circles are pushed towards larger $\sigma$.
 
 # %%
 def plot_geodesics(ax, mu0=0.0, sigma0=1.0, distance=1.0):
-    angles = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+    angles = np.linspace(0, 2 * np.pi, 48, endpoint=False)
     g0 = np.diag(information.gaussian_fisher_closed_form(sigma0))
     v0 = np.stack([np.cos(angles) / np.sqrt(g0[0]), np.sin(angles) / np.sqrt(g0[1])], -1)  # unit speed
     starts = np.tile([mu0, sigma0], (len(angles), 1))
     paths = geometry.geodesic(gauss_metric, starts, v0, t_max=distance, num_steps=100)  # (101, 16, 2)
-    for k in range(len(angles)):
+    for k in range(0, len(angles), 3):  # every third geodesic; the circle uses all 48 end points
         ax.plot(paths[:, k, 0], paths[:, k, 1], color=PALETTE[0], lw=1)
     ends = np.vstack([paths[-1], paths[-1][:1]])
     ax.plot(ends[:, 0], ends[:, 1], color=PALETTE[3], lw=2, label=f"geodesic circle, radius {distance}")
@@ -551,20 +553,25 @@ display(Markdown("| network | matrix | $\\lambda_1$ | $\\lambda_2$ | trace (Hutc
 # %%
 t_true, t_emp, t_hess = (spec[f"trained/{k}/trace"][0] for k in ("true", "empirical", "hessian"))
 i_true, i_emp, i_hess = (spec[f"init/{k}/trace"][0] for k in ("true", "empirical", "hessian"))
+def relation(ratio):  # words for a trace ratio
+    return "about equal" if abs(ratio - 1) < 0.05 else ("smaller" if ratio < 1 else "larger")
+
+
 display(Markdown(
-    f"At initialisation the empirical Fisher's trace is {i_emp / i_true:.2f} times the true Fisher's and the "
-    f"Hessian's {i_hess / i_true:.2f} times. After training (train accuracy {trained['acc'][-1]:.2f}) the ratios "
-    f"are {t_emp / t_true:.2f} and {t_hess / t_true:.2f}; the top eigenvalues are "
-    f"{spec['trained/true/top'][0]:.3g} (true Fisher), {spec['trained/empirical/top'][0]:.3g} (empirical) and "
+    f"At initialisation the empirical Fisher's trace is {i_emp / i_true:.2f} times the true Fisher's "
+    f"({relation(i_emp / i_true)}) and the Hessian's {i_hess / i_true:.2f} times ({relation(i_hess / i_true)}). "
+    f"After training (train accuracy {trained['acc'][-1]:.2f}) the ratios are {t_emp / t_true:.2f} "
+    f"({relation(t_emp / t_true)}) and {t_hess / t_true:.2f} ({relation(t_hess / t_true)}); the top eigenvalues "
+    f"are {spec['trained/true/top'][0]:.3g} (true Fisher), {spec['trained/empirical/top'][0]:.3g} (empirical) and "
     f"{spec['trained/hessian/top'][0]:.3g} (Hessian)."))
 
 # %% [markdown]
-# What to read from the table: the true Fisher and the Hessian share their large eigenvalues once the
-# network is trained, because the Hessian is the Gauss-Newton matrix (the true Fisher) plus a residual that
-# vanishes when the outputs fit (chapter 4). The empirical Fisher uses the data's labels: on examples the
-# network already fits, $\nabla\ell$ is tiny, so after training the empirical Fisher is much *smaller* than the
-# true Fisher; at initialisation, when predictions are uninformed, the two differ in the other direction.
-# The empirical Fisher is therefore a poor stand-in for the curvature exactly where one usually computes
+# How to read these numbers: for cross-entropy the Hessian is the Gauss-Newton matrix, which is the true
+# Fisher, plus a residual weighted by the output errors $p_i - y_i$ (chapter 4), so the two can only differ
+# through that residual. The empirical Fisher replaces the model's labels by the data's: on examples the
+# network fits, $\nabla\ell$ is small, so after training it tends to fall well below the true Fisher, while at
+# initialisation, when the predictions are uninformed and the data's labels are surprising, it can exceed
+# it. The empirical Fisher is therefore a poor stand-in for the curvature exactly where one usually computes
 # it {cite}`martens2020new`. 004 uses the empirical form (eq. 3.3.5); chapters 7 and 8 follow it.
 #
 # ## Phase transitions seen by the Fisher information
@@ -636,9 +643,9 @@ axes[0].legend();
 
 # %% [markdown]
 # The Fisher information in temperature has a single maximum that sharpens and moves towards Onsager's
-# $T_c$ as the lattice grows; the Fisher information in the field grows steeply as the spins order below
-# $T_c$ (the finite lattice has no spontaneous magnetisation at $h = 0$, so it saturates rather than
-# diverges). The scalar curvature of the two-dimensional metric, computed by `helpers.geometry` from
+# $T_c$ as the lattice grows. The Fisher information in the field, $\mathrm{Var}(M)/T^2$, grows as the spins
+# order below $T_c$; on a finite lattice at $h = 0$ it stays bounded ($\mathrm{Var}(M) \le N^2$) instead of
+# diverging, and it has no peak to locate. The scalar curvature of the two-dimensional metric, computed by `helpers.geometry` from
 # $\log Z$ by automatic differentiation (four derivatives deep), is positive in our sign convention and
 # peaks near $T_c$. Away from $h = 0$ the picture changes: the map below shows $R(T, h)$ for the largest
 # lattice. At low temperature in a field, the spins are frozen, the fluctuations and hence the metric
@@ -691,18 +698,23 @@ display(Markdown(
     f"{100 * (T_I / T_c - 1):+.1f}% from $T_c = {T_c:.4f}$, and the scalar curvature at $T_R = {T_R:.3f}$ "
     f"({100 * (T_R / T_c - 1):+.1f}%): the finding is **{phase.verdict}**. For comparison, the lattice's specific-heat "
     f"peak is at {res['peaks']['heat_capacity']:.3f} and its susceptibility peak at {res['peaks']['susceptibility']:.3f}, "
-    f"{100 * (T_I / res['peaks']['susceptibility'] - 1):+.0f}% from $T_I$: on so small a lattice the "
-    "pseudo-critical temperatures of different observables disagree by more than the criterion's 10%."))
+    f"{100 * (T_I / res['peaks']['susceptibility'] - 1):+.0f}% from $T_I$. On a lattice this small the "
+    f"pseudo-critical temperatures of different observables lie "
+    f"{100 * (res['peaks']['susceptibility'] / res['peaks']['heat_capacity'] - 1):.0f}% apart (susceptibility against "
+    "specific heat), which is why the exact $T_c$, and not one of them, is the reference."))
 
 # %% [markdown]
 # ### The mean-field contrast
 #
-# The Curie-Weiss model shows that "the curvature is largest at the transition" is not automatic. Its
-# Fisher information in temperature again peaks just below $T_c = 1$ and approaches it as $N$ grows, but the
-# scalar curvature at $h = 0$ does not peak there: it changes sign, from small positive values in the ordered
-# phase to negative values above $T_c$, with the steepest change at the transition. (For mean-field models
-# the argument that $R$ measures a correlation volume, which underlies the expected divergence, does not
-# apply in the same way; {cite}`janke2004information` discuss which models show the divergence.)
+# The Curie-Weiss model shows that "the curvature is largest at the transition" is not automatic. In the
+# mean-field limit the heat capacity does not diverge at $T_c = 1$ but jumps (to $C/N = 3/2$ just below $T_c$);
+# at finite $N$ the Fisher information in temperature shows a rounded version of that jump, with its maximum
+# below $T_c$, approaching it as $N$ grows (the printed temperatures). The scalar curvature at $h = 0$ has a
+# small positive bump just below $T_c$ and then drops steeply through zero to negative values that approach
+# $-1$ at high temperature: its steepest change marks the transition, but its largest magnitude is far from
+# it. (The argument that $R$ measures a correlation volume, which underlies the expected divergence, relies
+# on scaling relations that mean-field models do not obey; {cite}`janke2004information` discuss which models
+# show the divergence.)
 
 # %%
 T_cw = np.linspace(0.5, 1.6, cfg["num_temperatures"])
