@@ -127,7 +127,11 @@ def jensen_shannon_distance(density_a, density_b) -> float:
     for name, d in (("density_a", p), ("density_b", q)):
         if np.any(d < 0) or not np.all(np.isfinite(d)) or d.sum() <= 0:
             raise ValueError(f"{name} must be finite, non-negative and not all zero.")
-    return float(jensenshannon(p / p.sum(), q / q.sum(), base=2))
+    p, q = p / p.sum(), q / q.sum()
+    # values that vanish when halved (subnormals) would make the mixture zero where p > 0: treat them as zero
+    p[p < 1e-290] = 0.0
+    q[q < 1e-290] = 0.0
+    return float(jensenshannon(p, q, base=2))
 
 
 def count_outliers(eigenvalues, sigma: float | None = None) -> int:
