@@ -108,7 +108,7 @@ def test_hessian_matches_jacobian_of_gradient(name, build, shape, method):
 def test_both_hvp_forms_and_matmat_agree():
     m = mlp()
     x, y = data((5,))
-    a = operators.hessian(m, sq, (x, y), method="forward_over_reverse")
+    a = operators.hessian(m, sq, (x, y), method="forward_over_reverse", batch_size=5)  # batched data loop
     b = operators.hessian(m, sq, (x, y), method="double_backward")
     V = np.random.default_rng(3).normal(size=(a.size, 4))
     assert rel(a.matmat(V).numpy(), b.matmat(V).numpy()) < 1e-12
