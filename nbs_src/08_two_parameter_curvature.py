@@ -105,10 +105,15 @@ plt.show()
 
 # %%
 t1, t2, TH = nd.theta_grid(cfg["theta1"], cfg["theta2"], cfg["grid"])
-z32 = (5.0 * np.einsum("abk,nk->abn", TH, x)).astype(np.float32)
+
+
+def naive_float32_cross_entropy(theta_row):  # one row of the grid at a time keeps memory small
+    f32 = 1.0 / (1.0 + np.exp(-(5.0 * theta_row @ x.T).astype(np.float32)))
+    return np.mean(-y * np.log(f32) - (1 - y) * np.log(1 - f32), axis=-1)
+
+
 with np.errstate(all="ignore"):
-    f32 = 1.0 / (1.0 + np.exp(-z32))
-    naive = np.mean(-y * np.log(f32) - (1 - y) * np.log(1 - f32), axis=-1)
+    naive = np.stack([naive_float32_cross_entropy(row) for row in TH])
 stable = nd.mean_loss("cross_entropy", TH, x, y).numpy()
 print(f"naive float32 cross-entropy: {np.mean(~np.isfinite(naive)):.1%} of the {TH.shape[0]}x{TH.shape[1]} "
       f"grid is not finite; stable float64 form: {np.mean(~np.isfinite(stable)):.1%}")
