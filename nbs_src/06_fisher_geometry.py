@@ -316,7 +316,8 @@ display(Markdown(
     f"again. It is {100 * (1 - L_geo / L_line):.0f}% shorter than the straight coordinate line "
     f"({L_geo:.4f} against {L_line:.4f}), and its numerical length agrees with the closed form to "
     f"{err_geo:.0e}."))
-#
+
+# %% [markdown]
 # ## Curvature
 #
 # ### Christoffel symbols: how the coordinate basis turns
