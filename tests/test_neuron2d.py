@@ -377,3 +377,45 @@ def test_error_paths(data):
         nd.theta_grid((0, 1), (0, 1), 1)
     with pytest.raises(ValueError, match="strictly increasing"):
         nd.valley_width(np.zeros(6), np.zeros(6))
+
+
+def test_valley_floor_finds_the_minimum_on_each_line(data):
+    x, y = data
+    cs = np.array([2.0, 5.0])
+    got = nd.valley_floor("cross_entropy", x, y, cs, theta1_range=(-10.0, 5.0), num=1501)
+    for c, t1 in zip(cs, got):
+        line = np.column_stack([np.linspace(-10, 5, 1501), np.full(1501, c)])
+        assert t1 == line[np.argmin(nd.mean_loss("cross_entropy", line, x, y).numpy()), 0]
+    with pytest.raises(ValueError):
+        nd.valley_floor("cross_entropy", x, y, [], num=10)
+
+
+def test_metric_ellipse_shape_and_orientation():
+    g = np.array([[4.0, 0.0], [0.0, 1.0]])
+    pts = nd.metric_ellipse(g, [1.0, 2.0], size=2.0, num=400)
+    d = pts - np.array([1.0, 2.0])
+    # longest semi-axis 2 along θ₂ (small metric eigenvalue), the other 1 along θ₁; all on v^T g v = const
+    assert abs(np.abs(d[:, 1]).max() - 2.0) < 1e-3 and abs(np.abs(d[:, 0]).max() - 1.0) < 1e-3
+    q = np.einsum("ni,ij,nj->n", d, g, d)
+    np.testing.assert_allclose(q, q[0], rtol=1e-12)
+    with pytest.raises(ValueError):
+        nd.metric_ellipse(-np.eye(2), [0.0, 0.0])
+
+
+def test_plot_surface_checks_its_input():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t1, t2 = np.linspace(0, 1, 4), np.linspace(0, 1, 3)
+    fig, ax = plt.subplots()
+    nd.plot_surface(ax, t1, t2, np.ones((3, 4)) + np.arange(4), "log", path=np.zeros((5, 2)))
+    nd.plot_surface(ax, t1, t2, np.linspace(-5, 5, 12).reshape(3, 4), "symlog")
+    with pytest.raises(ValueError, match="non-finite"):
+        nd.plot_surface(ax, t1, t2, np.full((3, 4), np.nan), "symlog")
+    with pytest.raises(ValueError, match="positive"):
+        nd.plot_surface(ax, t1, t2, -np.ones((3, 4)), "log")
+    with pytest.raises(ValueError, match="shape"):
+        nd.plot_surface(ax, t1, t2, np.ones((4, 3)), "log")
+    plt.close(fig)
