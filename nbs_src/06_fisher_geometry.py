@@ -48,7 +48,7 @@ from scipy.special import gammaln
 
 from helpers import cache, data, eigensolvers, estimators, findings, geometry, information, losses, models
 from helpers import ntk, operators, spin_models, training, widgets
-from helpers.plotting import PALETTE, subplots
+from helpers.plotting import PALETTE, show_table, subplots
 
 tf.get_logger().setLevel("ERROR")  # keep TensorFlow's retracing notices off the page
 
@@ -544,12 +544,13 @@ rows = []
 for ax, stage in zip(axes, ("init", "trained")):
     for j, key in enumerate(names):
         top = spec[f"{stage}/{key}/top"]
-        ax.semilogy(np.arange(1, len(top) + 1), np.abs(top), "o-", color=PALETTE[j], label=names[key])
+        ax.semilogy(np.arange(1, len(top) + 1), top, "o-", color=PALETTE[j], label=names[key])
         tr, se = spec[f"{stage}/{key}/trace"]
-        rows.append(f"| {stage} | {names[key]} | {top[0]:.4g} | {top[1]:.4g} | {tr:.4g} ± {se:.2g} |")
-    ax.set(xlabel="eigenvalue index k", ylabel=r"$|\lambda_k|$", title=f"{'at initialisation' if stage == 'init' else 'after training'}")
+        rows.append([stage, names[key], f"{top[0]:.4g}", f"{top[1]:.4g}", f"{tr:.4g} ± {se:.2g}"])
+    ax.set(xlabel="eigenvalue index k", ylabel=r"eigenvalue $\lambda_k$",
+           title=f"top eigenvalues {'at initialisation' if stage == 'init' else 'after training'}")
 axes[0].legend()
-display(Markdown("| network | matrix | $\\lambda_1$ | $\\lambda_2$ | trace (Hutch++) |\n|---|---|---|---|---|\n" + "\n".join(rows)))
+show_table(["network", "matrix", "λ₁", "λ₂", "trace (Hutch++)"], rows);
 
 # %%
 t_true, t_emp, t_hess = (spec[f"trained/{k}/trace"][0] for k in ("true", "empirical", "hessian"))
@@ -751,11 +752,9 @@ print("Curie-Weiss: N -> (peak of I_TT, steepest change of R):", {N: tuple(round
 # $10^{-8}$); if $K$ is too small the function raises a `ValueError` saying the outcomes do not cover the
 # support, instead of returning a biased number. For $\lambda = 3$, $K = 40$ is plenty:
 # ```python
-# from scipy.special import gammaln
-# ks = np.arange(41.0)
-# lgk = tf.constant(gammaln(ks + 1))
-# poisson = lambda k, th: -th[:, :1] + k[None] * tf.math.log(th[:, :1]) - lgk[None]
-# information.fisher_information(poisson, [3.0], ks, form="hessian")  # [[0.3333...]]
+# poisson = lambda k, th: -th[:, :1] + k[None] * tf.math.log(th[:, :1]) - tf.math.lgamma(k + 1)[None]
+# information.fisher_information(poisson, [3.0], np.arange(41.0), form="hessian")  # [[0.3333...]]
+# information.fisher_information(poisson, [3.0], np.arange(6.0))  # ValueError: probabilities sum to 0.916
 # ```
 # :::
 #
@@ -823,4 +822,16 @@ print("Curie-Weiss: N -> (peak of I_TT, steepest change of R):", {N: tuple(round
 #   table below, and the Curie-Weiss model shows that the curvature peak is not universal.
 
 # %%
-findings.table()
+display(Markdown(
+    "**Measured in this run.** "
+    f"`I-COIN`: largest relative deviation from $n/(\\theta(1-\\theta))$ {err_coin:.1e}; "
+    f"`I-ADD`: {max(err_add, n_ratio):.1e}; "
+    f"`I-GAUSS`: largest error of $\\sigma^2 I$ {max(err_gauss.values()):.1e} (both forms); "
+    f"`I-GEODESIC`: relative error of the geodesic length {err_geo:.1e}; "
+    f"`I-CURV`: largest error of $R$ {max(err_curv.values()):.1e} over {len(err_curv)} metrics; "
+    f"true Fisher operator against its definition {err_true_fisher:.1e}. "
+    f"Trained network: trace ratios empirical/true {t_emp / t_true:.2f}, Hessian/true {t_hess / t_true:.2f}. "
+    f"`F-PHASE` ({L_big}x{L_big} Ising): $T_I = {T_I:.3f}$, $T_R = {T_R:.3f}$, $T_c = {T_c:.4f}$: {phase.verdict}."))
+
+# %%
+findings.table();
