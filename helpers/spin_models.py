@@ -31,6 +31,7 @@ __all__ = [
     "curie_weiss",
     "ising2d",
     "log_partition",
+    "log_prob_levels",
     "thermodynamic_metric",
     "moments",
     "ONSAGER_TC",

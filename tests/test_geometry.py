@@ -268,3 +268,20 @@ def test_bad_arguments():
         geometry.curve_length(poincare, np.array([[0.0, 1.0]]))
     with pytest.raises(ValueError, match="even number"):
         geometry.curve_length(poincare, np.array([[0.0, 1.0], [0.0, 2.0]]), extrapolate=True)
+
+
+def test_pointwise_jacobian_matches_batch_jacobian():
+    rng = np.random.default_rng(7)
+    x = tf.constant(rng.normal(size=(5, 3)))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        y = tf.einsum("bi,bj,bk->bijk", tf.sin(x), x**2, tf.exp(x))  # (5, 3, 3, 3), pointwise in b
+    ours = geometry.pointwise_jacobian(tape, y, x)
+    ref = tape.batch_jacobian(y, x)
+    assert ours.shape == (5, 3, 3, 3, 3)
+    assert np.allclose(ours.numpy(), ref.numpy(), rtol=1e-12, atol=1e-12)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        sym = tf.einsum("bi,bj->bij", tf.sin(x), tf.sin(x))
+    assert np.allclose(geometry.pointwise_jacobian(tape, sym, x, symmetric_last_two=True).numpy(),
+                       tape.batch_jacobian(sym, x).numpy(), atol=1e-12)
