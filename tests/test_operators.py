@@ -240,11 +240,18 @@ def test_scipy_view_and_dense_into_memmap(tmp_path):
         op.to_dense(max_bytes=1000)
 
 
-def test_dense_operator():
+def test_dense_and_function_operators():
     A = np.random.default_rng(5).normal(size=(9, 9))
     A = A + A.T
     op = operators.DenseOperator(A)
     np.testing.assert_allclose(op.to_dense(block_size=1), A)
+    fop = operators.FunctionOperator(lambda V: tf.matmul(V, tf.constant(A), transpose_b=True), 9)
+    v = np.arange(9.0)
+    np.testing.assert_allclose((fop @ v).numpy(), A @ v)
+    np.testing.assert_allclose((fop @ np.eye(9)[:, :2]).numpy(), A[:, :2])
+    assert fop.num_products == 3
+    with pytest.raises(TypeError, match="callable"):
+        operators.FunctionOperator("not a function", 3)
     with pytest.raises(ValueError, match="square"):
         operators.DenseOperator(np.zeros((3, 4)))
 
