@@ -689,3 +689,41 @@ def plot_surface(ax, t1, t2, Z, scale: str = "log", path=None, title: str = "", 
     ax.set_aspect("equal")
     ax.grid(False)
     return mesh
+
+
+def finding_measurements(loss: str, x, y, learning_rate: float, steps: int, path_samples: int = 601,
+                         fractions=(0.25, 0.5, 0.75, 1.0), half_width: float = 5.0, section_points: int = 1001,
+                         theta2_lines=np.linspace(1.0, 10.0, 19)) -> dict:
+    """Chapter 8's four findings measured for one loss and one data set, with the Brioschi route for R.
+
+    Trains GD from (0.5, 0.5) and returns: ``misclassified`` (F-CLASSIFY); ``valley_angle`` (largest angle in
+    degrees between (−1, 1) and the loss minimiser on each line θ₂ = c, F-VALLEY); ``max_R``, ``rho`` (Spearman
+    correlation of step and R over the first half) and ``drop`` (R(T/2) − R(0)) (F-RNEG); ``width_ratio``
+    (largest R/loss width at half depth over the cross-sections) and ``prominence`` (smallest R-valley
+    prominence) (F-NARROW). The definitions are those stated in chapter 8.
+    Used in chapter 8 (robustness of the verdicts across data samples).
+    """
+    from scipy.stats import spearmanr
+
+    path = gradient_descent(loss, x, y, (0.5, 0.5), learning_rate, steps)
+    cs = np.asarray(theta2_lines, dtype=np.float64)
+    t1 = valley_floor(loss, x, y, cs)
+    idx = np.unique(np.linspace(0, steps, path_samples).round().astype(int))
+    R = ricci_scalar_brioschi(loss, path[idx], x, y).numpy()
+    first = idx <= idx[-1] // 2
+    ratios, proms = [], []
+    for frac in fractions:
+        k = int(round(frac * steps))
+        tangent = path[k] - path[max(k - 50, 0)]
+        s, line = cross_section(path[k], [tangent[1], -tangent[0]], half_width, section_points)
+        L = mean_loss(loss, line, x, y).numpy()
+        wl = valley_width(s, L)
+        wr = valley_width(s, ricci_scalar_brioschi(loss, line, x, y).numpy(),
+                          search=(wl["s_min"] - wl["width"] / 2, wl["s_min"] + wl["width"] / 2))
+        ratios.append(wr["width"] / wl["width"])
+        proms.append((wr["rim"] - wr["floor"]) / abs(wr["rim"]))
+    return {"misclassified": int(np.sum(~classified_correctly(path[-1], x, y))),
+            "valley_angle": float(np.degrees(np.abs(np.arctan2(cs, t1) - 0.75 * np.pi)).max()),
+            "max_R": float(R.max()), "rho": float(spearmanr(idx[first], R[first]).correlation),
+            "drop": float(R[first][-1] - R[0]), "width_ratio": float(np.max(ratios)),
+            "prominence": float(np.min(proms))}

@@ -470,3 +470,12 @@ def test_brioschi_matches_high_precision_reference_in_the_valley(loss, data):
     ref = np.array([_brioschi_reference(loss, t, x, y) for t in th])
     got = nd.ricci_scalar_brioschi(loss, th, x, y).numpy()
     np.testing.assert_allclose(got, ref, rtol=1e-8)
+
+
+def test_finding_measurements_are_consistent(data):
+    x, y = data
+    m = nd.finding_measurements("cross_entropy", x, y, 0.2, 400, path_samples=51, section_points=201)
+    assert set(m) == {"misclassified", "valley_angle", "max_R", "rho", "drop", "width_ratio", "prominence"}
+    path = nd.gradient_descent("cross_entropy", x, y, (0.5, 0.5), 0.2, 400)
+    assert m["misclassified"] == int(np.sum(~nd.classified_correctly(path[-1], x, y)))
+    assert -1.0 <= m["rho"] <= 1.0 and 0.0 <= m["valley_angle"] <= 180.0
