@@ -263,6 +263,35 @@ ax2.set(xlabel="x", ylabel=r"density $p(x|\mu,\sigma)$", title="the points are d
 ax2.legend();
 
 # %% [markdown]
+# The family can also be seen as an honest surface. The map $\theta \mapsto \sqrt{p_\theta}$ sends every
+# distribution to a unit vector of the function space $L^2$, and since $4\int \partial_i\sqrt{p}\,
+# \partial_j\sqrt{p}\,dx = \int \partial_i p\, \partial_j p / p\, dx = g_{ij}$, lengths on that image are (twice)
+# Fisher lengths. Sampling $\sqrt{p}$ on a fine grid of $x$ for a grid of $(\mu, \sigma)$ and keeping the three
+# principal directions of the resulting cloud gives a picture of the Gaussian family as a surface (a
+# projection, so lengths are only approximately preserved).
+
+# %%
+xs = np.linspace(-12, 12, 1200)
+Mu, Sig = np.meshgrid(np.linspace(-2, 2, 25), np.geomspace(0.4, 3.0, 25), indexing="ij")
+root_p = np.sqrt(np.exp(-0.5 * ((xs - Mu[..., None]) / Sig[..., None]) ** 2) / (np.sqrt(2 * np.pi) * Sig[..., None]))
+cloud = root_p.reshape(-1, xs.size) * np.sqrt(xs[1] - xs[0])  # unit vectors: Σ_x p(x) Δx = 1
+_, sv, axes_pc = np.linalg.svd(cloud - cloud.mean(0), full_matrices=False)
+surf = ((cloud - cloud.mean(0)) @ axes_pc[:3].T).reshape(Mu.shape + (3,))
+fig = plt.figure(figsize=(6.4, 4.6))
+ax = fig.add_subplot(projection="3d")
+shade = plt.cm.viridis((np.log(Sig) - np.log(0.4)) / np.log(3.0 / 0.4))
+ax.plot_surface(surf[..., 0], surf[..., 1], surf[..., 2], facecolors=shade, linewidth=0.2, edgecolor="k", alpha=0.9)
+ax.set(xlabel="PC 1", ylabel="PC 2", title=f"Gaussian family as a surface (colour: σ, dark = narrow)\n"
+       f"first three principal components of √p, {np.sum(sv[:3] ** 2) / np.sum(sv ** 2):.0%} of the variance")
+ax.set_zlabel("PC 3", labelpad=10)
+plt.show()
+
+# %% [markdown]
+# Each grid line is a curve of constant $\mu$ or constant $\sigma$. The narrow distributions (dark) are spread far
+# apart on the surface, the wide ones (bright) crowd together: the same picture as the metric circles, seen
+# from outside.
+
+# %% [markdown]
 # ### Lengths of curves and geodesics (`I-GEODESIC`)
 #
 # The length of a curve is the integral of its speed measured by the metric (004 eq. 3.2.13, where the
