@@ -195,7 +195,8 @@ def _build_lanczos(op: CurvatureOperator, m: int, k: int, which: str, check_ever
             broken = b <= 1e3 * eps * tf.maximum(anorm, tf.constant(1e-300, dtype))
 
             def restart():
-                fresh = tf.random.stateless_normal([batch, P], seed=tf.stack([seed, j + 1]), dtype=dtype)
+                fresh = tf.random.stateless_normal([batch, P], seed=seed + tf.stack([0, tf.cast(j, tf.int64) + 1]),
+                                                  dtype=dtype)
                 fresh = _orthogonalise(Q, _orthogonalise(Q, fresh))
                 fresh = fresh / tf.norm(fresh, axis=1, keepdims=True)
                 safe = tf.where(broken, tf.ones_like(b), b)
@@ -241,15 +242,21 @@ def _get_lanczos(op, m, k, which, check_every, batch):
     return cache[key]
 
 
-def _start_vectors(op, batch, seed, distribution="gaussian"):
+def _start_vectors(op, batch, seed, distribution="gaussian", stream=0):
     shape = [batch, op.size]
-    s = tf.constant([int(seed), 0], tf.int32)
+    s = tf.constant([int(seed), int(stream)], tf.int64)
     if distribution == "gaussian":
         return tf.random.stateless_normal(shape, seed=s, dtype=op.dtype)
     if distribution == "rademacher":
         r = tf.random.stateless_uniform(shape, seed=s, minval=0, maxval=2, dtype=tf.int32)
         return tf.cast(2 * r - 1, op.dtype)
     raise ValueError(f"distribution must be 'rademacher' or 'gaussian', got {distribution!r}.")
+
+
+def _restart_seed(seed, stream):
+    """Seed pair of the fresh vectors drawn after a breakdown: [seed, 2^40 + 2^20 stream] (+ step in the loop),
+    a stream disjoint from the start vectors' [seed, stream]."""
+    return tf.constant([int(seed), (1 << 40) + (int(stream) << 20)], tf.int64)
 
 
 def lanczos_tridiagonal(op: CurvatureOperator, num_steps: int, v0=None, seed: int = 0):
@@ -275,7 +282,7 @@ def lanczos_tridiagonal(op: CurvatureOperator, num_steps: int, v0=None, seed: in
         if float(tf.norm(v0)) == 0.0:
             raise ValueError("The start vector v0 is zero; pass a non-zero vector.")
     fn = _get_lanczos(op, int(num_steps), 0, "LA", 1, 1)
-    j, Q, alpha, beta = fn(v0, tf.constant(int(seed), tf.int32), tf.constant(0.0, op.dtype))
+    j, Q, alpha, beta = fn(v0, _restart_seed(seed, 0), tf.constant(0.0, op.dtype))
     op.num_products += int(j)
     m = int(num_steps)
     return alpha.numpy()[:m, 0], beta.numpy()[:m - 1, 0], Q[0, :m].numpy()
@@ -325,7 +332,7 @@ def lanczos(op: CurvatureOperator, k: int, which: str = "LA", tol: float = 1e-8,
         if float(tf.norm(v0)) == 0.0:
             raise ValueError("The start vector v0 is zero; pass a non-zero vector.")
     fn = _get_lanczos(op, m, int(k), which, int(check_every), 1)
-    j, Q, alpha, beta = fn(v0, tf.constant(int(seed), tf.int32), tf.constant(tol, op.dtype))
+    j, Q, alpha, beta = fn(v0, _restart_seed(seed, 0), tf.constant(tol, op.dtype))
     steps = int(j)
     op.num_products += steps
     a = alpha.numpy()[:steps, 0].astype(np.float64)
@@ -413,7 +420,7 @@ def power_iteration(op: CurvatureOperator, k: int = 1, tol: float = 1e-6, max_it
     U = tf.zeros([0, op.size], op.dtype)
     vals, res, conv, total = [], [], [], 0
     for i in range(k):
-        v0 = tf.random.stateless_normal([op.size], seed=[int(seed), i + 1], dtype=op.dtype)
+        v0 = tf.random.stateless_normal([op.size], seed=tf.constant([int(seed), i + 1], tf.int64), dtype=op.dtype)
         it, lam, v, r = fn(v0, U, tf.constant(tol, op.dtype))
         it = int(it)
         total += it
@@ -527,9 +534,9 @@ def slq_nodes(op: CurvatureOperator, num_probes: int, num_steps: int, seed: int 
     nodes, weights, total = [], [], 0
     for start in range(0, num_probes, per):
         b = min(per, num_probes - start)
-        V0 = _start_vectors(op, b, seed * 1000003 + start, distribution)
+        V0 = _start_vectors(op, b, seed, distribution, stream=start + 1)
         fn = _get_lanczos(op, m, 0, "LA", 1, b)
-        j, Q, alpha, beta = fn(V0, tf.constant(int(seed) * 7919 + start, tf.int32), tf.constant(0.0, op.dtype))
+        j, Q, alpha, beta = fn(V0, _restart_seed(seed, start + 1), tf.constant(0.0, op.dtype))
         total += int(j) * b
         a = tf.transpose(alpha[:m])  # (b, m)
         bb = tf.transpose(beta[:m - 1])

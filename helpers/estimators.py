@@ -79,7 +79,7 @@ def _build_probe_loop(op: CurvatureOperator, n_blocks: int, block: int, distribu
 
     def run(seed, Q, offset):
         def body(i, quad, diag_sum, diag_sq, norm_sum):
-            V = _probes([block, P], tf.stack([seed, i + offset]), distribution, dtype)
+            V = _probes([block, P], tf.stack([seed, tf.cast(i + offset, tf.int64)]), distribution, dtype)
             if deflate:
                 V = V - tf.matmul(tf.matmul(V, Q), Q, transpose_b=True)
             AV = op.rows_product(V)
@@ -110,7 +110,7 @@ def _run_probes(op, num_probes, block, distribution, seed, Q=None):
         key = (n_blocks, size, distribution, deflate)
         if key not in cache:
             cache[key] = _build_probe_loop(op, n_blocks, size, distribution, deflate)
-        parts.append(cache[key](tf.constant(int(seed), tf.int32), Q, tf.constant(offset)))
+        parts.append(cache[key](tf.constant(int(seed), tf.int64), Q, tf.constant(offset)))
     op.num_products += int(num_probes)
     quad = np.concatenate([p[0].numpy() for p in parts]).astype(np.float64)
     dsum, dsq, nsum = (sum(p[i].numpy().astype(np.float64) for p in parts) for i in (1, 2, 3))
@@ -173,7 +173,7 @@ def hutchpp_trace(op: CurvatureOperator, num_products: int = 99, distribution: s
         raise ValueError(f"Hutch++ needs a budget of at least 3 products, got {num_products}.")
     s = num_products // 3
     g = num_products - 2 * s
-    S = _probes([s, op.size], tf.constant([int(seed), -1]), distribution, op.dtype)
+    S = _probes([s, op.size], tf.constant([int(seed), -1], tf.int64), distribution, op.dtype)
     Y = op.rows_product(S)  # (s, P)
     Q, _ = tf.linalg.qr(tf.transpose(Y))  # (P, s)
     AQ = op.rows_product(tf.transpose(Q))

@@ -353,7 +353,7 @@ class ModelOperator(CurvatureOperator):
         Returns the relative difference (called by the constructor; also useful after changing the model). A difference larger than sqrt(machine epsilon) means that the model
         is not a deterministic function in inference mode (a layer that ignores ``training=False``).
         """
-        v = tf.random.stateless_normal([1, self.size], seed=[int(seed), 17], dtype=self.dtype)
+        v = tf.random.stateless_normal([1, self.size], seed=tf.constant([int(seed), 17], tf.int64), dtype=self.dtype)
         a = self._compiled(v)
         b = self._compiled(v)
         num = float(tf.norm(a - b))
