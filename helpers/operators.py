@@ -17,7 +17,7 @@ set, with outputs :math:`z_i = f(x_i;\\theta)` (logits) and Jacobians :math:`J_i
   (003 eqs. 1 and 4), so that Hess = G + H;
 - :func:`fisher`: the true Fisher :math:`F = \\frac1N\\sum_i J_i^T(\\mathrm{diag}\\,p_i - p_ip_i^T)J_i` of the
   softmax model (equal to G for the cross-entropy) or the empirical Fisher
-  :math:`\\frac1N\\sum_i \\nabla\\ell_i\\nabla\\ell_i^T` (004 Sec. 3.3).
+  :math:`\\frac1N\\sum_i \\nabla\\ell_i\\nabla\\ell_i^T` (004 Sec. 3.2.5: the network as a model p = e^{-loss}).
 
 Each can be restricted to a subset of the variables (``variables=`` a layer name, a list of names or a list
 of variables: the diagonal block, 003's layerwise Hessian) and averages over the data in batches
