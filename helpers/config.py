@@ -81,6 +81,8 @@ def set_determinism(seed_value: int | None = None) -> int:
     import tensorflow as tf
 
     s = global_seed() if seed_value is None else int(seed_value)
+    tf.get_logger().setLevel("ERROR")  # retracing and autograph warnings never reach a page
+    tf.autograph.set_verbosity(0)
     random.seed(s)
     np.random.seed(s)
     tf.random.set_seed(s)

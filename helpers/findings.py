@@ -164,14 +164,16 @@ def markdown_table(records: list[Finding] | None = None) -> str:
     return "\n".join(out)
 
 
-def table():
-    """Display the chapter's findings table (rich Markdown in a notebook, plain text elsewhere)."""
-    text = markdown_table()
+def table() -> None:
+    """Display the chapter's findings table (HTML in the book, Markdown in plain front ends).
+
+    Returns None, so a cell ending with ``findings.table()`` shows the table once; the text itself is
+    :func:`markdown_table`.
+    """
     from .plotting import show_table
 
     # HTML in the built book (its Markdown renderer has no tables), Markdown in plain front ends
     show_table(["id", "source", "criterion", "measured", "verdict"], rows())
-    return text
 
 
 def load_all(folder=None) -> list[dict]:
