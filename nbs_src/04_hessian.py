@@ -330,21 +330,18 @@ def plot_density(ax, values, label, color=None, weights=None, sigma=None):
     ax.semilogy(grid, np.maximum(dens, 1e-6), label=label, color=color)
 
 
-fig, axes = plotting.subplots(1, 2, width=5.2, height=3.6)
-sig = 0.01 * (lam.max() - lam.min())
-plot_density(axes[0], lam, "trained", sigma=sig)
-plot_density(axes[0], lam0, "initialisation", sigma=sig)
-plot_density(axes[0], lam + 2 * lam_wd, f"trained + weight decay $\\lambda$={lam_wd:g}", sigma=sig)
-axes[0].set(xlabel="eigenvalue $\\lambda$", ylabel="smoothed density $\\phi_\\sigma$", ylim=(1e-4, None),
-            title="Full Hessian spectrum")
-axes[0].legend()
-zoom = (np.abs(lam) < 0.02)
-plot_density(axes[1], lam[np.abs(lam) < 0.02], "trained", sigma=5e-4)
-plot_density(axes[1], lam[np.abs(lam) < 0.02] + 2 * lam_wd, "+ weight decay", sigma=5e-4)
-axes[1].axvline(2 * lam_wd, color="0.5", ls="--", lw=1)
-axes[1].set(xlabel="eigenvalue $\\lambda$", ylabel="density (eigenvalues with $|\\lambda|<0.02$)",
+fig, axes = plotting.subplots(1, 3, width=4.0, height=3.5)
+for ax, values, name in ((axes[0], lam, "trained"), (axes[1], lam0, "initialisation")):
+    plot_density(ax, values, name, color=plotting.PALETTE[0 if name == "trained" else 1])
+    ax.set(xlabel="eigenvalue $\\lambda$", ylabel="smoothed density $\\phi_\\sigma$", ylim=(1e-4, None),
+           title=f"Full Hessian, {name}")
+near0 = lam[np.abs(lam) < 0.02]
+plot_density(axes[2], near0, "trained", sigma=5e-4)
+plot_density(axes[2], near0 + 2 * lam_wd, f"+ weight decay $\\lambda$={lam_wd:g}", sigma=5e-4)
+axes[2].axvline(2 * lam_wd, color="0.5", ls="--", lw=1)
+axes[2].set(xlabel="eigenvalue $\\lambda$", ylabel="density (eigenvalues with $|\\lambda|<0.02$)",
             title="Zoom on the bulk")
-axes[1].legend()
+axes[2].legend(fontsize=8)
 plt.show()
 
 n_out, n_out0 = spectra.count_outliers(lam), spectra.count_outliers(lam0)
@@ -364,7 +361,7 @@ findings.record("F-INIT", "000 Sec. 7.7, Fig. 7.20", "at initialisation the spec
 # small (a fraction of eigenvalues below $-10^{-9}\lambda_1$ between 0 and 1/2, and $|\lambda_{\min}| <
 # 0.1\,\lambda_1$) and a bulk near zero (median $|\lambda|$ below 1% of $\lambda_1$); F-INIT needs at least two
 # outliers by the same gap rule at initialisation. The printed lines above give the measured figures and
-# verdicts. In the right panel the weight-decay curve is the trained bulk moved bodily by $2\lambda$ (dashed
+# verdicts. Note the different eigenvalue ranges of the two spectra. In the right panel the weight-decay curve is the trained bulk moved bodily by $2\lambda$ (dashed
 # line), which is all weight decay does to the Hessian at fixed weights; a network *trained* with weight decay
 # also ends at a different minimum (000 Sec. 7.5).
 #
