@@ -474,7 +474,7 @@ helpers.findings.record(
     measured={**{f"max R {LABEL[k]}": v["max R"] for k, v in rneg.items()},
               **{f"rho first half {LABEL[k]}": v["rho"] for k, v in rneg.items()},
               **{f"R(T/2) - R(0) {LABEL[k]}": v["drop"] for k, v in rneg.items()}},
-    rule=lambda m: all(v["max R"] < 0 and v["rho"] <= -0.9 and v["drop"] < 0 for v in rneg.values()),
+    rule=lambda m: all((v < 0) if k.startswith(("max R", "R(T/2)")) else (v <= -0.9) for k, v in m.items()),
     note="decrease: Spearman rho(step, R) <= -0.9 over the first half of the steps and R(T/2) < R(0)");
 
 # %% [markdown]
@@ -535,7 +535,7 @@ helpers.findings.record(
     "F-NARROW", source="004 Sec. 5.2.3",
     criterion="the valley of R around the path is narrower than the loss valley (width at half depth across the path)",
     measured={f"{k} {LABEL[loss]}": v for loss in LOSSES for k, v in narrow[loss].items()},
-    rule=lambda m: all(v["max width ratio R/loss"] < 1 and v["min prominence"] >= 0.5 for v in narrow.values()),
+    rule=lambda m: all((v < 1) if k.startswith("max width ratio") else (v >= 0.5) for k, v in m.items()),
     note="4 cross-sections per path (25/50/75/100% of training), s in [-5, 5]; R valley must have prominence >= 0.5")
 
 
