@@ -1,5 +1,5 @@
 # %% [markdown]
-# # 4. The Hessian: spectra, eigenvectors versus weights, layers and the trace regulariser
+# # The Hessian: spectra, eigenvectors and the trace regulariser
 #
 # The Hessian $\mathrm{Hess} = \nabla_w^2 L$ describes the curvature of the loss surface around the weights a
 # network has found. This chapter computes it in full for a small network, studies its spectrum and its
@@ -42,7 +42,6 @@ from helpers import data, models, losses, training, params, operators, eigensolv
 from helpers import spectra, regularizers, findings, plotting
 from helpers import random_matrix as rmt, hessian_tools as ht
 
-tf.get_logger().setLevel("ERROR")
 _t0 = time.perf_counter()
 cfg = helpers.setup(
     "04_hessian",
