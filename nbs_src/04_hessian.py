@@ -193,8 +193,8 @@ lap("1 HVPs")
 # ## 2. The full Hessian of a trained MLP, and Lanczos
 #
 # We train the MLP with plain SGD (000 Sec. 5.2: cross-entropy, no momentum) and keep its weights in the
-# result cache. Then we form the full Hessian on a fixed subset of the training set (000 Sec. 5.4: all
-# training images "or a sufficiently large subset") and diagonalise it, once at initialisation and once
+# result cache. Then we form the full Hessian on a fixed subset of the training set (000 Sec. 5.4 allows the whole
+# training set or a large enough part of it) and diagonalise it, once at initialisation and once
 # after training.
 
 # %%
@@ -293,8 +293,8 @@ print(f"I-LANCZOS: {res.num_products} products, max relative error of the top 10
 assert lanczos_err <= 1e-8
 
 # %% [markdown]
-# **I-LANCZOS holds** (tolerance $10^{-8}$), with about a hundred HVPs instead of the $P$ needed to form the
-# matrix.
+# **I-LANCZOS holds** (tolerance $10^{-8}$), with the number of HVPs printed above (a few dozen here) instead of
+# the $P$ needed to form the matrix.
 #
 # **Weight decay.** Adding $\lambda\|w\|^2$ to the loss adds $2\lambda I$ to the Hessian, so every eigenvalue
 # moves by exactly $2\lambda$ (000 Sec. 7.5). We check it on every eigenvalue of the output layer's Hessian
@@ -352,7 +352,7 @@ findings.record("F-OUT", "000 Sec. 7.5, Fig. 7.15; 003 Sec. 3",
                 "part; the number of outliers is within C ± 2 (C = number of classes)", m_out,
                 lambda m: abs(m["outliers"] - m["C"]) <= 2 and 0 < m["negative fraction"] < 0.5
                 and abs(m["lambda_min/lambda_max"]) < 0.1 and m["median |lambda| / lambda_max"] < 0.01)
-findings.record("F-INIT", "000 Sec. 7.7, Fig. 7.20", "at initialisation the spectrum already has separated outliers",
+_ = findings.record("F-INIT", "000 Sec. 7.7, Fig. 7.20", "at initialisation the spectrum already has separated outliers",
                 {"outliers at initialisation": n_out0, "outliers trained": n_out}, lambda m: m["outliers at initialisation"] >= 2)
 
 # %% [markdown]
@@ -383,9 +383,9 @@ ax.semilogy(idx, run, color=plotting.PALETTE[3], label="running mean (25)")
 ax.axvspan(P_a // 10, 3 * P_a // 10, color="0.85", zorder=0, label="10th-30th percentile of indices")
 ax.set(xlabel="eigenvector index i (eigenvalues in decreasing order)", ylabel="weight product",
        title="How much of the trained weight vector lies along each eigenvector")
-ax.legend(loc="lower right")
+fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=3, fontsize=8)
 plt.show()
-findings.record("F-WPROD", "000 Sec. 7.2, Fig. 7.2 and 7.8",
+_ = findings.record("F-WPROD", "000 Sec. 7.2, Fig. 7.2 and 7.8",
                 "eigenvectors of the largest eigenvalues have a smaller weight product |h_i·w|/‖w‖ than those of "
                 "intermediate eigenvalues (mean over top 1% < mean over the 10th-30th percentile of indices)",
                 {"mean top 1%": top1, "mean 10th-30th percentile": mid}, lambda m: m["mean top 1%"] < m["mean 10th-30th percentile"])
@@ -396,7 +396,8 @@ findings.record("F-WPROD", "000 Sec. 7.2, Fig. 7.2 and 7.8",
 # decreasing algebraic order, the last components added are those of the negative eigenvalues; sorted by
 # $|\lambda|$, large negative eigenvalues come early (000 Figs. 7.9-7.11). F-ACC20: by magnitude, at most 25% of
 # the eigenvectors recover 95% of the final test accuracy; algebraically, the network with all non-negative
-# components but without the negative ones stays below full accuracy (we require at least one point below).
+# components but without the negative ones stays below full accuracy (we require it to be at least one
+# percentage point below the final test accuracy).
 
 # %%
 counts = np.unique(np.r_[np.linspace(0, P_a, 41).astype(int), np.sum(lam >= 0)])
@@ -421,7 +422,7 @@ l_abs, a_abs = curves["by magnitude"]
 reach = np.nonzero(a_abs >= 0.95 * acc_final)[0]
 frac95 = float(counts[reach[0]] / P_a) if reach.size else 1.0
 acc_nonneg = float(curves["algebraic"][1][list(counts).index(np.sum(lam >= 0))])
-findings.record("F-ACC20", "000 Sec. 7.2 and 7.4, Figs. 7.4, 7.9-7.11",
+_ = findings.record("F-ACC20", "000 Sec. 7.2 and 7.4, Figs. 7.4, 7.9-7.11",
                 "adding eigenvectors sorted by |eigenvalue| (000 eq. 7.3), ≤ 25% of them recover 95% of the final "
                 "test accuracy; sorted algebraically, the negative eigenvalues are needed for full accuracy",
                 {"fraction for 95% (by magnitude)": frac95, "accuracy without negative eigenvectors": acc_nonneg,
@@ -462,7 +463,7 @@ for ax, i in zip(axes, (0, i_wp)):
         quad_err = float(np.max(np.abs(L[near] - Lq[near]) / L[near]))
         quad_err_change = float(np.max(np.abs(L[near] - Lq[near]) / np.maximum(np.abs(L[near] - L0), 1e-300)))
 plt.show()
-findings.record("F-QUAD", "000 Sec. 7.4, Figs. 7.12-7.13",
+_ = findings.record("F-QUAD", "000 Sec. 7.4, Figs. 7.12-7.13",
                 "along the top eigenvector the loss matches the quadratic model within 10% for |α − w·h_i| ≤ 0.1",
                 {"max |L - L_quad| / L": quad_err, "max |L - L_quad| / |L - L(w)|": quad_err_change,
                  "lambda_1": float(lam[0])},
@@ -470,7 +471,7 @@ findings.record("F-QUAD", "000 Sec. 7.4, Figs. 7.12-7.13",
 
 # %% [markdown]
 # The shaded band is $|\delta| \le 0.1$; the vertical line is $\alpha = 0$, the network without that component.
-# The right panel shows the eigenvector with the largest weight product; 000 (Fig. 7.12) finds such directions
+# The right panel follows the eigenvector whose weight product is largest; 000 (Fig. 7.12) finds such directions
 # flat, with the removal of the component a step far outside the quadratic regime; compare the two curves there.
 #
 # **Singular matrices.** For a weight matrix $W = \sum_j \nu_j u_j v_j^\top$ of one layer, the flattened
@@ -502,14 +503,15 @@ ax.set(xlabel="Hessian eigenvector index i (layer Hessian, decreasing eigenvalue
 plt.show()
 
 # %% [markdown]
-# 000 (Fig. 7.5) finds that the singular matrices of the largest singular values (top rows) overlap mostly with
+# 000 (Fig. 7.5) finds that the singular matrices belonging to the top singular values (top rows) overlap mostly with
 # eigenvectors of small index, i.e. large eigenvalues, and bulk singular values with later eigenvectors. The
 # figure shows how far that holds for this layer; the mean overlap position printed below summarises it.
 
 # %%
 centre = (F[:n_show] * np.arange(1, n_show + 1)[:, None]).sum(0) / F[:n_show].sum(0)
 print("overlap-weighted mean eigenvector index for each singular value (largest first):", np.round(centre).astype(int))
-#
+
+# %% [markdown]
 # **Layer versus full Hessian.** The Hessian of one layer is a diagonal block of the full Hessian. Padding its
 # eigenvectors with zeros, $\tilde h^{(l)}_j = (0,\dots,h^{(l)}_j,\dots,0)$, their overlaps $|h_i\cdot\tilde h^{(l)}_j|$
 # with the full eigenvectors (000 eq. 7.5) show whether the block sees the same directions (F-LAYERFULL: each of
@@ -529,7 +531,7 @@ fig.colorbar(im, ax=ax, label="$|h_i\\cdot\\tilde h^{(l)}_j|$")
 ax.set(xlabel=f"layer eigenvector j ({mid_layer})", ylabel="full-network eigenvector i",
        title="Layer versus full-network eigenvectors")
 plt.show()
-findings.record("F-LAYERFULL", "000 Sec. 7.4, Fig. 7.7",
+_ = findings.record("F-LAYERFULL", "000 Sec. 7.4, Fig. 7.7",
                 "each of the layer's top-5 eigenvectors has overlap ≥ 0.5 with some top-50 eigenvector of the full Hessian",
                 {f"max overlap of layer eigenvector {j + 1}": float(b) for j, b in enumerate(best)},
                 lambda m: min(m.values()) >= 0.5)
@@ -552,7 +554,8 @@ for n in slices:
     axes[0].plot(centers, [conc[n][b].mean() for b in bins], label=f"{n} (params {share_params[n]:.3f})")
 axes[0].set(xlabel="eigenvector index i (binned)", ylabel="share of $\\|h_i\\|^2$ in the layer",
             title="Layer concentration (000 eq. 7.8)")
-axes[0].legend(fontsize=8)
+axes[0].set_ylim(-0.03, 1.4)
+axes[0].legend(fontsize=8, loc="upper center", ncol=2)
 axes[1].semilogy(idx, ipr, ".", ms=2, alpha=0.5, label="Hessian eigenvectors")
 axes[1].axhline(3 / P_a, color=plotting.PALETTE[3], ls="--", label="random Gaussian vector, 3/P")
 axes[1].axhline(1 / P_a, color="0.4", ls=":", label="fully delocalised, 1/P")
@@ -560,7 +563,7 @@ axes[1].set(xlabel="eigenvector index i", ylabel="inverse participation ratio", 
 axes[1].legend(fontsize=8)
 plt.show()
 last_layer = models.weight_layers(net64)[-1]
-findings.record("F-CONC", "000 Sec. 7.6, Fig. 7.18",
+_ = findings.record("F-CONC", "000 Sec. 7.6, Fig. 7.18",
                 "the top-10 eigenvectors put a larger share of their norm in the last layer than that layer's share "
                 "of parameters (by a factor ≥ 2)",
                 {"mean share of top 10 in last layer": float(conc[last_layer][:10].mean()),
@@ -722,7 +725,7 @@ top_gn = eigensolvers.lanczos(ops_b["gn", "full"], 10, tol=1e-5).eigenvalues
 gn_dev = float(np.max(np.abs(top_gn - top_hess) / np.abs(top_hess)))
 print("top-10 Hess:", np.round(top_hess, 4))
 print("top-10 G   :", np.round(top_gn, 4))
-findings.record("F-GN", "003 Sec. 3, Fig. 1", "for the trained network Hess ≈ G: the top-10 eigenvalues of G are within "
+_ = findings.record("F-GN", "003 Sec. 3, Fig. 1", "for the trained network Hess ≈ G: the top-10 eigenvalues of G are within "
                 "10% of those of Hess", {"max relative deviation": gn_dev}, lambda m: m["max relative deviation"] <= 0.1)
 
 # %% [markdown]
@@ -824,7 +827,7 @@ for lname in layers_b + ["full"]:
         ax.plot(epochs_b, [float(ev[f"{q}|{lname}"]) for ev in evol], "o-", ms=3, label=lname, **style)
 axes[0].set(xlabel="epoch", ylabel="$\\lambda_{\\max}$", title="Largest eigenvalue", yscale="log")
 axes[1].set(xlabel="epoch", ylabel="Hutchinson trace", title="Trace", yscale="log")
-axes[1].legend(fontsize=8)
+fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=6, fontsize=8)
 plt.show()
 
 # %%
@@ -999,9 +1002,10 @@ lap("7 widget")
 #
 # - HVPs cost about two gradients in either form (double backward, 000 Listing 5.1, or forward over reverse)
 #   and match the dense Hessian to round-off (I-HVP); Lanczos with full re-orthogonalisation finds the extreme
-#   eigenvalues in about a hundred products (I-LANCZOS), while the plain recursion produces ghosts.
-# - The trained spectrum is a bulk piled at zero with a few outliers and a small negative part; weight decay
-#   shifts it by exactly $2\lambda$ (I-WD).
+#   eigenvalues in a few dozen products (I-LANCZOS), while the plain recursion produces ghosts.
+# - The trained spectrum of Part 3 is drawn with its bulk, its largest eigenvalues and its negative part;
+#   whether it matches the sources' picture (about $C$ outliers) is F-OUT's verdict below. Weight decay shifts
+#   every eigenvalue by exactly $2\lambda$ (I-WD).
 # - Eigenvectors can be compared with the weights (weight product, accumulation, loss along eigenvectors),
 #   with the singular matrices of a layer, with the eigenvectors of a layer block, and with random vectors
 #   (level spacings, Porter-Thomas, IPR).
