@@ -242,8 +242,9 @@ print(f"Hessian {P_a} x {P_a} on {n_h} examples: eigenvalues from {lam[-1]:.4f} 
 # $\mathrm{Hess}$ becomes the tridiagonal matrix $T_m$ with diagonal $\alpha$ and off-diagonal $\beta$. The
 # eigenvalues of $T_m$ (Ritz values) converge to the extreme eigenvalues after a few dozen products. In
 # floating point the $q_j$ lose their orthogonality as soon as a Ritz value converges, and the converged
-# eigenvalue then reappears as a spurious copy, a *ghost* (the instability 000 Sec. 5.4 and 003 mention). Full
-# re-orthogonalisation against all previous $q_j$ removes them. Here is the recursion run on the trained
+# eigenvalue then reappears as a spurious copy, a *ghost*; 003 (Sec. 3) notes that rounding errors force the
+# original method to re-orthogonalise its vectors, while 000 (Sec. 5.4) uses Lanczos without discussing it. Full
+# re-orthogonalisation against all previous $q_j$ removes the ghosts. Here is the recursion run on the trained
 # network's Hessian, with and without it:
 
 # %%
