@@ -4,9 +4,12 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# Widgets draw static panels, TensorFlow stays quiet, while building or testing.
+# Widgets draw static panels, TensorFlow stays quiet, while building or testing. The determinism settings
+# are exported so every kernel has them before it imports TensorFlow, whatever a notebook imports first.
 export BOOK_STATIC := 1
 export TF_CPP_MIN_LOG_LEVEL := 3
+export TF_ENABLE_ONEDNN_OPTS := 0
+export PYTHONHASHSEED := 0
 
 .PHONY: book test unit nbval notebooks lab bench clean env
 .DEFAULT_GOAL := book

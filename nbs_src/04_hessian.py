@@ -32,12 +32,12 @@
 # %%
 import time
 
+import helpers  # first: sets TensorFlow's determinism options before TensorFlow is imported
+
 import numpy as np
 import matplotlib.pyplot as plt
 import tensorflow as tf
 from IPython.display import Markdown, display
-
-import helpers
 from helpers import data, models, losses, training, params, operators, eigensolvers, estimators
 from helpers import spectra, regularizers, findings, plotting
 from helpers import random_matrix as rmt, hessian_tools as ht

@@ -74,6 +74,9 @@ def test_chapter_conventions(path):
     text = path.read_text()
     assert re.search(r'helpers\.setup\(\s*"' + path.stem + '"', text), "a chapter calls helpers.setup with its id"
     assert re.search(r"findings\.table\(\)", text), "a chapter ends with its findings table"
+    first_tf = re.search(r"^(import tensorflow|from tensorflow|import keras|from keras)", text, re.M)
+    assert first_tf is None or text.index("import helpers") < first_tf.start(), \
+        "import helpers before TensorFlow/Keras: it sets TensorFlow's determinism options, which act only at import"
     solutions = len(re.findall(r":class: dropdown", text))
     assert 2 <= solutions <= 6, f"2-4 exercises with dropdown solutions expected, found {solutions} dropdowns"
     assert "BOOK_PROFILE" not in text and "profile() ==" not in text, "chapters pick their config via helpers.setup only"
