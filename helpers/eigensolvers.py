@@ -259,6 +259,16 @@ def _restart_seed(seed, stream):
     return tf.constant([int(seed), (1 << 40) + (int(stream) << 20)], tf.int64)
 
 
+def _start_vector(op, v0, seed, what: str) -> tf.Tensor:
+    """The Lanczos start vector as a (1, P) tensor: random from ``seed`` when ``v0`` is None, else checked."""
+    if v0 is None:
+        return _start_vectors(op, 1, seed)
+    v0 = op._as_tensor(v0, 1, what)[None]
+    if float(tf.norm(v0)) == 0.0:
+        raise ValueError("The start vector v0 is zero; pass a non-zero vector.")
+    return v0
+
+
 def lanczos_tridiagonal(op: CurvatureOperator, num_steps: int, v0=None, seed: int = 0):
     """Run ``num_steps`` Lanczos steps with full re-orthogonalisation from v0 (or a seeded Gaussian vector).
 
@@ -275,12 +285,7 @@ def lanczos_tridiagonal(op: CurvatureOperator, num_steps: int, v0=None, seed: in
     _check_op(op)
     if not isinstance(num_steps, (int, np.integer)) or not 1 <= num_steps <= op.size:
         raise ValueError(f"num_steps must be an integer between 1 and P={op.size}, got {num_steps!r}.")
-    if v0 is None:
-        v0 = _start_vectors(op, 1, seed)
-    else:
-        v0 = op._as_tensor(v0, 1, "lanczos_tridiagonal v0")[None]
-        if float(tf.norm(v0)) == 0.0:
-            raise ValueError("The start vector v0 is zero; pass a non-zero vector.")
+    v0 = _start_vector(op, v0, seed, "lanczos_tridiagonal v0")
     fn = _get_lanczos(op, int(num_steps), 0, "LA", 1, 1)
     j, Q, alpha, beta = fn(v0, _restart_seed(seed, 0), tf.constant(0.0, op.dtype))
     op.num_products += int(j)
@@ -325,12 +330,7 @@ def lanczos(op: CurvatureOperator, k: int, which: str = "LA", tol: float = 1e-8,
     m = min(m, P)
     if not isinstance(check_every, (int, np.integer)) or check_every < 1:
         raise ValueError(f"check_every must be a positive integer, got {check_every!r}.")
-    if v0 is None:
-        v0 = _start_vectors(op, 1, seed)
-    else:
-        v0 = op._as_tensor(v0, 1, "lanczos v0")[None]
-        if float(tf.norm(v0)) == 0.0:
-            raise ValueError("The start vector v0 is zero; pass a non-zero vector.")
+    v0 = _start_vector(op, v0, seed, "lanczos v0")
     fn = _get_lanczos(op, m, int(k), which, int(check_every), 1)
     j, Q, alpha, beta = fn(v0, _restart_seed(seed, 0), tf.constant(tol, op.dtype))
     steps = int(j)

@@ -228,9 +228,7 @@ def ntk_trace(model, x, variables=None, batch_size: int = 64, reduction: str = "
     if reduction not in ("sum", "mean"):
         raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}.")
     bs = _check_batch(batch_size)
-    X = np.asarray(x)
-    if X.ndim == 0 or X.shape[0] == 0:
-        raise ValueError("x is empty; pass at least one example.")
+    X, _ = _examples(x)
     total = 0.0
     for s in range(0, X.shape[0], bs):
         J = per_example_jacobians(model, X[s:s + bs], variables, bs)
@@ -258,6 +256,19 @@ def output_gradients(model, loss_fn, x, y) -> tf.Tensor:
     return g
 
 
+def _examples(x, y=None):
+    """x (and y) as NumPy arrays with at least one example and one label per example, or a clear error."""
+    X = np.asarray(x)
+    if X.ndim == 0 or X.shape[0] == 0:
+        raise ValueError("x is empty; pass at least one example.")
+    if y is None:
+        return X, None
+    Y = np.asarray(y)
+    if Y.ndim == 0 or Y.shape[0] != X.shape[0]:
+        raise ValueError(f"y must have one entry per example ({X.shape[0]}), got shape {Y.shape}.")
+    return X, Y
+
+
 def fisher_trace(model, loss_fn, x, y, variables=None, batch_size: int = 256) -> float:
     """Trace of the empirical Fisher, :math:`\\mathrm{tr}F = \\frac1N\\sum_i\\|\\nabla_\\theta\\ell_i\\|^2` (004 eq. 5.1.3).
 
@@ -265,11 +276,7 @@ def fisher_trace(model, loss_fn, x, y, variables=None, batch_size: int = 256) ->
     Args: as :func:`per_example_gradients`. Returns: a Python float.
     Used in chapters 6 and 7 (identity I-FISHERNTK, finding F-L2PROP) and 8.
     """
-    X, Y = np.asarray(x), np.asarray(y)
-    if X.ndim == 0 or X.shape[0] == 0:
-        raise ValueError("x is empty; pass at least one example.")
-    if Y.ndim == 0 or Y.shape[0] != X.shape[0]:
-        raise ValueError(f"y must have one entry per example ({X.shape[0]}), got shape {Y.shape}.")
+    X, Y = _examples(x, y)
     bs = _check_batch(batch_size)
     total = 0.0
     for s in range(0, X.shape[0], bs):
@@ -287,11 +294,7 @@ def fisher_trace_via_ntk(model, loss_fn, x, y, variables=None, batch_size: int =
     Args: as :func:`per_example_gradients`. Returns: a Python float.
     Used in chapter 7.
     """
-    X, Y = np.asarray(x), np.asarray(y)
-    if X.ndim == 0 or X.shape[0] == 0:
-        raise ValueError("x is empty; pass at least one example.")
-    if Y.ndim == 0 or Y.shape[0] != X.shape[0]:
-        raise ValueError(f"y must have one entry per example ({X.shape[0]}), got shape {Y.shape}.")
+    X, Y = _examples(x, y)
     bs = _check_batch(batch_size)
     total = 0.0
     for s in range(0, X.shape[0], bs):
