@@ -50,7 +50,6 @@ from helpers import cache, data, eigensolvers, estimators, findings, geometry, i
 from helpers import ntk, operators, spin_models, training, widgets
 from helpers.plotting import PALETTE, show_table, subplots
 
-tf.get_logger().setLevel("ERROR")  # keep TensorFlow's retracing notices off the page
 
 # %% [markdown]
 # ## Fisher information in statistics
