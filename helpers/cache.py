@@ -1,8 +1,8 @@
 """A result cache for expensive computations (trained weights, dense spectra, training curves).
 
-Entries are keyed by a name, the configuration that produced them, and the code version (a hash of the
-``helpers`` sources plus an optional version string of the caller), so a change to any of them
-recomputes. Each entry is one ``.npz`` file holding the arrays plus a JSON header with the key and a
+Entries are keyed by a name, the configuration that produced them, the code version (a hash of the
+``helpers`` sources plus an optional version string of the caller), the global seed and the profile, so a
+change to any of them recomputes. Each entry is one ``.npz`` file holding the arrays plus a JSON header with the key and a
 SHA-256 of the payload. Writes go to a temporary file in the same folder and are moved into place with
 ``os.replace`` (atomic on POSIX), so an interrupted run never leaves an entry a later run trusts; an
 entry whose checksum does not match is reported and recomputed.
@@ -57,9 +57,13 @@ def _canonical(obj):
 
 
 def cache_key(name: str, cfg: Mapping, version: str = "") -> str:
-    """The key of an entry: name, configuration, profile-independent code version."""
-    blob = json.dumps({"name": name, "config": _canonical(cfg), "code": code_version(), "version": version},
-                      sort_keys=True)
+    """The key of an entry: name, configuration, code version, and always the global seed and the profile.
+
+    The seed (``BOOK_SEED``) and the profile (``BOOK_PROFILE``) enter every key whether or not ``cfg``
+    names them, so a cache filled at one seed or profile is never reused at another.
+    """
+    blob = json.dumps({"name": name, "config": _canonical(cfg), "code": code_version(), "version": version,
+                       "global_seed": config.global_seed(), "profile": config.profile()}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 

@@ -110,3 +110,21 @@ def test_errors():
         cache.cached("x", {}, lambda: [1, 2], verbose=False)
     with pytest.raises(TypeError, match="configuration"):
         cache.cache_key("x", {"f": object()})
+
+
+def test_seed_and_profile_always_reach_the_key(tmp_cache, monkeypatch):
+    """One cache folder, two seeds: the second run recomputes instead of reusing the first seed's entry."""
+    def compute():
+        from helpers import config
+        return {"draw": np.random.default_rng(config.global_seed()).standard_normal(3)}
+
+    monkeypatch.setenv("BOOK_SEED", "0")
+    first = cache.cached("seeded", {"n": 3}, compute, verbose=False)  # the cfg does not name the seed
+    monkeypatch.setenv("BOOK_SEED", "1")
+    second = cache.cached("seeded", {"n": 3}, compute, verbose=False)
+    assert not np.array_equal(first["draw"], second["draw"])
+    assert len(list(tmp_cache.glob("seeded-*.npz"))) == 2
+    monkeypatch.setenv("BOOK_PROFILE", "paper")
+    paper_key = cache.cache_key("seeded", {"n": 3})
+    monkeypatch.setenv("BOOK_PROFILE", "quick")
+    assert cache.cache_key("seeded", {"n": 3}) != paper_key
