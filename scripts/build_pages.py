@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import sys
 from pathlib import Path
 
@@ -48,7 +49,30 @@ def report() -> str:
         for e in entries:
             recs = [findings.Finding(**f) for f in e["findings"]]
             lines += [f"### Chapter {e['chapter']} (seed {e['seed']})", "", findings.markdown_table(recs), ""]
-    return "\n".join(lines)
+    return "\n".join(lines + robustness())
+
+
+def robustness(path: Path = ROOT / "_build" / "robustness" / "robustness.json") -> list[str]:
+    """The finding x seed table written by ``make robustness`` (scripts/robustness.py), if it exists."""
+    lines = ["## Robustness across seeds", ""]
+    if not path.exists():
+        return lines + ["Not run for this build: `make robustness` executes the chapters at BOOK_SEED = 0, 1 "
+                        "and 2 in separate caches and fills this table.", ""]
+    data = json.loads(path.read_text())
+    seeds = [str(s) for s in data["seeds"]]
+    lines += [f"Each chapter executed at seeds {', '.join(seeds)} (quick profile, one cache per seed). A finding "
+              "is *robust* when its verdict is the same at every seed.", "",
+              "| chapter | id | " + " | ".join(f"seed {s}" for s in seeds) + " | robust |",
+              "|---|---|" + "---|" * len(seeds) + "---|"]
+    for chapter, rows in sorted(data["table"].items()):
+        for fid, per_seed in rows.items():
+            cells = [f"{per_seed[s]['verdict']} ({per_seed[s]['figure']})" if s in per_seed else "not run"
+                     for s in seeds]
+            verdicts = {per_seed[s]["verdict"] for s in seeds if s in per_seed}
+            robust = "yes" if len(verdicts) == 1 and len(per_seed) == len(seeds) else "no"
+            lines.append(f"| {chapter} | {fid} | " + " | ".join(c.replace("|", "\\|") for c in cells)
+                         + f" | {robust} |")
+    return lines + [""]
 
 
 def api() -> str:

@@ -97,3 +97,22 @@ def test_findings_json_is_plain(tmp_path, monkeypatch):
     data = json.loads((tmp_path / "quick" / "98_json.json").read_text())
     assert data["findings"][0]["measured"] == {"a": 1.5, "b": [0, 1, 2]}
     assert data["findings"][0]["verdict"] == findings.REPRODUCED
+
+
+def test_robustness_table_gathers_seeds_and_reaches_the_report(tmp_path):
+    rob = _load_script("robustness")
+    for seed, value in ((0, 0.9), (1, 0.2)):
+        folder = tmp_path / f"seed{seed}" / "findings" / "quick"
+        folder.mkdir(parents=True)
+        verdict = "reproduced" if value > 0.5 else "not reproduced at this scale"
+        (folder / "99_demo.json").write_text(json.dumps({"chapter": "99_demo", "profile": "quick", "seed": seed,
+            "findings": [{"id": "F-DEMO", "measured": {"x": value}, "verdict": verdict}]}))
+    table = rob.gather([0, 1], out=tmp_path)
+    assert table["99_demo"]["F-DEMO"]["0"]["verdict"] == "reproduced"
+    assert table["99_demo"]["F-DEMO"]["1"]["figure"] == "x = 0.2"
+    path = tmp_path / "robustness.json"
+    path.write_text(json.dumps({"seeds": [0, 1], "table": table}))
+    pages = _load_script("build_pages")
+    lines = "\n".join(pages.robustness(path))
+    assert "| 99_demo | F-DEMO | reproduced (x = 0.9) | not reproduced at this scale (x = 0.2) | no |" in lines
+    assert "Not run for this build" in "\n".join(pages.robustness(tmp_path / "missing.json"))

@@ -1,0 +1,79 @@
+"""Run chapters at several global seeds and tabulate every finding's verdict per seed.
+
+    python scripts/robustness.py                      # every chapter, seeds 0 1 2
+    python scripts/robustness.py --seeds 0 1 2 02_pca_dynamics 08_two_parameter_curvature
+
+Each seed gets its own result cache and findings folder under ``_build/robustness/seed<s>/`` (so no seed
+reuses another's results), the chapters are executed with nbclient in the quick profile, and the table
+finding x seed (verdict and the first measured figure) is written to ``_build/robustness/robustness.json``,
+which the reproduction report shows. ``make robustness`` runs this.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "_build" / "robustness"
+
+
+def run_chapter(chapter: str, seed: int) -> float:
+    """Execute book/chapters/<chapter>.ipynb at the seed in a fresh kernel; returns the wall time."""
+    folder = OUT / f"seed{seed}"
+    env = dict(os.environ, BOOK_SEED=str(seed), BOOK_CACHE_DIR=str(folder / "cache"),
+               BOOK_FINDINGS_DIR=str(folder / "findings"), BOOK_STATIC="1")
+    notebook = ROOT / "book" / "chapters" / f"{chapter}.ipynb"
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
+                    "--ExecutePreprocessor.timeout=1200", "--output-dir", str(folder / "executed"), str(notebook)],
+                   check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return time.perf_counter() - start
+
+
+def gather(seeds, out=OUT) -> dict:
+    """{chapter: {finding id: {seed: {"verdict", "figure"}}}} from the seeds' findings folders."""
+    table: dict = {}
+    for seed in seeds:
+        for path in sorted((out / f"seed{seed}" / "findings").glob("*/*.json")):
+            entry = json.loads(path.read_text())
+            for f in entry["findings"]:
+                name, value = next(iter(f["measured"].items()), ("", ""))
+                figure = f"{name} = {value:.4g}" if isinstance(value, float) else f"{name} = {value}"
+                table.setdefault(entry["chapter"], {}).setdefault(f["id"], {})[str(seed)] = {
+                    "verdict": f["verdict"], "figure": figure}
+    return table
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("chapters", nargs="*", help="chapter names such as 02_pca_dynamics (default: all)")
+    args = parser.parse_args(argv)
+    chapters = args.chapters or sorted(p.stem for p in (ROOT / "nbs_src").glob("[0-9][0-9]_*.py"))
+    missing = [c for c in chapters if not (ROOT / "book" / "chapters" / f"{c}.ipynb").exists()]
+    if missing:
+        print(f"no generated notebook for {missing}; run `make notebooks` first.", file=sys.stderr)
+        return 2
+    times = {}
+    for seed in args.seeds:
+        for chapter in chapters:
+            times[f"{chapter} seed {seed}"] = run_chapter(chapter, seed)
+            print(f"{chapter} at seed {seed}: {times[f'{chapter} seed {seed}']:.0f} s", flush=True)
+    table = gather(args.seeds)
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "robustness.json").write_text(json.dumps({"seeds": args.seeds, "table": table, "seconds": times},
+                                                    indent=1))
+    for chapter, rows in table.items():
+        for fid, per_seed in rows.items():
+            cells = [f"seed {s}: {v['verdict']} ({v['figure']})" for s, v in per_seed.items()]
+            print(f"{chapter} {fid}: " + "; ".join(cells))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
