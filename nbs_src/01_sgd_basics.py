@@ -223,8 +223,8 @@ plt.show()
 # $\eta$ (004 eq. 2.3.6): $w' = w - \eta \nabla_w L(w)$. **Stochastic gradient descent** uses the mean loss
 # of a random mini-batch $B_k$ of $S$ examples instead (000 eq. 2.4),
 # $l^{(k)}(w) = \frac1S \sum_{i \in B_k} \ell(f(x_i; w), y_i)$; {cite}`meng2023impact` (Algorithm 1) writes
-# the same update as $\theta^{t+1} = \theta^t - \eta \nabla \hat{\mathcal L}_{\theta^t} + \varepsilon_t$,
-# with the noise term $\varepsilon_t$ standing for the randomness of the batch. **Momentum** keeps a
+# the update as $\theta^{t+1} = \theta^t - \eta \nabla \hat{\mathcal L}_{\theta^t} + \varepsilon_t$, where
+# $\nabla \hat{\mathcal L}$ is the mini-batch gradient and $\varepsilon_t$ an extra noise term added beside it. **Momentum** keeps a
 # velocity $v$ (000 eq. 2.5):
 #
 # $$ v(t+1) = -\eta\, \nabla_w l^{(k(t))}(w(t)) + \beta\, v(t), \qquad w(t+1) = w(t) + v(t+1), \qquad \beta \in [0, 1). $$
@@ -435,7 +435,7 @@ explore = {
         float(np.mean(np.diff(loss_tr[after]) < 0)) if t100 else 0.0,
     "min_train_acc_after_t100": float(acc_tr[after].min()) if t100 else float("nan"),
 }
-findings.record(
+_ = findings.record(
     "F-EXPLORE", source="000 Sec. 3.2, 5.2", measured=explore,
     criterion="an MLP trained with plain SGD on the digits reaches 100% training accuracy "
               "while its training loss keeps decreasing (exploration phase exists)",
@@ -542,7 +542,8 @@ plt.show()
 #
 # On the elongated quadratic $L(w) = \tfrac12 (w_1^2 + 10\, w_2^2)$, whose curvatures differ by a factor
 # 10, the three methods take visibly different paths. SGD adds Gaussian noise of standard deviation
-# "noise" to each gradient (a stand-in for the mini-batch noise $\varepsilon_t$ of 002's Algorithm 1).
+# "noise" to each gradient (a stand-in for the randomness of mini-batch gradients; 002's Algorithm 1 adds such a
+# term, $\varepsilon_t$, on top of the mini-batch gradient).
 # GD is stable only for $\eta < 2/10$, the inverse of the largest curvature; momentum crosses the flat
 # direction much faster at the price of overshooting. When you run the notebook yourself the sliders
 # are live; the book shows three settings.

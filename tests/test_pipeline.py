@@ -116,3 +116,23 @@ def test_robustness_table_gathers_seeds_and_reaches_the_report(tmp_path):
     lines = "\n".join(pages.robustness(path))
     assert "| 99_demo | F-DEMO | reproduced (x = 0.9) | not reproduced at this scale (x = 0.2) | no |" in lines
     assert "Not run for this build" in "\n".join(pages.robustness(tmp_path / "missing.json"))
+
+
+def test_no_chapter_cell_displays_a_finding_repr():
+    """A cell ending in a bare findings.record(...) or findings.get(...) would show the raw Finding(...) repr."""
+    import ast
+
+    import jupytext
+
+    offenders = []
+    for path in CHAPTERS:
+        for i, cell in enumerate(jupytext.read(path).cells):
+            if cell.cell_type != "code" or cell.source.rstrip().endswith(";"):
+                continue
+            body = ast.parse(cell.source).body
+            last = body[-1] if body else None
+            if isinstance(last, ast.Expr) and isinstance(last.value, ast.Call):
+                fn = last.value.func
+                if getattr(fn, "attr", getattr(fn, "id", "")) in ("record", "get"):
+                    offenders.append(f"{path.name} cell {i}")
+    assert not offenders, f"cells that display a Finding repr: {offenders}; assign the result (_ = ...)"
