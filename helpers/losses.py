@@ -20,6 +20,7 @@ from __future__ import annotations
 import numbers
 from typing import Callable
 
+import numpy as np
 import tensorflow as tf
 
 LossFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
@@ -46,6 +47,30 @@ def _is_labels(y_true: tf.Tensor, y_pred: tf.Tensor) -> bool:
     if y_true.shape.rank != 1:
         raise ValueError(f"y_true must have shape (batch,) (labels) or (batch, C) (targets), got {y_true.shape}.")
     return num_outputs is None or num_outputs > 1
+
+
+def check_labels(labels, num_outputs: int, what: str = "labels") -> None:
+    """Refuse class labels that these losses would silently misread.
+
+    With C > 1 outputs, labels of shape (N,) must be finite whole numbers in [0, C): ``tf.one_hot`` turns an
+    out-of-range label (7 or -1 with 3 classes) into an all-zero target, whose loss is 0, and NaN labels into
+    garbage, so every result computed from them would be wrong without any error. Targets of shape (N, C)
+    and single-output networks (real targets) are not checked. Used by ``operators`` and ``training``.
+    """
+    y = np.asarray(labels)
+    if y.ndim != 1 or num_outputs < 2 or y.size == 0:
+        return
+    if y.dtype.kind not in "iuf":
+        raise TypeError(f"{what}: labels must be integer class labels, got dtype {y.dtype}.")
+    if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+        raise ValueError(f"{what}: the labels contain NaN or inf; pass integer class labels in [0, {num_outputs - 1}].")
+    if y.dtype.kind == "f" and not np.all(y == np.round(y)):
+        raise ValueError(f"{what}: the labels are not whole numbers; pass integer class labels of shape (N,) or "
+                         "targets of shape (N, C).")
+    if y.min() < 0 or y.max() >= num_outputs:
+        raise ValueError(f"{what}: labels must lie in [0, {num_outputs - 1}] for a network with {num_outputs} "
+                         f"outputs; got values in [{y.min():g}, {y.max():g}]. Check the labels or the number of "
+                         "outputs of the last layer.")
 
 
 def targets_like(y_true, y_pred) -> tf.Tensor:

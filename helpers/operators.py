@@ -105,7 +105,11 @@ class CurvatureOperator:
                              f"got shape {tuple(t.shape)}.")
         if not (t.dtype.is_floating or t.dtype.is_integer):
             raise TypeError(f"{what} needs a real floating-point array, got {t.dtype.name}.")
-        return tf.cast(t, self.dtype)
+        t = tf.cast(t, self.dtype)
+        if not bool(tf.reduce_all(tf.math.is_finite(t))):
+            raise ValueError(f"{what} got a vector with NaN or inf entries; the product would be NaN. Pass finite "
+                             "values (did an earlier computation diverge?).")
+        return t
 
     def matvec(self, v) -> tf.Tensor:
         """The product A v for a vector v of shape (P,) (NumPy or TensorFlow); returns a tensor (P,)."""
@@ -197,15 +201,36 @@ class CurvatureOperator:
         return self.matvec(t) if t.shape.rank == 1 else self.matmat(t)
 
 
-class DenseOperator(CurvatureOperator):
-    """An explicit symmetric matrix in the operator interface (tests, small examples). Used in chapter 4."""
+def _check_symmetric(op: "CurvatureOperator", what: str, seed: int = 0) -> None:
+    """One random bilinear test u.(Av) = v.(Au): the eigensolvers assume a symmetric operator.
 
-    def __init__(self, matrix, dtype=None):
+    The threshold is 100 sqrt(eps) of the dtype, relative to |u||Av| + |v||Au| (float64: 1.5e-6; float32:
+    3.5e-2); a non-symmetric matrix fails it with probability one. The two products are not counted.
+    """
+    rng = np.random.default_rng(seed)
+    U = tf.constant(rng.standard_normal((2, op.size)), op.dtype)
+    AU = op._rows_product(U)
+    lhs, rhs = float(tf.reduce_sum(U[0] * AU[1])), float(tf.reduce_sum(U[1] * AU[0]))
+    scale = float(tf.norm(U[0]) * tf.norm(AU[1]) + tf.norm(U[1]) * tf.norm(AU[0]))
+    if not (math.isfinite(lhs) and math.isfinite(rhs)):
+        raise ValueError(f"{what}: the products are not finite (NaN or inf); check the matrix or the function.")
+    if scale > 0 and abs(lhs - rhs) > 100 * math.sqrt(np.finfo(op.dtype.as_numpy_dtype).eps) * scale:
+        raise ValueError(f"{what} is not symmetric: u.(Av) = {lhs:.6g} but v.(Au) = {rhs:.6g} for random u, v. "
+                         "Lanczos, SLQ and the trace estimators assume A = A^T; pass (A + A^T) / 2 if that is meant.")
+
+
+class DenseOperator(CurvatureOperator):
+    """An explicit symmetric matrix in the operator interface (tests, small examples); a non-symmetric matrix is
+    refused (one random bilinear test, :func:`_check_symmetric`). Used in chapter 4."""
+
+    def __init__(self, matrix, dtype=None, check_symmetric: bool = True):
         A = tf.convert_to_tensor(matrix, dtype=dtype)
         if A.shape.rank != 2 or A.shape[0] != A.shape[1]:
             raise ValueError(f"DenseOperator needs a square matrix, got shape {tuple(A.shape)}.")
         self.matrix = A
         super().__init__(int(A.shape[0]), A.dtype)
+        if check_symmetric:
+            _check_symmetric(self, "DenseOperator")
 
     def _rows_product(self, V):
         return tf.matmul(V, self.matrix, transpose_b=True)
@@ -214,11 +239,14 @@ class DenseOperator(CurvatureOperator):
 class FunctionOperator(CurvatureOperator):
     """A product function ``fn(V) -> A V`` on rows (B, P) -> (B, P) in the operator interface. Used in chapter 4."""
 
-    def __init__(self, fn: Callable[[tf.Tensor], tf.Tensor], size: int, dtype=tf.float64):
+    def __init__(self, fn: Callable[[tf.Tensor], tf.Tensor], size: int, dtype=tf.float64,
+                 check_symmetric: bool = True):
         if not callable(fn):
             raise TypeError("FunctionOperator needs a callable fn(V) mapping (B, P) rows to (B, P) products.")
         self._fn = fn
         super().__init__(size, dtype)
+        if check_symmetric:
+            _check_symmetric(self, "FunctionOperator")
 
     def _rows_product(self, V):
         return self._fn(V)
@@ -240,10 +268,33 @@ def _resolve_variables(model, variables):
     return variables
 
 
-def _prepare_data(data, dtype):
+def _as_xy(data):
+    """(x, y) from an (x, y) tuple, a helpers Dataset (its training part) or a finite tf.data.Dataset of
+    (x, y) batches or examples (read once, into memory)."""
+    from .data import Dataset
+
+    if isinstance(data, Dataset):
+        return data.x_train, data.y_train
+    if isinstance(data, tf.data.Dataset):
+        xs, ys = [], []
+        for item in data:
+            if not isinstance(item, (tuple, list)) or len(item) != 2:
+                raise TypeError("a tf.data.Dataset passed as data must yield (x, y) pairs.")
+            xs.append(np.asarray(item[0]))
+            ys.append(np.asarray(item[1]))
+        if not xs:
+            raise ValueError("The tf.data.Dataset is empty; pass at least one example.")
+        batched = xs[0].ndim > 0 and ys[0].ndim > 0 and len(xs[0]) == len(ys[0]) and ys[0].ndim == 1
+        return (np.concatenate(xs), np.concatenate(ys)) if batched else (np.stack(xs), np.stack(ys))
     if not isinstance(data, (tuple, list)) or len(data) != 2:
-        raise TypeError("data must be an (x, y) tuple of arrays (for the true Fisher y may be None).")
-    x, y = data
+        raise TypeError("data must be an (x, y) tuple of arrays (for the true Fisher y may be None), a "
+                        f"helpers.data.Dataset or a tf.data.Dataset of (x, y); got {type(data).__name__}. To use "
+                        "a model-level function on arrays x and y, pass data=(x, y).")
+    return data
+
+
+def _prepare_data(data, dtype):
+    x, y = _as_xy(data)
     x = np.asarray(x)
     if x.ndim == 0 or x.shape[0] == 0:
         raise ValueError("The data set is empty; pass at least one example (x of shape (N, ...), N >= 1).")
@@ -254,6 +305,19 @@ def _prepare_data(data, dtype):
         y = tf.constant(y.astype(dtype.as_numpy_dtype) if np.issubdtype(y.dtype, np.floating) else y)
     x = tf.constant(x.astype(dtype.as_numpy_dtype) if np.issubdtype(x.dtype, np.floating) else x)
     return x, y
+
+
+def _check_not_probabilities(z, what: str) -> None:
+    """Refuse softmax outputs where logits are expected: every row non-negative and summing to 1."""
+    if z.shape.rank != 2 or z.shape[-1] is None or int(z.shape[-1]) < 2:
+        return
+    zn = z.numpy().astype(np.float64)
+    if np.all(zn >= 0) and np.allclose(zn.sum(axis=1), 1.0, atol=1e-4):
+        raise ValueError(f"{what}: the model's outputs look like softmax probabilities (every row is >= 0 and sums "
+                         "to 1), but the operators and losses here expect logits, the values before the softmax; "
+                         "the results would be silently wrong. Build the model without the final softmax "
+                         "(activation=None in the last layer), or pass keras.Model(model.input, "
+                         "model.layers[-1].output) with that layer's activation removed.")
 
 
 class ModelOperator(CurvatureOperator):
@@ -309,6 +373,13 @@ class ModelOperator(CurvatureOperator):
             self.check_deterministic(seed=seed)
 
     # --- helpers ------------------------------------------------------------------------------------------
+    def _expects_logits(self) -> bool:
+        """True when the outputs are read as logits: the true Fisher/Gauss-Newton with the softmax, or any
+        operator whose loss is helpers.losses.cross_entropy."""
+        from . import losses
+
+        return getattr(self, "output_curvature", None) == "softmax" or self.loss_fn is losses.cross_entropy
+
     def _forward(self, xb):
         z = self.model(xb, training=False)
         if isinstance(z, (list, tuple)):
@@ -326,21 +397,36 @@ class ModelOperator(CurvatureOperator):
         return l
 
     def _check_loss(self):
-        """One pass over the data in batches: the loss has shape (batch,) and is finite."""
+        """One pass over the data in batches: the loss has shape (batch,) and is finite; labels lie in the range
+        of the outputs; outputs are not softmax probabilities where logits are expected."""
+        from . import losses
+
         total = 0.0
         for start in range(0, self.num_examples, self.batch_size):
             xb = self._x[start:start + self.batch_size]
             z = self._forward(xb)
+            if start == 0 and self._expects_logits():
+                _check_not_probabilities(z, type(self).__name__)
             if self._y is None or self.loss_fn is None:
                 if not bool(tf.reduce_all(tf.math.is_finite(z))):
                     raise ValueError("The model's outputs are not finite (NaN or inf) on the data; check the "
                                      "weights and inputs.")
                 continue
             yb = self._y[start:start + self.batch_size]
-            l = self._per_example_loss(yb, z)
+            if start == 0 and self._y.shape.rank == 1 and z.shape[-1] is not None:
+                losses.check_labels(self._y.numpy(), int(z.shape[-1]), type(self).__name__)
+            try:
+                l = self._per_example_loss(yb, z)
+            except (TypeError, ValueError, tf.errors.InvalidArgumentError) as exc:
+                raise ValueError(f"loss_fn(y_true, y_pred) failed on the first batch ({type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0][:200]}). Losses are called as loss(y_true, y_pred): "
+                                 "labels or targets first, the model's outputs second (as in Keras); a loss "
+                                 "written as loss(logits, labels) must swap its arguments.") from exc
             if l.shape.rank != 1 or int(l.shape[0]) != int(xb.shape[0]):
                 raise ValueError(f"loss_fn must return one value per example, shape ({int(xb.shape[0])},), got "
-                                 f"shape {tuple(l.shape)}; use an unreduced per-example loss (helpers.losses).")
+                                 f"shape {tuple(l.shape)}; use an unreduced per-example loss (helpers.losses), or "
+                                 "for a Keras loss object create it with reduction=None, e.g. "
+                                 "keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None).")
             total += float(tf.reduce_sum(tf.cast(l, tf.float64)))
             if not math.isfinite(total):
                 raise ValueError("The loss is not finite (NaN or inf) on the data; the operator would be "
@@ -612,6 +698,16 @@ def hessian_residual(model, loss_fn, data, variables=None, batch_size=None, chec
     Args and returns as :func:`hessian`. Used in chapter 4.
     """
     return HessianResidualOperator(model, loss_fn, data, variables, batch_size, 0.0, check, seed)
+
+
+def gradient(model, loss_fn, data, variables=None, batch_size=None, weight_decay: float = 0.0) -> tf.Tensor:
+    """The mean gradient (P,) of the loss (plus weight decay lambda ||w||^2) over a data set, as a flat vector
+    in the order of ``params.select_variables``; the same data handling and checks as :func:`hessian`.
+
+    Used by readers with their own models (the gradient without building a curvature operator by hand).
+    """
+    return HessianOperator(model, loss_fn, data, variables, batch_size, weight_decay, "double_backward",
+                           check=False).gradient()
 
 
 def fisher(model, data, kind: str = "true", loss_fn=None, variables=None, batch_size=None,

@@ -357,6 +357,9 @@ def _train(model, loss_fn, data, epochs, batch_size, lr, optimizer, momentum, we
     seed = config.seed("train", model.name) if seed is None else _check_int(seed, "seed", minimum=0)
 
     dtype = _model_dtype(model)
+    from .losses import check_labels
+
+    check_labels(y, int(model(tf.constant(x[:1], dtype=dtype), training=False).shape[-1]), "data")
     variables = list(model.trainable_variables)
     decayed = (variables if weight_decay_layers is None else params.select_variables(model, weight_decay_layers))
     decayed_ids = {id(v) for v in decayed}

@@ -307,3 +307,99 @@ def test_nondeterministic_model_is_reported():
     x, y = data((5,))
     with pytest.raises(ValueError, match="not deterministic"):
         operators.hessian(m, ce, (x, y))
+
+
+# ----------------------------------------------------------------------------- no silent wrong answers
+def _small_net(softmax=False, seed=0):
+    import keras
+
+    inputs = keras.Input(shape=(4,), dtype="float64")
+    h = keras.layers.Dense(5, activation="tanh", dtype="float64")(inputs)
+    out = keras.layers.Dense(3, activation="softmax" if softmax else None, dtype="float64")(h)
+    return keras.Model(inputs, out)
+
+
+def _xy(n=12, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, 4)), rng.integers(0, 3, n)
+
+
+def test_softmax_outputs_are_refused_where_logits_are_expected():
+    from helpers import losses, operators
+
+    x, y = _xy()
+    net = _small_net(softmax=True)
+    with pytest.raises(ValueError, match="softmax probabilities"):
+        operators.hessian(net, losses.cross_entropy, (x, y))
+    with pytest.raises(ValueError, match="softmax probabilities"):
+        operators.fisher(net, (x, None), kind="true")
+    operators.hessian(_small_net(), losses.cross_entropy, (x, y))  # logits are fine
+
+
+def test_labels_out_of_range_or_nan_are_refused():
+    from helpers import losses, models, operators, training
+
+    x, y = _xy()
+    net = _small_net()
+    for bad in (np.r_[y[:-1], 7], np.r_[y[:-1], -1], np.r_[y[:-1], np.nan].astype(float)):
+        with pytest.raises(ValueError, match="labels"):
+            operators.hessian(net, losses.cross_entropy, (x, bad))
+    mlp = models.mlp((4,), (5,), num_classes=3, seed=0)
+    with pytest.raises(ValueError, match="labels must lie in"):
+        training.train_sgd(mlp, losses.cross_entropy, (x.astype(np.float32), np.r_[y[:-1], 7]), epochs=1,
+                           batch_size=4, lr=0.1)
+
+
+def test_non_symmetric_operators_and_non_finite_vectors_are_refused():
+    from helpers import operators
+
+    A = np.arange(9.0).reshape(3, 3)
+    with pytest.raises(ValueError, match="not symmetric"):
+        operators.DenseOperator(A)
+    with pytest.raises(ValueError, match="not symmetric"):
+        operators.FunctionOperator(lambda V: tf.matmul(V, tf.constant(A), transpose_b=True), 3)
+    op = operators.DenseOperator(A + A.T)
+    with pytest.raises(ValueError, match="NaN"):
+        op.matvec(np.array([1.0, np.nan, 0.0]))
+
+
+def test_loss_argument_order_and_reduction_get_clear_messages():
+    import keras
+
+    from helpers import operators
+
+    x, y = _xy()
+    net = _small_net()
+
+    def swapped(logits, labels):  # (y_pred, y_true): the wrong order
+        return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+
+    with pytest.raises(ValueError, match=r"loss\(y_true, y_pred\)"):
+        operators.hessian(net, swapped, (x, y))
+    reduced = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    with pytest.raises(ValueError, match="reduction=None"):
+        operators.hessian(net, reduced, (x, y))
+
+
+def test_operators_accept_datasets_and_give_the_gradient():
+    from helpers import data as hdata
+    from helpers import losses, operators
+
+    x, y = _xy()
+    net = _small_net()
+    v = np.random.default_rng(1).standard_normal(sum(int(np.prod(w.shape)) for w in net.trainable_variables))
+    ref = operators.hessian(net, losses.cross_entropy, (x, y)).matvec(v).numpy()
+    ds = hdata.Dataset(x, y, x[:2], y[:2], 3, "toy", {})
+    ref32 = operators.hessian(net, losses.cross_entropy, (x.astype(np.float32), y)).matvec(v).numpy()
+    np.testing.assert_allclose(operators.hessian(net, losses.cross_entropy, ds).matvec(v).numpy(), ref32,
+                               rtol=1e-12)  # a Dataset holds float32 inputs
+    tfds = tf.data.Dataset.from_tensor_slices((x, y)).batch(5)
+    np.testing.assert_allclose(operators.hessian(net, losses.cross_entropy, tfds).matvec(v).numpy(), ref,
+                               rtol=1e-12)
+    g = operators.gradient(net, losses.cross_entropy, (x, y)).numpy()
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(losses.cross_entropy(y, net(x)))
+    direct = np.concatenate([t.numpy().ravel() for t in tape.gradient(loss, net.trainable_variables)])
+    np.testing.assert_allclose(g, direct, rtol=1e-12)
+    with pytest.raises(TypeError, match="data=\\(x, y\\)"):
+        operators.hessian(net, losses.cross_entropy, x)
