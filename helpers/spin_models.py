@@ -11,8 +11,9 @@ the Fisher metric (sufficiency: the levels carry all the information about θ th
 
 - Curie-Weiss (mean-field) model of N spins: ``E_int = −J M² / (2N)``, Ω(M) = C(N, (N+M)/2);
   critical temperature of the infinite system T_c = J.
-- 2-D Ising model on an L × L periodic square lattice, ``E_int = −J Σ_<ij> s_i s_j``, Ω(E, M) by exact
-  enumeration of the 2^(L²) states (L <= 5); Onsager's T_c = 2J / ln(1 + √2) for the infinite lattice.
+- 2-D Ising model on an L × L periodic square lattice, ``E_int = −J Σ_<ij> s_i s_j``, Ω(E, M) exactly by a
+  row transfer (L <= 7), checked against the enumeration of all 2^(L²) states (L <= 5); Onsager's
+  T_c = 2J / ln(1 + √2) for the infinite lattice.
 
 Used in chapter 6 (F-PHASE).
 """
@@ -30,6 +31,7 @@ __all__ = [
     "SpinLevels",
     "curie_weiss",
     "ising2d",
+    "ising2d_enumerated",
     "log_partition",
     "log_prob_levels",
     "thermodynamic_metric",
@@ -78,48 +80,100 @@ def curie_weiss(num_spins: int, coupling: float = 1.0) -> SpinLevels:
     return SpinLevels(f"Curie-Weiss N={n}", energy, m, log_deg, n, float(coupling))
 
 
-def ising2d(size: int, coupling: float = 1.0) -> SpinLevels:
-    """Levels of the 2-D Ising model on an L × L periodic square lattice by exact enumeration.
-
-    Every one of the 2^(L²) configurations is visited (in chunks) and counted by its (E_int, M).
-
-    Args:
-        size: L, 2 <= L <= 5 (L = 5 visits 33.5 million states: a few seconds).
-        coupling: J > 0.
-    Returns:
-        SpinLevels of the distinct (E_int, M) pairs with their exact degeneracies; tc_infinite = Onsager's.
-    Used in chapter 6.
-    """
-    if not isinstance(size, (int, np.integer)) or not 2 <= size <= 5:
-        raise ValueError(f"size must be an integer L with 2 <= L <= 5 (2^(L²) states are enumerated); got {size!r}.")
+def _check_ising_args(size, coupling, largest):
+    if not isinstance(size, (int, np.integer)) or not 2 <= size <= largest:
+        raise ValueError(f"size must be an integer L with 2 <= L <= {largest}; got {size!r}.")
     if not coupling > 0:
         raise ValueError(f"coupling J must be positive (ferromagnet); got {coupling!r}.")
-    L = int(size)
+    return int(size)
+
+
+def _levels_from_counts(L: int, counts: np.ndarray, coupling: float) -> SpinLevels:
+    """SpinLevels from a table counts[bond_sum + 2N, M + N] of exact degeneracies."""
+    n = L * L
+    b_idx, m_idx = np.nonzero(counts)
+    bond_sum, mag = b_idx - 2 * n, m_idx - n
+    deg = counts[b_idx, m_idx]
+    energy = -coupling * bond_sum.astype(np.float64)
+    return SpinLevels(f"2-D Ising {L}x{L}", energy, mag.astype(np.float64), np.log(deg), n,
+                      float(coupling * ONSAGER_TC))
+
+
+def ising2d_enumerated(size: int, coupling: float = 1.0) -> SpinLevels:
+    """Levels of the 2-D Ising model on an L x L periodic lattice by visiting all 2^(L²) states (L <= 5).
+
+    The slow, obvious reference that :func:`ising2d` (row transfer) is tested against. Used in the tests.
+    """
+    L = _check_ising_args(size, coupling, 5)
     n = L * L
     idx = np.arange(n).reshape(L, L)
-    right = np.roll(idx, -1, axis=1).ravel()
-    down = np.roll(idx, -1, axis=0).ravel()
-    site = idx.ravel()
-    # bond sum = Σ_bonds s_i s_j = (#bonds) − 2 (#unequal bonds); M = 2 (#up) − n
-    counts: dict[tuple[int, int], int] = {}
-    chunk = 1 << min(n, 20)
-    bits = np.arange(n, dtype=np.int64)
+    right, down, site = np.roll(idx, -1, axis=1).ravel(), np.roll(idx, -1, axis=0).ravel(), idx.ravel()
+    counts = np.zeros((4 * n + 1, 2 * n + 1))
+    chunk, bits = 1 << min(n, 20), np.arange(n, dtype=np.int64)
     for start in range(0, 1 << n, chunk):
         states = np.arange(start, min(start + chunk, 1 << n), dtype=np.int64)
         spins = ((states[:, None] >> bits[None, :]) & 1).astype(np.int8)  # (chunk, n) in {0, 1}
         unequal = (spins[:, site] != spins[:, right]).sum(1) + (spins[:, site] != spins[:, down]).sum(1)
-        bond_sum = 2 * n - 2 * unequal
+        bond_sum = 2 * n - 2 * unequal  # Σ_bonds s_i s_j = (#bonds) − 2 (#unequal bonds)
         mag = 2 * spins.sum(1).astype(np.int64) - n
-        key = (bond_sum + 2 * n) * (2 * n + 1) + (mag + n)
-        uniq, cnt = np.unique(key, return_counts=True)
-        for u, c in zip(uniq.tolist(), cnt.tolist()):
-            counts[u] = counts.get(u, 0) + c
-    keys = np.array(sorted(counts))
-    deg = np.array([counts[k] for k in keys], dtype=np.float64)
-    bond_sum = keys // (2 * n + 1) - 2 * n
-    mag = keys % (2 * n + 1) - n
-    energy = -coupling * bond_sum.astype(np.float64)
-    return SpinLevels(f"2-D Ising {L}x{L}", energy, mag.astype(np.float64), np.log(deg), n, float(coupling * ONSAGER_TC))
+        np.add.at(counts, (bond_sum + 2 * n, mag + n), 1)
+    return _levels_from_counts(L, counts, coupling)
+
+
+def ising2d(size: int, coupling: float = 1.0) -> SpinLevels:
+    """Levels (E_int, M) of the 2-D Ising model on an L x L periodic square lattice with exact degeneracies.
+
+    Row transfer: with the first row r_0 fixed, a table of counts over (bond sum, M) is carried from row to row
+    for every configuration a of the current row; the next row b adds its horizontal bonds, its magnetisation
+    and the vertical bonds a . b = L − 2 popcount(a xor b), so one step is L + 1 matrix products with the 0/1
+    matrices [popcount(a xor b) = k]; the last row closes the lattice against r_0. First rows related by a
+    cyclic shift give the same table, so one representative per orbit is run and weighted by the orbit's size.
+    The counts are integers below 2^53 for L <= 7 and therefore exact in float64.
+
+    Args:
+        size: L, 2 <= L <= 7 (L = 7: 2^49 states, a few seconds on 2 cores).
+        coupling: J > 0.
+    Returns:
+        SpinLevels of the distinct (E_int, M) pairs with their exact degeneracies; tc_infinite = Onsager's.
+    Used in chapter 6 (F-PHASE).
+    """
+    L = _check_ising_args(size, coupling, 7)
+    n, S = L * L, 1 << L
+    rows = np.arange(S)
+    spins = 2 * ((rows[:, None] >> np.arange(L)[None, :]) & 1) - 1  # (S, L) in {-1, +1}
+    h_bonds = (spins * np.roll(spins, -1, axis=1)).sum(1)  # horizontal bond sum of each row
+    mags = spins.sum(1)
+    unequal = np.array([[bin(a ^ b).count("1") for b in rows] for a in rows])
+    adjacency = [(unequal == k).astype(np.float64) for k in range(L + 1)]  # vertical bonds L − 2k
+    NB, NM = 4 * n + 1, 2 * n + 1
+    total = np.zeros((NB, NM))
+
+    def shifted(table, de):  # move a (..., NB, NM) table by de along the bond axis, no wrap-around
+        out = np.zeros_like(table)
+        if de >= 0:
+            out[..., de:, :] = table[..., :NB - de, :]
+        else:
+            out[..., :de, :] = table[..., -de:, :]
+        return out
+
+    orbits: dict[int, int] = {}
+    for r in rows:  # one first row per orbit of cyclic shifts
+        rep = min(((int(r) >> s) | (int(r) << (L - s))) & (S - 1) for s in range(L))
+        orbits[rep] = orbits.get(rep, 0) + 1
+    for r0, weight in orbits.items():
+        C = np.zeros((S, NB, NM))
+        C[r0, 2 * n + h_bonds[r0], n + mags[r0]] = 1.0
+        for _ in range(L - 1):
+            flat = C.reshape(S, -1)
+            D = sum(shifted((A @ flat).reshape(S, NB, NM), L - 2 * k) for k, A in enumerate(adjacency))
+            C = np.zeros_like(D)
+            for b in rows:  # row b adds its horizontal bonds and its magnetisation
+                hb, mb = h_bonds[b], mags[b]
+                src = D[b, max(0, -hb):NB - max(0, hb), max(0, -mb):NM - max(0, mb)]
+                C[b, max(0, hb):max(0, hb) + src.shape[0], max(0, mb):max(0, mb) + src.shape[1]] = src
+        for a in rows:  # close the lattice: vertical bonds between the last row and r_0
+            total += weight * shifted(C[a], L - 2 * int(unequal[a, r0]))
+    return _levels_from_counts(L, np.rint(total), coupling)
 
 
 def log_partition(levels: SpinLevels, theta) -> tf.Tensor:

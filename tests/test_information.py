@@ -148,6 +148,22 @@ def test_ising_levels_match_brute_force():
         assert count == round(np.exp(logd))
 
 
+@pytest.mark.parametrize("L", [2, 3, 4])
+def test_row_transfer_counts_equal_the_enumeration(L):
+    fast, slow = spin_models.ising2d(L), spin_models.ising2d_enumerated(L)
+    key = lambda lev: {(e, m): d for e, m, d in zip(lev.energy, lev.magnetization, lev.log_degeneracy)}
+    assert key(fast).keys() == key(slow).keys()
+    assert all(abs(key(fast)[k] - key(slow)[k]) < 1e-12 for k in key(slow))
+
+
+def test_row_transfer_on_a_larger_lattice_counts_every_state_and_is_symmetric():
+    lev = spin_models.ising2d(5)
+    assert np.isclose(np.logaddexp.reduce(lev.log_degeneracy), 25 * np.log(2.0), rtol=0, atol=1e-12)
+    table = {(e, m): d for e, m, d in zip(lev.energy, lev.magnetization, lev.log_degeneracy)}
+    assert all(np.isclose(d, table[(e, -m)]) for (e, m), d in table.items())  # spin flip: M -> -M
+    assert np.isclose(table[(-50.0, 25.0)], 0.0)  # one ground state per sign: all spins up
+
+
 def test_curie_weiss_levels_and_independent_limit():
     lev = spin_models.curie_weiss(40)
     assert np.isclose(np.exp(lev.log_degeneracy).sum(), 2.0**40)
@@ -189,7 +205,9 @@ def test_spin_model_errors():
     with pytest.raises(ValueError, match="num_spins"):
         spin_models.curie_weiss(1)
     with pytest.raises(ValueError, match="size"):
-        spin_models.ising2d(6)
+        spin_models.ising2d(8)
+    with pytest.raises(ValueError, match="size"):
+        spin_models.ising2d_enumerated(6)
     with pytest.raises(ValueError, match="coupling"):
         spin_models.ising2d(3, coupling=-1.0)
     with pytest.raises(ValueError, match="positive"):
