@@ -32,7 +32,8 @@ import tensorflow as tf
 
 __all__ = ["PCAResult", "pca", "velocities", "linear_fit", "saturating_exponential_fit", "quadratic_well_fit",
            "drift_variance", "relaxation_path", "relaxation_variance", "drift_mode_variance",
-           "crossover_fit", "scan_well", "accumulated_weights", "layer_logits", "log_mean_cross_entropy", "overlap_matrix", "log_log_slope"]
+           "crossover_fit", "scan_well", "accumulated_weights", "layer_logits", "log_mean_cross_entropy", "objective_along", "overlap_matrix",
+           "log_log_slope", "power_law_fit"]
 
 
 # ------------------------------------------------------------------------------------------------- PCA
@@ -213,6 +214,35 @@ def log_log_slope(x, y) -> dict:
     if np.any(x <= 0) or np.any(y <= 0):
         raise ValueError("log_log_slope needs positive x and y (it fits log y against log x).")
     return linear_fit(np.log(x), np.log(y))
+
+
+def power_law_fit(y, **factors) -> dict:
+    """Fit y = c * prod_k x_k^{a_k} by least squares in logarithms, with standard errors of the exponents.
+
+    Args:
+        y: (m,) positive values. factors: name -> (m,) positive values of each variable x_k.
+    Returns:
+        dict name -> exponent, ``"se_" + name`` -> its standard error, ``"log_c"``, ``"r2"``.
+        Used in chapter 2 (F-ETA2T2: sigma_1^2 against eta and T).
+    """
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    if not factors:
+        raise ValueError("power_law_fit needs at least one factor, e.g. power_law_fit(y, eta=etas, T=windows).")
+    X = [np.asarray(v, dtype=np.float64).reshape(-1) for v in factors.values()]
+    if any(x.shape != y.shape for x in X):
+        raise ValueError(f"every factor needs {y.size} values, one per entry of y.")
+    if np.any(y <= 0) or any(np.any(x <= 0) for x in X):
+        raise ValueError("power_law_fit needs positive y and factors (it fits logarithms).")
+    if y.size <= len(X) + 1:
+        raise ValueError(f"power_law_fit needs more than {len(X) + 1} points for {len(X)} exponents, got {y.size}.")
+    A = np.stack([np.ones_like(y)] + [np.log(x) for x in X], axis=1)
+    coef, *_ = np.linalg.lstsq(A, np.log(y), rcond=None)
+    resid = np.log(y) - A @ coef
+    cov = float(resid @ resid) / (y.size - A.shape[1]) * np.linalg.pinv(A.T @ A)
+    out = {"log_c": float(coef[0]), "r2": _r2(np.log(y), A @ coef)}
+    for i, name in enumerate(factors, start=1):
+        out[name], out["se_" + name] = float(coef[i]), float(math.sqrt(max(cov[i, i], 0.0)))
+    return out
 
 
 def saturating_exponential_fit(t, y) -> dict:
@@ -518,6 +548,36 @@ def log_mean_cross_entropy(logits, labels) -> np.ndarray:
     # log softplus(s), with log softplus(s) = s + O(e^s) deep in the tail, where softplus underflows
     log_l = np.where(s < -30, s, np.log(np.logaddexp(0.0, np.maximum(s, -30.0))))
     return logsumexp(log_l, axis=-1) - math.log(y.size)
+
+
+def objective_along(model, variables, x, y, direction, weight_decay: float = 0.0):
+    """The training objective along a direction in one layer's weights, as a function of the offsets.
+
+    Returns ``f(deltas) -> (K,)`` with f(delta) = L(w + delta d) + lambda ||w_all + delta d||^2 (000 eq. 3.6 with
+    the weight-decay term of the objective SGD minimises; lambda = 0 gives the data loss alone), where w are the
+    current values of ``variables``, d = ``direction`` and L the mean softmax cross-entropy on (x, y), computed
+    from the logits without underflow. Each evaluation is one forward pass per offset (:func:`layer_logits`).
+    With d = w, ``f(alpha - 1)`` is the loss of the layer scaled by alpha (000 Sec. 6.5).
+
+    Used in chapter 2 (F-WELL, F-SCALE, the widget).
+    """
+    from . import params
+
+    variables = list(variables)
+    w = params.get_flat(variables).numpy().astype(np.float64)
+    d = np.asarray(direction, dtype=np.float64).reshape(-1)
+    if d.size != w.size:
+        raise ValueError(f"direction must have {w.size} entries (the selected variables), got {d.size}.")
+    if not (isinstance(weight_decay, numbers.Real) and weight_decay >= 0):
+        raise ValueError(f"weight_decay must be a number >= 0, got {weight_decay!r}.")
+    others = sum(float(np.sum(np.square(v.numpy()))) for v in model.trainable_variables) - float(w @ w)
+
+    def objective(deltas) -> np.ndarray:
+        rows = w[None, :] + np.asarray(deltas, dtype=np.float64).reshape(-1)[:, None] * d[None, :]
+        log_l = log_mean_cross_entropy(layer_logits(model, variables, rows, x), y)
+        return np.exp(log_l) + weight_decay * (np.sum(rows ** 2, axis=1) + others)
+
+    return objective
 
 
 def overlap_matrix(A, B) -> np.ndarray:

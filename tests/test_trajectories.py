@@ -233,3 +233,37 @@ def test_scan_well_finds_an_offset_parabola():
     assert slope["at_edge"]
     with pytest.raises(ValueError, match="extent"):
         tj.scan_well(lambda d: d ** 2, extent=0)
+
+
+def test_power_law_fit_recovers_exponents():
+    rng = np.random.default_rng(5)
+    eta, T = np.meshgrid([0.01, 0.02, 0.04], [100, 200, 400, 800], indexing="ij")
+    y = 3.0 * eta ** 2 * T ** 1.5 * np.exp(0.01 * rng.standard_normal(eta.shape))
+    fit = tj.power_law_fit(y.ravel(), eta=eta.ravel(), T=T.ravel())
+    assert fit["eta"] == pytest.approx(2.0, abs=4 * fit["se_eta"] + 1e-9)
+    assert fit["T"] == pytest.approx(1.5, abs=4 * fit["se_T"] + 1e-9)
+    exact = tj.power_law_fit((eta ** 2 * T).ravel(), eta=eta.ravel(), T=T.ravel())
+    assert exact["eta"] == pytest.approx(2.0) and exact["se_eta"] < 1e-8
+    with pytest.raises(ValueError, match="positive"):
+        tj.power_law_fit([1.0, -1.0, 2.0, 3.0], x=[1, 2, 3, 4])
+
+
+def test_objective_along_matches_the_model():
+    import tensorflow as tf
+
+    model = models.mlp((3,), (4,), num_classes=3, seed=1, dtype="float64")
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((8, 3)), rng.integers(0, 3, 8)
+    variables = params.select_variables(model, "dense_1")
+    w = params.get_flat(variables).numpy()
+    d = rng.standard_normal(w.size)
+    lam = 0.01
+    f = tj.objective_along(model, variables, x, y, d, weight_decay=lam)
+    values = f(np.array([0.0, 0.5]))
+    params.set_flat(variables, w + 0.5 * d)
+    ce = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(y, model(x), from_logits=True))
+    penalty = lam * sum(float(np.sum(v.numpy() ** 2)) for v in model.trainable_variables)
+    params.set_flat(variables, w)
+    assert values[1] == pytest.approx(float(ce) + penalty, rel=1e-10)
+    with pytest.raises(ValueError, match="entries"):
+        tj.objective_along(model, variables, x, y, d[:-1])
