@@ -154,6 +154,10 @@ class Browser:
         deadline = time.time() + 30
         while time.time() < deadline and not any(e.get("method") == "Page.loadEventFired" for e in self.events):
             self.pump(0.2)
+        # wait for MathJax to finish typesetting (it is deferred and slow on a busy machine), then settle
+        self.call("Runtime.evaluate", awaitPromise=True, returnByValue=True, timeout=60000,
+                  expression="(window.MathJax && MathJax.startup && MathJax.startup.promise) ? "
+                             "MathJax.startup.promise.then(() => 'typeset') : 'no MathJax on this page'")
         self.pump(settle)
         probe = self.call("Runtime.evaluate", expression=PAGE_PROBE, returnByValue=True)["result"]["value"]
         base = url.split("/", 3)[:3]
@@ -163,8 +167,12 @@ class Browser:
                           and not e["params"]["request"]["url"].startswith(("data:", "blob:", "about:"))})
         errors = [e["params"]["entry"]["text"] for e in self.events
                   if e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error"]
-        errors += [e["params"]["exceptionDetails"].get("text", "exception") for e in self.events
-                   if e.get("method") == "Runtime.exceptionThrown"]
+        errors += [(e["params"]["exceptionDetails"].get("exception", {}).get("description")
+                    or e["params"]["exceptionDetails"].get("text", "exception")).splitlines()[0]
+                   for e in self.events if e.get("method") == "Runtime.exceptionThrown"]
+        errors += [f"HTTP {e['params']['response']['status']}: {e['params']['response']['url']}"
+                   for e in self.events if e.get("method") == "Network.responseReceived"
+                   and e["params"]["response"]["status"] >= 400]
         errors += [" ".join(str(a.get("value", a.get("description", ""))) for a in e["params"]["args"])
                    for e in self.events if e.get("method") == "Runtime.consoleAPICalled"
                    and e["params"]["type"] == "error"]
@@ -211,7 +219,8 @@ def check(html: Path, pages: list[str] | None = None, width: int = 1400, screens
     if pages is None:
         pages = sorted(str(p.relative_to(html)) for p in html.rglob("*.html")
                        if not any(part.startswith(("_", ".")) for part in p.relative_to(html).parts)
-                       and p.name not in ("genindex.html", "search.html"))
+                       and p.name not in ("genindex.html", "search.html")
+                       and 'http-equiv="refresh"' not in p.read_text(errors="replace").lower())  # redirect stubs
     reports = {}
     with serve(html) as base:
         browser = Browser(executable, width=width)
