@@ -175,7 +175,7 @@ plt.show()
 # is almost the centred time $t - \langle t \rangle$ itself, every other component is almost uncorrelated with
 # $t$. The drift is the only persistent motion; everything else is the noise of SGD (000 Sec. 6.3).
 
-# %%
+# %% tags=["remove-input"]
 f_drift = findings.get("F-DRIFT")
 display(Markdown(
     f"Measured: R² of θ₁ = {drift['r2_theta1']:.4f}, median R² of θ₂..θ₁₀ = "
@@ -286,7 +286,7 @@ plt.show()
 # components give a far worse network, and the accuracy returns only after many more components (the count is
 # printed below; 000 needs about 500 of the 8,256 components of its layer).
 
-# %%
+# %% tags=["remove-input"]
 f_pcacc = findings.get("F-PCACC")
 display(Markdown(
     f"Measured: one PC gives {100 * pcacc['acc_1pc_no_wd']:.1f}% test accuracy against "
@@ -408,7 +408,7 @@ ax2.set(xlabel="epoch", ylabel="θ₁(t)", title=f"{len(epochs) - 1} epochs with
 ax2.legend(fontsize=8)
 plt.show()
 
-# %%
+# %% tags=["remove-input"]
 f_well, f_relax = findings.get("F-WELL"), findings.get("F-RELAX")
 display(Markdown(
     f"Measured: the parabola fits the well with R² = {wf['r2']:.3f} over {well['used']} points, and the "
@@ -485,7 +485,7 @@ ax2.set(xlabel="scale α of the layer", ylabel="L + λ‖w‖²", title=f"Weight
 ax2.legend(fontsize=8)
 plt.show()
 
-# %%
+# %% tags=["remove-input"]
 f_scale = findings.get("F-SCALE")
 display(Markdown(
     f"Measured: without weight decay log L is a line in α (R² = {fit_lin['r2']:.4f}, slope "
@@ -597,7 +597,7 @@ ax.set(xlabel="Hessian eigenvalue hᵢ", ylabel="PC variance σᵢ² (one epoch)
 ax.legend(fontsize=8, loc="upper left")
 plt.show()
 
-# %%
+# %% tags=["remove-input"]
 f_vel, f_var = findings.get("F-VELPCA"), findings.get("F-VARFLAT")
 text = (f"Measured: mean largest overlap with the top 10 Hessian eigenvectors "
         f"{velpca['mean_max_overlap_velocities']:.2f} for velocity PCs and "
@@ -651,7 +651,7 @@ def draw_component(axes, component):
 widgets.explore(draw_component, {"component": (1, 10, 1, 1)},
                 [{"component": 1}, {"component": 2}, {"component": 10}], panels=2, width=4.4, height=3.2)
 
-# %%
+# %% tags=["remove-input"]
 change = {i: 100 * np.ptp(l) / l[len(l) // 2] for i, (_, l) in profiles.items()}
 slide = profiles[1][1][-1] < profiles[1][1][0]
 wells = [i for i in range(2, 11) if 0 < np.argmin(profiles[i][1]) < len(profiles[i][1]) - 1]
