@@ -48,15 +48,19 @@ class KernelMonitor:
         x, y: the fixed measurement set (n examples, labels (n,)); a subset of the training data when the
             full set is too slow.
         probe_x: inputs (m, ...) on which the full NTK (m, m, C, C) is kept, or None (no kernel change).
-        every: ``"epoch"`` (after every epoch) or k (every k optimisation steps, inside the epoch's graph).
+        every: ``"epoch"`` (after every ``every_epochs``-th epoch, one compiled measurement outside the epoch's
+            loop) or k (every k optimisation steps, inside the epoch's graph).
+        every_epochs: with ``every="epoch"``, measure after epochs k, 2k, ... only.
         initial: also measure before the first step (row 0: the initialisation).
         batch_size: examples per vectorised batch (memory ~ batch_size x C x P floats).
+    A monitor can be reused for several runs of the same model and loss (for instance over seeds): ``bind``
+    then resets it and keeps its compiled measurement, so it is traced once.
     After training, :meth:`result` gives NumPy arrays ``epoch`` (fractional for every k steps),
     ``fisher_trace``, ``ntk_trace`` and, with a probe set, ``ntk_change``, ``kernel_initial``, ``kernel_final``.
     """
 
     def __init__(self, model, loss_fn, x, y, probe_x=None, every="epoch", initial: bool = True,
-                 batch_size: int = 64):
+                 batch_size: int = 64, every_epochs: int = 1):
         if not hasattr(model, "trainable_variables") or not callable(model):
             raise TypeError(f"model must be a Keras model, got {type(model).__name__}.")
         if not callable(loss_fn):
@@ -75,6 +79,10 @@ class KernelMonitor:
         else:
             raise ValueError(f'every must be "epoch", "step" or a positive number of steps, got {every!r}.')
         self.initial = bool(initial)
+        self.every_epochs = _positive_int(every_epochs, "every_epochs")
+        if self.every_steps is not None and self.every_epochs != 1:
+            raise ValueError("every_epochs applies to every='epoch'; with every=k steps leave every_epochs=1.")
+        self.loss_fn = loss_fn
         self.batch_size = _positive_int(batch_size, "batch_size")
         self.dtype = tf.as_dtype(model.trainable_variables[0].dtype)
         self.model = model
@@ -99,7 +107,14 @@ class KernelMonitor:
         """Allocate the rows for a run of ``epochs`` x ``steps_per_epoch`` steps (called by ``train``)."""
         epochs, spe = _positive_int(epochs, "epochs"), _positive_int(steps_per_epoch, "steps_per_epoch")
         self.steps_per_epoch = spe
-        rows = (epochs if self.every_steps is None else epochs * spe // self.every_steps) + int(self.initial)
+        self._calls = 0
+        rows = (epochs // self.every_epochs if self.every_steps is None else epochs * spe // self.every_steps)
+        rows += int(self.initial)
+        if self._write is not None and int(self.fisher.shape[0]) == rows:  # reuse: reset, keep the graph
+            for v in (self.fisher, self.trace, self.change):
+                v.assign(tf.zeros_like(v))
+            self.row.assign(0)
+            return
         f64 = tf.float64
         self.fisher = tf.Variable(tf.zeros(rows, f64), trainable=False)
         self.trace = tf.Variable(tf.zeros(rows, f64), trainable=False)
@@ -139,6 +154,11 @@ class KernelMonitor:
         """Measure now and store the next row (traceable: ``train`` calls it inside its graph)."""
         if self._write is None:
             raise RuntimeError("KernelMonitor.write() before bind(): pass the monitor to training.train(monitors=[...]).")
+        if self.every_steps is None and self.every_epochs > 1 and not tf.inside_function():
+            self._calls += 1  # call 1 is the initial state when `initial`; then one call per epoch
+            epoch = self._calls - int(self.initial)
+            if epoch > 0 and epoch % self.every_epochs:
+                return
         self._write()
 
     def result(self) -> dict:
@@ -147,7 +167,8 @@ class KernelMonitor:
             raise RuntimeError("nothing recorded: pass the monitor to training.train(monitors=[...]) first.")
         n = int(self.row.numpy())
         k = np.arange(n) + (0 if self.initial else 1)
-        epoch = k.astype(float) if self.every_steps is None else k * self.every_steps / self.steps_per_epoch
+        epoch = (k * float(self.every_epochs) if self.every_steps is None
+                 else k * self.every_steps / self.steps_per_epoch)
         out = {"epoch": epoch, "fisher_trace": self.fisher.numpy()[:n], "ntk_trace": self.trace.numpy()[:n]}
         if self.probe is not None:
             out.update(ntk_change=self.change.numpy()[:n], kernel_initial=self.k0.numpy(),
@@ -155,16 +176,18 @@ class KernelMonitor:
         return out
 
 
-def train_with_kernel_monitor(model, loss_fn, data, epochs: int, batch_size: int | None, lr, measure,
+def train_with_kernel_monitor(model, loss_fn, data, epochs: int, batch_size: int | None, lr, measure=None,
                               optimizer: str = "adam", probe_x=None, every="epoch", measure_batch_size: int = 64,
-                              **train_kw) -> dict:
+                              every_epochs: int = 1, monitor: KernelMonitor | None = None, **train_kw) -> dict:
     """Train ``model`` (SGD or Adam, :func:`helpers.training.train`) while a :class:`KernelMonitor` records.
 
     Args:
         model, loss_fn, data, epochs, batch_size, lr: as :func:`helpers.training.train`.
         measure: the measurement set ``(x, y)`` of the traces.
         optimizer: ``"adam"`` (004) or ``"sgd"`` (``momentum=`` etc. go in ``train_kw``).
-        probe_x, every, measure_batch_size: as :class:`KernelMonitor` (``batch_size`` there).
+        probe_x, every, every_epochs, measure_batch_size: as :class:`KernelMonitor` (``batch_size`` there).
+        monitor: an existing :class:`KernelMonitor` of this model and loss to reuse (then ``measure``, ``probe_x``,
+            ``every`` and the like are its own and must not be passed).
     Returns:
         the training history with the monitor's arrays added (``fisher_trace``, ``ntk_trace``,
         ``trace_epoch`` and, with a probe set, ``ntk_change``, ``kernel_initial``, ``kernel_final``).
@@ -172,10 +195,19 @@ def train_with_kernel_monitor(model, loss_fn, data, epochs: int, batch_size: int
     """
     from . import training
 
-    if not isinstance(measure, (tuple, list)) or len(measure) != 2:
-        raise TypeError("measure must be the measurement set as a tuple (x, y).")
-    mon = KernelMonitor(model, loss_fn, measure[0], measure[1], probe_x=probe_x, every=every,
-                        batch_size=measure_batch_size)
+    if monitor is not None:
+        if not isinstance(monitor, KernelMonitor):
+            raise TypeError(f"monitor must be a KernelMonitor, got {type(monitor).__name__}.")
+        if monitor.model is not model or monitor.loss_fn is not loss_fn:
+            raise ValueError("the monitor was made for another model or loss; make one KernelMonitor per (model, loss).")
+        if measure is not None or probe_x is not None:
+            raise ValueError("pass either monitor= or measure=/probe_x=, not both (the monitor has its own sets).")
+        mon = monitor
+    else:
+        if not isinstance(measure, (tuple, list)) or len(measure) != 2:
+            raise TypeError("measure must be the measurement set as a tuple (x, y).")
+        mon = KernelMonitor(model, loss_fn, measure[0], measure[1], probe_x=probe_x, every=every,
+                            batch_size=measure_batch_size, every_epochs=every_epochs)
     hist = training.train(model, loss_fn, data, epochs, batch_size, lr, optimizer=optimizer, monitors=[mon],
                           **train_kw)
     rec = hist.pop("monitors")[0]

@@ -131,3 +131,29 @@ def test_error_paths():
         kd.log_correlation([1.0, 2.0], [1.0, 2.0])
     with pytest.raises(ValueError, match="constant"):
         kd.log_correlation([1.0, 1.0, 1.0], [1.0, 2.0, 3.0])
+
+
+def test_every_epochs_and_reuse_over_runs():
+    """every_epochs=2 keeps rows 0, 2, 4 of an every-epoch record; a reused monitor gives the same numbers as a
+    fresh one on a second run (reset, not appended)."""
+    x, y = data((5,))
+    loss = losses.mean_power(2)
+    m = mlp()
+    start = m.get_weights()
+    every = kd.train_with_kernel_monitor(m, loss, (x, y), 4, 5, 0.05, (x, y), optimizer="sgd", seed=1, probe_x=x[:3])
+    m.set_weights(start)
+    mon = kd.KernelMonitor(m, loss, x, y, probe_x=x[:3], every_epochs=2)
+    sparse = kd.train_with_kernel_monitor(m, loss, (x, y), 4, 5, 0.05, optimizer="sgd", seed=1, monitor=mon)
+    np.testing.assert_allclose(sparse["trace_epoch"], [0, 2, 4])
+    for k in ("fisher_trace", "ntk_trace", "ntk_change"):
+        np.testing.assert_allclose(sparse[k], every[k][[0, 2, 4]], rtol=1e-12, atol=1e-15)
+    m.set_weights(start)
+    again = kd.train_with_kernel_monitor(m, loss, (x, y), 4, 5, 0.05, optimizer="sgd", seed=1, monitor=mon)
+    for k in ("fisher_trace", "ntk_trace", "ntk_change", "kernel_initial", "kernel_final"):
+        np.testing.assert_allclose(again[k], sparse[k], rtol=1e-12, atol=1e-15)
+    with pytest.raises(ValueError, match="another model or loss"):
+        kd.train_with_kernel_monitor(m, losses.cross_entropy, (x, y), 1, 5, 0.05, monitor=mon)
+    with pytest.raises(ValueError, match="not both"):
+        kd.train_with_kernel_monitor(m, loss, (x, y), 1, 5, 0.05, (x, y), monitor=mon)
+    with pytest.raises(ValueError, match="every_epochs"):
+        kd.KernelMonitor(m, loss, x, y, every=2, every_epochs=3)
