@@ -26,11 +26,11 @@ cfg = helpers.setup(
     # quick: the 8x8 digits, widths 32 and 128, 100 epochs, 3 seeds, traces on 128 fixed training examples;
     # paper: 004 Sec. 5.1 (MNIST, widths 128 and 784, 300 epochs of Adam, 5 seeds)
     quick={"dataset": "digits", "step_width": 32, "step_examples": 64, "step_etas": [1e-6, 1e-5, 1e-4, 3e-4, 1e-3],
-           "lazy_widths": [32, 128, 512], "lazy_epochs": 30, "lazy_lr_at_32": 0.2, "probes_per_class": 2,
+           "lazy_widths": [32, 128, 512], "lazy_epochs": 30, "lazy_every_epochs": 5, "lazy_lr_at_32": 0.2, "probes_per_class": 2,
            "widths": [32, 128], "epochs": 100, "batch_size": 128, "lr": 1e-3, "seeds": 3,
            "measure_examples": 128, "measure_every_epochs": 5},
     paper={"dataset": "mnist", "step_width": 128, "step_examples": 128, "step_etas": [1e-6, 1e-5, 1e-4, 3e-4, 1e-3],
-           "lazy_widths": [128, 512, 2048], "lazy_epochs": 30, "lazy_lr_at_32": 0.2, "probes_per_class": 4,
+           "lazy_widths": [128, 512, 2048], "lazy_epochs": 30, "lazy_every_epochs": 5, "lazy_lr_at_32": 0.2, "probes_per_class": 4,
            "widths": [128, 784], "epochs": 300, "batch_size": 128, "lr": 1e-3, "seeds": 5,
            "measure_examples": 1000, "measure_every_epochs": 5},
 )
@@ -150,21 +150,26 @@ rng = np.random.default_rng(helpers.seed("ch7-probes"))
 probe_idx = np.concatenate([rng.choice(np.flatnonzero(ds.y_train == c), cfg["probes_per_class"], replace=False)
                             for c in range(ds.num_classes)])                    # sorted by class
 x_p, y_p = ds.x_train[probe_idx], ds.y_train[probe_idx]
-lazy_key = {k: cfg[k] for k in ("dataset", "lazy_widths", "lazy_epochs", "lazy_lr_at_32", "probes_per_class",
+lazy_key = {k: cfg[k] for k in ("dataset", "lazy_widths", "lazy_epochs", "lazy_every_epochs", "lazy_lr_at_32", "probes_per_class",
                                 "batch_size", "seeds", "seed", "profile")}
 
 
-def lazy_run(width, s):
-    m = models.mlp(ds.input_shape, hidden=[width] * 2, num_classes=ds.num_classes, seed=helpers.seed("ch7-lazy", width, s))
-    h = kernel_dynamics.train_with_kernel_monitor(
-        m, losses.mean_power(2), ds, cfg["lazy_epochs"], cfg["batch_size"], cfg["lazy_lr_at_32"] * 32 / width,
-        measure=(x_p, y_p), optimizer="sgd", probe_x=x_p, seed=helpers.seed("ch7-lazy-batches", s), eval_every=10**6)
-    return {f"{width}/{s}/change": h["ntk_change"], f"{width}/{s}/acc": h["acc"][-1],
-            f"{width}/{s}/K0": h["kernel_initial"], f"{width}/{s}/K1": h["kernel_final"]}
+def lazy_runs(width):  # one network per width, re-initialised for every seed; one monitor (traced once)
+    m = models.mlp(ds.input_shape, hidden=[width] * 2, num_classes=ds.num_classes, seed=helpers.seed("ch7-lazy", width))
+    mon = kernel_dynamics.KernelMonitor(m, losses.mean_power(2), x_p, y_p, probe_x=x_p, every_epochs=cfg["lazy_every_epochs"])
+    out = {}
+    for s in range(cfg["seeds"]):
+        m.set_weights(models.mlp(ds.input_shape, hidden=[width] * 2, num_classes=ds.num_classes,
+                                seed=helpers.seed("ch7-lazy", width, s)).get_weights())
+        h = kernel_dynamics.train_with_kernel_monitor(
+            m, mon.loss_fn, ds, cfg["lazy_epochs"], cfg["batch_size"], cfg["lazy_lr_at_32"] * 32 / width, optimizer="sgd",
+            monitor=mon, seed=helpers.seed("ch7-lazy-batches", s), eval_every=cfg["lazy_epochs"])
+        out.update({f"{width}/{s}/change": h["ntk_change"], f"{width}/{s}/epoch": h["trace_epoch"], f"{width}/{s}/acc": h["acc"][-1],
+                    f"{width}/{s}/K0": h["kernel_initial"], f"{width}/{s}/K1": h["kernel_final"]})
+    return out
 
 
-lazy = cache.cached("ch7-lazy", lazy_key, lambda: {k: v for w in cfg["lazy_widths"] for s in range(cfg["seeds"])
-                                                   for k, v in lazy_run(w, s).items()})
+lazy = cache.cached("ch7-lazy", lazy_key, lambda: {k: v for w in cfg["lazy_widths"] for k, v in lazy_runs(w).items()})
 
 # %%
 w_small = cfg["lazy_widths"][0]
@@ -192,7 +197,7 @@ lazy_final = {w: np.array([lazy[f"{w}/{s}/change"][-1] for s in range(cfg["seeds
 fig, ax = subplots(1, 1, width=6.0, height=3.4)
 for j, w in enumerate(cfg["lazy_widths"]):
     curves = np.stack([lazy[f"{w}/{s}/change"] for s in range(cfg["seeds"])])
-    t = np.arange(curves.shape[1])
+    t = lazy[f"{w}/0/epoch"]
     ax.plot(t, curves.mean(0), color=PALETTE[j], label=f"width {w}")
     ax.fill_between(t, curves.mean(0) - curves.std(0), curves.mean(0) + curves.std(0), color=PALETTE[j], alpha=0.2)
 ax.set(xlabel="epoch", ylabel=r"relative kernel change $\delta\Lambda(t)$",
@@ -250,7 +255,8 @@ print(f"gradients: {g.tolist()}\ntr F from gradients {by_gradients}, through the
 assert abs(by_kernel - by_gradients) <= 1e-12 * by_gradients  # I-FISHERNTK on typed-in numbers
 
 # %% [markdown]
-# Both give $\frac12(1.5^2 + 1^2 + 1.5^2 + 6.25^2 + 2.25^2 + 0.25^2) = 23.875$. Now on the float64 network
+# By hand: $\nabla_\theta\ell_1 = (0.5, -1, 2)$ and $\nabla_\theta\ell_2 = (6.25, 2.25, 0.25)$, so
+# $\mathrm{tr}F = \frac12(5.25 + 44.1875) = 24.71875$, and both routes give this number. Now on the float64 network
 # above, for every loss of the chapter: `ntk.fisher_trace` uses per-example gradients, `ntk.fisher_trace_via_ntk`
 # the loss derivatives and the diagonal NTK blocks.
 
@@ -294,29 +300,29 @@ extra = cfg["measure_examples"] - per_class * ds.num_classes
 m_idx = np.concatenate([rng.choice(np.flatnonzero(ds.y_train == c), per_class + (c < extra), replace=False)
                         for c in range(ds.num_classes)])
 x_m, y_m = ds.x_train[m_idx], ds.y_train[m_idx]
-steps_per_epoch = -(-len(ds.x_train) // cfg["batch_size"])
 trace_key = {k: cfg[k] for k in ("dataset", "widths", "epochs", "batch_size", "lr", "seeds", "measure_examples",
                                  "measure_every_epochs", "seed", "profile")}
 
 
-def trace_run(width, name, s):
-    m = models.mlp(ds.input_shape, hidden=[width] * 2, num_classes=ds.num_classes, seed=helpers.seed("ch7-init", width, s))
-    h = kernel_dynamics.train_with_kernel_monitor(
-        m, losses.get(name), ds, cfg["epochs"], cfg["batch_size"], cfg["lr"], measure=(x_m, y_m), optimizer="adam",
-        every=cfg["measure_every_epochs"] * steps_per_epoch, seed=helpers.seed("ch7-batches", s), eval_every=10**6)
-    return {"epoch": h["trace_epoch"], "fisher": h["fisher_trace"], "ntk": h["ntk_trace"], "acc": h["acc"][-1]}
-
-# %%
-def all_trace_runs():
+def trace_runs(width):  # one network and one monitor per loss, re-initialised for every seed
+    m = models.mlp(ds.input_shape, hidden=[width] * 2, num_classes=ds.num_classes, seed=helpers.seed("ch7-init", width))
+    inits = [models.mlp(ds.input_shape, hidden=[width] * 2, num_classes=ds.num_classes,
+                        seed=helpers.seed("ch7-init", width, s)).get_weights()
+             for s in range(cfg["seeds"])]
     out = {}
-    for w in cfg["widths"]:
-        for label, name in LOSSES.items():
-            for s in range(cfg["seeds"]):
-                out.update({f"{w}/{name}/{s}/{k}": v for k, v in trace_run(w, name, s).items()})
+    for name in LOSSES.values():
+        mon = kernel_dynamics.KernelMonitor(m, losses.get(name), x_m, y_m, every_epochs=cfg["measure_every_epochs"])
+        for s in range(cfg["seeds"]):
+            m.set_weights(inits[s])  # the same initialisations for every loss
+            h = kernel_dynamics.train_with_kernel_monitor(m, mon.loss_fn, ds, cfg["epochs"], cfg["batch_size"], cfg["lr"],
+                                                          monitor=mon, seed=helpers.seed("ch7-batches", s), eval_every=cfg["epochs"])
+            out.update({f"{width}/{name}/{s}/epoch": h["trace_epoch"], f"{width}/{name}/{s}/fisher": h["fisher_trace"],
+                        f"{width}/{name}/{s}/ntk": h["ntk_trace"], f"{width}/{name}/{s}/acc": h["acc"][-1]})
     return out
 
 
-runs = cache.cached("ch7-traces", trace_key, all_trace_runs)
+# %%
+runs = cache.cached("ch7-traces", trace_key, lambda: {k: v for w in cfg["widths"] for k, v in trace_runs(w).items()})
 epochs_m = runs[f"{cfg['widths'][0]}/l2/0/epoch"]
 
 
