@@ -473,8 +473,10 @@ widgets.explore(trace_panel, {"loss": list(LOSSES), "width": cfg["widths"]},
 # :::{admonition} Solution
 # :class: dropdown
 # $\partial_f\ell_i = \frac2C r_i$, so $\mathrm{tr}F = \frac4{C^2}\mathbb E_i[r_i^\top\Lambda_{ii}r_i]$: quadratic in the
-# residual, a factor 100 for a tenfold smaller residual. In the panels $\mathrm{tr}F$ of mean-power 2 falls by
-# much more than the NTK trace changes, which is the loss-derivative part of eq. 5.1.2 at work. The same
+# residual, a factor 100 for a tenfold smaller residual. Whether the panels show this depends on how far the
+# residuals have fallen in the epochs we train: while the NTK trace and the residuals fall together early in
+# training, the two traces can still be strongly correlated (the table of $\bar r$ tells), and the loss part
+# of eq. 5.1.2 separates them only once the residuals keep shrinking while the kernel settles. The same
 # reasoning gives $r^{2(n-1)}$ for order $n$, so higher orders fall faster once $|r| < 1$.
 # :::
 #
