@@ -412,20 +412,34 @@ display(Markdown(
 
 # %%
 D = {w: {n: 1 - r_mean[w, n] for n in LOSSES.values()} for w in cfg["widths"]}
+per_seed_growth = np.mean([1 - r[w_w, n] - (1 - r[w_n, n]) for n in LOSSES.values()], axis=0)  # (seeds,), diagnostic
 widthdev = findings.record(
     "F-WIDTHDEV", source="004 Sec. 5.1.1, appendix B (Fig. B.1-B.5)",
     criterion="the deviation between the traces grows with width",
     measured={"widths": cfg["widths"], "mean_deviation": [float(np.mean(list(D[w].values()))) for w in cfg["widths"]],
               "deviation_per_loss": {n: [D[w][n] for w in cfg["widths"]] for n in LOSSES.values()},
-              "losses_with_growth": int(sum(D[w_w][n] > D[w_n][n] for n in LOSSES.values()))},
+              "losses_with_growth": int(sum(D[w_w][n] > D[w_n][n] for n in LOSSES.values())),
+              "difference_per_seed": per_seed_growth.tolist()},
     rule=lambda m: m["mean_deviation"][1] > m["mean_deviation"][0])
 md = widthdev.measured["mean_deviation"]
 display(Markdown(
     f"Mean deviation $1-\\bar r$: {md[0]:.3f} at width {w_n} and {md[1]:.3f} at width {w_w}; it "
     f"{'grows' if widthdev.reproduced else 'does not grow'} with the width, for "
-    f"{widthdev.measured['losses_with_growth']} of the 7 losses individually. `F-WIDTHDEV` is **{widthdev.verdict}**."))
+    f"{widthdev.measured['losses_with_growth']} of the 7 losses individually. `F-WIDTHDEV` is **{widthdev.verdict}**. "
+    f"The difference of the two means, {md[1] - md[0]:+.3f}, is to be read against its spread over the seeds: per seed "
+    f"it is {', '.join(f'{v:+.3f}' for v in per_seed_growth)} (standard deviation {per_seed_growth.std():.3f})."))
 
 # %% [markdown]
+# :::{note}
+# **This verdict is not robust at quick scale.** Run at `BOOK_SEED` = 0, 1 and 2 (quick profile), the mean
+# deviation was 0.314 → 0.310 (seed 0), 0.303 → 0.302 (seed 1) and 0.291 → 0.302 (seed 2) from width 32 to
+# width 128: *not reproduced*, *not reproduced*, *reproduced*. The two widths differ by about 1% of the
+# deviation, well inside the seed-to-seed spread, and the mean is dominated by the cross-entropy loss, whose
+# traces move in opposite directions at both widths. Per loss, the L-norm losses deviate *less* at the wider
+# width while the mean-power losses deviate more. A longer run closer to 004's 300 epochs, more seeds, or the
+# paper profile are what could settle it; the criterion is kept as written.
+# :::
+#
 # ## Explore the traces
 #
 # Pick a loss and a width to see the mean ± std of both traces over the seeds, before normalisation: the Fisher
