@@ -234,7 +234,8 @@ def relative_kernel_change(kernel, kernel_initial) -> float:
 def log_correlation(a, b) -> float:
     """Pearson correlation of :math:`\\log a(t)` and :math:`\\log b(t)` over the recorded times.
 
-    1 when the two curves are proportional (:math:`a = c\\,b`), whatever the constant c; chapter 7 measures
+    1 when the two curves are proportional (:math:`a = c\\,b`), and also for any power law :math:`a = c\\,b^k`, k > 0
+    (it measures a monotone log-linear relation, not proportionality itself); chapter 7 measures
     how far two traces are from proportional by ``1 - log_correlation`` (F-L2PROP, F-WIDTHDEV).
     Args: a, b: positive, finite 1-D arrays of the same length >= 3, neither constant.
     """
