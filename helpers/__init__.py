@@ -9,6 +9,7 @@ Modules (one idea each; ``import helpers`` then use ``helpers.<module>``, loaded
 - ``data``, ``models``, ``losses``, ``training``: data sets, the networks of 000 Table 5.1, losses, SGD
 - ``params``, ``operators``, ``eigensolvers``, ``estimators``, ``ntk``: curvature operators (Hessian,
   Gauss-Newton, Fisher), Lanczos, SLQ, Hutchinson, per-example gradients, NTK
+- ``kernel_dynamics``: the NTK and the Fisher trace recorded during training (chapter 7)
 - ``geometry``, ``information``: Riemannian curvature of a metric, Fisher information of families
 - ``random_matrix``, ``trajectories``: RMT tools, trajectory recording and PCA
 """

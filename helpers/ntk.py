@@ -9,7 +9,11 @@ With outputs :math:`f(x_i;\\theta)\\in\\mathbb R^C` and per-example losses :math
 - :func:`ntk_trace`: :math:`\\mathrm{tr}\\Lambda = \\sum_i\\sum_a\\Lambda_{iiaa}`;
 - :func:`fisher_trace`: :math:`\\mathrm{tr}F = \\frac1N\\sum_i\\|\\nabla_\\theta\\ell_i\\|^2` (004 eq. 5.1.3, the trace of
   the empirical Fisher), and :func:`fisher_trace_via_ntk`: the same through 004 eq. 5.1.2,
-  :math:`\\frac1N\\sum_i\\sum_{a,b}\\partial_a\\ell_i\\,\\partial_b\\ell_i\\,\\Lambda_{iiab}`.
+  :math:`\\frac1N\\sum_i\\sum_{a,b}\\partial_a\\ell_i\\,\\partial_b\\ell_i\\,\\Lambda_{iiab}`;
+- :func:`fisher_trace_from_ntk_blocks`: the same contraction on arrays (loss derivatives and diagonal NTK
+  blocks a reader types in or computed elsewhere);
+- :func:`gradient_function`, :func:`jacobian_function`, :func:`ntk_trace_function`: the compiled batch functions behind the above, for
+  use inside another ``tf.function`` (the training-time recording of :mod:`helpers.kernel_dynamics`).
 
 Per-example quantities are computed with ``tf.vectorized_map`` over the examples of a batch (each example's
 backward pass vectorised, no N-fold waste), inside ``tf.function`` on TensorFlow's device, in batches of
@@ -26,7 +30,8 @@ import tensorflow as tf
 from . import params
 
 __all__ = ["per_example_gradients", "per_example_jacobians", "empirical_ntk", "ntk_trace", "fisher_trace",
-           "fisher_trace_via_ntk", "output_gradients"]
+           "fisher_trace_via_ntk", "fisher_trace_from_ntk_blocks", "output_gradients", "gradient_function",
+           "jacobian_function", "ntk_trace_function"]
 
 _ZERO = tf.UnconnectedGradients.ZERO
 
@@ -126,6 +131,26 @@ def _jac_fn(model, tf_vars, dtype):
     return batch
 
 
+def _jac_sqnorm_fn(model, tf_vars, dtype):
+    def one(xi):  # sum_a |grad f_a|^2 without keeping the C x P Jacobian
+        with tf.GradientTape(persistent=True, watch_accessed_variables=False) as tape:
+            tape.watch(tf_vars)
+            z = _outputs(model, xi[None], dtype)[0]
+            parts = [z[c] for c in range(z.shape[0])]
+        total = tf.constant(0.0, dtype)
+        for p in parts:
+            for g in tape.gradient(p, tf_vars, unconnected_gradients=_ZERO):
+                total += tf.reduce_sum(tf.square(g))
+        del tape
+        return total
+
+    @tf.function(reduce_retracing=True)
+    def batch(xb):
+        return tf.vectorized_map(one, xb, fallback_to_while_loop=True)
+
+    return batch
+
+
 def per_example_gradients(model, loss_fn, x, y, variables=None, batch_size: int = 256) -> tf.Tensor:
     """Gradients of each example's loss, :math:`g_i = \\nabla_\\theta\\ell(f(x_i;\\theta), y_i)`, stacked (N, P).
 
@@ -145,8 +170,7 @@ def per_example_gradients(model, loss_fn, x, y, variables=None, batch_size: int 
     X = _inputs(x, dtype)
     Y = _labels(y, int(X.shape[0]), dtype)
     bs = _check_batch(batch_size)
-    fn = _cached(model, ("grad", loss_fn, tuple(id(v) for v in tf_vars)),
-                 lambda: _grad_fn(model, loss_fn, tf_vars, dtype))
+    fn = gradient_function(model, loss_fn, tf_vars)
     out = [fn(X[s:s + bs], Y[s:s + bs]) for s in range(0, int(X.shape[0]), bs)]
     G = tf.concat(out, axis=0)
     if not bool(tf.reduce_all(tf.math.is_finite(G))):
@@ -169,7 +193,7 @@ def per_example_jacobians(model, x, variables=None, batch_size: int = 64) -> tf.
     tf_vars, dtype = _setup(model, variables)
     X = _inputs(x, dtype)
     bs = _check_batch(batch_size)
-    fn = _cached(model, ("jac", tuple(id(v) for v in tf_vars)), lambda: _jac_fn(model, tf_vars, dtype))
+    fn = jacobian_function(model, tf_vars)
     return tf.concat([fn(X[s:s + bs]) for s in range(0, int(X.shape[0]), bs)], axis=0)
 
 
@@ -229,10 +253,10 @@ def ntk_trace(model, x, variables=None, batch_size: int = 64, reduction: str = "
         raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}.")
     bs = _check_batch(batch_size)
     X, _ = _examples(x)
-    total = 0.0
-    for s in range(0, X.shape[0], bs):
-        J = per_example_jacobians(model, X[s:s + bs], variables, bs)
-        total += float(tf.reduce_sum(tf.cast(J, tf.float64) ** 2))
+    tf_vars, dtype = _setup(model, variables)
+    fn = ntk_trace_function(model, tf_vars)
+    Xt = _inputs(X, dtype)
+    total = sum(float(tf.reduce_sum(tf.cast(fn(Xt[s:s + bs]), tf.float64))) for s in range(0, X.shape[0], bs))
     return total / X.shape[0] if reduction == "mean" else total
 
 
@@ -300,5 +324,83 @@ def fisher_trace_via_ntk(model, loss_fn, x, y, variables=None, batch_size: int =
     for s in range(0, X.shape[0], bs):
         g = tf.cast(output_gradients(model, loss_fn, X[s:s + bs], Y[s:s + bs]), tf.float64)
         L = tf.cast(empirical_ntk(model, X[s:s + bs], mode="diagonal", variables=variables, batch_size=bs), tf.float64)
-        total += float(tf.einsum("ia,iab,ib->", g, L, g))
+        total += float(tf.reduce_sum(fisher_trace_from_ntk_blocks(g, L, per_example=True)))
     return total / X.shape[0]
+
+
+def fisher_trace_from_ntk_blocks(loss_gradients, ntk_blocks, per_example: bool = False):
+    """004 eq. 5.1.2 on arrays: :math:`\\mathrm{tr}F = \\frac1N\\sum_i\\sum_{a,b} d_{ia}\\,d_{ib}\\,\\Lambda_{iiab}`.
+
+    Args:
+        loss_gradients: :math:`d_{ia} = \\partial\\ell_i/\\partial f(x_i)_a`, shape (N, C) (:func:`output_gradients`).
+        ntk_blocks: the diagonal NTK blocks :math:`\\Lambda_{iiab}`, shape (N, C, C)
+            (``empirical_ntk(model, x, mode="diagonal")``); each block must be symmetric.
+        per_example: return the N terms :math:`d_i^\\top\\Lambda_{ii}d_i` instead of their mean.
+    Returns:
+        a Python float (the mean over the N examples), or a float64 tensor (N,) with ``per_example=True``.
+        Computed in float64 whatever the inputs' dtype.
+    Used in chapter 7 (identity I-FISHERNTK on typed-in numbers).
+    """
+    g = _float_array(loss_gradients, "loss_gradients")
+    L = _float_array(ntk_blocks, "ntk_blocks")
+    if g.shape.rank != 2 or g.shape[0] == 0 or g.shape[1] == 0:
+        raise ValueError(f"loss_gradients must have shape (N, C) with N, C >= 1 (one row of dl/df per example), "
+                         f"got shape {tuple(g.shape)}.")
+    n, c = int(g.shape[0]), int(g.shape[1])
+    if tuple(L.shape) != (n, c, c):
+        raise ValueError(f"ntk_blocks must have shape (N, C, C) = ({n}, {c}, {c}) to match loss_gradients (N, C), "
+                         f"got shape {tuple(L.shape)}; pass the blocks Lambda_iiab of the same examples.")
+    if not bool(tf.reduce_all(tf.abs(L - tf.transpose(L, [0, 2, 1]))
+                              <= 1e-8 * (1.0 + tf.reduce_max(tf.abs(L))))):
+        raise ValueError("ntk_blocks are not symmetric (Lambda_iiab != Lambda_iiba); pass J_i J_i^T blocks of the NTK.")
+    terms = tf.einsum("ia,iab,ib->i", g, L, g)
+    return terms if per_example else float(tf.reduce_mean(terms))
+
+
+def _float_array(a, name):
+    if isinstance(a, tf.Tensor):
+        t = a
+    else:
+        arr = np.asarray(a)
+        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+            raise TypeError(f"{name} must be an array of real numbers, got dtype {arr.dtype}.")
+        t = tf.constant(arr)
+    if not (t.dtype.is_floating or t.dtype.is_integer):
+        raise TypeError(f"{name} must be an array of real numbers, got dtype {t.dtype.name}.")
+    t = tf.cast(t, tf.float64)
+    if not bool(tf.reduce_all(tf.math.is_finite(t))):
+        raise ValueError(f"{name} contains NaN or inf; pass finite numbers.")
+    return t
+
+
+def gradient_function(model, loss_fn, variables=None):
+    """The compiled batch function ``(x_batch, y_batch) -> (B, P)`` of per-example loss gradients.
+
+    The same function :func:`per_example_gradients` uses (a ``tf.vectorized_map`` over the examples); it can be
+    called inside another ``tf.function``, so a training loop can measure without leaving its graph. Inputs must
+    already be tensors of the model's dtype (labels as integers or the model's dtype).
+    Used by :mod:`helpers.kernel_dynamics` (chapter 7).
+    """
+    if not callable(loss_fn):
+        raise TypeError("loss_fn must be a per-example loss, loss(y_true, y_pred) -> (batch,).")
+    tf_vars, dtype = _setup(model, variables)
+    return _cached(model, ("grad", loss_fn, tuple(id(v) for v in tf_vars)),
+                   lambda: _grad_fn(model, loss_fn, tf_vars, dtype))
+
+
+def jacobian_function(model, variables=None):
+    """The compiled batch function ``x_batch -> (B, C, P)`` of per-example output Jacobians (as
+    :func:`gradient_function`, for :func:`per_example_jacobians`). Used by :mod:`helpers.kernel_dynamics`."""
+    tf_vars, dtype = _setup(model, variables)
+    return _cached(model, ("jac", tuple(id(v) for v in tf_vars)), lambda: _jac_fn(model, tf_vars, dtype))
+
+
+def ntk_trace_function(model, variables=None):
+    """The compiled batch function ``x_batch -> (B,)`` of :math:`\\sum_a\\Lambda_{iiaa} = \\|J_i\\|_F^2` per example.
+
+    Sums the squared output gradients inside the vectorised map, so the (B, C, P) Jacobian is never stored
+    (about four times faster than squaring :func:`jacobian_function`'s result for a wide MLP).
+    Used by :func:`ntk_trace` and :mod:`helpers.kernel_dynamics` (chapter 7).
+    """
+    tf_vars, dtype = _setup(model, variables)
+    return _cached(model, ("sqnorm", tuple(id(v) for v in tf_vars)), lambda: _jac_sqnorm_fn(model, tf_vars, dtype))

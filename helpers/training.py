@@ -320,16 +320,29 @@ def train(model, loss_fn, data, epochs: int, batch_size: int | None, lr, optimiz
           momentum: float = 0.0, weight_decay: float = 0.0, weight_decay_layers: Sequence[str] | None = None,
           seed: int | None = None, record: Mapping | None = None, extra_loss: Callable | None = None,
           eval_data=None, eval_every: int = 1, drop_remainder: bool = False, on_epoch_end: Callable | None = None,
-          adam_kwargs: Mapping | None = None, verbose: bool = False) -> dict:
-    """Train with SGD (000 eq. 2.5) or Adam; see :func:`train_sgd` for the arguments and the history."""
+          adam_kwargs: Mapping | None = None, verbose: bool = False, monitors: Sequence = ()) -> dict:
+    """Train with SGD (000 eq. 2.5) or Adam; see :func:`train_sgd` for the arguments and the history.
+
+    ``monitors`` are measuring objects written inside the training graph, with the interface of
+    :class:`helpers.kernel_dynamics.KernelMonitor`: ``bind(epochs, steps_per_epoch)`` (allocate),
+    ``every_steps`` (None: after every epoch; k: every k steps, inside the epoch's graph), ``initial``
+    (also measure before the first step), ``write()`` (traceable) and ``result()``. Their results are returned
+    under ``history["monitors"]``, a list in the same order.
+    """
+    monitors = list(monitors or ())
+    for m in monitors:
+        if not all(hasattr(m, a) for a in ("bind", "write", "result", "every_steps", "initial")):
+            raise TypeError("each monitor needs bind(epochs, steps_per_epoch), write(), result(), every_steps and "
+                            f"initial (see helpers.kernel_dynamics.KernelMonitor); got {type(m).__name__}.")
     with _quiet_tf():
         return _train(model, loss_fn, data, epochs, batch_size, lr, optimizer, momentum, weight_decay,
                       weight_decay_layers, seed, record, extra_loss, eval_data, eval_every, drop_remainder,
-                      on_epoch_end, adam_kwargs, verbose)
+                      on_epoch_end, adam_kwargs, verbose, monitors)
 
 
 def _train(model, loss_fn, data, epochs, batch_size, lr, optimizer, momentum, weight_decay, weight_decay_layers,
-           seed, record, extra_loss, eval_data, eval_every, drop_remainder, on_epoch_end, adam_kwargs, verbose):
+           seed, record, extra_loss, eval_data, eval_every, drop_remainder, on_epoch_end, adam_kwargs, verbose,
+           monitors=()):
     from . import params
 
     if not hasattr(model, "trainable_variables") or not callable(model):
@@ -375,6 +388,10 @@ def _train(model, loss_fn, data, epochs, batch_size, lr, optimizer, momentum, we
     lam = tf.constant(float(weight_decay), dtype)
     velocities = [tf.Variable(tf.zeros(v.shape, dtype), trainable=False) for v in variables]
     recorder = Recorder(model, record, epochs, steps_per_epoch) if record is not None else None
+    for m in monitors:
+        m.bind(epochs, steps_per_epoch)
+    step_monitors = [m for m in monitors if m.every_steps is not None]
+    epoch_monitors = [m for m in monitors if m.every_steps is None]
     if recorder is not None:
         index_of = {id(v): i for i, v in enumerate(variables)}
         layer_idx = {name: [index_of[id(v)] for v in vs] for name, vs in recorder.variables.items()}
@@ -427,6 +444,9 @@ def _train(model, loss_fn, data, epochs, batch_size, lr, optimizer, momentum, we
             if recorder is not None and recorder.every_steps is not None:
                 if step_var % recorder.every_steps == 0:
                     recorder.write(velocity_of)
+            for m in step_monitors:
+                if step_var % m.every_steps == 0:
+                    m.write()
         return loss_sum / tf.maximum(count, 1.0)
 
     eval_pair = _eval_pair(eval_data)
@@ -438,6 +458,9 @@ def _train(model, loss_fn, data, epochs, batch_size, lr, optimizer, momentum, we
         history["initial_test_loss"], history["initial_test_acc"] = evaluate(model, loss_fn, *eval_pair)
     if recorder is not None and recorder.initial:
         recorder.write(velocity_of)
+    for m in monitors:
+        if m.initial:
+            m.write()
     rng = np.random.default_rng(seed)
     for epoch in range(epochs):
         eta = _check_lr_value(schedule(epoch))
@@ -452,6 +475,8 @@ def _train(model, loss_fn, data, epochs, batch_size, lr, optimizer, momentum, we
                 "too large for this loss surface - use a smaller learning rate (or smaller momentum).")
         if recorder is not None and recorder.every_steps is None:
             recorder.write(velocity_of)
+        for m in epoch_monitors:
+            m.write()
         history["epoch"].append(epoch + 1)
         history["lr"].append(eta)
         history["batch_loss"].append(mean_batch_loss)
@@ -480,6 +505,8 @@ def _train(model, loss_fn, data, epochs, batch_size, lr, optimizer, momentum, we
     out["steps_per_epoch"] = steps_per_epoch
     if recorder is not None:
         out.update(recorder.result())
+    if monitors:
+        out["monitors"] = [m.result() for m in monitors]
     return out
 
 

@@ -118,3 +118,45 @@ def test_get_errors():
         losses.get(2)
     with pytest.raises(ValueError, match="p >= 1"):
         losses.lp_norm(float("inf"))
+
+
+def _autodiff_output_gradient(loss, labels, outputs):
+    f = tf.Variable(outputs)
+    with tf.GradientTape() as tape:
+        val = tf.reduce_sum(loss(labels, f))
+    return tape.gradient(val, f).numpy()
+
+
+@pytest.mark.parametrize("p", [2, 4, 6])
+def test_lp_norm_output_derivative(batch, p):
+    """d/df (sum_j |r_j|^p)^(1/p) = |r|^(p-1) sign(r) / ||r||_p^(p-1), r = f - y (chapter 7, 004 eq. 5.1.5)."""
+    outputs, labels = batch
+    r = outputs - np.eye(4)[labels]
+    norm = (np.abs(r) ** p).sum(1, keepdims=True) ** (1 / p)
+    want = np.abs(r) ** (p - 1) * np.sign(r) / norm ** (p - 1)
+    np.testing.assert_allclose(_autodiff_output_gradient(losses.lp_norm(p), labels, outputs), want, rtol=1e-12)
+    if p == 2:  # the L2-norm derivative is the unit residual: its length is 1 whatever the residual's size
+        np.testing.assert_allclose(np.linalg.norm(want, axis=1), 1.0, rtol=1e-12)
+
+
+@pytest.mark.parametrize("n", [2, 4, 6])
+def test_mean_power_output_derivative(batch, n):
+    """d/df (1/C) sum_j r_j^n = n r^(n-1) / C (004 eq. 5.1.6)."""
+    outputs, labels = batch
+    r = outputs - np.eye(4)[labels]
+    np.testing.assert_allclose(_autodiff_output_gradient(losses.mean_power(n), labels, outputs),
+                               n * r ** (n - 1) / 4, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["l2", "l4", "l6", "mp2", "mp4", "mp6", "cross_entropy"])
+def test_output_derivative_against_finite_differences(batch, name):
+    """Every loss of chapter 7: autodiff derivative against central differences in float64."""
+    outputs, labels = batch
+    loss = losses.get(name)
+    g = _autodiff_output_gradient(loss, labels, outputs)
+    h, fd = 1e-6, np.zeros_like(outputs)
+    for a in range(outputs.shape[1]):
+        e = np.zeros_like(outputs)
+        e[:, a] = h
+        fd[:, a] = (loss(labels, outputs + e).numpy() - loss(labels, outputs - e).numpy()) / (2 * h)
+    np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-8)

@@ -119,3 +119,45 @@ def test_error_paths(small):
     bad[0] = np.nan
     with pytest.raises(ValueError, match="not finite"):
         ntk.per_example_gradients(m, ce, bad, y)
+
+
+def test_fisher_trace_from_ntk_blocks_on_numbers():
+    # two examples, two outputs, three parameters, typed in: J_i rows are the output gradients
+    J = np.array([[[1.0, 0.0, 2.0], [0.0, 1.0, -1.0]], [[3.0, 1.0, 0.0], [1.0, 1.0, 1.0]]])
+    d = np.array([[0.5, -1.0], [2.0, 0.25]])
+    g = np.einsum("ia,iap->ip", d, J)  # chain rule: per-example parameter gradients
+    want = (g ** 2).sum(1).mean()      # 004 eq. 5.1.3
+    blocks = np.einsum("iap,ibp->iab", J, J)
+    assert ntk.fisher_trace_from_ntk_blocks(d, blocks) == pytest.approx(want, rel=1e-14)
+    per = ntk.fisher_trace_from_ntk_blocks(tf.constant(d, tf.float32), blocks, per_example=True).numpy()
+    np.testing.assert_allclose(per, (g ** 2).sum(1), rtol=1e-6)
+
+
+def test_fisher_trace_from_ntk_blocks_on_a_network(small):
+    m, (x, y) = small
+    d = ntk.output_gradients(m, mean_power4, x, y)
+    blocks = ntk.empirical_ntk(m, x, mode="diagonal")
+    g, _ = direct(m, x, y, mean_power4)
+    assert ntk.fisher_trace_from_ntk_blocks(d, blocks) == pytest.approx((g ** 2).sum(1).mean(), rel=1e-10)
+
+
+def test_ntk_trace_function(small):
+    m, (x, _) = small
+    _, J = direct(m, x)
+    np.testing.assert_allclose(ntk.ntk_trace_function(m)(tf.constant(x)).numpy(), (J ** 2).sum((1, 2)), rtol=1e-12)
+
+
+def test_fisher_trace_from_ntk_blocks_errors():
+    d, L = np.ones((2, 3)), np.tile(np.eye(3), (2, 1, 1))
+    with pytest.raises(ValueError, match=r"\(N, C\)"):
+        ntk.fisher_trace_from_ntk_blocks(np.ones(3), L)
+    with pytest.raises(ValueError, match=r"\(N, C, C\) = \(2, 3, 3\)"):
+        ntk.fisher_trace_from_ntk_blocks(d, np.ones((2, 2, 2)))
+    with pytest.raises(ValueError, match="symmetric"):
+        ntk.fisher_trace_from_ntk_blocks(d, np.triu(np.ones((2, 3, 3))))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        ntk.fisher_trace_from_ntk_blocks(np.full((2, 3), np.nan), L)
+    with pytest.raises(TypeError, match="real numbers"):
+        ntk.fisher_trace_from_ntk_blocks(np.array([["a", "b", "c"]] * 2), L)
+    with pytest.raises(TypeError, match="per-example loss"):
+        ntk.gradient_function(mlp(), None)
