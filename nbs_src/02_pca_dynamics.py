@@ -18,12 +18,12 @@
 # identity `I-DRIFTVAR` and the findings `F-DRIFT`, `F-ETA2T2`, `F-PCACC`, `F-WELL`, `F-RELAX`, `F-SCALE`,
 # `F-VELPCA` and `F-VARFLAT` of the book's specification.
 
-# %%
-import helpers  # first: sets TensorFlow's determinism options before TensorFlow is imported
+# %% tags=["hide-input"]
+import helpers  # first: sets TensorFlow's determinism options
 
 cfg = helpers.setup("02_pca_dynamics",
-    # quick: MLP 50 on the 8x8 digits, its middle (50, 50) layer; paper: MLP 256 on CIFAR-10,
-    # its (128, 64) layer (000 Sec. 5.2 and Ch. 6)
+    # quick: MLP 50 on the 8x8 digits, its middle (50, 50) layer;
+    # paper: MLP 256 on CIFAR-10, its (128, 64) layer (000 Sec. 5.2 and Ch. 6)
     quick=dict(dataset="digits", hidden=[50, 50], layer="dense_2", batch_size=32,
                pretrain_epochs=100, pretrain_lr=0.05, pretrain_decay=1.0, window_lr=0.01,
                window_epochs=62, weight_decay=5e-3, eta_grid=[0.005, 0.01, 0.02, 0.04],
@@ -36,7 +36,7 @@ cfg = helpers.setup("02_pca_dynamics",
                varflat_batch=32, varflat_lr=0.00134),
 )
 
-# %%
+# %% tags=["hide-input"]
 import numpy as np
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
@@ -73,15 +73,17 @@ print(ds)
 
 # %%
 def pretrain_and_record(weight_decay):
-    model = models.mlp(ds.input_shape, cfg["hidden"], ds.num_classes, seed=helpers.seed("ch2-mlp"))
+    model = models.mlp(ds.input_shape, cfg["hidden"], ds.num_classes,
+                       seed=helpers.seed("ch2-mlp"))
     common = dict(batch_size=S, weight_decay=weight_decay, eval_data=ds)
+    schedule = training.exponential_decay(cfg["pretrain_lr"], cfg["pretrain_decay"])
     training.train_sgd(model, losses.cross_entropy, ds, epochs=cfg["pretrain_epochs"],
-                       lr=training.exponential_decay(cfg["pretrain_lr"], cfg["pretrain_decay"]),
-                       seed=helpers.seed("ch2-pretrain"), **common)
+                       lr=schedule, seed=helpers.seed("ch2-pretrain"), **common)
     start = cache.pack_weights(model.get_weights(), prefix="start")
+    record = {"layers": LAYER, "every": "step", "velocities": True}
     h = training.train_sgd(model, losses.cross_entropy, ds, epochs=cfg["window_epochs"],
-                           lr=cfg["window_lr"], seed=helpers.seed("ch2-window"), **common,
-                           record={"layers": LAYER, "every": "step", "velocities": True})
+                           lr=cfg["window_lr"], seed=helpers.seed("ch2-window"),
+                           record=record, **common)
     return {**start, **cache.pack_weights(model.get_weights(), prefix="end"),
             "W": h["weights"][LAYER], "V": h["velocities"][LAYER][1:],
             "acc": h["acc"], "test_acc": h["test_acc"], "loss": h["loss"]}
@@ -93,7 +95,7 @@ runs = {wd: cache.cached("ch2-window", {**cfg, "run_weight_decay": wd},
 
 # %%
 def network(wd, which="end"):
-    """The network of the run with weight decay wd, at the start or end of its window."""
+    """The network of the run with weight decay wd, at the start or end of the window."""
     model = models.mlp(ds.input_shape, cfg["hidden"], ds.num_classes)
     model.set_weights(cache.unpack_weights(runs[wd], prefix=which))
     return model
@@ -104,8 +106,8 @@ net, net_wd = network(0.0), network(LAM)
 layer_vars = params.select_variables(net, LAYER)
 n, T = runs[0.0]["W"].shape[1], runs[0.0]["W"].shape[0]
 for wd, run in runs.items():
-    print(f"λ = {wd:g}: window of T = {len(run['W'])} steps of a layer with n = {n} weights; "
-          f"training accuracy {run['acc'][-1]:.4f}, test accuracy {run['test_acc'][-1]:.4f}")
+    print(f"λ = {wd:g}: window of T = {len(run['W'])} steps, layer of n = {n} weights; "
+          f"accuracy {run['acc'][-1]:.4f} (training), {run['test_acc'][-1]:.4f} (test)")
 assert T >= n + 1
 
 # %%
@@ -137,9 +139,10 @@ assert abs(synthetic.variances[0] / tj.drift_variance(0.37, T) - 1) < 1e-10
 fit1 = tj.linear_fit(t, pc.projections[:, 0])
 r2_rest = [tj.linear_fit(t, pc.projections[:, i])["r2"] for i in range(1, 10)]
 predicted = tj.drift_variance(fit1["slope"], T)
-print(f"measured sigma_1^2 = {pc.variances[0]:.4g}, a^2 (T^2 - 1) / 12 = {predicted:.4g} "
+print(f"measured sigma_1^2 = {pc.variances[0]:.4g}, a^2 (T^2-1)/12 = {predicted:.4g} "
       f"(ratio {pc.variances[0] / predicted:.4f})")
-assert abs(pc.variances[0] * fit1["r2"] / predicted - 1) < 1e-8  # exact: the ratio is 1 / R^2
+# exact: the ratio of the two is 1 / R^2 of the linear fit
+assert abs(pc.variances[0] * fit1["r2"] / predicted - 1) < 1e-8
 
 # %% [markdown]
 # The ratio of the two variances is exactly $1/R^2$ of the linear fit (the fitted line carries the share
@@ -151,19 +154,23 @@ drift = {"r2_theta1": fit1["r2"], "median_r2_theta2_10": float(np.median(r2_rest
          "explained_by_pc1": float(pc.explained[0]), "T": T}
 _ = findings.record(
     "F-DRIFT", source="000 Sec. 6.3, Fig. 6.4; 001", measured=drift,
-    criterion="after training into the exploration phase, θ₁(t) of a hidden layer is linear in t "
-              "(R² ≥ 0.98 over the recorded window) while the median R² of a linear fit to θ₂..θ₁₀ is ≤ 0.5",
+    criterion="after training into the exploration phase, θ₁(t) of a hidden layer is "
+              "linear in t (R² ≥ 0.98 over the recorded window) while the median R² of a "
+              "linear fit to θ₂..θ₁₀ is ≤ 0.5",
     rule=lambda m: m["r2_theta1"] >= 0.98 and m["median_r2_theta2_10"] <= 0.5)
 
 # %%
 fig, (ax1, ax2) = subplots(1, 2, width=4.4, height=3.3)
 ax1.plot(t, pc.projections[:, 0], color=PALETTE[0], lw=2.5, label="θ₁(t)")
 ax1.plot(t, fit1["fitted"], "k--", lw=1, label=f"linear fit, R² = {fit1['r2']:.4f}")
-ax1.set(xlabel="step t in the window", ylabel="θ₁(t) = w(t)·p₁", title="First component: a line")
+ax1.set(xlabel="step t in the window", ylabel="θ₁(t) = w(t)·p₁",
+        title="First component: a line")
 ax1.legend(loc="upper left")
 for i, c in zip((1, 2, 3, 9), PALETTE[1:]):
-    ax2.plot(t, pc.projections[:, i] - pc.projections[:, i].mean(), color=c, lw=1, label=f"θ{i + 1}")
-ax2.set(xlabel="step t in the window", ylabel="θᵢ(t) − ⟨θᵢ⟩", title="Components 2, 3, 4, 10")
+    theta_i = pc.projections[:, i]
+    ax2.plot(t, theta_i - theta_i.mean(), color=c, lw=1, label=f"θ{i + 1}")
+ax2.set(xlabel="step t in the window", ylabel="θᵢ(t) − ⟨θᵢ⟩",
+        title="Components 2, 3, 4, 10")
 ax2.legend(ncol=2, loc="lower left", fontsize=8)
 fig.suptitle(f"PCA of the {LAYER} trajectory, no weight decay (T = {T} steps)")
 plt.show()
@@ -198,11 +205,12 @@ def eta_grid():
     steps = max(cfg["window_steps"])
     for a, eta in enumerate(cfg["eta_grid"]):
         model = network(0.0, "start")
-        h = training.train_sgd(model, losses.cross_entropy, ds, epochs=-(-steps // -(-N // S)),
-                               batch_size=S, lr=eta, seed=helpers.seed("ch2-grid", a),
-                               record={"layers": LAYER, "every": "step", "initial": True})
+        epochs = -(-steps // -(-N // S))  # enough epochs for the longest window
+        h = training.train_sgd(model, losses.cross_entropy, ds, epochs=epochs, batch_size=S,
+                               lr=eta, seed=helpers.seed("ch2-grid", a),
+                               record={"layers": LAYER, "every": "step"})
         W = h["weights"][LAYER]
-        out[a] = [tj.pca(W[:steps_T], num_components=1).variances[0] for steps_T in cfg["window_steps"]]
+        out[a] = [tj.pca(W[:T_], num_components=1).variances[0] for T_ in cfg["window_steps"]]
     return {"sigma1": out}
 
 
@@ -210,13 +218,15 @@ def eta_grid():
 grid = cache.cached("ch2-eta-grid", cfg, eta_grid, verbose=False)["sigma1"]
 etas, Ts = np.array(cfg["eta_grid"]), np.array(cfg["window_steps"])
 E, TT = np.meshgrid(etas, Ts, indexing="ij")
-fit_grid = tj.power_law_fit(grid.ravel(), eta=E.ravel(), T=TT.ravel())  # one fit of both exponents
+# one fit of both exponents: log sigma_1^2 = c + x log eta + y log T
+fit_grid = tj.power_law_fit(grid.ravel(), eta=E.ravel(), T=TT.ravel())
 scaling = {"exponent_eta": fit_grid["eta"], "se_eta": fit_grid["se_eta"],
            "exponent_T": fit_grid["T"], "se_T": fit_grid["se_T"]}
 _ = findings.record(
     "F-ETA2T2", source="000 Sec. 6.3 (eq. 6.7)", measured=scaling,
     criterion="σ₁² ∝ η² T²: fitted log-log exponents 2 ± 0.3 in T and 2 ± 0.4 in η",
-    rule=lambda m: abs(m["exponent_T"] - 2) <= 0.3 and abs(m["exponent_eta"] - 2) <= 0.4)
+    rule=lambda m: abs(m["exponent_T"] - 2) <= 0.3
+    and abs(m["exponent_eta"] - 2) <= 0.4)
 
 # %%
 fig, (ax1, ax2) = subplots(1, 2, width=4.4, height=3.3)
@@ -226,7 +236,8 @@ for b, (steps_T, c) in enumerate(zip(Ts, PALETTE)):
     ax2.loglog(etas, grid[:, b], "s-", color=c, label=f"T = {steps_T}")
 ax1.loglog(Ts, grid[-1, 0] * (Ts / Ts[0]) ** 2, "k:", lw=1, label="slope 2")
 ax2.loglog(etas, grid[0, -1] * (etas / etas[0]) ** 2, "k:", lw=1, label="slope 2")
-ax1.set(xlabel="window length T (steps)", ylabel="σ₁²", title="Against the window length")
+ax1.set(xlabel="window length T (steps)", ylabel="σ₁²",
+        title="Against the window length")
 ax2.set(xlabel="learning rate η", ylabel="σ₁²", title="Against the learning rate")
 for ax, ticks in ((ax1, Ts), (ax2, etas)):
     ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
@@ -252,7 +263,8 @@ counts = np.unique(np.r_[0, 1, 2, 3, 5, np.geomspace(8, n, 22).astype(int), n])
 def accumulation(wd):
     model = net if wd == 0 else net_wd
     W_add = tj.accumulated_weights(runs[wd]["W"][-1], pcs[wd].components, counts)
-    logits = tj.layer_logits(model, params.select_variables(model, LAYER), W_add, ds.x_test)
+    variables = params.select_variables(model, LAYER)
+    logits = tj.layer_logits(model, variables, W_add, ds.x_test)
     return (logits.argmax(-1) == ds.y_test).mean(axis=1)
 
 
@@ -265,14 +277,16 @@ pcacc = {"acc_1pc_no_wd": acc_add[0.0][1], "final_acc_no_wd": final[0.0],
          "components_for_80pct_wd": needed[LAM], "final_acc_wd": final[LAM]}
 _ = findings.record(
     "F-PCACC", source="000 Sec. 6.2, Fig. 6.3", measured=pcacc,
-    criterion="accumulating principal components (000 eq. 6.3): without weight decay the first component "
-              "recovers ≥ 80% of the final test accuracy; with weight decay more than 10 components are needed",
+    criterion="accumulating principal components (000 eq. 6.3): without weight decay the "
+              "first component recovers ≥ 80% of the final test accuracy; with weight decay "
+              "more than 10 components are needed",
     rule=lambda m: m["ratio_1pc_no_wd"] >= 0.8 and m["components_for_80pct_wd"] > 10)
 
 # %%
 fig, ax = subplots(1, 1, width=6.0, height=3.4)
 for (wd, acc), c in zip(acc_add.items(), PALETTE):
-    ax.semilogx(np.maximum(counts, 0.7), 100 * acc, "o-", ms=3, color=c, label=f"λ = {wd:g}")
+    ax.semilogx(np.maximum(counts, 0.7), 100 * acc, "o-", ms=3, color=c,
+                label=f"λ = {wd:g}")
 ax.axvline(10, color="0.5", ls=":", lw=1)
 ax.set(xlabel="number of components i (i = 0 drawn at 0.7)", ylabel="test accuracy (%)",
        title=f"Layer {LAYER} rebuilt from its first i principal components")
@@ -326,18 +340,21 @@ display(Markdown(
 
 # %%
 w_norm = float(np.linalg.norm(runs[LAM]["W"][-1]))
-along_drift = tj.objective_along(net_wd, params.select_variables(net_wd, LAYER), ds.x_train, ds.y_train,
-                                 pcs[LAM].components[:, 0], weight_decay=LAM)
+along_drift = tj.objective_along(net_wd, params.select_variables(net_wd, LAYER),
+                                 ds.x_train, ds.y_train, pcs[LAM].components[:, 0],
+                                 weight_decay=LAM)
 well = tj.scan_well(along_drift, extent=w_norm)
 wf = well["fit"]
 well_m = {"r2": wf["r2"], "minimum_at": wf["x0"], "well_width": wf["width"],
-          "distance_in_widths": abs(wf["x0"]) / wf["width"], "points_fitted": well["used"],
-          "minimum_on_scan_edge": well["at_edge"],
-          "penalty_share_of_curvature": LAM / wf["k"]}  # λ‖w + δp‖² adds exactly λ δ² to the parabola
+          "distance_in_widths": abs(wf["x0"]) / wf["width"],
+          "points_fitted": well["used"], "minimum_on_scan_edge": well["at_edge"],
+          # the penalty λ‖w + δp‖² adds exactly λ δ² to the parabola
+          "penalty_share_of_curvature": LAM / wf["k"]}
 _ = findings.record(
     "F-WELL", source="000 Sec. 6.3, Fig. 6.6", measured=well_m,
-    criterion="the loss along the drift direction is a well whose quadratic fit has R² ≥ 0.95 near its "
-              "minimum, with the network within one well-width of the minimum",
+    criterion="the loss along the drift direction is a well whose quadratic fit has "
+              "R² ≥ 0.95 near its minimum, with the network within one well-width of the "
+              "minimum",
     rule=lambda m: m["r2"] >= 0.95 and m["distance_in_widths"] <= 1.0)
 
 # %% [markdown]
@@ -351,10 +368,12 @@ _ = findings.record(
 # %%
 def relaxation_run():
     model = network(LAM, "start")
-    h = training.train_sgd(model, losses.cross_entropy, ds, epochs=cfg["relax_epochs"], batch_size=S,
-                           lr=cfg["window_lr"], weight_decay=LAM, seed=helpers.seed("ch2-relax"),
+    h = training.train_sgd(model, losses.cross_entropy, ds, epochs=cfg["relax_epochs"],
+                           batch_size=S, lr=cfg["window_lr"], weight_decay=LAM,
+                           seed=helpers.seed("ch2-relax"),
                            record={"layers": LAYER, "every": "epoch"})
-    return {"W": h["weights"][LAYER], "acc": h["acc"], **cache.pack_weights(model.get_weights())}
+    end = cache.pack_weights(model.get_weights())
+    return {"W": h["weights"][LAYER], "acc": h["acc"], **end}
 
 
 # %%
@@ -362,32 +381,35 @@ relax = cache.cached("ch2-relax", cfg, relaxation_run, verbose=False)
 pc_relax = tj.pca(relax["W"], num_components=5)
 epochs = np.arange(len(relax["W"]))
 theta_r = pc_relax.projections[:, 0]
-lin_r, exp_r = tj.linear_fit(epochs, theta_r), tj.saturating_exponential_fit(epochs, theta_r)
+lin_r = tj.linear_fit(epochs, theta_r)
+exp_r = tj.saturating_exponential_fit(epochs, theta_r)
 
 # %%
-# the model's time constant: eta (h_p + 2 lambda) per step along p_1, with h_p = p_1 . H p_1 (one HVP)
+# the model's time constant: eta (h_p + 2 lambda) per step along p_1,
+# with the curvature h_p = p_1 . H p_1 along it (one Hessian-vector product)
 model_end = network(LAM)
 model_end.set_weights(cache.unpack_weights(relax))
 p1 = pc_relax.components[:, 0]
-h_p = float(p1 @ operators.hessian(model_end, losses.cross_entropy, ds.train, variables=LAYER)
-            .matvec(p1.astype(np.float32)).numpy())
+H_layer = operators.hessian(model_end, losses.cross_entropy, ds.train, variables=LAYER)
+h_p = float(p1 @ H_layer.matvec(p1.astype(np.float32)).numpy())
 steps_per_epoch = -(-N // S)
 tau_model = 1.0 / (cfg["window_lr"] * (h_p + 2 * LAM) * steps_per_epoch)
-# the quadratic model's curve: its time constant, with start and end point fitted by least squares
+# the quadratic model's curve: its time constant, start and end fitted by least squares
 decay = np.exp(-epochs / tau_model)
 A = np.stack([np.ones_like(decay), decay], axis=1)
 model_curve = A @ np.linalg.lstsq(A, theta_r, rcond=None)[0]
 var_formula = float(tj.relaxation_variance(exp_r["b"], 1 / exp_r["tau"], len(epochs)))
 
 # %%
-relax_m = {"rss_ratio_exp_over_linear": exp_r["rss"] / lin_r["rss"], "r2_linear": lin_r["r2"],
+relax_m = {"rss_ratio_exp_over_linear": exp_r["rss"] / lin_r["rss"],
+           "r2_linear": lin_r["r2"],
            "r2_exponential": exp_r["r2"], "tau_fit_epochs": exp_r["tau"],
            "tau_model_epochs": tau_model, "epochs": int(epochs[-1]),
            "variance_measured": float(np.var(theta_r)), "variance_eq_6_12": var_formula}
 _ = findings.record(
     "F-RELAX", source="000 Sec. 6.3-6.4, Fig. 6.5", measured=relax_m,
-    criterion="over a long run with weight decay, θ₁(t) bends from linear to a saturating exponential; "
-              "the exponential fit beats the linear fit (residual ratio ≤ 0.5)",
+    criterion="over a long run with weight decay, θ₁(t) bends from linear to a saturating "
+              "exponential; the exponential fit beats the linear fit (residual ratio ≤ 0.5)",
     rule=lambda m: m["rss_ratio_exp_over_linear"] <= 0.5)
 
 # %%
@@ -395,16 +417,20 @@ fig, (ax1, ax2) = subplots(1, 2, width=4.4, height=3.3)
 (xs, ys), (fx, fy) = well["coarse"], well["fine"]
 ax1.plot(xs, ys, "o", ms=3, color="0.6", label="coarse scan")
 ax1.plot(fx, fy, ".", color=PALETTE[0], label="fine scan")
-ax1.plot(fx, wf["c"] + wf["k"] * (fx - wf["x0"]) ** 2, "k--", lw=1, label="quadratic fit")
+ax1.plot(fx, wf["c"] + wf["k"] * (fx - wf["x0"]) ** 2, "k--", lw=1,
+         label="quadratic fit")
 ax1.axvline(0, color=PALETTE[3], lw=1, label="the network")
-ax1.set(xlabel="δθ along p₁", ylabel="L + λ‖w‖²", title="The well along the drift (λ > 0)")
+ax1.set(xlabel="δθ along p₁", ylabel="L + λ‖w‖²",
+        title="The well along the drift (λ > 0)")
 ax1.legend(fontsize=8, loc="upper center")
 ax2.plot(epochs, theta_r, color=PALETTE[0], lw=2.5, label="θ₁(t)")
 ax2.plot(epochs, lin_r["fitted"], "k:", lw=1, label="linear fit")
 ax2.plot(epochs, exp_r["fitted"], "--", color=PALETTE[3], lw=1.2,
          label=f"fit a + b e^(−t/τ), τ = {exp_r['tau']:.0f}")
-ax2.plot(epochs, model_curve, "-.", color=PALETTE[2], lw=1.2, label=f"quadratic model, τ = {tau_model:.0f}")
-ax2.set(xlabel="epoch", ylabel="θ₁(t)", title=f"{len(epochs) - 1} epochs with weight decay (τ in epochs)")
+ax2.plot(epochs, model_curve, "-.", color=PALETTE[2], lw=1.2,
+         label=f"quadratic model, τ = {tau_model:.0f}")
+ax2.set(xlabel="epoch", ylabel="θ₁(t)",
+        title=f"{len(epochs) - 1} epochs with weight decay (τ in epochs)")
 ax2.legend(fontsize=8)
 plt.show()
 
@@ -453,21 +479,27 @@ def scaled_objective(model, layer, wd):
     return along_w(alphas - 1.0)  # w + (alpha - 1) w = alpha w
 
 
-log_l_layers = {name: np.log(scaled_objective(net, name, 0.0)) for name in models.weight_layers(net)}
+log_l_layers = {name: np.log(scaled_objective(net, name, 0.0))
+                for name in models.weight_layers(net)}
 log_l, l_reg = log_l_layers[LAYER], scaled_objective(net_wd, LAYER, LAM)
 
 # %%
-fit_lin, fit_pow = tj.linear_fit(alphas[big], log_l[big]), tj.log_log_slope(alphas[big], l_reg[big])
-p1_w = float(abs(pc.components[:, 0] @ runs[0.0]["W"][-1]) / np.linalg.norm(runs[0.0]["W"][-1]))
+fit_lin = tj.linear_fit(alphas[big], log_l[big])
+fit_pow = tj.log_log_slope(alphas[big], l_reg[big])
+w_end = runs[0.0]["W"][-1]
+p1_w = float(abs(pc.components[:, 0] @ w_end) / np.linalg.norm(w_end))
 p1_w_wd = float(abs(pcs[LAM].components[:, 0] @ runs[LAM]["W"][-1]) / w_norm)
-scale_m = {"r2_log_loss_linear_no_wd": fit_lin["r2"], "slope_log_loss_no_wd": fit_lin["slope"],
+scale_m = {"r2_log_loss_linear_no_wd": fit_lin["r2"],
+           "slope_log_loss_no_wd": fit_lin["slope"],
            "exponent_wd": fit_pow["slope"], "exponent_wd_se": fit_pow["slope_se"],
            "p1_dot_w_no_wd": p1_w, "p1_dot_w_wd": p1_w_wd}
 _ = findings.record(
     "F-SCALE", source="000 Sec. 6.5, Fig. 6.7", measured=scale_m,
-    criterion="scaling the weights by α: without weight decay log L falls linearly in α for large α "
-              "(R² ≥ 0.95); with weight decay the regularised loss grows like α² (exponent 2 ± 0.2)",
-    rule=lambda m: m["r2_log_loss_linear_no_wd"] >= 0.95 and abs(m["exponent_wd"] - 2) <= 0.2)
+    criterion="scaling the weights by α: without weight decay log L falls linearly in α "
+              "for large α (R² ≥ 0.95); with weight decay the regularised loss grows like "
+              "α² (exponent 2 ± 0.2)",
+    rule=lambda m: m["r2_log_loss_linear_no_wd"] >= 0.95
+    and abs(m["exponent_wd"] - 2) <= 0.2)
 
 # %%
 fig, (ax1, ax2) = subplots(1, 2, width=4.4, height=3.3)
@@ -475,13 +507,15 @@ for (name, curve), c in zip(log_l_layers.items(), PALETTE[1:]):
     if name != LAYER:
         ax1.plot(alphas, curve, "-", lw=1, color=c, label=f"{name} scaled")
 ax1.plot(alphas, log_l, "o", ms=3, color=PALETTE[0], label=f"{LAYER} scaled")
-ax1.plot(alphas[big], fit_lin["fitted"], "k--", lw=1, label=f"line for α ≥ 8, R² = {fit_lin['r2']:.4f}")
+ax1.plot(alphas[big], fit_lin["fitted"], "k--", lw=1,
+         label=f"line for α ≥ 8, R² = {fit_lin['r2']:.4f}")
 ax1.set(xlabel="scale α of the layer", ylabel="log L", title="No weight decay")
 ax1.legend(fontsize=8)
 ax2.loglog(alphas, l_reg, "o", ms=3, color=PALETTE[1], label="L + λ‖w‖²")
 ax2.loglog(alphas[big], np.exp(fit_pow["fitted"]), "k--", lw=1,
            label=f"power law, exponent {fit_pow['slope']:.2f}")
-ax2.set(xlabel="scale α of the layer", ylabel="L + λ‖w‖²", title=f"Weight decay λ = {LAM:g}")
+ax2.set(xlabel="scale α of the layer", ylabel="L + λ‖w‖²",
+        title=f"Weight decay λ = {LAM:g}")
 ax2.legend(fontsize=8)
 plt.show()
 
@@ -520,18 +554,21 @@ hess = cache.cached("ch2-layer-hessian", cfg, layer_hessian, verbose=False)
 pc_vel = tj.pca(runs[0.0]["V"])
 overlaps = {name: tj.overlap_matrix(hess["H"][:, :30], p.components[:, :30])
             for name, p in (("weights", pc), ("velocities", pc_vel))}
-velpca = {f"mean_max_overlap_{name}": float(o[:10, :10].max(axis=1).mean()) for name, o in overlaps.items()}
+# for each of the top 10 Hessian eigenvectors its largest overlap with a top-10 PC
+velpca = {f"mean_max_overlap_{name}": float(o[:10, :10].max(axis=1).mean())
+          for name, o in overlaps.items()}
 _ = findings.record(
     "F-VELPCA", source="000 Sec. 7.1, Fig. 7.1", measured=velpca,
-    criterion="the velocity PCs are closer to the layer's Hessian eigenvectors than the weight PCs "
-              "(mean of max overlaps over the top 10 is larger for velocities)",
+    criterion="the velocity PCs are closer to the layer's Hessian eigenvectors than the "
+              "weight PCs (mean of max overlaps over the top 10 is larger for velocities)",
     rule=lambda m: m["mean_max_overlap_velocities"] > m["mean_max_overlap_weights"])
 
 # %%
 fig, axes = subplots(1, 2, width=4.0, height=3.6)
 for ax, (name, o) in zip(axes, overlaps.items()):
     im = ax.imshow(o, vmin=0, vmax=1, cmap="magma", origin="lower")
-    ax.set(xlabel=f"PC i of the {name}", ylabel="Hessian eigenvector j", title=f"|pᵢ·hⱼ|, {name}")
+    ax.set(xlabel=f"PC i of the {name}", ylabel="Hessian eigenvector j",
+           title=f"|pᵢ·hⱼ|, {name}")
     ax.grid(False)
 fig.colorbar(im, ax=axes, shrink=0.85, label="overlap")
 plt.show()
@@ -562,8 +599,9 @@ plt.show()
 # %%
 def one_epoch():
     model = network(0.0)
-    h = training.train_sgd(model, losses.cross_entropy, ds, epochs=1, batch_size=cfg["varflat_batch"],
-                           lr=cfg["varflat_lr"], seed=helpers.seed("ch2-varflat"),
+    h = training.train_sgd(model, losses.cross_entropy, ds, epochs=1,
+                           batch_size=cfg["varflat_batch"], lr=cfg["varflat_lr"],
+                           seed=helpers.seed("ch2-varflat"),
                            record={"layers": LAYER, "every": "step"})
     return {"W": h["weights"][LAYER]}
 
@@ -577,23 +615,29 @@ cross = tj.crossover_fit(hess["h"][:k], pc_epoch.variances)
 
 # %%
 varflat = {"h_cross_predicted": h_cross, "h_cross_measured": cross["h_cross"],
-           "ratio_measured_over_predicted": cross["h_cross"] / h_cross, "slope_below": cross["alpha"],
-           "pairs_above_measured_crossover": cross["n_above"], "pairs": cross["used"],
-           "h_1": float(hess["h"][0]), "pairs_above_predicted": int(np.sum(hess["h"][:k] > h_cross))}
+           "ratio_measured_over_predicted": cross["h_cross"] / h_cross,
+           "slope_below": cross["alpha"], "pairs_above_measured_crossover": cross["n_above"],
+           "pairs": cross["used"], "h_1": float(hess["h"][0]),
+           "pairs_above_predicted": int(np.sum(hess["h"][:k] > h_cross))}
 _ = findings.record(
     "F-VARFLAT", source="000 Sec. 3.2 (eqs. 3.8-3.9)", measured=varflat,
-    criterion="σᵢ² versus hᵢ follows 000 eq. 3.9: increasing below h_cross, flat above it (report the measured "
-              "crossover next to the predicted h_cross; reproduced if within a factor 3)",
+    criterion="σᵢ² versus hᵢ follows 000 eq. 3.9: increasing below h_cross, flat above it "
+              "(report the measured crossover next to the predicted h_cross; reproduced if "
+              "within a factor 3)",
     rule=lambda m: 1 / 3 <= m["ratio_measured_over_predicted"] <= 3)
 
 # %%
 fig, ax = subplots(1, 1, width=6.0, height=3.6)
 hk = hess["h"][:k]
-ax.loglog(hk[hk > 0], pc_epoch.variances[hk > 0], ".", color=PALETTE[0], label="(hᵢ, σᵢ²) by rank")
-ax.axvline(h_cross, color=PALETTE[3], ls="--", lw=1.2, label=f"predicted h_cross = {h_cross:.2g}")
-ax.axvline(cross["h_cross"], color="k", ls=":", lw=1.2, label=f"fitted crossover = {cross['h_cross']:.2g}")
+ax.loglog(hk[hk > 0], pc_epoch.variances[hk > 0], ".", color=PALETTE[0],
+          label="(hᵢ, σᵢ²) by rank")
+ax.axvline(h_cross, color=PALETTE[3], ls="--", lw=1.2,
+           label=f"predicted h_cross = {h_cross:.2g}")
+ax.axvline(cross["h_cross"], color="k", ls=":", lw=1.2,
+           label=f"fitted crossover = {cross['h_cross']:.2g}")
 ax.set(xlabel="Hessian eigenvalue hᵢ", ylabel="PC variance σᵢ² (one epoch)",
-       title=f"Variance against curvature, S = {cfg['varflat_batch']}, η = {cfg['varflat_lr']:g}")
+       title=f"Variance against curvature, S = {cfg['varflat_batch']}, "
+             f"η = {cfg['varflat_lr']:g}")
 ax.legend(fontsize=8, loc="upper left")
 plt.show()
 
@@ -628,7 +672,8 @@ display(Markdown(text))
 # %%
 def loss_along_pc(i):
     deltas = np.linspace(-4, 4, 21) * np.sqrt(pc.variances[i - 1])
-    along = tj.objective_along(net, layer_vars, ds.x_train, ds.y_train, pc.components[:, i - 1])
+    along = tj.objective_along(net, layer_vars, ds.x_train, ds.y_train,
+                               pc.components[:, i - 1])
     return deltas, along(deltas)
 
 
@@ -638,18 +683,21 @@ profiles = {i: loss_along_pc(i) for i in range(1, 11)}
 def draw_component(axes, component):
     ax1, ax2 = axes
     ax1.plot(t, pc.projections[:, component - 1], color=PALETTE[0], lw=1)
-    ax1.set(xlabel="step t in the window", ylabel=f"θ{component}(t)", title=f"Component {component}")
+    ax1.set(xlabel="step t in the window", ylabel=f"θ{component}(t)",
+            title=f"Component {component}")
     d, l = profiles[component]
     sigma = np.sqrt(pc.variances[component - 1])
     ax2.plot(d / sigma, 100 * (l / l[len(l) // 2] - 1), "o-", ms=3, color=PALETTE[1])
     ax2.axvline(0, color="0.5", lw=1)
-    ax2.set(xlabel=f"δθ along p{component} (units of σ{component})", ylabel="change of L (%)",
+    ax2.set(xlabel=f"δθ along p{component} (units of σ{component})",
+            ylabel="change of L (%)",
             title="Loss along the component")
 
 
 # %%
-widgets.explore(draw_component, {"component": (1, 10, 1, 1)},
-                [{"component": 1}, {"component": 2}, {"component": 10}], panels=2, width=4.4, height=3.2)
+presets = [{"component": 1}, {"component": 2}, {"component": 10}]
+widgets.explore(draw_component, {"component": (1, 10, 1, 1)}, presets, panels=2,
+                width=4.4, height=3.2)
 
 # %% tags=["remove-input"]
 change = {i: 100 * np.ptp(l) / l[len(l) // 2] for i, (_, l) in profiles.items()}
