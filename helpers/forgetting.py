@@ -253,13 +253,32 @@ def hessian_directions(model, loss_fn, data, variables, k: int, max_dense: int =
     n = params.num_params(variables)
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= n:
         raise ValueError(f"k must be an integer in [1, {n}] (the number of weights), got {k!r}.")
-    op = operators.hessian(model, loss_fn, data, variables=list(variables), check=False)
+    # the same weights, data and loss give the same eigenpairs: keep the last few (several methods and a
+    # strength sweep start from one task-A state)
+    import hashlib
+    x, y = np.asarray(data[0]), np.asarray(data[1])
+    key = hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in
+                                  [params.get_flat(model.trainable_variables).numpy(),
+                                   params.get_flat(variables).numpy(), x, y])
+                         + repr((id(loss_fn), int(k), n, max_dense, seed)).encode()).hexdigest()
+    if key in _EIG_MEMO:
+        h, V = _EIG_MEMO[key]
+        return h.copy(), V.copy()
+    op = operators.hessian(model, loss_fn, (x, y), variables=list(variables), check=False)
     if n <= max_dense:
         res = eigensolvers.dense_eigh(op)
-        return res.eigenvalues[::-1][:k].copy(), res.eigenvectors[:, ::-1][:, :k].copy()
-    res = eigensolvers.lanczos(op, int(k), which="LA", seed=seed)
-    order = np.argsort(res.eigenvalues)[::-1]
-    return res.eigenvalues[order], res.eigenvectors[:, order]
+        h, V = res.eigenvalues[::-1][:k].copy(), res.eigenvectors[:, ::-1][:, :k].copy()
+    else:
+        res = eigensolvers.lanczos(op, int(k), which="LA", seed=seed)
+        order = np.argsort(res.eigenvalues)[::-1]
+        h, V = res.eigenvalues[order], res.eigenvectors[:, order]
+    if len(_EIG_MEMO) >= 8:
+        _EIG_MEMO.pop(next(iter(_EIG_MEMO)))
+    _EIG_MEMO[key] = (h, V)
+    return h.copy(), V.copy()
+
+
+_EIG_MEMO: dict = {}
 
 
 def flatness(loss_of: Callable, num_directions: int, factor: float = 2.0, start: float = 1e-3,
@@ -271,35 +290,41 @@ def flatness(loss_of: Callable, num_directions: int, factor: float = 2.0, start:
     interpolated linearly; a side that never crosses counts as ``stop`` (a very flat direction).
 
     Args:
-        loss_of: ``loss_of(i, offsets) -> losses`` for direction i and an array of signed offsets; offset 0 is
+        loss_of: ``loss_of(index, offsets) -> losses`` for arrays of direction indices and signed offsets of
+            equal length (all directions are asked for in one call, so the caller can batch them); offset 0 is
             the current weights.
         num_directions: how many directions.
     Returns:
         (num_directions,) widths F_i > 0. Used in chapter 5 (000 eq. 3.10).
     """
     if not callable(loss_of):
-        raise TypeError("flatness needs loss_of(i, offsets) -> losses.")
+        raise TypeError("flatness needs loss_of(index, offsets) -> losses.")
     if not (isinstance(factor, numbers.Real) and factor > 1):
         raise ValueError(f"factor must be a number > 1 (the loss threshold relative to its value), got {factor!r}.")
     if not 0 < start < stop:
         raise ValueError(f"the scan needs 0 < start < stop, got start={start!r}, stop={stop!r}.")
-    grid = np.geomspace(start, stop, int(num))
-    widths = np.empty(int(num_directions))
-    for i in range(int(num_directions)):
-        offsets = np.concatenate([[0.0], grid, -grid])
-        losses = np.asarray(loss_of(i, offsets), np.float64)
-        if losses.shape != offsets.shape or not np.all(np.isfinite(losses[:1])):
-            raise ValueError("loss_of must return one loss per offset, finite at offset 0.")
-        level = factor * losses[0]
+    k, num = int(num_directions), int(num)
+    grid = np.geomspace(start, stop, num)
+    offsets = np.concatenate([[0.0], grid, -grid])
+    idx = np.repeat(np.arange(k), offsets.size)
+    losses = np.asarray(loss_of(idx, np.tile(offsets, k)), np.float64)
+    if losses.shape != idx.shape:
+        raise ValueError("loss_of must return one loss per (index, offset) pair.")
+    losses = losses.reshape(k, offsets.size)
+    if not np.all(np.isfinite(losses[:, 0])):
+        raise ValueError("loss_of must be finite at offset 0 (the current weights).")
+    widths = np.empty(k)
+    for i in range(k):
+        level = factor * losses[i, 0]
         width = 0.0
-        for side in (losses[1:num + 1], losses[num + 1:]):
+        for side in (losses[i, 1:num + 1], losses[i, num + 1:]):
             side = np.where(np.isfinite(side), side, np.inf)
             above = np.flatnonzero(side >= level)
             if above.size == 0:
                 width += stop
                 continue
             j = above[0]
-            x0, y0 = (0.0, losses[0]) if j == 0 else (grid[j - 1], side[j - 1])
+            x0, y0 = (0.0, losses[i, 0]) if j == 0 else (grid[j - 1], side[j - 1])
             x1, y1 = grid[j], side[j]
             width += x0 + (x1 - x0) * (level - y0) / (y1 - y0) if np.isfinite(y1) and y1 > y0 else x1
         widths[i] = width
@@ -393,11 +418,14 @@ def _layer_blocks(kind, model, loss_fn, task_a, layers, s: MethodSettings, traje
             _, P = pca_directions(traj, k)
             w0 = params.get_flat(vs).numpy()
 
-            def loss_of(i, offsets, P=P, w0=w0, vs=vs):
-                from .hessian_tools import evaluate_flat
-                return evaluate_flat(model, loss_fn, x, y, w0[None] + offsets[:, None] * P[:, i][None], vs)[0]
+            def loss_of(index, offsets, P=P, w0=w0, vs=vs):
+                from .trajectories import layer_logits
+                rows = w0[None] + offsets[:, None] * P[:, index].T
+                z = layer_logits(model, vs, rows, x)
+                per = loss_fn(tf.constant(np.tile(y, len(rows))), tf.constant(z.reshape(-1, z.shape[-1])))
+                return tf.reduce_mean(tf.reshape(per, (len(rows), -1)), axis=1).numpy()
 
-            F = flatness(loss_of, k, s.flatness_factor)
+            F = flatness(loss_of, k, s.flatness_factor, num=12)
             c = 1.0 / F ** 2
             order = np.argsort(-c, kind="stable")
             blocks.append(Block(vs, mu, P[:, order], c[order], f"{layer}: principal components"))
@@ -459,7 +487,7 @@ def best_epoch(acc_a, acc_b) -> int:
 
 def _set_trainable(model, layers):
     names = set(layers)
-    known = set(params.layer_names(model))
+    known = {layer.name for layer in model.layers if layer.weights}
     unknown = names - known
     if unknown:
         raise ValueError(f"unknown layer(s) {sorted(unknown)}; the model's weight layers are {sorted(known)}.")
@@ -474,7 +502,7 @@ def train_all_classes(model, data, epochs: int, batch_size: int, lr, momentum: f
     from . import losses, training
 
     loss_fn = losses.cross_entropy if loss_fn is None else loss_fn
-    _set_trainable(model, params.layer_names(model))
+    _set_trainable(model, [layer.name for layer in model.layers if layer.weights])
     return training.train_sgd(model, loss_fn, data, epochs, batch_size, lr, momentum=momentum,
                               weight_decay=weight_decay, seed=seed, eval_data=data)
 
@@ -570,60 +598,71 @@ def train_task_b(model, state: TaskAState, method: str, task_a_train, tests: Map
     return out
 
 
-def run_protocol(build: Callable[[int], object], data, layers: Sequence[str], methods: Sequence[str],
-                 cfg: Mapping, seed: int, settings: MethodSettings | None = None, verbose: bool = False) -> dict:
-    """000 Sec. 7.7 in one call, for one seed: train ``build(seed)`` on all classes of ``data``; reinitialise
-    ``layers`` and train them on task A (classes ``0..cfg['first_classes']-1``) to full training accuracy;
-    then, for each method, train on task B from that state and record both test accuracies per epoch.
-    ``joint`` in ``methods`` trains the reinitialised layers on both tasks at once instead (the upper bound).
+def run_protocol(build: Callable[[int], object], data, layer_sets: Mapping[str, tuple], cfg: Mapping, seed: int,
+                 settings: MethodSettings | None = None, verbose: bool = False) -> dict:
+    """000 Sec. 7.7 in one call, for one seed: train ``build(seed)`` on all classes of ``data``; then for each
+    layer set, reinitialise its layers and train them on task A (classes ``0..cfg['first_classes']-1``) to full
+    training accuracy; then, for each method, train on task B from that state and record both test
+    accuracies per epoch. The method ``joint`` instead trains the reinitialised layers on both tasks at once
+    (the upper bound).
 
     Args:
-        build: ``seed -> model``. data: a :class:`helpers.data.Dataset`. cfg: ``base_epochs``, ``epochs_a``
-            (the maximum), ``epochs_b``, ``batch_size``, ``lr_base``, ``lr_a``, ``momentum``, ``weight_decay``,
+        build: ``seed -> model``. data: a :class:`helpers.data.Dataset`.
+        layer_sets: {set name: (list of layer names, list of methods)}, e.g.
+            ``{"one": (["dense_2"], ["naive", "sv"]), "all": (["dense_1", "dense_2"], ["naive"])}``.
+        cfg: ``base_epochs``, ``epochs_a`` (the maximum), ``epochs_b``, ``batch_size``, ``lr_base``, ``lr_a``,
+            ``lr_decay`` (per-epoch factor of both schedules; 1 = constant), ``momentum``, ``weight_decay``,
             ``window_steps``, ``lr_fraction``, ``first_classes``.
         seed: the run's seed (derive it with ``helpers.seed(...)``).
     Returns:
-        dict of NumPy arrays: ``<method>_acc_A``, ``<method>_acc_B`` (epochs_b,), ``<method>_directions``,
-        and ``after_A_acc_A``, ``after_A_acc_B``, ``epochs_a``, ``lr_b``.
+        dict of NumPy arrays keyed ``<set>/<method>_acc_A``, ``<set>/<method>_acc_B`` (epochs_b,),
+        ``<set>/<method>_directions``, ``<set>/after_A_acc_A``, ``<set>/after_A_acc_B``, ``<set>/epochs_a``,
+        ``<set>/lr_b`` and the task-A weights ``<set>/stateA_000...``.
     Used in chapter 5.
     """
     from . import data as data_mod, training
 
     a, b = data_mod.split_tasks(data, cfg["first_classes"])
+    decay = float(cfg.get("lr_decay", 1.0))
     model = build(seed)
-    train_all_classes(model, data, cfg["base_epochs"], cfg["batch_size"], cfg["lr_base"], cfg["momentum"],
-                      cfg["weight_decay"], seed=config.seed("ch5-base", seed))
+    train_all_classes(model, data, cfg["base_epochs"], cfg["batch_size"],
+                      training.exponential_decay(cfg["lr_base"], decay), cfg["momentum"], cfg["weight_decay"],
+                      seed=config.seed("ch5-base", seed))
     base = model.get_weights()
+    out = {"base_acc_A": training.evaluate(model, _ce(), *a.test)[1],
+           "base_acc_B": training.evaluate(model, _ce(), *b.test)[1]}
     tests = {"A": a.test, "B": b.test}
-    out = {}
-    state = train_task_a(model, a.train, layers, build(seed + 1), cfg["epochs_a"], cfg["batch_size"],
-                         cfg["lr_a"], cfg["momentum"], cfg["weight_decay"], cfg["window_steps"],
-                         seed=config.seed("ch5-task-a", seed))
-    out["after_A_acc_A"] = training.evaluate(model, _ce(), *a.test)[1]
-    out["after_A_acc_B"] = training.evaluate(model, _ce(), *b.test)[1]
-    out["epochs_a"], out["lr_b"] = state.epochs, cfg["lr_fraction"] * state.final_lr
-    for method in methods:
-        if method == "joint":
-            model.set_weights(base)
-            joint = train_task_a(model, data.train, layers, build(seed + 1), cfg["epochs_a"],
-                                 cfg["batch_size"], cfg["lr_a"], cfg["momentum"], cfg["weight_decay"], 0,
-                                 seed=config.seed("ch5-joint", seed))
-            out["joint_acc_A"] = np.array([training.evaluate(model, _ce(), *a.test)[1]])
-            out["joint_acc_B"] = np.array([training.evaluate(model, _ce(), *b.test)[1]])
-            out["joint_directions"] = 0
-            out["joint_epochs"] = joint.epochs
-            continue
-        r = train_task_b(model, state, method, a.train, tests, b.train, cfg["epochs_b"], cfg["batch_size"],
-                         cfg["lr_fraction"], cfg["momentum"], cfg["weight_decay"], settings,
-                         seed=config.seed("ch5-task-b", seed))
-        out[f"{method}_acc_A"], out[f"{method}_acc_B"] = r["acc_A"], r["acc_B"]
-        out[f"{method}_directions"] = r["num_directions"]
-        if verbose:
-            i = r["best"]
-            print(f"{method}: best epoch {i + 1}: A {r['acc_A'][i]:.3f}, B {r['acc_B'][i]:.3f}; last: "
-                  f"A {r['acc_A'][-1]:.3f}, B {r['acc_B'][-1]:.3f}")
-    out["after_A_train_acc"] = state.train_acc
-    out.update({f"stateA_{i:03d}": np.asarray(w) for i, w in enumerate(state.weights)})
+    lr_a = training.exponential_decay(cfg["lr_a"], decay)
+    for set_name, (layers, methods) in layer_sets.items():
+        model.set_weights(base)
+        state = train_task_a(model, a.train, layers, build(seed + 1), cfg["epochs_a"], cfg["batch_size"], lr_a,
+                             cfg["momentum"], cfg["weight_decay"], cfg["window_steps"],
+                             seed=config.seed("ch5-task-a", seed))
+        p = f"{set_name}/"
+        out[p + "after_A_acc_A"] = training.evaluate(model, _ce(), *a.test)[1]
+        out[p + "after_A_acc_B"] = training.evaluate(model, _ce(), *b.test)[1]
+        out[p + "after_A_train_acc"] = state.train_acc
+        out[p + "epochs_a"], out[p + "lr_b"] = state.epochs, cfg["lr_fraction"] * state.final_lr
+        out.update({f"{p}stateA_{i:03d}": np.asarray(w) for i, w in enumerate(state.weights)})
+        for method in methods:
+            if method == "joint":
+                model.set_weights(base)
+                joint = train_task_a(model, data.train, layers, build(seed + 1), cfg["epochs_a"],
+                                     cfg["batch_size"], lr_a, cfg["momentum"], cfg["weight_decay"], 0,
+                                     seed=config.seed("ch5-joint", seed))
+                out[p + "joint_acc_A"] = np.array([training.evaluate(model, _ce(), *a.test)[1]])
+                out[p + "joint_acc_B"] = np.array([training.evaluate(model, _ce(), *b.test)[1]])
+                out[p + "joint_directions"], out[p + "joint_epochs"] = 0, joint.epochs
+                continue
+            r = train_task_b(model, state, method, a.train, tests, b.train, cfg["epochs_b"], cfg["batch_size"],
+                             cfg["lr_fraction"], cfg["momentum"], cfg["weight_decay"], settings,
+                             seed=config.seed("ch5-task-b", seed))
+            out[p + f"{method}_acc_A"], out[p + f"{method}_acc_B"] = r["acc_A"], r["acc_B"]
+            out[p + f"{method}_directions"] = r["num_directions"]
+            if verbose:
+                i = r["best"]
+                print(f"{set_name} {method}: best epoch {i + 1}: A {r['acc_A'][i]:.3f}, B {r['acc_B'][i]:.3f}; "
+                      f"last: A {r['acc_A'][-1]:.3f}, B {r['acc_B'][-1]:.3f}")
     return out
 
 
