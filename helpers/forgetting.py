@@ -386,6 +386,12 @@ def _count(fraction: float, n: int, cap: int) -> int:
     return int(max(1, min(cap, n, math.ceil(fraction * n))))
 
 
+def _positive(h, V):
+    """Keep the eigenpairs with h_i > 0: a penalty h_i theta_i^2 with h_i <= 0 would not hold anything."""
+    keep = h > 0
+    return h[keep], V[:, keep]
+
+
 def _layer_blocks(kind, model, loss_fn, task_a, layers, s: MethodSettings, trajectories=None) -> list[Block]:
     x, y = task_a
     blocks = []
@@ -394,9 +400,10 @@ def _layer_blocks(kind, model, loss_fn, task_a, layers, s: MethodSettings, traje
         n = params.num_params(vs)
         mu = params.get_flat(vs).numpy()
         if kind == "hessian":
-            h, V = hessian_directions(model, loss_fn, (x, y), vs, _count(s.hessian_fraction, n, s.n_lim_max),
-                                      s.max_dense)
-            blocks.append(Block(vs, mu, V, h, f"{layer}: Hessian"))
+            h, V = _positive(*hessian_directions(model, loss_fn, (x, y), vs,
+                                                 _count(s.hessian_fraction, n, s.n_lim_max), s.max_dense))
+            if h.size:
+                blocks.append(Block(vs, mu, V, h, f"{layer}: Hessian"))
         elif kind == "sv":
             kernels = [v for v in vs if len(v.shape) >= 2]
             for v in vs:
@@ -406,8 +413,9 @@ def _layer_blocks(kind, model, loss_fn, task_a, layers, s: MethodSettings, traje
                     blocks.append(Block([v], mu_v, D, nu, f"{layer}: singular values"))
                 else:
                     k = _count(s.bias_fraction, int(np.prod(v.shape)), s.n_lim_max)
-                    h, V = hessian_directions(model, loss_fn, (x, y), [v], k, s.max_dense)
-                    blocks.append(Block([v], mu_v, V, h, f"{layer}: bias Hessian"))
+                    h, V = _positive(*hessian_directions(model, loss_fn, (x, y), [v], k, s.max_dense))
+                    if h.size:
+                        blocks.append(Block([v], mu_v, V, h, f"{layer}: bias Hessian"))
             if not kernels:
                 raise ValueError(f"layer {layer!r} has no kernel, so the singular-value method does not apply.")
         elif kind == "pca":
@@ -426,7 +434,10 @@ def _layer_blocks(kind, model, loss_fn, task_a, layers, s: MethodSettings, traje
                 return tf.reduce_mean(tf.reshape(per, (len(rows), -1)), axis=1).numpy()
 
             F = flatness(loss_of, k, s.flatness_factor, num=12)
-            c = 1.0 / F ** 2
+            # eq. 3.10's constant: for a quadratic well L0 + h d^2 / 2 the width at factor * L0 gives
+            # 1 / F^2 = h / (8 (factor - 1) L0), so this scale puts c_i on the Hessian form's scale (c_i = h_i)
+            L0 = float(loss_of(np.zeros(1, int), np.zeros(1))[0])
+            c = 8 * (s.flatness_factor - 1) * L0 / F ** 2
             order = np.argsort(-c, kind="stable")
             blocks.append(Block(vs, mu, P[:, order], c[order], f"{layer}: principal components"))
         elif kind == "ewc":
@@ -466,6 +477,8 @@ def build_method(name: str, model, loss_fn, task_a, layers: Sequence[str], setti
         return out
     kind = name[5:] if name.startswith("grad_") else name
     blocks = _layer_blocks(kind, model, loss_fn, task_a, list(layers), s, trajectories)
+    if not blocks:
+        raise ValueError(f"method {name!r}: no direction of {list(layers)} has a positive coefficient to protect.")
     out["blocks"] = blocks
     if name.startswith("grad_"):
         out["project_gradient"] = GradientProjection(blocks, s.gamma, name)
