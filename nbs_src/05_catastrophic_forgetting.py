@@ -200,7 +200,7 @@ for ax, key, title in zip(axes, ("all", "one"), ("all layers", f"one layer ({LAY
         ax.fill_between(epochs, m - s, m + s, color=c, alpha=0.2, lw=0)
     ax.set(xlabel="epoch of task-B training", title=f"Naive training, {title}")
 axes[0].set_ylabel("test accuracy (%)")
-axes[0].legend(loc="center right")
+axes[1].legend(loc="center right")
 plt.show()
 
 # %%
@@ -432,9 +432,11 @@ nu, overlaps = hessian_tools.singular_matrix_overlaps(fg.kernel_matrix(kernel.nu
 n_out = fg.singular_directions(kernel.numpy(), cfg["n_out"])[2]
 captured = np.sum(overlaps[:, :n_out] ** 2, axis=1)
 fig, (ax1, ax2) = subplots(1, 2, width=4.3, height=3.3)
-im = ax1.imshow(overlaps[:20, :20], vmin=0, vmax=1, aspect="auto")
+im = ax1.imshow(overlaps[:20, :20], vmin=0, aspect="auto", extent=(0.5, 20.5, 20.5, 0.5))
+ax1.grid(False)
 fig.colorbar(im, ax=ax1, label="overlap |ĥᵢ · ŵⱼ|")
-ax1.set(xlabel="singular value index j", ylabel="Hessian eigenvector i", title="Overlaps (top 20 × 20)")
+ax1.set(xlabel="singular value index j", ylabel="Hessian eigenvector i", title="Overlaps (top 20 × 20)",
+        xticks=[1, 5, 10, 15, 20], yticks=[1, 5, 10, 15, 20])
 ax2.plot(np.arange(1, len(captured) + 1), captured, "o", ms=3, color=PALETTE[0], label=f"{n_out} outlier matrices")
 ax2.axhline(n_out / n_k, color="0.4", ls=":", label="random vector")
 ax2.set(xlabel="Hessian eigenvector i (by eigenvalue)", ylabel="share of norm in their span",
