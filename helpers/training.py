@@ -310,6 +310,16 @@ class Recorder:
 
 
 # ----------------------------------------------------------------------------------------------- training
+def _projected(project_gradient, grads, variables):
+    """Apply a ``project_gradient(grads, variables)`` hook inside the graph and check what it returns."""
+    grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
+    out = list(project_gradient(list(grads), list(variables)))
+    if len(out) != len(variables) or any(tuple(o.shape) != tuple(v.shape) for o, v in zip(out, variables)):
+        raise ValueError("project_gradient must return one gradient per trainable variable, each shaped like its "
+                         "variable (the list it was given, modified).")
+    return out
+
+
 def _check_int(value, name, minimum=1):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
@@ -320,7 +330,8 @@ def train(model, loss_fn, data, epochs: int, batch_size: int | None, lr, optimiz
           momentum: float = 0.0, weight_decay: float = 0.0, weight_decay_layers: Sequence[str] | None = None,
           seed: int | None = None, record: Mapping | None = None, extra_loss: Callable | None = None,
           eval_data=None, eval_every: int = 1, drop_remainder: bool = False, on_epoch_end: Callable | None = None,
-          adam_kwargs: Mapping | None = None, verbose: bool = False, monitors: Sequence = ()) -> dict:
+          adam_kwargs: Mapping | None = None, verbose: bool = False, monitors: Sequence = (),
+          project_gradient: Callable | None = None) -> dict:
     """Train with SGD (000 eq. 2.5) or Adam; see :func:`train_sgd` for the arguments and the history.
 
     ``monitors`` are measuring objects written inside the training graph, with the interface of
@@ -337,12 +348,12 @@ def train(model, loss_fn, data, epochs: int, batch_size: int | None, lr, optimiz
     with _quiet_tf():
         return _train(model, loss_fn, data, epochs, batch_size, lr, optimizer, momentum, weight_decay,
                       weight_decay_layers, seed, record, extra_loss, eval_data, eval_every, drop_remainder,
-                      on_epoch_end, adam_kwargs, verbose, monitors)
+                      on_epoch_end, adam_kwargs, verbose, monitors, project_gradient)
 
 
 def _train(model, loss_fn, data, epochs, batch_size, lr, optimizer, momentum, weight_decay, weight_decay_layers,
            seed, record, extra_loss, eval_data, eval_every, drop_remainder, on_epoch_end, adam_kwargs, verbose,
-           monitors=()):
+           monitors=(), project_gradient=None):
     from . import params
 
     if not hasattr(model, "trainable_variables") or not callable(model):
@@ -365,6 +376,9 @@ def _train(model, loss_fn, data, epochs, batch_size, lr, optimizer, momentum, we
         raise ValueError(f"weight_decay lambda must be a finite number >= 0, got {weight_decay!r}.")
     if extra_loss is not None and not callable(extra_loss):
         raise TypeError("extra_loss must be a function (step, xb, yb) -> scalar tensor.")
+    if project_gradient is not None and not callable(project_gradient):
+        raise TypeError("project_gradient must be a function (grads, variables) -> grads, e.g. a "
+                        "helpers.forgetting.GradientProjection.")
     schedule = _as_schedule(lr)
     _check_lr_value(schedule(0))
     seed = config.seed("train", model.name) if seed is None else _check_int(seed, "seed", minimum=0)
@@ -428,6 +442,8 @@ def _train(model, loss_fn, data, epochs, batch_size, lr, optimizer, momentum, we
                 bad_step.assign(step_var)
                 break
             grads = tape.gradient(total, variables)
+            if project_gradient is not None:
+                grads = _projected(project_gradient, grads, variables)
             if optimizer == "sgd":
                 for v, vel, g in zip(variables, velocities, grads):
                     vel.assign(beta * vel - lr_var * g)   # v(t+1) = -eta grad + beta v(t)
@@ -531,6 +547,9 @@ def train_sgd(model, loss_fn, data, epochs: int, batch_size: int | None, lr, mom
         eval_every: evaluate every k epochs (others hold NaN). drop_remainder: skip the last partial batch.
         on_epoch_end: ``f(epoch, model, history) -> bool``; True stops training early.
         verbose: print one line per epoch.
+        project_gradient: ``f(grads, variables) -> grads`` applied inside the graph to the gradients of the
+            batch loss (one per trainable variable, in ``model.trainable_variables`` order) before the update;
+            e.g. the gradient constraint of 000 eq. 7.12 (:class:`helpers.forgetting.GradientProjection`).
     Returns:
         history dict: per-epoch arrays ``epoch``, ``lr``, ``batch_loss`` (mean over the epoch's batches),
         ``loss`` and ``acc`` (the whole training set after the epoch, without the weight-decay term),
