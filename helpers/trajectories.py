@@ -69,24 +69,31 @@ class PCAResult:
                 f"method={self.method!r})")
 
 
-def _check_trajectory(trajectory, what: str = "trajectory") -> tf.Tensor:
+def _check_trajectory(trajectory, what: str = "trajectory"):
+    """A (T, n) float array or tensor, checked without copying it (a NumPy array stays a NumPy array)."""
     if isinstance(trajectory, (list, tuple)):
         trajectory = np.asarray(trajectory)
     if not isinstance(trajectory, (np.ndarray, tf.Tensor, tf.Variable)):
         raise TypeError(f"{what} must be an array of shape (T, n) (rows are time steps), got "
                         f"{type(trajectory).__name__}.")
-    X = tf.convert_to_tensor(trajectory)
-    if X.shape.rank != 2:
+    X = trajectory if isinstance(trajectory, np.ndarray) else tf.convert_to_tensor(trajectory)
+    if len(X.shape) != 2:
         raise ValueError(f"{what} must have shape (T, n): one flattened weight vector per recorded step; got "
                          f"shape {tuple(X.shape)}. Flatten the weights of each step first.")
     T, n = int(X.shape[0]), int(X.shape[1])
     if T < 2 or n < 1:
         raise ValueError(f"{what} needs at least 2 time steps and 1 weight, got shape ({T}, {n}).")
-    if not X.dtype.is_floating:
-        X = tf.cast(X, tf.float64)
-    if not bool(tf.reduce_all(tf.math.is_finite(X))):
-        raise ValueError(f"{what} contains NaN or inf: the recorded training run diverged; record a run with a "
-                         "smaller learning rate.")
+    floating = X.dtype.kind == "f" if isinstance(X, np.ndarray) else X.dtype.is_floating
+    if not floating:
+        X = X.astype(np.float64) if isinstance(X, np.ndarray) else tf.cast(X, tf.float64)
+    step = max(1, 2 ** 24 // max(T, 1))  # check finiteness in column blocks of ~16M entries
+    for a in range(0, n, step):
+        block = X[:, a:a + step]
+        finite = np.all(np.isfinite(block)) if isinstance(X, np.ndarray) else bool(
+            tf.reduce_all(tf.math.is_finite(block)))
+        if not finite:
+            raise ValueError(f"{what} contains NaN or inf: the recorded training run diverged; record a run "
+                             "with a smaller learning rate.")
     return X
 
 
@@ -138,28 +145,30 @@ def pca(trajectory, num_components: int | None = None, chunk_size: int = 16384) 
         k = int(num_components)
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
-    mean = tf.reduce_mean(tf.cast(X, tf.float64), axis=0)
+    chunks = [(a, min(a + chunk_size, n)) for a in range(0, n, chunk_size)]
+    # the mean and every product below go chunk by chunk: no float64 copy of the whole trajectory
+    mean = tf.concat([tf.reduce_mean(tf.cast(X[:, a:b], tf.float64), axis=0) for a, b in chunks], axis=0)
     if gram:
         G = tf.zeros((T, T), tf.float64)
-        for start in range(0, n, chunk_size):
-            block = tf.cast(X[:, start:start + chunk_size], tf.float64) - mean[start:start + chunk_size]
+        for a, b in chunks:
+            block = tf.cast(X[:, a:b], tf.float64) - mean[a:b]
             G += tf.matmul(block, block, transpose_b=True)
         G = 0.5 * (G + tf.transpose(G)) / T
         evals, U = _eigh_descending(G, k)
         scale = tf.sqrt(tf.maximum(evals, 0.0) * T)
         parts = []
-        for start in range(0, n, chunk_size):
-            block = tf.cast(X[:, start:start + chunk_size], tf.float64) - mean[start:start + chunk_size]
+        for a, b in chunks:
+            block = tf.cast(X[:, a:b], tf.float64) - mean[a:b]
             parts.append(tf.matmul(block, U, transpose_a=True))
         P = tf.concat(parts, axis=0) / tf.where(scale > 0, scale, tf.ones_like(scale))
         total = tf.linalg.trace(G)
     else:
-        Xc = tf.cast(X, tf.float64) - mean
+        Xc = tf.cast(tf.convert_to_tensor(X), tf.float64) - mean
         C = tf.matmul(Xc, Xc, transpose_a=True) / T
         C = 0.5 * (C + tf.transpose(C))
         evals, P = _eigh_descending(C, k)
         total = tf.linalg.trace(C)
-    theta = tf.matmul(tf.cast(X, tf.float64), P)
+    theta = tf.add_n([tf.matmul(tf.cast(X[:, a:b], tf.float64), P[a:b]) for a, b in chunks])
     flip = tf.where(theta[-1] - theta[0] < 0, tf.constant(-1.0, tf.float64), tf.constant(1.0, tf.float64))
     P, theta = P * flip, theta * flip
     return PCAResult(variances=np.maximum(evals.numpy(), 0.0), components=P.numpy(), projections=theta.numpy(),
@@ -169,7 +178,7 @@ def pca(trajectory, num_components: int | None = None, chunk_size: int = 16384) 
 def velocities(trajectory) -> np.ndarray:
     """v(t) = w(t+1) - w(t), t = 0..T-2 (000 Sec. 7.1), from a (T, n) trajectory. Used in chapter 2."""
     X = _check_trajectory(trajectory)
-    return (X[1:] - X[:-1]).numpy()
+    return np.asarray(X[1:] - X[:-1])
 
 
 # ------------------------------------------------------------------------------------------------- fits
