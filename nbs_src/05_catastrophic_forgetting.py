@@ -186,7 +186,7 @@ drop_all, drop_all_sd = mean_over_runs(lambda r: 100 * r["all/after_A_acc_A"] - 
 drop_one, drop_one_sd = mean_over_runs(lambda r: 100 * r["one/after_A_acc_A"] - curve(r, "one", "naive", "A")[-1])
 forget = {"drop_points_all_layers": drop_all, "drop_points_one_layer": drop_one,
           "per_seed_all_layers": [100 * r["all/after_A_acc_A"] - curve(r, "all", "naive", "A")[-1] for r in runs]}
-findings.record("F-FORGET", source="000 Sec. 7.7", measured=forget,
+_ = findings.record("F-FORGET", source="000 Sec. 7.7", measured=forget,
                 criterion="naive sequential training loses ≥ 50 points of task-A accuracy",
                 rule=lambda m: m["drop_points_all_layers"] >= 50)
 
@@ -272,7 +272,7 @@ findings.record("F-SVHESS", source="000 Sec. 7.7, Fig. 7.22", measured=svhess,
                 rule=lambda m: m["difference"] <= 5)
 lossgrad = {"sum_hessian": total["hessian"], "sum_sv": total["sv"], "sum_grad_hessian": total["grad_hessian"],
             "sum_grad_sv": total["grad_sv"]}
-findings.record("F-LOSSGRAD", source="000 Sec. 7.7, Fig. 7.22", measured=lossgrad,
+_ = findings.record("F-LOSSGRAD", source="000 Sec. 7.7, Fig. 7.22", measured=lossgrad,
                 criterion="the loss-based regularisers beat the gradient-constraint variants on the sum of accuracies",
                 rule=lambda m: min(m["sum_hessian"], m["sum_sv"]) > max(m["sum_grad_hessian"], m["sum_grad_sv"]))
 
