@@ -866,13 +866,14 @@ lap("5 evolution")
 
 # %%
 def htr_run(seed, variant, every=None):
+    run_seed = helpers.seed("htr-run", seed)  # batch order and HTR probes follow BOOK_SEED too
     gamma = 0.0 if variant == "baseline" else cfg["htr_gamma"]
     every = cfg["htr_every"] if every is None else every
     sel = regularizers.middle_layers(layers_b) if variant == "HTR middle layers" else None
     wd = cfg["htr_wd"] if variant == "HTR + weight decay" else 0.0
     make = (lambda m: regularizers.HessianTraceRegularizer(m, losses.cross_entropy, gamma, layers=sel, every=every,
-                                                           seed=seed)) if gamma else None
-    kw = dict(cfg["htr_train"], weight_decay=wd, seed=seed, eval_every=cfg["htr_train"]["epochs"])
+                                                           seed=run_seed)) if gamma else None
+    kw = dict(cfg["htr_train"], weight_decay=wd, seed=run_seed, eval_every=cfg["htr_train"]["epochs"])
     key = dict(kw, variant=variant, every=every, gamma=gamma, data=cfg["data_b"], net=cfg["net_b"])
     model, run = ht.train_cached("ch4-htr", lambda: build_b(seed=helpers.seed("htr-init", seed)),
                                  (ds_b.x_train, ds_b.y_train), key, kw, eval_data=(ds_b.x_test, ds_b.y_test),
