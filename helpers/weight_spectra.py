@@ -390,6 +390,7 @@ class Classification:
     """A spectrum's type with the quantities the rule used."""
     label: str
     scaled: float
+    scaled_bulk: float
     C: float
     alpha: float
     num_spikes: int
@@ -397,27 +398,28 @@ class Classification:
 
 
 def classify_spectrum(eigenvalues, C: float = 0.4, alpha_heavy: float = 4.0, collapse_ratio: float = 1e-4,
-                      ratio: float | None = None, min_tail: int = 10) -> Classification:
+                      ratio: float | None = None, min_tail: int | None = None) -> Classification:
     """Classify a spectrum (eigenvalues of ``W W^T``) as LT, BT, HT or RC (002's types), by a fixed rule.
 
-    The rule, in this order:
+    With ``scaled(X) = ŝ_n n^{1/3} / sqrt(log n)`` of 002 for a set of eigenvalues X, the MP fit of
+    :func:`helpers.random_matrix.mp_fit` (its upper edge ``λ_+``; the *spikes* are the eigenvalues above it,
+    the *bulk* those below) and the power-law exponent α of the upper tail (:func:`power_law_alpha`, with a
+    tail of at least ``max(10, n // 10)`` eigenvalues), the rule is, in this order:
 
     1. **RC** (rank collapse) if more than half of the eigenvalues are below ``collapse_ratio * λ_max``
        (singular values below 1% of the largest at the default): the matrix has lost most of its rank.
-    2. **LT** (light tail, MP law) if 002's criterion does not fire: ``ŝ_n <= s* = C sqrt(log n)/n^{1/3}``,
-       i.e. the scaled statistic ``ŝ_n n^{1/3}/sqrt(log n) <= C``.
-    3. **HT** (heavy tail) if the power-law exponent of the upper tail (:func:`power_law_alpha`) is
-       ``α < alpha_heavy`` (4 by default: Martin and Mahoney's heavy-tailed phases have α between 2 and 4,
-       or below 2; an MP edge gives much larger α).
-    4. **BT** (bulk transition) otherwise: the spectrum departs from MP (step 2) without a power-law tail,
-       through spikes leaving the bulk or a deformed bulk.
-
-    ``num_spikes`` (eigenvalues above the fitted MP edge) is reported beside the label, not used by it.
+    2. **LT** (light tail, MP law) if 002's criterion does not fire on the whole spectrum:
+       ``scaled(all) <= C``.
+    3. **HT** (heavy tail) if the departure is in the bulk itself and has a power-law tail:
+       ``scaled(bulk) > C`` and ``α < alpha_heavy`` (4 by default: Martin and Mahoney's heavy-tailed phases
+       have α between 2 and 4, or below 2).
+    4. **BT** (bulk transition) otherwise: the spectrum has left the MP law through spikes that moved away
+       from an MP bulk, or through a deformed bulk without a power-law tail.
 
     Args:
         eigenvalues: (n,) non-negative eigenvalues (any scale). C: 002's constant. alpha_heavy,
-            collapse_ratio: the thresholds above. ratio: the matrix's c = n/N for counting the spikes
-            (default: the c_hat of the Meng-Yao fit).
+            collapse_ratio: the thresholds above. ratio: the matrix's c = n/N for the MP fit (default: the
+            c_hat of the Meng-Yao fit to the extremes). min_tail: smallest tail of the power-law fit.
     Returns:
         :class:`Classification`. Used in chapter 3 (F-PHASES and the per-layer tables).
     """
@@ -429,34 +431,30 @@ def classify_spectrum(eigenvalues, C: float = 0.4, alpha_heavy: float = 4.0, col
         raise ValueError("classify_spectrum: every eigenvalue is zero.")
     collapsed = float(np.mean(ev < collapse_ratio * ev[-1]))
     positive = ev[ev > 0]
-    my = meng_yao_statistic(positive) if positive.size >= 8 and positive[-1] > positive[0] else None
-    scaled = my.scaled if my is not None else float("inf")
+
+    def scaled_of(x):
+        return meng_yao_statistic(x).scaled if x.size >= 8 and x[-1] > x[0] else float("inf")
+
+    scaled = scaled_of(positive)
+    c = (meng_yao_statistic(positive).c_hat if positive.size >= 8 else 1.0) if ratio is None else float(ratio)
+    fit = rmt.mp_fit(positive, max(c, 1e-6)) if positive.size >= 2 else None
+    spikes = fit.num_outliers if fit is not None else 0
+    bulk = positive[positive <= fit.upper] if fit is not None else positive
+    scaled_bulk = scaled_of(bulk)
+    tail = max(10, positive.size // 10) if min_tail is None else int(min_tail)
     try:
-        alpha = power_law_alpha(positive, min_tail=min(min_tail, max(2, positive.size // 2)))["alpha"]
+        alpha = power_law_alpha(positive, min_tail=min(tail, max(2, positive.size // 2)))["alpha"]
     except ValueError:
         alpha = float("nan")
-    spikes = _spikes(ev, ratio)
     if collapsed > 0.5:
         label = "RC"
     elif scaled <= C:
         label = "LT"
-    elif np.isfinite(alpha) and alpha < alpha_heavy:
+    elif scaled_bulk > C and np.isfinite(alpha) and alpha < alpha_heavy:
         label = "HT"
     else:
         label = "BT"
-    return Classification(label, float(scaled), float(C), float(alpha), spikes, collapsed)
-
-
-def _spikes(ev: np.ndarray, ratio: float | None) -> int:
-    """Eigenvalues above the upper edge of the MP fit (ratio given, or implied by the extremes)."""
-    pos = ev[ev > 0]
-    if pos.size < 8:
-        return 0
-    c = meng_yao_statistic(pos).c_hat if ratio is None else float(ratio)
-    try:
-        return rmt.mp_fit(ev, max(c, 1e-6)).num_outliers
-    except ValueError:
-        return 0
+    return Classification(label, float(scaled), float(scaled_bulk), float(C), float(alpha), int(spikes), collapsed)
 
 
 # ---------------------------------------------------------------------------------------- model surgery
