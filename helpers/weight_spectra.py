@@ -180,7 +180,7 @@ class LayerSpectrum:
 
     Attributes: name, kernel shape, matrix shape (n, N), ratio c = n/N, singular values (descending),
     eigenvalues ``nu^2 / N`` (ascending), the MP fit of :func:`helpers.random_matrix.mp_fit` (bulk edges,
-    outliers above the upper edge) and the Meng-Yao statistic.
+    outliers above the upper edge) and the Meng-Yao statistic (None for fewer than 8 eigenvalues).
     """
     name: str
     kernel_shape: tuple
@@ -189,7 +189,7 @@ class LayerSpectrum:
     singular_values: np.ndarray
     eigenvalues: np.ndarray
     mp: rmt.MPFit
-    meng_yao: MengYao
+    meng_yao: MengYao | None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -203,8 +203,8 @@ def layer_spectrum(kernel, name: str = "layer") -> LayerSpectrum:
     W = layer_matrix(kernel)
     nu, ev, ratio = matrix_spectrum(W)
     o = _oriented(W)
-    return LayerSpectrum(name, tuple(np.shape(kernel)), tuple(o.shape), ratio, nu, ev, rmt.mp_fit(ev, ratio),
-                         meng_yao_statistic(ev))
+    my = meng_yao_statistic(ev) if ev.size >= 8 and ev[-1] > ev[0] else None  # too few values for 002's histogram
+    return LayerSpectrum(name, tuple(np.shape(kernel)), tuple(o.shape), ratio, nu, ev, rmt.mp_fit(ev, ratio), my)
 
 
 def _kernel_layers(model):
@@ -244,10 +244,12 @@ def spectra_table(spectra: Mapping[str, LayerSpectrum], C: float = 0.4) -> tuple
               "ŝₙ n^⅓/√log n", "class"]
     rows = []
     for s in spectra.values():
-        cls = classify_spectrum(s.eigenvalues, C=C, ratio=s.ratio).label
+        small = s.meng_yao is None
+        cls = "–" if small else classify_spectrum(s.eigenvalues, C=C, ratio=s.ratio).label
         rows.append([s.name, "×".join(map(str, s.kernel_shape)), f"{s.matrix_shape[0]}×{s.matrix_shape[1]}",
                      f"{s.ratio:.3f}", f"{s.mp.sigma2:.3g}", f"[{s.mp.lower:.3g}, {s.mp.upper:.3g}]",
-                     str(s.mp.num_outliers), f"{s.eigenvalues[-1]:.3g}", f"{s.meng_yao.scaled:.3f}", cls])
+                     str(s.mp.num_outliers), f"{s.eigenvalues[-1]:.3g}",
+                     "–" if small else f"{s.meng_yao.scaled:.3f}", cls])
     return header, rows
 
 

@@ -167,5 +167,8 @@ def test_model_spectra_table_remove_bulk_and_singular_matrices():
     np.testing.assert_allclose(S, np.eye(len(nu)), atol=1e-6)
     with pytest.raises(ValueError, match="weight layers"):
         ws.model_spectra(model, layers=["nope"])
+    small = ws.layer_spectrum(np.random.default_rng(0).standard_normal((5, 5, 1, 6)))  # 25 x 6: too few values
+    assert small.meng_yao is None and small.matrix_shape == (6, 25)
+    assert ws.spectra_table({"s": small})[1][0][-1] == "–"
     with pytest.raises(ValueError):
         ws.meng_yao_statistic([1.0, 2.0])
