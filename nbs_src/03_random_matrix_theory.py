@@ -256,9 +256,9 @@ plt.show()
 # with an MP bulk (we use the book's MP tolerance of `I-MP`: a KS distance of the bulk to its fit
 # $\le 0.05$) plus outliers, whose bulk removal costs at most 2 points of test accuracy. We measure it on the
 # network trained with weight decay, where 000 (Sec. 6.1) sees the clearest boundary between bulk and
-# outliers, and give the network without weight decay beside it: there, at this size, one or two of the
-# class directions of the layer (a classifier of $K$ classes needs about $K - 1$) can still sit inside the
-# bulk, and removing them costs accuracy.
+# outliers, and give the network without weight decay beside it: there, at this size, some of the class
+# directions of the layer (a classifier of $K$ classes needs about $K - 1$) may still sit inside the bulk,
+# and removing them then costs accuracy.
 
 # %%
 def bulk_removal(model):
@@ -291,7 +291,9 @@ def bulk_sentence(c, what):
 
 
 text = (bulk_sentence(cut_wd, f"With weight decay λ = {cfg['svd_weight_decay']:g}") + ". "
-        + bulk_sentence(cut, "Without weight decay") + f". Verdict for F-BULK: **{f_bulk.verdict}**.")
+        + bulk_sentence(cut, "Without weight decay") + f", with {cut['outliers']} outliers for the "
+        f"K − 1 = {ds_svd.num_classes - 1} directions a {ds_svd.num_classes}-class problem needs. "
+        f"Verdict for F-BULK: **{f_bulk.verdict}**.")
 if not f_bulk.reproduced:
     why = []
     if cut_wd["bulk_ks"] > 0.05:
@@ -454,8 +456,9 @@ display(Markdown(
 # spikes alone can pull a power-law fit below 4 (they are the largest values of any tail), which is why step
 # 3 asks the bulk, not only the tail.
 #
-# The findings read one layer, the same at every seed and SNR: the last hidden layer of NN1-like (`dense_3`,
-# $256 \times 128$), the deepest matrix between two hidden layers; 002's tables also report the layer before it, and so do ours.
+# The findings read one layer, the same at every seed and SNR: `dense_3` of NN1-like, 002's FC3 (here the
+# last hidden layer, $256 \times 128$); the tables also report FC2 (`dense_2`), as 002's do, and FC1 and FC2
+# of NN2-like.
 
 # %%
 NETS = {"NN1": (cfg["nn1_dim"], cfg["nn1"]), "NN2": (cfg["nn2_dim"], cfg["nn2"])}
