@@ -20,7 +20,7 @@
 # chapter checks the identities `I-MP`, `I-WIGNER` and `I-NULLSTAT` and the findings `F-BULK`, `F-WIGNERW`,
 # `F-SVPC`, `F-DIFFICULTY`, `F-PHASES` and `F-EARLYSTOP` of the book's specification.
 
-# %%
+# %% tags=["hide-input"]
 import helpers  # first: sets TensorFlow's determinism options before TensorFlow is imported
 
 cfg = helpers.setup("03_random_matrix_theory",
@@ -48,7 +48,7 @@ cfg = helpers.setup("03_random_matrix_theory",
                real_epochs=250, real_lr=0.01),
 )
 
-# %%
+# %% tags=["hide-input"]
 import numpy as np
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
@@ -274,14 +274,13 @@ net_wd = svd_network(cfg["svd_weight_decay"])
 cut, cut_wd = bulk_removal(net), bulk_removal(net_wd)
 bulk_m = {"layer": LAYER, "weight_decay": cfg["svd_weight_decay"], **cut_wd, "of": len(spectra[LAYER].eigenvalues),
           **{f"{k}_no_wd": v for k, v in cut.items()}}
-findings.record(
+f_bulk = findings.record(
     "F-BULK", source="000 Ch. 4 (citing Staats, Thamm, Rosenow)", measured=bulk_m,
     criterion="a trained network's layer has a MP bulk plus outliers; zeroing the bulk singular values of that "
               "layer costs ≤ 2 percentage points of test accuracy",
     rule=lambda m: m["outliers"] >= 1 and m["bulk_ks"] <= 0.05 and m["cost_points"] <= 2)
 
-# %%
-f_bulk = findings.get("F-BULK")
+# %% tags=["remove-input"]
 
 
 def bulk_sentence(c, what):
@@ -322,7 +321,7 @@ for name, s in spectra.items():
         sp = rmt.level_spacings(nu_bulk, degree=5, trim=0.05)
         wig[name] = (sp, rmt.spacing_ks_test(sp))
 wig_m = {f"p_{n}": r.pvalue for n, (_, r) in wig.items()} | {f"spacings_{n}": r.n for n, (_, r) in wig.items()}
-findings.record(
+f_wig = findings.record(
     "F-WIGNERW", source="000 Ch. 4 (citing Thamm, Staats, Rosenow)", measured=wig_m,
     criterion="unfolded singular-value spacings of trained weight matrices agree with the Wigner surmise (KS p > 0.01)",
     rule=lambda m: all(v > 0.01 for k, v in m.items() if k.startswith("p_")))
@@ -339,8 +338,7 @@ axes[0].set_ylabel("density")
 axes[-1].legend(fontsize=8, loc="upper right")
 plt.show()
 
-# %%
-f_wig = findings.get("F-WIGNERW")
+# %% tags=["remove-input"]
 display(Markdown(
     "KS p-values of the trained layers' bulk spacings: " + ", ".join(f"`{n}` {r.pvalue:.3f} ({r.n} spacings)"
     for n, (_, r) in wig.items()) + f". Verdict for F-WIGNERW: **{f_wig.verdict}**. " +
@@ -377,7 +375,7 @@ for wd, run in svd_runs.items():
     svpc[f"outliers_{tag}"] = k_out
     svpc[f"mean_top5_outliers_{tag}"] = float(S[:5, :k_out].mean()) if k_out else float("nan")
     svpc[f"mean_top5_bulk_{tag}"] = float(S[:5, k_out:].mean())
-findings.record(
+f_svpc = findings.record(
     "F-SVPC", source="000 Sec. 6.1, Figs. 6.1-6.2", measured=svpc,
     criterion="singular matrices of outlier singular values overlap most with the leading PCs (mean overlap of "
               "outliers with the top 5 PCs exceeds that of bulk singular matrices)",
@@ -399,8 +397,7 @@ for col, (wd, (S, k_out)) in enumerate(S_of.items()):
 axes[1, 1].legend(fontsize=8, ncol=2, loc="upper right")
 plt.show()
 
-# %%
-f_svpc = findings.get("F-SVPC")
+# %% tags=["remove-input"]
 display(Markdown(
     f"Without weight decay the top 5 PCs overlap the {svpc['outliers_no_wd']} outlier singular matrices by "
     f"{svpc['mean_top5_outliers_no_wd']:.3f} on average and the bulk ones by {svpc['mean_top5_bulk_no_wd']:.3f}; "
@@ -528,7 +525,7 @@ K_keys = [(net0, K, cfg["delta_for_K"]) for K in sorted(cfg["K_grid"])]
 s_by_K = [final_s(k, layer0) for k in K_keys]
 diff_m = {"snr_levels": [float(anova[k]["snr"]) for k in snr_keys], "s_hat_by_falling_snr": s_by_snr,
           "K": sorted(cfg["K_grid"]), "s_hat_by_K": s_by_K}
-findings.record(
+f_diff = findings.record(
     "F-DIFFICULTY", source="002 (Gaussian ANOVA experiments)", measured=diff_m,
     criterion="on Gaussian ANOVA data, the distance ŝ_n of a hidden layer's spectrum from MP grows as the SNR falls "
               "(monotone over ≥ 4 SNR levels) and, at fixed SNR, grows with K",
@@ -543,7 +540,7 @@ phase_m = {"snr_high": float(anova[hi]["snr"]), "class_high": c_hi.label, "scale
            "spikes_low": c_lo.num_spikes,
            "NN2_classes_high_low": [final_class(("NN2", K0, d), WATCH["NN2"][-1]).label
                                     for d in (max(cfg["deltas"]), min(cfg["deltas"]))]}
-findings.record(
+f_ph = findings.record(
     "F-PHASES", source="002 (spectral types LT / BT / HT)", measured=phase_m,
     criterion="at high SNR the final spectrum is classified LT and at low SNR HT (classification rule stated in the chapter)",
     rule=lambda m: m["class_high"] == "LT" and m["class_low"] == "HT")
@@ -561,8 +558,7 @@ ax2.set_xticks(diff_m["K"])
 ax2.legend(fontsize=8, loc="upper left")
 plt.show()
 
-# %%
-f_diff, f_ph = findings.get("F-DIFFICULTY"), findings.get("F-PHASES")
+# %% tags=["remove-input"]
 text = (f"From the highest to the lowest SNR, ŝₙ of `{layer0}` is "
         + ", ".join(f"{v:.3f}" for v in s_by_snr) + "; for K = " + ", ".join(map(str, diff_m["K"])) + " at δ = "
         + f"{cfg['delta_for_K']} it is " + ", ".join(f"{v:.3f}" for v in s_by_K)
@@ -620,7 +616,7 @@ stop_m = {"fired_epoch_low_snr": e_lo or 0, "last_epoch": cfg["anova_epochs"],
           "test_acc_at_fire": float(acc_lo[e_lo - 1]) if e_lo else float("nan"), "test_acc_final": float(acc_lo[-1]),
           "fired_epoch_high_snr": e_hi or 0, "max_scaled_high_snr": float(max(crits[hi].scaled[layer0])),
           "fired_epoch_low_snr_C0.6": crits[lo].fired(layer0, 0.6) or 0}
-findings.record(
+f_stop = findings.record(
     "F-EARLYSTOP", source="002 (spectral criterion, tables of NN1/NN2 + D1/D2)", measured=stop_m,
     criterion="on a low-SNR setting the criterion stops training before the last epoch with test accuracy within "
               "1 point of (or above) the final one; on the high-SNR setting it never fires",
@@ -643,8 +639,7 @@ fig.legend(*ax1.get_legend_handles_labels(), loc="outside lower center", ncol=4,
 ax2.set(xlabel="epoch", ylabel="test accuracy", title="Test accuracy (▼: fires at C = 0.4)")
 plt.show()
 
-# %%
-f_stop = findings.get("F-EARLYSTOP")
+# %% tags=["remove-input"]
 if e_lo:
     text = (f"At the lowest SNR the criterion fires at epoch {e_lo} of {cfg['anova_epochs']}, with test accuracy "
             f"{stop_m['test_acc_at_fire']:.3f} against {stop_m['test_acc_final']:.3f} at the end")
