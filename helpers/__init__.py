@@ -11,7 +11,8 @@ Modules (one idea each; ``import helpers`` then use ``helpers.<module>``, loaded
   Gauss-Newton, Fisher), Lanczos, SLQ, Hutchinson, per-example gradients, NTK
 - ``kernel_dynamics``: the NTK and the Fisher trace recorded during training (chapter 7)
 - ``geometry``, ``information``: Riemannian curvature of a metric, Fisher information of families
-- ``random_matrix``, ``trajectories``: RMT tools, trajectory recording and PCA
+- ``random_matrix``, ``weight_spectra``, ``trajectories``: RMT tools, spectra of weight layers (Meng-Yao
+  criterion, LT/BT/HT), trajectory recording and PCA
 """
 from . import config  # noqa: F401  (first: sets TensorFlow's environment before TF is imported)
 from .config import global_seed, pick, profile, seed, set_determinism, setup  # noqa: F401

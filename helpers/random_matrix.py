@@ -31,7 +31,7 @@ __all__ = [
     "mp_edges", "marchenko_pastur_pdf", "marchenko_pastur_cdf", "mp_fit", "MPFit", "mp_ks_distance",
     "empirical_spectral_density", "unfold", "level_spacings", "wigner_surmise", "wigner_surmise_pdf",
     "wigner_surmise_cdf", "spacing_ks_test", "porter_thomas_test", "inverse_participation_ratio",
-    "power_law_tail_fit", "PowerLawFit", "goe_matrix", "KSResult",
+    "power_law_tail_fit", "PowerLawFit", "goe_matrix", "KSResult", "wishart_eigenvalues",
 ]
 
 
@@ -481,3 +481,29 @@ def goe_matrix(n: int, seed: int = 0, scale: float = 1.0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     a = rng.normal(scale=scale, size=(n, n))
     return (a + a.T) / np.sqrt(2.0)
+
+
+def wishart_eigenvalues(n: int, N: int, seed: int = 0, sigma2: float = 1.0) -> np.ndarray:
+    """Eigenvalues of ``X X^T / N`` for an ``n x N`` matrix of i.i.d. ``N(0, sigma2)`` entries, in O(n^2) time.
+
+    Uses the bidiagonal model of Dumitriu and Edelman (beta = 1): ``X X^T`` has the same eigenvalue law as
+    ``B B^T`` with ``B`` lower bidiagonal, diagonal ``chi_N, chi_{N-1}, ..., chi_{N-n+1}`` and subdiagonal
+    ``chi_{n-1}, ..., chi_1``; ``B B^T`` is tridiagonal. The exact null sample for the MP law without
+    forming an ``n x N`` matrix.
+
+    Args:
+        n, N: the matrix shape, ``2 <= n <= N``. seed: random seed. sigma2: entry variance.
+    Returns:
+        (n,) ascending eigenvalues. Used in chapter 3 (I-NULLSTAT).
+    """
+    from scipy.linalg import eigvalsh_tridiagonal
+
+    if not all(isinstance(v, (int, np.integer)) for v in (n, N)) or not 2 <= n <= N:
+        raise ValueError(f"wishart_eigenvalues needs integers 2 <= n <= N, got n={n!r}, N={N!r}.")
+    sigma2 = _check_sigma2(sigma2)
+    rng = np.random.default_rng(seed)
+    a = np.sqrt(rng.chisquare(np.arange(N, N - n, -1, dtype=np.float64)))
+    b = np.sqrt(rng.chisquare(np.arange(n - 1, 0, -1, dtype=np.float64)))
+    diag = a ** 2 + np.r_[0.0, b ** 2]
+    off = a[:-1] * b
+    return np.sort(eigvalsh_tridiagonal(diag, off)) * sigma2 / N

@@ -17,7 +17,7 @@ from helpers import config, findings  # noqa: E402
 
 MODULE_ORDER = ["config", "cache", "findings", "plotting", "widgets", "data", "models", "losses", "training",
                 "params", "operators", "eigensolvers", "estimators", "ntk", "geometry", "information",
-                "random_matrix", "trajectories"]
+                "random_matrix", "weight_spectra", "trajectories"]
 
 
 def write_if_changed(path: Path, text: str) -> None:
