@@ -1,7 +1,7 @@
 """Run chapters at several global seeds and tabulate every finding's verdict per seed.
 
     python scripts/robustness.py                      # every chapter, seeds 0 1 2
-    python scripts/robustness.py --seeds 0 1 2 02_pca_dynamics 08_two_parameter_curvature
+    python scripts/robustness.py 02_pca_dynamics 08_two_parameter_curvature --seeds 0 1 2
 
 Each seed gets its own result cache and findings folder under ``_build/robustness/seed<s>/`` (so no seed
 reuses another's results), the chapters are executed with nbclient in the quick profile, and the table
