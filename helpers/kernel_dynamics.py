@@ -70,14 +70,9 @@ class KernelMonitor:
             raise ValueError("the measurement set x is empty; pass at least one example (shape (n, ...)).")
         if y.ndim != 1 or len(y) != len(x):
             raise ValueError(f"y must be labels of shape (n,) = ({len(x)},), one per example of x; got {y.shape}.")
-        if every == "step":
-            every = 1
-        if every == "epoch":
-            self.every_steps = None
-        elif isinstance(every, numbers.Integral) and not isinstance(every, bool) and every >= 1:
-            self.every_steps = int(every)
-        else:
-            raise ValueError(f'every must be "epoch", "step" or a positive number of steps, got {every!r}.')
+        from .training import every_steps
+
+        self.every_steps = every_steps(every)
         self.initial = bool(initial)
         self.every_epochs = _positive_int(every_epochs, "every_epochs")
         if self.every_steps is not None and self.every_epochs != 1:

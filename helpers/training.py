@@ -31,7 +31,7 @@ import tensorflow as tf
 from . import config
 
 __all__ = ["TrainingDiverged", "train_sgd", "train_adam", "train", "evaluate", "constant", "exponential_decay",
-           "piecewise_constant", "PAPER_SETUPS", "Recorder"]
+           "piecewise_constant", "PAPER_SETUPS", "Recorder", "every_steps"]
 
 
 class TrainingDiverged(ValueError):
@@ -233,6 +233,18 @@ def evaluate(model, loss_fn, x, y, batch_size: int = 1024) -> tuple[float, float
 
 
 # --------------------------------------------------------------------------------------------- recording
+def every_steps(every, what: str = "every") -> int | None:
+    """How often something is written during training: ``"epoch"`` -> None (after every epoch), ``"step"`` -> 1,
+    a positive integer k -> k (every k steps). Shared by :class:`Recorder` and ``kernel_dynamics.KernelMonitor``."""
+    if every == "step":
+        return 1
+    if every == "epoch":
+        return None
+    if isinstance(every, numbers.Integral) and not isinstance(every, bool) and every >= 1:
+        return int(every)
+    raise ValueError(f'{what} must be "step", "epoch" or a positive number of steps, got {every!r}.')
+
+
 class Recorder:
     """Preallocated on-device storage of a trajectory: the flattened weights (and velocities) of chosen
     layers, every step, every k steps or every epoch.
@@ -263,15 +275,7 @@ class Recorder:
         if layers is None:
             raise ValueError('record needs "layers": a layer name or a list of names (see models.weight_layers).')
         self.layers = [layers] if isinstance(layers, str) else list(layers)
-        every = spec.get("every", "epoch")
-        if every == "step":
-            every = 1
-        if every == "epoch":
-            self.every_steps = None
-        elif isinstance(every, numbers.Integral) and not isinstance(every, bool) and every >= 1:
-            self.every_steps = int(every)
-        else:
-            raise ValueError(f'record "every" must be "step", "epoch" or a positive number of steps, got {every!r}.')
+        self.every_steps = every_steps(spec.get("every", "epoch"), 'record "every"')
         self.velocities = bool(spec.get("velocities", False))
         self.initial = bool(spec.get("initial", True))
         self.variables = {name: params.select_variables(model, name) for name in self.layers}
