@@ -172,6 +172,7 @@ def _build_lanczos(op: CurvatureOperator, m: int, k: int, which: str, check_ever
     Qvar = tf.Variable(tf.zeros([batch, m + 1, P], dtype), trainable=False, name="lanczos_basis")
 
     def run(v0, seed, tol):
+        product = op.prepare()  # the vector-independent part of a product, computed once for the whole loop
         q0 = v0 / tf.norm(v0, axis=1, keepdims=True)
         Qvar.assign(tf.zeros([batch, m + 1, P], dtype))
         Qvar[:, 0, :].assign(q0)
@@ -186,7 +187,7 @@ def _build_lanczos(op: CurvatureOperator, m: int, k: int, which: str, check_ever
         def body(j, dummy, alpha, beta, anorm, done):
             Q = Qvar.read_value()
             q = Q[:, j, :]
-            w = op.rows_product(q)
+            w = product(q)
             a = tf.reduce_sum(q * w, axis=1)
             w = _orthogonalise(Q, w)
             b = tf.norm(w, axis=1)
@@ -359,6 +360,7 @@ def _build_power(op: CurvatureOperator, max_iter: int):
     P, dtype = op.size, op.dtype
 
     def run(v0, U, tol):
+        product = op.prepare()
         # U: (r, P) eigenvectors found so far (deflation by projection)
         def project(v):
             return v - tf.linalg.matvec(U, tf.linalg.matvec(U, v), transpose_a=True)
@@ -371,7 +373,7 @@ def _build_power(op: CurvatureOperator, max_iter: int):
             return tf.logical_and(i < max_iter, tf.logical_or(i < 2, rel > tol))
 
         def body(i, v, lam, lam_old, res, last_v):
-            w = op.rows_product(v[None])[0]
+            w = product(v[None])[0]
             w = project(w)
             lam_new = tf.reduce_sum(v * w)
             res = tf.norm(w - lam_new * v)

@@ -78,11 +78,13 @@ def _build_probe_loop(op: CurvatureOperator, n_blocks: int, block: int, distribu
     P, dtype = op.size, op.dtype
 
     def run(seed, Q, offset):
+        product = op.prepare()
+
         def body(i, quad, diag_sum, diag_sq, norm_sum):
             V = _probes([block, P], tf.stack([seed, tf.cast(i + offset, tf.int64)]), distribution, dtype)
             if deflate:
                 V = V - tf.matmul(tf.matmul(V, Q), Q, transpose_b=True)
-            AV = op.rows_product(V)
+            AV = product(V)
             prod = V * AV
             quad = tf.tensor_scatter_nd_update(quad, [[i]], tf.reduce_sum(prod, axis=1)[None])
             return (i + 1, quad, diag_sum + tf.reduce_sum(prod, 0), diag_sq + tf.reduce_sum(prod ** 2, 0),

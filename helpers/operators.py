@@ -10,8 +10,8 @@ The matrices, for the mean loss :math:`L(\\theta) = \\frac1N \\sum_i \\ell(f(x_i
 set, with outputs :math:`z_i = f(x_i;\\theta)` (logits) and Jacobians :math:`J_i = \\partial z_i/\\partial\\theta`:
 
 - :func:`hessian`: :math:`\\mathrm{Hess} = \\nabla^2_\\theta L` (+ :math:`2\\lambda I` for a weight-decay term
-  :math:`\\lambda\\|\\theta\\|^2`), by forward-over-reverse differentiation (default) or double backward
-  (Pearlmutter's trick; 000 listing 5.1);
+  :math:`\\lambda\\|\\theta\\|^2`), by double backward (Pearlmutter's trick; 000 listing 5.1; the default,
+  faster on the CPU) or forward-over-reverse differentiation;
 - :func:`gauss_newton`: :math:`G = \\frac1N\\sum_i J_i^T \\nabla_z^2\\ell\\, J_i` (003 eqs. 2-3);
 - :func:`hessian_residual`: :math:`H = \\frac1N\\sum_i \\sum_c \\partial_{z_c}\\ell\\, \\nabla^2_\\theta f_c`
   (003 eqs. 1 and 4), so that Hess = G + H;
@@ -70,12 +70,15 @@ class CurvatureOperator:
         # one vector (no vectorisation machinery) and a batch of vectors (tf.vectorized_map), traced lazily
         self._compiled_one = tf.function(self._rows_product,
                                          input_signature=[tf.TensorSpec([1, self.size], self.dtype)])
-        self._compiled_many = tf.function(self._rows_product,
+        self._compiled_many = tf.function(self._rows_product_many,
                                           input_signature=[tf.TensorSpec([None, self.size], self.dtype)])
 
     # --- to be implemented -------------------------------------------------------------------------------
     def _rows_product(self, V: tf.Tensor) -> tf.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _rows_product_many(self, V: tf.Tensor) -> tf.Tensor:
+        return self._rows_product(V)
 
     # --- public interface ----------------------------------------------------------------------------------
     @property
@@ -91,6 +94,11 @@ class CurvatureOperator:
         Does not update ``num_products`` (the caller counts; graph loops cannot touch Python state).
         """
         return self._compiled(V)
+
+    def prepare(self):
+        """A product function for a loop of products inside a ``tf.function`` (see ``ModelOperator.prepare``;
+        here simply :meth:`rows_product`)."""
+        return self.rows_product
 
     def _compiled(self, V):
         if V.shape.rank == 2 and V.shape[0] == 1:
@@ -199,6 +207,37 @@ class CurvatureOperator:
     def __matmul__(self, other):
         t = tf.convert_to_tensor(other)
         return self.matvec(t) if t.shape.rank == 1 else self.matmat(t)
+
+
+def _vector_independent_inputs(v_in: tf.Tensor, out: tf.Tensor) -> list:
+    """The tensors a product graph computes without the vector and feeds into vector-dependent operations.
+
+    Walks the graph of ``out`` = A v: an operation depends on v when v reaches it; its other inputs are the
+    frontier (forward activations, output gradients, shapes). Constants, captured inputs (data, variable
+    handles) are left out: the split functions capture them themselves.
+    """
+    dependent, stack = set(), [v_in.op]
+    while stack:
+        op = stack.pop()
+        if op not in dependent:
+            dependent.add(op)
+            stack.extend(c for t in op.outputs for c in t.consumers())
+            stack.extend(op._control_outputs)  # an operation ordered after a dependent one depends on it too
+    needed, stack = set(), [out.op]
+    while stack:
+        op = stack.pop()
+        if op not in needed:
+            needed.add(op)
+            stack.extend(t.op for t in op.inputs)
+            stack.extend(op.control_inputs)
+    frontier, seen = [], set()
+    for op in sorted(needed & dependent, key=lambda o: o.name):
+        for t in op.inputs:
+            if (t.op not in dependent and t.dtype != tf.resource and t.op.type not in ("Const", "Placeholder")
+                    and t.ref() not in seen):
+                seen.add(t.ref())
+                frontier.append(t)
+    return frontier
 
 
 def _check_symmetric(op: "CurvatureOperator", what: str, seed: int = 0) -> None:
@@ -462,11 +501,14 @@ class ModelOperator(CurvatureOperator):
             return one(V[0])[None, :]
         return tf.vectorized_map(one, V, fallback_to_while_loop=True)
 
-    def _rows_product(self, V):
+    def _rows_product(self, V, unroll: bool = False):
         bs, N = self.batch_size, self.num_examples
         n_full, rem = divmod(N, bs)
         if n_full == 1 and rem == 0:
             total = self._batch_rows(self._x, self._y, V)
+        elif unroll:  # one copy of the batch computation per batch, so each keeps its own shared tensors
+            total = tf.add_n([self._batch_rows(self._x[s:s + bs], None if self._y is None else self._y[s:s + bs], V)
+                              for s in range(0, N, bs)])
         else:
             x, y = self._x, self._y
 
@@ -485,6 +527,89 @@ class ModelOperator(CurvatureOperator):
         return total
 
     _max_block = 32
+
+    # --- products that share the work done once per data batch ----------------------------------------------
+    #: Bytes of shared intermediate tensors (forward activations, what the first backward pass needs) an operator
+    #: may keep alive while a graph loop runs; 0 disables the reuse. Set it on an instance to change it.
+    reuse_max_bytes = 1 << 30
+    #: Above this many data batches the shared tensors are not kept (the product graph would be unrolled).
+    reuse_max_batches = 16
+
+    def prepare(self):
+        """Call inside a ``tf.function`` before a loop of products: computes, once, every tensor of the product
+        that does not depend on the vector (the forward pass over the data, the first backward pass) and returns
+        a function ``product(V)`` on rows (1, P) -> (1, P) that reuses them, so that a loop of products costs
+        only the part that is linear in v. The Hessian, Gauss-Newton and Fisher products are linear in v, so
+        the result is the same product to round-off (tested). A batch of vectors (B > 1) is a loop over its
+        rows with the same shared tensors (on the CPU this beats vectorising the products, which for a
+        convolution is 1.6x slower per vector; BENCHMARKS.md). ``matmat`` and ``to_dense`` use it per block.
+
+        The shared tensors are found in the product's graph (the tensors consumed by vector-dependent
+        operations that do not themselves depend on the vector) and kept while the caller's graph runs: at most
+        ``reuse_max_bytes`` of them, for at most ``reuse_max_batches`` data batches; beyond either, or when the
+        product cannot be split this way, ``prepare`` returns :meth:`rows_product` and ``reuse_info`` says why.
+        The eigensolvers and estimators of ``helpers`` call it. Used in chapters 2, 4, 5, 6 and 7.
+        """
+        plan = self._reuse_plan()
+        if plan is None:
+            return self.rows_product
+        prep, apply = plan
+        shared = prep()
+        P = self.size
+
+        def one(v):
+            return tf.reshape(apply(v, *shared), [P])
+
+        def product(V):
+            if V.shape.rank == 2 and V.shape[0] == 1:
+                return one(V[0])[None, :]
+            return tf.map_fn(one, V, fn_output_signature=tf.TensorSpec([P], self.dtype))
+
+        return product
+
+    def _rows_product_many(self, V):
+        return self._rows_product(V) if self._reuse_plan() is None else self.prepare()(V)
+
+    def _reuse_plan(self):
+        """(prep, apply) concrete functions splitting one product into its vector-independent part and the rest,
+        built once per operator; None when the split is not possible or not worth its memory."""
+        if "_plan" in self.__dict__:
+            return self._plan
+        self._plan, self.reuse_bytes = None, 0
+        n_batches = -(-self.num_examples // self.batch_size)
+        if self.reuse_max_bytes <= 0:
+            self.reuse_info = "reuse disabled (reuse_max_bytes = 0)"
+            return None
+        if n_batches > self.reuse_max_batches:
+            self.reuse_info = (f"{n_batches} data batches > reuse_max_batches = {self.reuse_max_batches}: every "
+                               "product recomputes the forward pass")
+            return None
+        P = self.size
+        try:
+            wrapped = tf.compat.v1.wrap_function(lambda v: self._rows_product(v[None], unroll=True)[0],
+                                                 [tf.TensorSpec([P], self.dtype)])
+            v_in, out = wrapped.inputs[0], wrapped.outputs[0]
+            shared = _vector_independent_inputs(v_in, out)
+            nbytes = sum((t.shape.num_elements() or 0) * t.dtype.size for t in shared)
+            if shared and all(t.shape.is_fully_defined() for t in shared) and nbytes <= self.reuse_max_bytes:
+                plan = (wrapped.prune(feeds=[], fetches=shared),
+                        wrapped.prune(feeds=[v_in] + shared, fetches=out))
+        except Exception as exc:  # a model the v1-style graph cannot trace: keep the plain products
+            self.reuse_info = f"the product graph could not be split ({type(exc).__name__}: {str(exc)[:120]})"
+            return None
+        if not shared:
+            self.reuse_info = "nothing to share"
+            return None
+        if not all(t.shape.is_fully_defined() for t in shared):
+            self.reuse_info = "a shared tensor has a dynamic shape"
+            return None
+        if nbytes > self.reuse_max_bytes:
+            self.reuse_info = f"the shared tensors need {nbytes / 2**20:.1f} MiB > reuse_max_bytes"
+            return None
+        self._plan = plan
+        self.reuse_bytes = int(nbytes)
+        self.reuse_info = f"{len(shared)} shared tensors, {nbytes / 2**20:.1f} MiB, computed once per loop"
+        return self._plan
 
     def _bytes_per_column(self) -> float:
         # a batch of B products keeps ~B copies of one data batch's activations (and their tangents) alive
@@ -527,7 +652,7 @@ class HessianOperator(ModelOperator):
     :func:`hessian`, which documents the arguments. Used in chapters 2, 4 and 5."""
 
     def __init__(self, model, loss_fn, data, variables=None, batch_size=None, weight_decay=0.0,
-                 method: str = "forward_over_reverse", check: bool = True, seed: int = 0):
+                 method: str = "double_backward", check: bool = True, seed: int = 0):
         if method not in ("forward_over_reverse", "double_backward"):
             raise ValueError(f"method must be 'forward_over_reverse' or 'double_backward', got {method!r}.")
         self.method = method
@@ -644,15 +769,17 @@ class EmpiricalFisherOperator(ModelOperator):
 # ------------------------------------------------------------------------------------------------------------
 
 def hessian(model, loss_fn, data, variables=None, batch_size=None, weight_decay: float = 0.0,
-            method: str = "forward_over_reverse", check: bool = True, seed: int = 0) -> HessianOperator:
+            method: str = "double_backward", check: bool = True, seed: int = 0) -> HessianOperator:
     """The Hessian of the mean loss over a data set, as a linear operator (Hessian-vector products).
 
     :math:`\\mathrm{Hess}\\,v = \\nabla_\\theta\\big(\\nabla_\\theta L\\cdot v\\big)` with
     :math:`L = \\frac1N\\sum_i \\ell(f(x_i;\\theta), y_i) + \\lambda\\|\\theta\\|^2` (the weight-decay term adds
-    exactly :math:`2\\lambda v`, identity I-WD). ``method="forward_over_reverse"`` pushes v forward through the
-    gradient computation (one forward-mode pass over a reverse pass, the cheaper form);
-    ``"double_backward"`` differentiates :math:`\\nabla L\\cdot v` once more in reverse mode (Pearlmutter 1994,
-    000 listing 5.1). Restricting ``variables`` to a layer gives the diagonal block, 003's layerwise Hessian.
+    exactly :math:`2\\lambda v`, identity I-WD). ``method="double_backward"`` (the default) differentiates
+    :math:`\\nabla L\\cdot v` once more in reverse mode (Pearlmutter 1994, 000 listing 5.1);
+    ``"forward_over_reverse"`` pushes v forward through the gradient computation. Both are exact; double
+    backward is the faster on every model ``make bench`` measures on the CPU (1.2-1.6x less time per product,
+    BENCHMARKS.md), because TensorFlow's forward mode obtains each Jacobian-vector product by transposing a
+    vector-Jacobian product. Restricting ``variables`` to a layer gives the diagonal block, 003's layerwise Hessian.
 
     Args:
         model: Keras model returning logits; run with ``training=False``.
