@@ -72,10 +72,32 @@ def _labels(y, n, dtype):
     return tf.constant(y)
 
 
-def _check_batch(batch_size):
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+#: Memory for one vectorised batch of per-example gradients or Jacobians when ``batch_size=None``.
+BATCH_BYTES = 256 * 1024**2
+
+
+def _check_batch(batch_size, n: int | None = None, per_example: int = 0, dtype=tf.float32):
+    """The examples per vectorised batch: ``batch_size`` checked, or with None as many as ``BATCH_BYTES`` allows
+    for ``per_example`` numbers per example (all n at once when they fit: each batch costs a call and a trace)."""
+    if batch_size is None and n is not None:
+        per = max(1, per_example) * tf.as_dtype(dtype).size
+        return int(max(1, min(n, BATCH_BYTES // per)))
+    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer or None (as many examples as fit in "
+                         f"helpers.ntk.BATCH_BYTES), got {batch_size!r}.")
     return int(batch_size)
+
+
+def _num_outputs(model, X, dtype) -> int:
+    """C, the model's outputs per example (read from its output shape, or from one call, cached per input shape)."""
+    shape = getattr(model, "output_shape", None)
+    if isinstance(shape, tuple) and len(shape) >= 1 and isinstance(shape[-1], int):
+        return int(shape[-1]) if len(shape) > 1 else 1
+    cache = model.__dict__.setdefault("_ntk_num_outputs", {})
+    key = tuple(X.shape[1:])
+    if key not in cache:
+        cache[key] = int(_outputs(model, X[:1], dtype).shape[-1])
+    return cache[key]
 
 
 def _flat(tensors, lead):
@@ -151,7 +173,7 @@ def _jac_sqnorm_fn(model, tf_vars, dtype):
     return batch
 
 
-def per_example_gradients(model, loss_fn, x, y, variables=None, batch_size: int = 256) -> tf.Tensor:
+def per_example_gradients(model, loss_fn, x, y, variables=None, batch_size: int | None = None) -> tf.Tensor:
     """Gradients of each example's loss, :math:`g_i = \\nabla_\\theta\\ell(f(x_i;\\theta), y_i)`, stacked (N, P).
 
     Args:
@@ -159,7 +181,8 @@ def per_example_gradients(model, loss_fn, x, y, variables=None, batch_size: int 
         loss_fn: per-example loss ``loss(y_true, y_pred) -> (batch,)``.
         x: inputs (N, ...); y: labels or targets (N, ...).
         variables: None (all trainable), layer name(s) or a list of variables.
-        batch_size: examples per vectorised batch (memory ~ batch_size x P).
+        batch_size: examples per vectorised batch (memory ~ batch_size x P); None: as many as fit in
+            ``BATCH_BYTES``.
     Returns:
         tensor (N, P) in the variables' dtype (flat order of ``helpers.params``).
     Used in chapters 6 and 7 (the empirical Fisher, 004 eq. 5.1.3).
@@ -169,7 +192,7 @@ def per_example_gradients(model, loss_fn, x, y, variables=None, batch_size: int 
     tf_vars, dtype = _setup(model, variables)
     X = _inputs(x, dtype)
     Y = _labels(y, int(X.shape[0]), dtype)
-    bs = _check_batch(batch_size)
+    bs = _check_batch(batch_size, int(X.shape[0]), params.num_params(tf_vars), dtype)
     fn = gradient_function(model, loss_fn, tf_vars)
     out = [fn(X[s:s + bs], Y[s:s + bs]) for s in range(0, int(X.shape[0]), bs)]
     G = tf.concat(out, axis=0)
@@ -178,26 +201,28 @@ def per_example_gradients(model, loss_fn, x, y, variables=None, batch_size: int 
     return G
 
 
-def per_example_jacobians(model, x, variables=None, batch_size: int = 64) -> tf.Tensor:
+def per_example_jacobians(model, x, variables=None, batch_size: int | None = None) -> tf.Tensor:
     """Jacobians of the outputs for each example, :math:`J_i = \\partial f(x_i;\\theta)/\\partial\\theta`, (N, C, P).
 
     Args:
         model: Keras model returning (N, C) (or (N,) for one output).
         x: inputs (N, ...).
         variables: None (all trainable), layer name(s) or a list of variables.
-        batch_size: examples per vectorised batch (memory ~ batch_size x C x P).
+        batch_size: examples per vectorised batch (memory ~ batch_size x C x P); None: as many as fit in
+            ``BATCH_BYTES``.
     Returns:
         tensor (N, C, P).
     Used in chapter 7 (the NTK, 004 eq. 4.2.1) and 8.
     """
     tf_vars, dtype = _setup(model, variables)
     X = _inputs(x, dtype)
-    bs = _check_batch(batch_size)
+    bs = _check_batch(batch_size, int(X.shape[0]), _num_outputs(model, X, dtype) * params.num_params(tf_vars), dtype)
     fn = jacobian_function(model, tf_vars)
     return tf.concat([fn(X[s:s + bs]) for s in range(0, int(X.shape[0]), bs)], axis=0)
 
 
-def empirical_ntk(model, x1, x2=None, mode: str = "full", variables=None, batch_size: int = 64) -> tf.Tensor:
+def empirical_ntk(model, x1, x2=None, mode: str = "full", variables=None,
+                  batch_size: int | None = None) -> tf.Tensor:
     """The empirical NTK :math:`\\Lambda_{ijab} = \\nabla_\\theta f(x_i)_a\\cdot\\nabla_\\theta f(x_j)_b` (004 eq. 4.2.1).
 
     Args:
@@ -207,6 +232,8 @@ def empirical_ntk(model, x1, x2=None, mode: str = "full", variables=None, batch_
             ``"diagonal"`` -> (N1, C, C) with the blocks :math:`\\Lambda_{iiab}` (x2 must be None).
         variables: None (all trainable), layer name(s) or a list of variables.
         batch_size: examples per Jacobian batch; the Jacobians of x2 are kept (N2 x C x P), x1 is streamed.
+            None (default): as many examples per batch as fit in ``BATCH_BYTES`` (usually all of them: each
+            batch is one more call, and the first of a new size one more trace).
     Returns:
         tensor of the shape given by ``mode``.
     Used in chapter 7 (the NTK and the lazy regime, identity I-NTKSTEP).
@@ -215,30 +242,48 @@ def empirical_ntk(model, x1, x2=None, mode: str = "full", variables=None, batch_
         raise ValueError(f"mode must be 'full', 'trace' or 'diagonal', got {mode!r}.")
     if mode == "diagonal" and x2 is not None:
         raise ValueError("mode='diagonal' gives the blocks Lambda_iiab of one input set; pass x2=None.")
-    bs = _check_batch(batch_size)
     X1 = np.asarray(x1)
     if X1.ndim == 0 or X1.shape[0] == 0:
         raise ValueError("x1 is empty; pass at least one example.")
-    if mode == "diagonal":
-        out = []
-        for s in range(0, X1.shape[0], bs):
-            J = per_example_jacobians(model, X1[s:s + bs], variables, bs)
-            out.append(tf.einsum("iap,ibp->iab", J, J))
-        return tf.concat(out, axis=0)
-    J2 = per_example_jacobians(model, X1 if x2 is None else x2, variables, bs)
     if x2 is not None and tuple(np.asarray(x2).shape[1:]) != tuple(X1.shape[1:]):
         raise ValueError(f"x1 and x2 must have the same example shape, got {X1.shape[1:]} and {np.asarray(x2).shape[1:]}.")
+    tf_vars, dtype = _setup(model, variables)
+    X1t = _inputs(X1, dtype, "x1")
+    per = _num_outputs(model, X1t, dtype) * params.num_params(tf_vars)
+    bs = _check_batch(batch_size, int(X1.shape[0]), per, dtype)
+    jac = jacobian_function(model, tf_vars)
+    if mode == "diagonal":
+        return tf.concat([_diagonal_blocks(jac(X1t[s:s + bs])) for s in range(0, X1.shape[0], bs)], axis=0)
+    X2t = X1t if x2 is None else _inputs(x2, dtype, "x2")
+    J2 = tf.concat([jac(X2t[s:s + bs]) for s in range(0, int(X2t.shape[0]), bs)], axis=0)
+    contract = _contract_full if mode == "full" else _contract_trace
     out = []
     for s in range(0, X1.shape[0], bs):
-        J1 = J2[s:s + bs] if x2 is None else per_example_jacobians(model, X1[s:s + bs], variables, bs)
-        if mode == "full":
-            out.append(tf.einsum("iap,jbp->ijab", J1, J2))
-        else:
-            out.append(tf.einsum("iap,jap->ij", J1, J2))
-    return tf.concat(out, axis=0)
+        J1 = J2[s:s + bs] if x2 is None else jac(X1t[s:s + bs])
+        out.append(contract(J1, J2))
+    return out[0] if len(out) == 1 else tf.concat(out, axis=0)
 
 
-def ntk_trace(model, x, variables=None, batch_size: int = 64, reduction: str = "sum") -> float:
+@tf.function(reduce_retracing=True)
+def _contract_full(J1, J2):
+    # one (N1*C, P) x (P, N2*C) matrix product (BLAS), then the (i, j, a, b) order
+    n1, n2, c = tf.shape(J1)[0], tf.shape(J2)[0], tf.shape(J1)[1]
+    K = tf.matmul(tf.reshape(J1, [n1 * c, -1]), tf.reshape(J2, [n2 * c, -1]), transpose_b=True)
+    return tf.transpose(tf.reshape(K, [n1, c, n2, c]), [0, 2, 1, 3])
+
+
+@tf.function(reduce_retracing=True)
+def _contract_trace(J1, J2):
+    # sum_a J1[i,a,:] . J2[j,a,:] as one matrix product of the (N, C*P) flattenings
+    return tf.matmul(tf.reshape(J1, [tf.shape(J1)[0], -1]), tf.reshape(J2, [tf.shape(J2)[0], -1]), transpose_b=True)
+
+
+@tf.function(reduce_retracing=True)
+def _diagonal_blocks(J):
+    return tf.matmul(J, J, transpose_b=True)
+
+
+def ntk_trace(model, x, variables=None, batch_size: int | None = None, reduction: str = "sum") -> float:
     """Trace of the empirical NTK, :math:`\\mathrm{tr}\\Lambda = \\sum_i\\sum_a\\Lambda_{iiaa} = \\sum_i\\|J_i\\|_F^2`.
 
     Args:
@@ -251,12 +296,13 @@ def ntk_trace(model, x, variables=None, batch_size: int = 64, reduction: str = "
     """
     if reduction not in ("sum", "mean"):
         raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}.")
-    bs = _check_batch(batch_size)
     X, _ = _examples(x)
     tf_vars, dtype = _setup(model, variables)
-    fn = ntk_trace_function(model, tf_vars)
     Xt = _inputs(X, dtype)
-    total = sum(float(tf.reduce_sum(tf.cast(fn(Xt[s:s + bs]), tf.float64))) for s in range(0, X.shape[0], bs))
+    bs = _check_batch(batch_size, X.shape[0], _num_outputs(model, Xt, dtype) * params.num_params(tf_vars), dtype)
+    fn = ntk_trace_function(model, tf_vars)
+    parts = [tf.reduce_sum(tf.cast(fn(Xt[s:s + bs]), tf.float64)) for s in range(0, X.shape[0], bs)]
+    total = float(tf.add_n(parts))
     return total / X.shape[0] if reduction == "mean" else total
 
 
@@ -293,7 +339,7 @@ def _examples(x, y=None):
     return X, Y
 
 
-def fisher_trace(model, loss_fn, x, y, variables=None, batch_size: int = 256) -> float:
+def fisher_trace(model, loss_fn, x, y, variables=None, batch_size: int | None = None) -> float:
     """Trace of the empirical Fisher, :math:`\\mathrm{tr}F = \\frac1N\\sum_i\\|\\nabla_\\theta\\ell_i\\|^2` (004 eq. 5.1.3).
 
     Computed from per-example gradients in batches (never stores all N x P at once).
@@ -301,15 +347,14 @@ def fisher_trace(model, loss_fn, x, y, variables=None, batch_size: int = 256) ->
     Used in chapters 6 and 7 (identity I-FISHERNTK, finding F-L2PROP) and 8.
     """
     X, Y = _examples(x, y)
-    bs = _check_batch(batch_size)
-    total = 0.0
-    for s in range(0, X.shape[0], bs):
-        G = per_example_gradients(model, loss_fn, X[s:s + bs], Y[s:s + bs], variables, bs)
-        total += float(tf.reduce_sum(tf.cast(G, tf.float64) ** 2))
-    return total / X.shape[0]
+    tf_vars, dtype = _setup(model, variables)
+    bs = _check_batch(batch_size, X.shape[0], params.num_params(tf_vars), dtype)
+    parts = [tf.reduce_sum(tf.cast(per_example_gradients(model, loss_fn, X[s:s + bs], Y[s:s + bs], variables, bs),
+                                   tf.float64) ** 2) for s in range(0, X.shape[0], bs)]
+    return float(tf.add_n(parts)) / X.shape[0]
 
 
-def fisher_trace_via_ntk(model, loss_fn, x, y, variables=None, batch_size: int = 64) -> float:
+def fisher_trace_via_ntk(model, loss_fn, x, y, variables=None, batch_size: int | None = None) -> float:
     """Trace of the empirical Fisher through the NTK, 004 eq. 5.1.2.
 
     :math:`\\mathrm{tr}F = \\frac1N\\sum_i\\sum_{a,b}\\frac{\\partial\\ell_i}{\\partial f_a}\\frac{\\partial\\ell_i}{\\partial f_b}
@@ -319,7 +364,8 @@ def fisher_trace_via_ntk(model, loss_fn, x, y, variables=None, batch_size: int =
     Used in chapter 7.
     """
     X, Y = _examples(x, y)
-    bs = _check_batch(batch_size)
+    tf_vars, dtype = _setup(model, variables)
+    bs = _check_batch(batch_size, X.shape[0], params.num_params(tf_vars) * 16, dtype)
     total = 0.0
     for s in range(0, X.shape[0], bs):
         g = tf.cast(output_gradients(model, loss_fn, X[s:s + bs], Y[s:s + bs]), tf.float64)

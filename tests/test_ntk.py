@@ -68,6 +68,25 @@ def test_empirical_ntk_modes(small):
     np.testing.assert_allclose(diag, np.einsum("iap,ibp->iab", J, J), atol=1e-12)
     np.testing.assert_allclose(ntk.ntk_trace(m, x, batch_size=5), (J ** 2).sum(), rtol=1e-12)
     np.testing.assert_allclose(ntk.ntk_trace(m, x, reduction="mean"), (J ** 2).sum() / N, rtol=1e-12)
+
+
+def test_automatic_batches_match_the_dense_reference(small, monkeypatch):
+    """batch_size=None takes all examples at once when they fit, and splits them when BATCH_BYTES is small."""
+    m, (x, y) = small
+    g_ref, J = direct(m, x, y, ce)
+    P = J.shape[2]
+    for budget in (ntk.BATCH_BYTES, 3 * C * P * 8):  # all N examples in one batch; batches of 3
+        monkeypatch.setattr(ntk, "BATCH_BYTES", budget)
+        np.testing.assert_allclose(ntk.empirical_ntk(m, x).numpy(), np.einsum("iap,jbp->ijab", J, J), atol=1e-12)
+        np.testing.assert_allclose(ntk.empirical_ntk(m, x, x[:4], mode="trace").numpy(),
+                                   np.einsum("iap,jap->ij", J, J[:4]), atol=1e-12)
+        np.testing.assert_allclose(ntk.ntk_trace(m, x), (J ** 2).sum(), rtol=1e-12)
+        np.testing.assert_allclose(ntk.per_example_gradients(m, ce, x, y).numpy(), g_ref, atol=1e-12)
+        np.testing.assert_allclose(ntk.fisher_trace(m, ce, x, y), (g_ref ** 2).sum() / N, rtol=1e-12)
+    assert ntk._check_batch(None, N, C * P, tf.float64) == 3  # (the budget of the last round)
+    for bad in (0, -2, 2.5, True):
+        with pytest.raises(ValueError, match="batch_size must be a positive integer or None"):
+            ntk.empirical_ntk(m, x, batch_size=bad)
     # symmetric positive semi-definite kernel
     K = full.transpose(0, 2, 1, 3).reshape(N * C, N * C)
     np.testing.assert_allclose(K, K.T, atol=1e-12)
