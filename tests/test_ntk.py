@@ -68,6 +68,10 @@ def test_empirical_ntk_modes(small):
     np.testing.assert_allclose(diag, np.einsum("iap,ibp->iab", J, J), atol=1e-12)
     np.testing.assert_allclose(ntk.ntk_trace(m, x, batch_size=5), (J ** 2).sum(), rtol=1e-12)
     np.testing.assert_allclose(ntk.ntk_trace(m, x, reduction="mean"), (J ** 2).sum() / N, rtol=1e-12)
+    # symmetric positive semi-definite kernel
+    K = full.transpose(0, 2, 1, 3).reshape(N * C, N * C)
+    np.testing.assert_allclose(K, K.T, atol=1e-12)
+    assert np.linalg.eigvalsh(K).min() > -1e-10
 
 
 def test_automatic_batches_match_the_dense_reference(small, monkeypatch):
@@ -87,10 +91,6 @@ def test_automatic_batches_match_the_dense_reference(small, monkeypatch):
     for bad in (0, -2, 2.5, True):
         with pytest.raises(ValueError, match="batch_size must be a positive integer or None"):
             ntk.empirical_ntk(m, x, batch_size=bad)
-    # symmetric positive semi-definite kernel
-    K = full.transpose(0, 2, 1, 3).reshape(N * C, N * C)
-    np.testing.assert_allclose(K, K.T, atol=1e-12)
-    assert np.linalg.eigvalsh(K).min() > -1e-10
 
 
 @pytest.mark.parametrize("loss", [ce, sq, mean_power4, l3_norm])
