@@ -65,23 +65,6 @@ def rss_mib(field: str) -> float:
     return float("nan")
 
 
-def best_times(fns, reps: int) -> list[float]:
-    """Minimum wall time of each function over ``reps`` rounds; the functions take turns within a round so
-    that a burst of load from other processes hits all of them alike."""
-    for fn in fns:
-        fn()
-        fn()  # trace and warm up
-    times = [[] for _ in fns]
-    for _ in range(reps):
-        for i, fn in enumerate(fns):
-            t = time.perf_counter()
-            out = fn()
-            if hasattr(out, "numpy"):
-                out.numpy()
-            times[i].append(time.perf_counter() - t)
-    return [float(np.min(t)) for t in times]
-
-
 def md_table(header, rows) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
@@ -129,32 +112,224 @@ def train_briefly(model, x, y, epochs):
 
 
 # --------------------------------------------------------------------------------------------------------
-# 1. cost of one product
+# 1. cost of a product inside the solvers, relative to a gradient
 # --------------------------------------------------------------------------------------------------------
 
-def product_costs(device: str, reps: int):
+def median_times(fns, reps: int) -> list[float]:
+    """Median wall time of each function over ``reps`` rounds; the functions take turns within a round so that
+    a burst of load from other processes hits all of them alike (the first two calls trace and warm up)."""
+    for fn in fns:
+        fn()
+        fn()
+    times = [[] for _ in fns]
+    for _ in range(reps):
+        for i, fn in enumerate(fns):
+            t = time.perf_counter()
+            out = fn()
+            if hasattr(out, "numpy"):
+                out.numpy()
+            times[i].append(time.perf_counter() - t)
+    return [float(np.median(t)) for t in times]
+
+
+def mlp50_data():
+    """The digits upsampled to 28 x 28 and flattened (MNIST-sized inputs without a download)."""
+    from scipy.ndimage import zoom
+
+    x8, y = digits_images()
+    return zoom(x8[..., 0], (1, 3.5, 3.5), order=1).reshape(len(x8), 784).astype(np.float32), y
+
+
+def bench_models(quick: bool):
+    out = [("MLP 64-24-24-10, digits", lambda: models.mlp(64, hidden=(24, 24), num_classes=10, seed=1), digits_flat),
+           ("MLP 64-50-50-10, digits", mlp6k, digits_flat),
+           ("CNN conv8-conv16-dense, digits 8x8", small_cnn, digits_images)]
+    if not quick:
+        out.insert(2, ("MLP 784-50-50-10, digits at 28x28",
+                       lambda: models.mlp(784, hidden=(50, 50), num_classes=10, seed=1), mlp50_data))
+    return out
+
+
+def hessian_op(m, xy, method, reuse):
+    op = operators.hessian(m, losses.cross_entropy, xy, method=method)
+    if not reuse:
+        op.reuse_max_bytes = 0
+    return op
+
+
+def loop_costs(device: str, reps: int, quick: bool):
+    """Per-product time of the Hessian inside Lanczos (a graph loop of single products), Hutchinson (blocks of
+    10 probes) and ``to_dense`` (blocks of unit vectors), for both product forms with and without the shared
+    forward/backward pass, as a ratio to one gradient of the same model on the same data."""
+    steps, probes = 10, 10
     rows = []
     with tf.device(device):
-        for name, build, xy, target in (("MLP 64-50-50-10, digits", mlp6k, digits_flat(), 2.0),
-                                        ("CNN conv8-conv16-dense, digits 8x8", small_cnn, digits_images(), 3.0)):
-            x, y = xy
+        for name, build, load_data in bench_models(quick):
+            x, y = load_data()
             m = build()
-            fwd = operators.hessian(m, losses.cross_entropy, (x, y), method="forward_over_reverse")
-            dbl = operators.hessian(m, losses.cross_entropy, (x, y), method="double_backward")
-            ggn = operators.gauss_newton(m, losses.cross_entropy, (x, y))
-            v = tf.random.stateless_normal([1, fwd.size], seed=[0, 1])
-            t_grad, t_fwd, t_dbl, t_ggn = best_times(
-                [fwd.gradient, lambda: fwd.rows_product(v), lambda: dbl.rows_product(v), lambda: ggn.rows_product(v)],
-                reps)
-            best = min(t_fwd, t_dbl)
-            rows.append([name, f"{fwd.size:,}", f"{len(x):,}", f"{t_grad * 1e3:.2f}",
-                         f"{t_fwd * 1e3:.2f} ({t_fwd / t_grad:.2f}x)", f"{t_dbl * 1e3:.2f} ({t_dbl / t_grad:.2f}x)",
-                         f"{t_ggn * 1e3:.2f} ({t_ggn / t_grad:.2f}x)", f"<= {target:g}x",
-                         "met" if t_fwd / t_grad <= target else "not met",
-                         "met" if best / t_grad <= target else "not met"])
-    header = ["model", "P", "N", "gradient ms", "HVP fwd-over-rev ms (ratio)", "HVP double-backward ms (ratio)",
-              "GGN product ms (ratio)", "target", "default (fwd-over-rev)", "best form"]
+            variants = [(meth, reuse) for meth in ("double_backward", "forward_over_reverse") for reuse in (True, False)]
+            ops = {v: hessian_op(m, (x, y), *v) for v in variants}
+            ref = ops[("double_backward", True)]
+            P = ref.size
+            eye = tf.one_hot(tf.range(0, 32), P)
+            v1 = tf.random.stateless_normal([1, P], seed=[0, 1])
+            fns = [ref.gradient]
+            for v in variants:
+                op = ops[v]
+                fns += [lambda op=op: op.rows_product(v1),
+                        lambda op=op: eigensolvers.lanczos_tridiagonal(op, steps, seed=0)[1],
+                        lambda op=op: tf.constant(estimators.hutchinson_trace(op, probes, seed=0,
+                                                                              block_size=probes).value),
+                        lambda op=op: op.rows_product(eye)]
+            t = median_times(fns, reps)
+            grad = t[0]
+            for i, (meth, reuse) in enumerate(variants):
+                one, lz, hu, dense = t[1 + 4 * i: 5 + 4 * i]
+                per = [one, lz / steps, hu / probes, dense / 32]
+                rows.append([name if i == 0 else "", f"{P:,}" if i == 0 else "", f"{grad * 1e3:.2f}" if i == 0 else "",
+                             meth.replace("_", " ") + (", shared" if reuse else ", recomputed")]
+                            + [f"{p * 1e3:.2f} ({p / grad:.2f}x)" for p in per]
+                            + ["met" if max(per[1:]) / grad <= 1.2 else "not met"])
+            first = hessian_op(build(), (x, y), "double_backward", True)
+            t0 = time.perf_counter()
+            eigensolvers.lanczos_tridiagonal(first, steps, seed=0)
+            cold = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            eigensolvers.lanczos_tridiagonal(first, steps, seed=1)
+            warm = time.perf_counter() - t0
+            rows[-4][-1] += f"; first Lanczos call {cold:.2f} s, second {warm:.2f} s ({first.reuse_info})"
+    header = ["model", "P", "gradient ms", "Hessian product", "single product ms (x gradient)",
+              f"in Lanczos ({steps} steps)", f"in Hutchinson (block of {probes})", "in to_dense (block of 32)",
+              "<= 1.2x in every loop"]
     return md_table(header, rows)
+
+
+def ggn_fisher_costs(reps: int):
+    """The Gauss-Newton and Fisher products in a Lanczos loop, shared against recomputed, on the digits MLP."""
+    x, y = digits_flat()
+    m = mlp6k()
+    rows = []
+    steps = 10
+    builders = [("Gauss-Newton", lambda: operators.gauss_newton(m, losses.cross_entropy, (x, y))),
+                ("true Fisher", lambda: operators.fisher(m, (x, y))),
+                ("empirical Fisher", lambda: operators.fisher(m, (x, y), kind="empirical",
+                                                             loss_fn=losses.cross_entropy))]
+    ref = hessian_op(m, (x, y), "double_backward", True)
+    fns, names = [ref.gradient], []
+    for name, build in builders:
+        for reuse in (True, False):
+            op = build()
+            if not reuse:
+                op.reuse_max_bytes = 0
+            fns.append(lambda op=op: eigensolvers.lanczos_tridiagonal(op, steps, seed=0)[1])
+            names.append((name, reuse))
+    t = median_times(fns, reps)
+    for (name, reuse), ti in zip(names, t[1:]):
+        rows.append([name, "shared" if reuse else "recomputed", f"{ti / steps * 1e3:.2f}", f"{ti / steps / t[0]:.2f}x"])
+    return md_table(["operator (MLP 64-50-50-10)", "forward pass", "ms per product in Lanczos", "x gradient"], rows)
+
+
+SETTINGS_PROBE = r"""
+import os, sys, time, hashlib, json
+sys.path.insert(0, sys.argv[1])
+import helpers, numpy as np, tensorflow as tf
+if os.environ.get("PROBE_INTER") : tf.config.threading.set_inter_op_parallelism_threads(int(os.environ["PROBE_INTER"]))
+if os.environ.get("PROBE_DETERMINISM"): tf.config.experimental.enable_op_determinism()
+from helpers import data, losses, models, operators, eigensolvers
+ds = data.digits(seed=0)
+x, y = ds.x_train.astype(np.float32), ds.y_train
+m = models.mlp(64, hidden=(24, 24), num_classes=10, seed=1)
+op = operators.hessian(m, losses.cross_entropy, (x, y))
+jit = bool(os.environ.get("PROBE_JIT"))
+grad = tf.function(op._gradient_graph, jit_compile=jit)
+lz = lambda: eigensolvers.lanczos_tridiagonal(op, 10, seed=0)[1]
+for f in (grad, lz): f(); f()
+tg, tl = [], []
+for _ in range(int(sys.argv[2])):
+    t = time.perf_counter(); grad().numpy(); tg.append(time.perf_counter() - t)
+    t = time.perf_counter(); np.asarray(lz()); tl.append(time.perf_counter() - t)
+a, b = np.asarray(lz()), np.asarray(lz())
+print(json.dumps(dict(grad=float(np.median(tg)), product=float(np.median(tl)) / 10, twice=bool(np.array_equal(a, b)),
+                      digest=hashlib.sha1(a.tobytes()).hexdigest()[:12])))
+"""
+
+
+def settings_costs(reps: int):
+    """The process-wide settings, each in its own process (they must be set before TensorFlow starts): the
+    digits MLP's gradient and its Hessian product inside Lanczos, and whether two runs give the same bits."""
+    import json
+    import subprocess
+
+    configs = [("as `import helpers` leaves it (oneDNN off, TF default threads)", {}),
+               ("oneDNN on (`TF_ENABLE_ONEDNN_OPTS=1`)", {"TF_ENABLE_ONEDNN_OPTS": "1"}),
+               ("one inter-op thread", {"PROBE_INTER": "1"}),
+               ("op determinism on (as `helpers.setup()` does)", {"PROBE_DETERMINISM": "1"}),
+               ("gradient compiled with XLA (`jit_compile=True`)", {"PROBE_JIT": "1"})]
+    results = []
+    for _ in range(2):  # two rounds, alternating, so that a burst of load does not land on one configuration
+        for i, (name, env) in enumerate(configs):
+            e = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **env)
+            if "TF_ENABLE_ONEDNN_OPTS" not in env:
+                e["TF_ENABLE_ONEDNN_OPTS"] = "0"
+            out = subprocess.run([sys.executable, "-c", SETTINGS_PROBE, str(ROOT), str(reps)], env=e,
+                                 capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+            results.append((i, json.loads(out)))
+    base_digest = {r["digest"] for i, r in results if i == 0}
+    rows = []
+    base_g = np.median([r["grad"] for i, r in results if i == 0])
+    base_p = np.median([r["product"] for i, r in results if i == 0])
+    for i, (name, _) in enumerate(configs):
+        rs = [r for j, r in results if j == i]
+        g, p = np.median([r["grad"] for r in rs]), np.median([r["product"] for r in rs])
+        digests = {r["digest"] for r in rs}
+        rows.append([name, f"{g * 1e3:.2f} ({g / base_g:.2f}x)", f"{p * 1e3:.2f} ({p / base_p:.2f}x)",
+                     "yes" if all(r["twice"] for r in rs) and len(digests) == 1 else "no",
+                     "yes" if digests == base_digest else "no"])
+    return md_table(["setting", "gradient ms (x first row)", "Hessian product in Lanczos ms (x first row)",
+                     "same bits twice (in a process and across two)", "same bits as the first row"], rows)
+
+
+def ntk_costs(reps: int, baseline: str | None):
+    """The empirical NTK of 200 inputs on an 8-16-16-3 MLP (float32): full tensor, trace mode and the kernel's
+    trace, against the implementation at git revision ``baseline`` (loaded from ``git show``) in the same run."""
+    import importlib.util
+    import subprocess
+
+    import keras
+
+    from helpers import ntk
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8,))
+    h = keras.layers.Dense(16, activation="tanh")(inp)
+    h = keras.layers.Dense(16, activation="tanh")(h)
+    m = keras.Model(inp, keras.layers.Dense(3)(h))
+    x = np.random.default_rng(0).normal(size=(200, 8)).astype(np.float32)
+    impls = [("now", ntk)]
+    if baseline:
+        src = subprocess.run(["git", "-C", str(ROOT), "show", f"{baseline}:helpers/ntk.py"], capture_output=True,
+                             text=True, check=True).stdout
+        path = Path(tempfile.mkdtemp()) / "ntk_before.py"
+        path.write_text(src)
+        spec = importlib.util.spec_from_file_location("helpers._ntk_before", path)
+        old = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(old)
+        impls.append((f"at {baseline}", old))
+    fns = []
+    for _, mod in impls:
+        fns += [lambda mod=mod: mod.empirical_ntk(m, x), lambda mod=mod: mod.empirical_ntk(m, x, mode="trace"),
+                lambda mod=mod: tf.constant(mod.ntk_trace(m, x))]
+    t = median_times(fns, reps)
+    ref = impls[0][1]
+    err = 0.0
+    if baseline:
+        a, b = ref.empirical_ntk(m, x).numpy(), impls[1][1].empirical_ntk(m, x).numpy()
+        err = float(np.abs(a - b).max() / np.abs(b).max())
+    rows = [[label] + [f"{v * 1e3:.2f}" for v in t[3 * i: 3 * i + 3]] for i, (label, _) in enumerate(impls)]
+    if baseline:
+        rows.append(["speed-up"] + [f"{t[3 + j] / t[j]:.2f}x" for j in range(3)])
+    table = md_table(["implementation", "full (200, 200, 3, 3) ms", "mode='trace' (200, 200) ms", "ntk_trace ms"], rows)
+    return table + (f"\n\nLargest difference between the two full kernels: {err:.1e} (relative)." if baseline else "")
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -307,9 +482,13 @@ def main():
     ap.add_argument("--slab", type=int, default=None,
                     help="time only this many columns of the MLP 50 Hessian and extrapolate (default: all 42,310)")
     ap.add_argument("--cap-gib", type=float, default=2.0, help="memory cap for the MLP 50 materialisation (GiB)")
+    ap.add_argument("--baseline", default=None,
+                    help="git revision whose helpers/ntk.py section 1c times beside the current one")
+    ap.add_argument("--only", choices=["products", "settings"], default=None,
+                    help="products: section 1 only; settings: sections 1b and 1c only")
     args = ap.parse_args()
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    reps = 5 if args.quick else 40
+    reps = 5 if args.quick else 20
     t_start = time.perf_counter()
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
@@ -321,11 +500,27 @@ def main():
              f"- load average at start (1, 5, 15 min): {load()}", ""]
     print("\n".join(parts), flush=True)
 
-    sec = ["## 1. Cost of one product (minimum over %d repetitions, float32, whole training set in one batch)" % reps, ""]
-    for dev in ["/CPU:0"] + [g.name for g in gpus]:
-        sec += [f"Device `{dev}`:", "", product_costs(dev, reps), ""]
+    sec = [f"## 1. A Hessian product inside the solvers, against a gradient (median of {reps} interleaved "
+           "repetitions, float32, the whole training set in one batch)", "",
+           "`shared`: the forward pass and first backward pass over the data are computed once per loop and reused "
+           "for every vector (`ModelOperator.prepare`); `recomputed`: every product repeats them (`reuse_max_bytes "
+           "= 0`, the behaviour before). Ratios are to one gradient of the same model on the same data.", ""]
+    for dev in ["/CPU:0"] + [g.name for g in gpus] if args.only != "settings" else []:
+        sec += [f"Device `{dev}`:", "", loop_costs(dev, reps, args.quick), ""]
+    if args.only != "settings":
+        sec += ["Other operators (Lanczos, 10 steps):", "", ggn_fisher_costs(reps), ""]
     print("\n".join(sec), flush=True)
     parts += sec
+    sec = ["## 1b. Process-wide settings (each in its own process; two alternating rounds)", "",
+           settings_costs(5 if args.quick else 20), ""]
+    print("\n".join(sec), flush=True)
+    parts += sec
+    sec = ["## 1c. Empirical NTK (200 inputs, MLP 8-16-16-3, float32)", "", ntk_costs(reps, args.baseline), ""]
+    print("\n".join(sec), flush=True)
+    parts += sec
+    if args.only:
+        OUT.write_text("\n".join(parts + [f"Load average at the end: {load()}.", ""]))
+        return
 
     # the 6k MLP, trained briefly, in float32: its dense Hessian is the reference for sections 2 and 3
     x, y = digits_flat()
