@@ -132,6 +132,15 @@ def median_times(fns, reps: int) -> list[float]:
     return [float(np.median(t)) for t in times]
 
 
+def peak_above(fn) -> float:
+    """MiB by which the process's peak resident memory rises above its current size while fn runs (Linux)."""
+    if not reset_peak_rss():
+        return float("nan")
+    before = rss_mib("VmRSS")
+    fn()
+    return max(0.0, rss_mib("VmHWM") - before)
+
+
 def mlp50_data():
     """The digits upsampled to 28 x 28 and flattened (MNIST-sized inputs without a download)."""
     from scipy.ndimage import zoom
@@ -190,6 +199,10 @@ def loop_costs(device: str, reps: int, quick: bool):
                              meth.replace("_", " ") + (", shared" if reuse else ", recomputed")]
                             + [f"{p * 1e3:.2f} ({p / grad:.2f}x)" for p in per]
                             + ["met" if max(per[1:]) / grad <= 1.2 else "not met"])
+            mem = [peak_above(ref.gradient)] + [peak_above(lambda op=ops[v]: eigensolvers.lanczos_tridiagonal(op, steps))
+                                                 for v in variants]
+            for i in range(len(variants)):
+                rows[-len(variants) + i].insert(-1, f"{mem[1 + i]:.0f} / {mem[0]:.0f}")
             first = hessian_op(build(), (x, y), "double_backward", True)
             t0 = time.perf_counter()
             eigensolvers.lanczos_tridiagonal(first, steps, seed=0)
@@ -200,7 +213,7 @@ def loop_costs(device: str, reps: int, quick: bool):
             rows[-4][-1] += f"; first Lanczos call {cold:.2f} s, second {warm:.2f} s ({first.reuse_info})"
     header = ["model", "P", "gradient ms", "Hessian product", "single product ms (x gradient)",
               f"in Lanczos ({steps} steps)", f"in Hutchinson (block of {probes})", "in to_dense (block of 32)",
-              "<= 1.2x in every loop"]
+              "peak MiB above the resident set: Lanczos / gradient", "<= 1.2x in every loop"]
     return md_table(header, rows)
 
 
