@@ -60,13 +60,16 @@ class CurvatureCallback(keras.callbacks.Callback):
         append: keep the rows already in ``csv_path`` (same columns required) instead of starting afresh.
         layers, include_network, top_k, seed, and any other keyword: passed to ``curvature_report``
             (weight spectra are off unless ``weight_spectra=True`` is passed).
+        operator_cache: a dict to keep the curvature operators in (default: a new one); pass the same
+            dict to a later ``curvature_report`` on the same model and data to reuse them.
     Attributes:
         reports: list of ``(epoch, CurvatureReport)``, one per evaluation.
     Used in the page "Use it on your own model".
     """
 
     def __init__(self, loss_fn, data, every: int = 1, budget: int = 40, csv_path=None, append: bool = False,
-                 layers=None, include_network: bool = True, top_k: int = 1, seed: int = 0, **report_kwargs):
+                 layers=None, include_network: bool = True, top_k: int = 1, seed: int = 0,
+                 operator_cache: dict | None = None, **report_kwargs):
         super().__init__()
         if not callable(loss_fn):
             raise TypeError("loss_fn must be a per-example loss, loss(y_true, y_pred) -> (batch,), e.g. "
@@ -82,6 +85,10 @@ class CurvatureCallback(keras.callbacks.Callback):
         self.append = bool(append)
         self.kwargs = dict(layers=layers, include_network=include_network, top_k=top_k, seed=seed,
                            weight_spectra=False, **report_kwargs)
+        if operator_cache is not None and not isinstance(operator_cache, dict):
+            raise TypeError(f"operator_cache must be a dict or None, got {type(operator_cache).__name__}.")
+        # operators kept between evaluations (they read the current weights at every product)
+        self._ops = {} if operator_cache is None else operator_cache
         self.reports: list = []
         self._rows: list[dict] = []
         self._names: list[str] | None = None
@@ -101,7 +108,7 @@ class CurvatureCallback(keras.callbacks.Callback):
         measure = (epoch + 1) % self.every == 0
         if measure:
             report = layerwise.curvature_report(self.model, self.loss_fn, self.data, budget=self.budget,
-                                                **self.kwargs)
+                                                operator_cache=self._ops, **self.kwargs)
             self.reports.append((epoch, report))
             self._names = [r.name for r in report]
             for r in report:

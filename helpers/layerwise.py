@@ -311,7 +311,7 @@ def curvature_report(model, loss_fn, data, top_k: int = 3, trace_probes: int = 3
                      max_iter: int | None = None, restarts: int = 0, budget: int | None = None, dense_max: int = 128,
                      slq_probes: int = 8, slq_steps: int = 40, weight_spectra: bool = True,
                      batch_size: int | None = None, extra_layer_types: Sequence = (), strategy=None,
-                     seed: int = 0) -> CurvatureReport:
+                     seed: int = 0, operator_cache: dict | None = None) -> CurvatureReport:
     """Curvature of every weight layer and of the whole network of a Keras model, as one table.
 
     For each layer (its trainable variables: kernel and bias, BatchNorm's gamma and beta, ...) the block
@@ -350,6 +350,9 @@ def curvature_report(model, loss_fn, data, top_k: int = 3, trace_probes: int = 3
             product is the shard-size-weighted mean of the shards' products, each computed on its replica's
             device (:func:`helpers.distributed.sharded`).
         seed: seed of every random probe and start vector.
+        operator_cache: a dict that keeps the operators between calls on the same model and data (the
+            callback passes one). An operator reads the model's variables at every product, so a kept one
+            measures the current weights; keeping it saves building and tracing it again.
     Returns:
         :class:`CurvatureReport` (layers in model order, then the network). Warns
         (:class:`helpers.eigensolvers.NotConvergedWarning`) once, naming every row that did not converge.
@@ -409,7 +412,13 @@ def curvature_report(model, loss_fn, data, top_k: int = 3, trace_probes: int = 3
     records, unconverged = [], []
     for name, kind, variables, layer in rows:
         t0 = time.perf_counter()
-        op = factory(variables, (x, y))
+        key = (id(model), name, curvature, batch_size, strategy is not None, len(x))
+        if operator_cache is not None and key in operator_cache:
+            op = operator_cache[key]
+        else:
+            op = factory(variables, (x, y))
+            if operator_cache is not None:
+                operator_cache[key] = op
         start = op.num_products
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", eigensolvers.NotConvergedWarning)

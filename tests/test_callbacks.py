@@ -42,6 +42,11 @@ def test_fit_logs_history_and_csv(tmp_path):
     for r in direct:
         assert hist.history[f"lambda_max/{r.name}"][3] == pytest.approx(r.lambda_max, rel=1e-5)
         assert hist.history[f"trace/{r.name}"][3] == pytest.approx(r.trace, rel=1e-5)
+    # the operators the callback kept read the final weights too
+    assert cb._ops
+    reused = layerwise.curvature_report(m, losses.cross_entropy, (x, y), budget=30, top_k=1,
+                                        weight_spectra=False, operator_cache=cb._ops)
+    np.testing.assert_allclose(reused.to_dict()["eigenvalues"], direct.to_dict()["eigenvalues"], rtol=1e-5)
     rows = list(csv.DictReader(open(path)))
     assert [(int(r["epoch"]), r["layer"]) for r in rows] == [(e, n) for e in (1, 3) for n in names]
     assert float(rows[-1]["lambda_max"]) == hist.history[f"lambda_max/{layerwise.NETWORK}"][3]
