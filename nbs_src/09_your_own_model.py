@@ -188,6 +188,11 @@ plt.show()
 # and reports whether the set is complete (`helpers.eigensolvers.lanczos`). A layer type the report does not
 # know is named in an error, never skipped.
 #
+# When the data outgrow one device, `curvature_report(..., strategy=tf.distribute.MirroredStrategy())`
+# splits them into one shard per replica and averages the shards' products, each on its own device
+# (`helpers.distributed`); the results equal the one-device ones to float64 round-off (tested on two
+# logical CPUs).
+#
 # ## Exercises
 #
 # 1. Measure the Gauss-Newton matrix instead of the Hessian (`curvature="gauss_newton"`). Which blocks change
