@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import numbers
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -99,9 +100,12 @@ def _seed(seed, purpose: str) -> int:
     return int(seed)
 
 
-def _check_fraction(test_fraction):
-    if not isinstance(test_fraction, numbers.Real) or not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction must be a number strictly between 0 and 1, got {test_fraction!r}.")
+def _check_fraction(test_fraction, allow_zero: bool = False):
+    low_ok = (lambda f: 0 <= f) if allow_zero else (lambda f: 0 < f)
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, numbers.Real) or not (
+            low_ok(test_fraction) and test_fraction < 1):
+        where = "in [0, 1) (0: no test set)" if allow_zero else "strictly between 0 and 1"
+        raise ValueError(f"test_fraction must be a number {where}, got {test_fraction!r}.")
 
 
 def _stratified_split(y: np.ndarray, test_fraction: float, rng: np.random.Generator):
@@ -122,7 +126,8 @@ def digits(test_fraction: float = 0.25, seed: int | None = None, image: bool = F
     training set's overall standard deviation (one number, so blank border pixels stay small).
 
     Args:
-        test_fraction: share of each class put in the test set (stratified).
+        test_fraction: share of each class put in the test set (stratified); 0 puts all 1,797 images in the
+            training part (the test part is empty) and standardises with all of them.
         seed: seed of the split; None derives it from ``BOOK_SEED``.
         image: False gives inputs of shape (64,), True (8, 8, 1) for the convolutional networks.
     Returns:
@@ -131,7 +136,7 @@ def digits(test_fraction: float = 0.25, seed: int | None = None, image: bool = F
     """
     from sklearn.datasets import load_digits
 
-    _check_fraction(test_fraction)
+    _check_fraction(test_fraction, allow_zero=True)
     raw = load_digits()
     x = raw.data.astype(np.float64) / 16.0
     y = raw.target.astype(np.int64)
@@ -329,8 +334,12 @@ def read_idx(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        blob = fh.read()
+    try:
+        with opener(path, "rb") as fh:
+            blob = fh.read()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise ValueError(f"{path.name} in {path.parent} is a truncated or corrupt gzip file ({type(exc).__name__}: "
+                         f"{exc}); download it again, or put the uncompressed file there instead.") from exc
     if len(blob) < 4 or blob[0] != 0 or blob[1] != 0 or blob[2] not in _IDX_DTYPES:
         raise ValueError(f"{path} is not an IDX file (bad magic number); expected the official MNIST files.")
     rank = blob[3]
@@ -390,6 +399,13 @@ def mnist(folder: str | Path | None = None, flatten: bool = False) -> Dataset:
            "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz).")
     paths = dict(zip(MNIST_FILES, _find(folder, list(MNIST_FILES.values()), ["mnist", "MNIST"], "MNIST", how)))
     arrays = {k: read_idx(p) for k, p in paths.items()}
+    for part in ("train", "test"):
+        labels, path = arrays[f"{part}_labels"], paths[f"{part}_labels"]
+        if labels.ndim != 1 or (labels.size and (labels.min() < 0 or labels.max() > 9)):
+            bad = labels[(labels < 0) | (labels > 9)] if labels.ndim == 1 else labels
+            raise ValueError(f"{path.name} in {path.parent} is not an MNIST label file: MNIST labels are digits "
+                             f"0-9 in one dimension, found shape {labels.shape} and values such as "
+                             f"{bad.ravel()[:3].tolist()}; check that the files are the official ones.")
     for part in ("train", "test"):
         if len(arrays[f"{part}_images"]) != len(arrays[f"{part}_labels"]):
             raise ValueError(f"MNIST {part}: {len(arrays[f'{part}_images'])} images but "

@@ -19,6 +19,7 @@ Used in chapters 2, 4 and 5 (identities I-LANCZOS, I-SLQ).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,10 +27,15 @@ import tensorflow as tf
 
 from .operators import CurvatureOperator
 
-__all__ = ["EigResult", "Density", "lanczos", "power_iteration", "eigsh", "dense_eigh", "slq_density",
+__all__ = ["EigResult", "Density", "NotConvergedWarning", "lanczos", "power_iteration", "eigsh", "dense_eigh", "slq_density",
            "lanczos_tridiagonal"]
 
 _WHICH = ("LA", "SA", "LM", "BE")
+
+
+class NotConvergedWarning(UserWarning):
+    """Issued when a solver returns a result it could not verify (a residual above the tolerance, or a set
+    of eigenvalues that may miss copies of a multiple eigenvalue). Filter it with ``warnings`` if intended."""
 
 
 @dataclass
@@ -41,10 +47,16 @@ class EigResult:
         eigenvectors: (P, k) array of unit columns.
         residuals: (k,) array of :math:`\\|A v_i - \\lambda_i v_i\\|_2`.
         num_products: matrix-vector products spent (including the residual check where one was needed).
-        converged: (k,) boolean array, residual <= tol * (largest |eigenvalue| seen).
+        converged: (k,) boolean array: residual <= tol * (largest |eigenvalue| seen), the eigenvector is
+            orthogonal to the others, and (where the multiplicity check ran) no eigenvalue found later
+            belongs before it in the wanted order.
         num_iterations: iterations of the main loop (Lanczos steps, power iterations in total).
         which: the requested part of the spectrum.
         alphas, betas: Lanczos only: the tridiagonal matrix's diagonal (m,) and off-diagonal (m-1,).
+        complete: Lanczos only: True when a deflated restart found no further wanted eigenvalue (the k values
+            are the k wanted ones, multiplicities included), False when it kept finding new ones, None when
+            not checked (``restarts=0``).
+        notes: what the solver could not verify, in words ("" when everything was verified).
     Unpacks as ``eigenvalues, eigenvectors = result``. Used in chapters 2, 4 and 5.
     """
 
@@ -57,9 +69,35 @@ class EigResult:
     which: str = "LA"
     alphas: np.ndarray | None = field(default=None, repr=False)
     betas: np.ndarray | None = field(default=None, repr=False)
+    complete: bool | None = None
+    notes: str = ""
 
     def __iter__(self):
         return iter((self.eigenvalues, self.eigenvectors))
+
+    @property
+    def all_converged(self) -> bool:
+        """Every pair converged and the set not known to be incomplete."""
+        return bool(np.all(self.converged)) and self.complete is not False
+
+    def __repr__(self) -> str:
+        vals = np.array2string(np.asarray(self.eigenvalues), precision=6, separator=", ", threshold=12)
+        k = len(np.atleast_1d(self.eigenvalues))
+        status = "converged" if self.all_converged else "NOT CONVERGED"
+        text = (f"EigResult({status}: {int(np.sum(self.converged))}/{k} pairs converged, which={self.which!r}, "
+                f"eigenvalues={vals}, max residual={float(np.max(self.residuals)) if k else 0.0:.2e}, "
+                f"complete={self.complete}, num_products={self.num_products}")
+        return text + (f"; {self.notes})" if self.notes else ")")
+
+
+def _warn_unconverged(result: "EigResult", solver: str) -> None:
+    if not result.all_converged:
+        bad = int(np.sum(~np.asarray(result.converged)))
+        msg = f"{solver}: {bad} of {len(result.converged)} eigenpairs did not converge"
+        if result.notes:
+            msg += f" ({result.notes})"
+        warnings.warn(msg + "; raise max_iter or tol, or see EigResult.residuals.", NotConvergedWarning,
+                      stacklevel=3)
 
 
 @dataclass
@@ -73,6 +111,8 @@ class Density:
         weights: (num_probes, m) quadrature weights (squared first components; each row sums to 1).
         sigma: the Gaussian width used.
         num_products: matrix-vector products spent.
+        stderr: (G,) the spread across probes: the standard error of the mean of the per-probe densities
+            :math:`\\phi^{(l)}_\\sigma(t)` (NaN for a single probe). ``density +- 2 stderr`` is a pointwise band.
     Used in chapter 4.
     """
 
@@ -82,6 +122,14 @@ class Density:
     weights: np.ndarray
     sigma: float
     num_products: int
+    stderr: np.ndarray | None = None
+
+    def __repr__(self) -> str:
+        spread = (float(np.nanmax(self.stderr)) / max(float(np.max(self.density)), 1e-300)
+                  if self.stderr is not None and np.any(np.isfinite(self.stderr)) else float("nan"))
+        return (f"Density({len(self.grid)} grid points on [{self.grid[0]:.4g}, {self.grid[-1]:.4g}], "
+                f"{self.nodes.shape[0]} probes x {self.nodes.shape[1]} steps, sigma={self.sigma:.3g}, "
+                f"largest stderr / peak = {spread:.2g}, num_products={self.num_products})")
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -294,8 +342,48 @@ def lanczos_tridiagonal(op: CurvatureOperator, num_steps: int, v0=None, seed: in
     return alpha.numpy()[:m, 0], beta.numpy()[:m - 1, 0], Q[0, :m].numpy()
 
 
+class _Deflated(CurvatureOperator):
+    """A + Y^T diag(d) Y for k stored rows Y (k, P): the found eigenvalues theta_i moved to a shift c
+    (d_i = c - theta_i), used by the multiplicity check of :func:`lanczos`. Y and d are variables, so one
+    traced Lanczos graph serves every call with the same k."""
+
+    def __init__(self, op: CurvatureOperator, k: int):
+        self.base = op
+        self._Y = tf.Variable(tf.zeros([k, op.size], op.dtype), trainable=False)
+        self._d = tf.Variable(tf.zeros([k], op.dtype), trainable=False)
+        super().__init__(op.size, op.dtype)
+
+    def _rows_product(self, V):
+        return self.base.rows_product(V) + tf.matmul(tf.matmul(V, self._Y, transpose_b=True) * self._d[None, :],
+                                                     self._Y)
+
+
+def _lanczos_run(op, k, which, tol, m, check_every, v0, seed, stream):
+    """One Lanczos run: (wanted Ritz values (k,), Ritz vectors (k, P) tensor, all Ritz values, steps, a, b)."""
+    fn = _get_lanczos(op, m, int(k), which, int(check_every), 1)
+    j, Q, alpha, beta = fn(v0, _restart_seed(seed, stream), tf.constant(tol, op.dtype))
+    steps = int(j)
+    a = alpha.numpy()[:steps, 0].astype(np.float64)
+    b = beta.numpy()[:steps, 0].astype(np.float64)
+    T = np.diag(a) + np.diag(b[:-1], 1) + np.diag(b[:-1], -1)
+    theta, S = np.linalg.eigh(T)
+    idx = _select(theta, k, which)
+    Y = tf.matmul(tf.constant(S[:, idx].T, op.dtype), Q[0, :steps])  # (k, P) Ritz vectors
+    return theta[idx], Y, theta, steps, a, b
+
+
+def _residuals(op, vals, Y):
+    AY = op.rows_product(Y)
+    return tf.norm(AY - tf.constant(vals, op.dtype)[:, None] * Y, axis=1).numpy().astype(np.float64)
+
+
+def _score(vals, which):
+    """Smaller is more wanted (for the displacement test of the multiplicity check)."""
+    return {"LA": -vals, "SA": vals, "LM": -np.abs(vals)}.get(which, None)
+
+
 def lanczos(op: CurvatureOperator, k: int, which: str = "LA", tol: float = 1e-8, max_iter: int | None = None,
-            seed: int = 0, check_every: int = 1, v0=None) -> EigResult:
+            seed: int = 0, check_every: int = 1, v0=None, restarts: int | None = None) -> EigResult:
     """k extreme eigenpairs by the Lanczos method with full re-orthogonalisation (lanczos1950iteration).
 
     Builds the Krylov basis :math:`q_{j+1}\\beta_j = Aq_j - \\alpha_j q_j - \\beta_{j-1}q_{j-1}`, re-orthogonalised
@@ -304,8 +392,19 @@ def lanczos(op: CurvatureOperator, k: int, which: str = "LA", tol: float = 1e-8,
     :math:`T_j = S\\Theta S^T` and stops when the k wanted Ritz pairs have residual estimates
     :math:`|\\beta_j s_{j,i}| \\le \\mathrm{tol}\\cdot\\max_i|\\theta_i|`. Finally the true residuals
     :math:`\\|Av_i-\\theta_iv_i\\|` are computed with k more products (counted). A breakdown (an invariant
-    subspace, e.g. for P small) continues from a fresh random vector; eigenvalues of multiplicity > 1 may
-    still be returned once only if the iteration stops before the restarted block finds them.
+    subspace, e.g. for P small) continues from a fresh random vector.
+
+    **Multiple eigenvalues.** A Krylov space grown from one vector holds one direction of each eigenspace, so
+    a single run returns an eigenvalue of multiplicity 3 once and fills the other two places with the next
+    eigenvalues: each pair is a genuine eigenpair with a small residual, but the set is not the k wanted
+    eigenvalues. The check (``restarts`` >= 1): move the k found eigenvalues out of the wanted end
+    (:math:`A' = A + Y^T\\mathrm{diag}(c-\\theta)Y`) and run Lanczos again from a fresh vector; an eigenvalue
+    it finds that belongs among the k wanted (a missing copy) replaces the least wanted one, and the
+    check repeats. ``complete`` is True when a round found nothing new; when the rounds run out while
+    copies were still appearing, ``complete`` is False and the pairs that could still be displaced are
+    flagged not converged. Ritz vectors that are not mutually orthogonal (a spurious copy) are also
+    flagged not converged. A run over the whole space (k = P, or max_iter >= P) sees every copy and
+    needs no check.
 
     Args:
         op: the operator (P, P), symmetric.
@@ -313,12 +412,17 @@ def lanczos(op: CurvatureOperator, k: int, which: str = "LA", tol: float = 1e-8,
         which: ``"LA"``, ``"SA"``, ``"LM"`` or ``"BE"`` (see the module docstring).
         tol: relative residual tolerance (raised to 10 sqrt(P) machine epsilons of the dtype if smaller:
             products are not more accurate than that).
-        max_iter: maximal number of Lanczos steps (default min(P, max(10k + 60, 120))).
+        max_iter: maximal number of Lanczos steps per run (default min(P, max(10k + 60, 120))).
         seed: seed of the random start vector.
         check_every: test convergence every this many steps.
         v0: optional start vector (P,).
+        restarts: rounds of the multiplicity check (each costs one more Lanczos run). Default (None): 1 for
+            ``"SA"`` and ``"BE"`` (the bottom of a Hessian spectrum is a crowded bulk near zero, where
+            repeated eigenvalues are common), 0 for ``"LA"`` and ``"LM"`` (separated outliers; ``complete``
+            is then None: not checked).
     Returns:
-        :class:`EigResult` with ``alphas``/``betas`` of the tridiagonal matrix.
+        :class:`EigResult` with ``alphas``/``betas`` of the (first) tridiagonal matrix and ``complete``.
+        Warns (:class:`NotConvergedWarning`) when a pair is not converged or the set is incomplete.
     Used in chapters 2, 4 and 5 (identity I-LANCZOS).
     """
     _check_op(op)
@@ -331,25 +435,82 @@ def lanczos(op: CurvatureOperator, k: int, which: str = "LA", tol: float = 1e-8,
     m = min(m, P)
     if not isinstance(check_every, (int, np.integer)) or check_every < 1:
         raise ValueError(f"check_every must be a positive integer, got {check_every!r}.")
+    if restarts is None:
+        restarts = 1 if which in ("SA", "BE") else 0
+    if not isinstance(restarts, (int, np.integer)) or isinstance(restarts, bool) or restarts < 0:
+        raise ValueError(f"restarts must be an integer >= 0 (rounds of the multiplicity check), got {restarts!r}.")
     v0 = _start_vector(op, v0, seed, "lanczos v0")
-    fn = _get_lanczos(op, m, int(k), which, int(check_every), 1)
-    j, Q, alpha, beta = fn(v0, _restart_seed(seed, 0), tf.constant(tol, op.dtype))
-    steps = int(j)
-    op.num_products += steps
-    a = alpha.numpy()[:steps, 0].astype(np.float64)
-    b = beta.numpy()[:steps, 0].astype(np.float64)
-    T = np.diag(a) + np.diag(b[:-1], 1) + np.diag(b[:-1], -1)
-    theta, S = np.linalg.eigh(T)
-    idx = _select(theta, k, which)
-    vals = theta[idx]
-    Y = tf.matmul(tf.constant(S[:, idx].T, op.dtype), Q[0, :steps])  # (k, P) Ritz vectors
-    AY = op.rows_product(Y)
-    op.num_products += k
-    res = tf.norm(AY - tf.constant(vals, op.dtype)[:, None] * Y, axis=1).numpy().astype(np.float64)
+    vals, Y, theta, steps, a, b = _lanczos_run(op, k, which, tol, m, check_every, v0, seed, 0)
+    res = _residuals(op, vals, Y)
+    total_steps, products = steps, steps + k
     scale = max(np.abs(theta).max(), np.finfo(np.float64).tiny)
-    return EigResult(eigenvalues=vals, eigenvectors=Y.numpy().T, residuals=res, num_products=steps + k,
-                     converged=res <= tol * scale, num_iterations=steps, which=which, alphas=a,
-                     betas=b[:-1])
+    conv = res <= tol * scale
+    complete, notes, new_mask = None, [], np.zeros(k, bool)
+    if steps >= P:
+        complete = True  # the Krylov spaces (with the restarts after breakdowns) span everything
+    elif restarts > 0:
+        lo, hi = float(theta.min()), float(theta.max())
+        span = max(hi - lo, abs(hi), abs(lo), 1.0)
+        shift = {"SA": hi + span, "LA": lo - span, "LM": 0.0, "BE": 0.5 * (lo + hi)}[which]
+        cache = op.__dict__.setdefault("_deflation_cache", {})
+        if k not in cache:
+            cache[k] = _Deflated(op, k)
+        defl = cache[k]
+        complete = False
+        for r in range(int(restarts)):
+            defl._Y.assign(Y)
+            # only converged pairs are moved: deflating an inaccurate vector would perturb A' by its residual
+            defl._d.assign(tf.constant(np.where(conv, shift - vals, 0.0), op.dtype))
+            start = _start_vectors(op, 1, seed, stream=1000 + r)
+            nv, nY, _, nsteps, _, _ = _lanczos_run(defl, k, which, tol, m, check_every, start, seed, 1000 + r)
+            total_steps += nsteps
+            products += nsteps
+            # Rayleigh-Ritz on the span of the pairs found so far and the restart's candidates: it resolves the
+            # mixing inside a multiple eigenvalue's eigenspace; the products of the basis give the residuals
+            Qb, _ = tf.linalg.qr(tf.transpose(tf.concat([Y, nY], axis=0)))  # (P, 2k) orthonormal
+            AB = op.rows_product(tf.transpose(Qb))  # (2k, P)
+            products += int(Qb.shape[1])
+            H = tf.matmul(AB, Qb).numpy().astype(np.float64)
+            th, Sb = np.linalg.eigh(0.5 * (H + H.T))
+            pick = _select(th, k, which)
+            Sp = tf.constant(Sb[:, pick].T, op.dtype)
+            new_vals = th[pick]
+            Y = tf.matmul(Sp, tf.transpose(Qb))
+            new_res = tf.norm(tf.matmul(Sp, AB) - tf.constant(new_vals, op.dtype)[:, None] * Y,
+                              axis=1).numpy().astype(np.float64)
+            # a value that moved by more than its old residual (Weyl: |theta - lambda| <= residual) is a
+            # different eigenvalue: a copy the single run had missed
+            entered = np.abs(new_vals - vals) > res + 10 * tol * scale
+            vals, res = new_vals, new_res
+            conv = res <= tol * scale
+            if not entered.any():
+                complete = True
+                break
+            new_mask = entered
+            notes.append(f"restart {r + 1} found {int(entered.sum())} further wanted eigenvalue(s)")
+        if complete is False:
+            score = _score(vals, which)
+            if score is None:  # both ends: every pair could still be displaced
+                displaced = np.ones(k, bool)
+            else:
+                displaced = score >= score[new_mask].min()
+            conv = conv & ~displaced
+            notes.append(f"copies of a multiple eigenvalue may still be missing after {restarts} restart(s); "
+                         "raise restarts=")
+    # spurious copies: Ritz vectors that are not orthogonal
+    G = np.abs(tf.matmul(Y, Y, transpose_b=True).numpy().astype(np.float64) - np.eye(k))
+    thr = 100 * math.sqrt(float(np.finfo(op.dtype.as_numpy_dtype).eps))
+    bad = (G > thr).any(axis=1)
+    if bad.any():
+        conv = conv & ~bad
+        notes.append(f"{int(bad.sum())} eigenvectors are not orthogonal to the others (largest overlap "
+                     f"{G.max():.2g}): spurious copies")
+    op.num_products += products
+    result = EigResult(eigenvalues=vals, eigenvectors=Y.numpy().T, residuals=res, num_products=products,
+                       converged=conv, num_iterations=total_steps, which=which, alphas=a, betas=b[:-1],
+                       complete=complete, notes="; ".join(notes))
+    _warn_unconverged(result, "lanczos")
+    return result
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -431,8 +592,11 @@ def power_iteration(op: CurvatureOperator, k: int = 1, tol: float = 1e-6, max_it
         conv.append(it < max_iter)
         U = tf.concat([U, (v / tf.norm(v))[None]], axis=0)
     op.num_products += total
-    return EigResult(eigenvalues=np.array(vals), eigenvectors=U.numpy().T, residuals=np.array(res),
-                     num_products=total, converged=np.array(conv), num_iterations=total, which="LM")
+    result = EigResult(eigenvalues=np.array(vals), eigenvectors=U.numpy().T, residuals=np.array(res),
+                       num_products=total, converged=np.array(conv), num_iterations=total, which="LM",
+                       notes="" if all(conv) else f"max_iter={max_iter} reached before the eigenvalue settled")
+    _warn_unconverged(result, "power_iteration")
+    return result
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -446,6 +610,13 @@ def eigsh(op: CurvatureOperator, k: int, which: str = "LA", tol: float = 1e-8, s
     Products go through :meth:`CurvatureOperator.as_linear_operator` (a NumPy round trip each: this bridge is
     for comparison and convenience, :func:`lanczos` stays on the device). Residuals cost k more products.
     Args and returns as :func:`lanczos` (``which="BE"`` is ARPACK's both-ends mode).
+
+    ARPACK has the same limitation as a single Lanczos run: it grows one Krylov space from one start vector,
+    so an eigenvalue of multiplicity > 1 can be returned once, with the next eigenvalues filling the other
+    places, every pair with a small residual and "converged". This bridge does not check multiplicities
+    (``complete`` is None); use :func:`lanczos` with ``restarts >= 1`` for that. ``converged`` here means
+    residual <= tol times the largest |eigenvalue| returned; a pair above it warns
+    (:class:`NotConvergedWarning`).
     Used in chapter 4 and the benchmark.
     """
     from scipy.sparse.linalg import eigsh as _eigsh
@@ -465,9 +636,11 @@ def eigsh(op: CurvatureOperator, k: int, which: str = "LA", tol: float = 1e-8, s
     AV = op.matmat(V).numpy()
     res = np.linalg.norm(AV - V * w[None, :], axis=0)
     scale = max(np.abs(w).max(), np.finfo(np.float64).tiny)
-    return EigResult(eigenvalues=w.astype(np.float64), eigenvectors=V, residuals=res.astype(np.float64),
-                     num_products=iters + k, converged=res <= tol * scale, num_iterations=iters,
-                     which=which)
+    result = EigResult(eigenvalues=w.astype(np.float64), eigenvectors=V, residuals=res.astype(np.float64),
+                       num_products=iters + k, converged=res <= tol * scale, num_iterations=iters,
+                       which=which, notes="multiplicities not checked (ARPACK)")
+    _warn_unconverged(result, "eigsh")
+    return result
 
 
 def dense_eigh(op: CurvatureOperator, max_bytes: int = 2 * 1024**3, block_size: int | None = None,
@@ -569,7 +742,8 @@ def slq_density(op: CurvatureOperator, num_probes: int = 10, num_steps: int = 80
         seed: seed of the probes.
         distribution: ``"rademacher"`` or ``"gaussian"`` probes.
     Returns:
-        :class:`Density` (grid, density, raw nodes and weights, sigma, num_products).
+        :class:`Density` (grid, density, raw nodes and weights, sigma, num_products, and ``stderr``: the
+        spread of the per-probe densities, standard error of their mean, pointwise).
     Used in chapter 4 (identity I-SLQ, layerwise spectra).
     """
     nodes, weights, total = slq_nodes(op, num_probes, num_steps, seed, distribution)
@@ -585,5 +759,9 @@ def slq_density(op: CurvatureOperator, num_probes: int = 10, num_steps: int = 80
         raise ValueError("grid is empty; pass at least one point.")
     diff = grid[:, None, None] - nodes[None]
     g = np.exp(-0.5 * (diff / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
-    dens = np.einsum("gpm,pm->g", g, weights) / nodes.shape[0]
-    return Density(grid=grid, density=dens, nodes=nodes, weights=weights, sigma=float(sigma), num_products=total)
+    per_probe = np.einsum("gpm,pm->pg", g, weights)  # (num_probes, G): each probe's smoothed density
+    n = per_probe.shape[0]
+    dens = per_probe.mean(axis=0)
+    stderr = per_probe.std(axis=0, ddof=1) / math.sqrt(n) if n > 1 else np.full_like(dens, np.nan)
+    return Density(grid=grid, density=dens, nodes=nodes, weights=weights, sigma=float(sigma), num_products=total,
+                   stderr=stderr)

@@ -40,6 +40,15 @@ class TraceEstimate:
     def __float__(self) -> float:
         return float(self.value)
 
+    @property
+    def relative_stderr(self) -> float:
+        """stderr / |value| (inf for a zero estimate with a non-zero error)."""
+        return float(self.stderr / abs(self.value)) if self.value else (0.0 if self.stderr == 0 else float("inf"))
+
+    def __repr__(self) -> str:
+        return (f"TraceEstimate({self.value:.6g} +- {self.stderr:.2g} (standard error), "
+                f"num_products={self.num_products})")
+
 
 @dataclass
 class DiagonalEstimate:

@@ -17,6 +17,8 @@ Results are returned as NumPy float64 arrays (they feed plots and assertions). U
 from __future__ import annotations
 
 import weakref
+import warnings
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -29,12 +31,20 @@ __all__ = [
     "ricci_scalar",
     "curvature",
     "geodesic",
+    "geodesic_between",
+    "geodesic_distance",
+    "GeodesicPath",
     "curve_length",
     "check_metric",
     "pointwise_jacobian",
 ]
 
 MetricFn = Callable[[tf.Tensor], tf.Tensor]
+
+#: a metric whose smallest eigenvalue is at most this times its largest (condition number above 1e14) is
+#: refused as ill-conditioned: in float64 (machine epsilon 2.2e-16) its inverse would carry relative errors
+#: of order one percent or more.
+ILL_CONDITIONED = 1e-14
 
 
 # --------------------------------------------------------------------------------------------------
@@ -109,8 +119,9 @@ def _validate_metric(g: np.ndarray, theta_flat: np.ndarray, batch_shape: tuple[i
             f"relative asymmetry {asym[k]:.3g} (tolerance {sym_rtol:g}); g = {np.array2string(g[k], precision=6)}."
         )
     sym = 0.5 * (g + np.swapaxes(g, -1, -2))
-    lam_min = np.linalg.eigvalsh(sym)[..., 0]
-    bad = lam_min <= 1e-14 * scale
+    lam = np.linalg.eigvalsh(sym)
+    lam_min, lam_max = lam[..., 0], lam[..., -1]
+    bad = lam_min <= 0
     if np.any(bad):
         k = int(np.argmax(bad))
         raise ValueError(
@@ -118,10 +129,22 @@ def _validate_metric(g: np.ndarray, theta_flat: np.ndarray, batch_shape: tuple[i
             f"smallest eigenvalue {lam_min[k]:.3g}; g = {np.array2string(g[k], precision=6)}. "
             "A Riemannian metric needs g positive definite at every point."
         )
+    ill = lam_min <= ILL_CONDITIONED * np.maximum(lam_max, 1e-300)
+    if np.any(ill):
+        k = int(np.argmax(ill))
+        raise ValueError(
+            f"the metric is ill-conditioned at {_describe_point(k, batch_shape, theta_flat)}: positive definite, "
+            f"but its condition number {lam_max[k] / lam_min[k]:.3g} exceeds 1/{ILL_CONDITIONED:g} (eigenvalues "
+            f"{lam_min[k]:.3g} to {lam_max[k]:.3g}), so its inverse and the Christoffel symbols would be "
+            "dominated by rounding. Rescale the coordinates or evaluate away from this point."
+        )
 
 
 def check_metric(metric_fn: MetricFn, theta) -> np.ndarray:
     """Evaluate a metric on points and check it is finite, symmetric and positive definite everywhere.
+
+    A metric that is positive definite but whose condition number exceeds ``1 / ILL_CONDITIONED`` (1e14)
+    is refused as *ill-conditioned* (a different message from "not positive definite").
 
     Args:
         metric_fn: function (..., n) -> (..., n, n) in TensorFlow ops.
@@ -414,7 +437,11 @@ def geodesic(metric_fn: MetricFn, theta0, velocity0, t_max: float, num_steps: in
 
     h = tf.constant(t_max / int(num_steps), tf.float64)
     integrate = _geodesic_integrator(metric_fn, int(num_steps), n)
-    path = integrate(th0, v0, h).numpy()  # (num_steps + 1, B, n)
+    try:
+        path = integrate(th0, v0, h).numpy()  # (num_steps + 1, B, n)
+    except tf.errors.InvalidArgumentError:
+        # the metric became singular inside the compiled loop (no inverse): find the step eagerly
+        path = _integrate_until_failure(metric_fn, th0, v0, h, int(num_steps))
     finite = np.isfinite(path).all(axis=-1)
     if finite.all():  # also check that every point stays where the metric is positive definite
         g_path = _call_metric(metric_fn, tf.constant(path.reshape(-1, n)), n).numpy()
@@ -423,14 +450,141 @@ def geodesic(metric_fn: MetricFn, theta0, velocity0, t_max: float, num_steps: in
         ok[ok] = np.linalg.eigvalsh(sym[ok])[..., 0] > 0
         finite = ok.reshape(finite.shape)
     if not finite.all():
-        step, k = np.argwhere(~finite)[0]
+        step, k = (int(i) for i in np.argwhere(~finite)[0])
+        point = path[step, k]
+        where = (f"point {np.array2string(point, precision=6)}" if np.isfinite(point).all() else
+                 f"the step from point {np.array2string(path[step - 1, k], precision=6)} needed the metric "
+                 "where it cannot be inverted")
         raise ValueError(
-            f"the geodesic from {_describe_point(int(k), batch_shape, th0.numpy())} left the metric's domain "
-            f"at step {int(step)} of {num_steps} (point {np.array2string(path[int(step), int(k)], precision=6)}, "
-            "where the point or its metric is not finite or not positive definite); shorten t_max, take more "
-            "steps or start elsewhere."
+            f"the geodesic from {_describe_point(k, batch_shape, th0.numpy())} left the metric's domain "
+            f"at step {step} of {num_steps} ({where}; the point or its metric is not finite or not positive "
+            "definite); shorten t_max, take more steps or start elsewhere."
         )
     return path.reshape((int(num_steps) + 1,) + batch_shape + (n,))
+
+
+def _integrate_until_failure(metric_fn, x, v, h, num_steps) -> np.ndarray:
+    """The same RK4 steps, eagerly; the points from the first step whose update fails are NaN."""
+    def accel(x, v):
+        _, gamma = _christoffel_core(metric_fn, x)
+        return -tf.einsum("bikl,bk,bl->bi", gamma, v, v)
+
+    out = np.full((num_steps + 1,) + tuple(x.shape), np.nan)
+    out[0] = x.numpy()
+    for j in range(num_steps):
+        try:
+            k1x, k1v = v, accel(x, v)
+            k2x, k2v = v + 0.5 * h * k1v, accel(x + 0.5 * h * k1x, v + 0.5 * h * k1v)
+            k3x, k3v = v + 0.5 * h * k2v, accel(x + 0.5 * h * k2x, v + 0.5 * h * k2v)
+            k4x, k4v = v + h * k3v, accel(x + h * k3x, v + h * k3v)
+        except tf.errors.InvalidArgumentError:  # step j + 1 needs the metric where it cannot be inverted
+            return out
+        x = x + h / 6.0 * (k1x + 2.0 * k2x + 2.0 * k3x + k4x)
+        v = v + h / 6.0 * (k1v + 2.0 * k2v + 2.0 * k3v + k4v)
+        out[j + 1] = x.numpy()
+    return out
+
+
+@dataclass
+class GeodesicPath:
+    """A geodesic between two points found by shooting.
+
+    Attributes: path (num_steps + 1, n) points θ(t_j), t in [0, 1]; velocity (n,) the initial velocity;
+    length (the geodesic distance along this path, sqrt(v0ᵀ g(θ_a) v0) for constant speed); endpoint_error
+    (|θ(1) − θ_b|); iterations (Newton steps); converged (endpoint_error <= tol).
+    """
+    path: np.ndarray
+    velocity: np.ndarray
+    length: float
+    endpoint_error: float
+    iterations: int
+    converged: bool
+
+
+def geodesic_between(metric_fn: MetricFn, theta_a, theta_b, num_steps: int = 200, tol: float = 1e-9,
+                     max_iter: int = 30, velocity0=None) -> GeodesicPath:
+    """The geodesic from θ_a to θ_b by shooting: Newton's method on the initial velocity v of the geodesic
+    equation so that θ(1; v) = θ_b.
+
+    Each Newton step integrates the geodesic (:func:`geodesic`, RK4, t in [0, 1]) and its n neighbours
+    θ(1; v + ε e_i) for a forward-difference Jacobian ∂θ(1)/∂v; a step that leaves the metric's domain or
+    does not reduce the endpoint error is halved (at most 20 times). The start is v = θ_b − θ_a (the
+    straight line) unless ``velocity0`` is given. Shooting finds *a* geodesic: on a manifold with
+    conjugate points (the sphere's antipodes) it need not be the shortest one.
+
+    Args:
+        metric_fn: function (..., n) -> (..., n, n). theta_a, theta_b: points (n,).
+        num_steps: RK4 steps per integration. tol: endpoint error that counts as converged.
+        max_iter: Newton steps. velocity0: optional initial guess (n,).
+    Returns:
+        :class:`GeodesicPath`; warns when the endpoint error stays above ``tol``.
+    Used in chapter 6 (geodesic distances between models).
+    """
+    _check_callable(metric_fn)
+    a, sa, n = _as_points(theta_a, "theta_a")
+    b, sb, nb = _as_points(theta_b, "theta_b")
+    if sa or sb or n != nb:
+        raise ValueError(f"theta_a and theta_b must be single points of the same dimension, shape (n,); got "
+                         f"{sa + (n,)} and {sb + (nb,)}.")
+    if not (isinstance(tol, (int, float)) and tol > 0):
+        raise ValueError(f"tol must be a positive number; got {tol!r}.")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
+        raise ValueError(f"max_iter must be a positive integer; got {max_iter!r}.")
+    a, b = a.numpy()[0], b.numpy()[0]
+    v = (b - a) if velocity0 is None else np.asarray(velocity0, dtype=np.float64).reshape(n)
+    check_metric(metric_fn, np.stack([a, b]))
+
+    def shoot(vel):
+        return geodesic(metric_fn, a, vel, 1.0, num_steps)
+
+    path = shoot(v)
+    err = np.linalg.norm(path[-1] - b)
+    it = 0
+    while err > tol and it < max_iter:
+        it += 1
+        eps = 1e-7 * max(1.0, np.linalg.norm(v))
+        batch = geodesic(metric_fn, np.tile(a, (n, 1)), v[None, :] + eps * np.eye(n), 1.0, num_steps)[-1]
+        J = (batch - path[-1][None, :]).T / eps  # column i: d theta(1) / d v_i
+        step = np.linalg.lstsq(J, b - path[-1], rcond=None)[0]
+        scale = 1.0
+        for _ in range(20):
+            try:
+                trial = shoot(v + scale * step)
+                trial_err = np.linalg.norm(trial[-1] - b)
+            except ValueError:
+                trial_err = np.inf
+            if trial_err < err:
+                break
+            scale *= 0.5
+        else:
+            break
+        v, path, err = v + scale * step, trial, trial_err
+    g_a = check_metric(metric_fn, a)
+    length = float(np.sqrt(v @ g_a @ v))
+    result = GeodesicPath(path=path, velocity=v, length=length, endpoint_error=float(err), iterations=it,
+                          converged=bool(err <= tol))
+    if not result.converged:
+        warnings.warn(f"geodesic_between: shooting stopped {err:.3g} away from theta_b after {it} Newton steps "
+                      f"(tol {tol:g}); try more steps, a better velocity0, or closer points.", stacklevel=2)
+    return result
+
+
+def geodesic_distance(metric_fn: MetricFn, theta_a, theta_b, num_steps: int = 200, tol: float = 1e-9,
+                      max_iter: int = 30) -> float:
+    """The length of the geodesic from θ_a to θ_b found by :func:`geodesic_between` (shooting).
+
+    Equal to the Riemannian distance when that geodesic is the shortest (always for points close enough;
+    e.g. on the sphere, not past the antipode). Raises ValueError when shooting does not converge.
+    Used in chapter 6.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = geodesic_between(metric_fn, theta_a, theta_b, num_steps=num_steps, tol=tol, max_iter=max_iter)
+    if not res.converged:
+        raise ValueError(f"geodesic_distance: shooting did not reach theta_b (endpoint error "
+                         f"{res.endpoint_error:.3g} > tol {tol:g}); pass more num_steps/max_iter or check that a "
+                         "geodesic joins the points inside the metric's domain.")
+    return res.length
 
 
 def curve_length(metric_fn: MetricFn, path, extrapolate: bool = False) -> float:

@@ -204,3 +204,37 @@ def test_anova_test_size():
     assert np.all(np.bincount(ds.y_test) == 7)
     with pytest.raises(ValueError, match="n_test_per_class"):
         data.gaussian_anova(delta=1.0, n_test_per_class=-1)
+
+
+def test_digits_all_images_without_a_split():
+    ds = data.digits(test_fraction=0, seed=3)
+    assert ds.x_train.shape == (1797, 64) and ds.x_test.shape == (0, 64) and len(ds.y_test) == 0
+    assert np.bincount(ds.y_train).sum() == 1797 and set(np.unique(ds.y_train)) == set(range(10))
+    # standardised with all images: per-pixel mean zero, overall standard deviation one
+    np.testing.assert_allclose(ds.x_train.mean(axis=0), 0.0, atol=1e-5)
+    assert ds.x_train.std() == pytest.approx(1.0, rel=1e-5)
+    assert data.digits(test_fraction=0, image=True).input_shape == (8, 8, 1)
+    for bad in (-0.1, 1.0, True):
+        with pytest.raises(ValueError, match="test_fraction"):
+            data.digits(test_fraction=bad)
+
+
+def test_mnist_corrupt_gzip_and_bad_labels(tmp_path):
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 256, size=(3, 28, 28), dtype=np.uint8)
+    for name, arr in (("train-images-idx3-ubyte", imgs), ("t10k-images-idx3-ubyte", imgs)):
+        _write_idx(tmp_path / name, arr)
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.array([1, 2, 3], np.uint8))
+    _write_idx(tmp_path / "train-labels-idx1-ubyte", np.array([1, 12, 3], np.uint8))  # 12 is no digit
+    with pytest.raises(ValueError, match=r"train-labels-idx1-ubyte in .*digits 0-9.*12"):
+        data.mnist(tmp_path)
+    # a truncated .gz file: the error names the file and its folder
+    _write_idx(tmp_path / "train-labels-idx1-ubyte", np.array([1, 2, 3], np.uint8), gz=True)
+    (tmp_path / "train-labels-idx1-ubyte").unlink()
+    gz = tmp_path / "train-labels-idx1-ubyte.gz"
+    gz.write_bytes(gz.read_bytes()[:-6])
+    with pytest.raises(ValueError, match=r"train-labels-idx1-ubyte.gz in " + str(tmp_path) + ".*truncated or corrupt"):
+        data.mnist(tmp_path)
+    gz.write_bytes(b"\x1f\x8b" + b"garbage-not-deflate" * 3)
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        data.read_idx(gz)

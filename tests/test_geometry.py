@@ -285,3 +285,52 @@ def test_pointwise_jacobian_matches_batch_jacobian():
         sym = tf.einsum("bi,bj->bij", tf.sin(x), tf.sin(x))
     assert np.allclose(geometry.pointwise_jacobian(tape, sym, x, symmetric_last_two=True).numpy(),
                        tape.batch_jacobian(sym, x).numpy(), atol=1e-12)
+
+
+# ---------------------------------------------------------------- geodesics between points, conditioning
+def test_geodesic_distance_on_the_sphere_and_the_hyperbolic_plane():
+    a, b = np.array([0.7, 0.2]), np.array([1.9, 2.1])  # (polar angle, azimuth) on the unit sphere
+    great_circle = np.arccos(np.cos(a[0]) * np.cos(b[0]) + np.sin(a[0]) * np.sin(b[0]) * np.cos(b[1] - a[1]))
+    res = geometry.geodesic_between(sphere(1.0), a, b, num_steps=200)
+    assert res.converged and res.endpoint_error <= 1e-9
+    assert abs(res.length - great_circle) < 1e-7
+    np.testing.assert_allclose(res.path[0], a) and np.testing.assert_allclose(res.path[-1], b, atol=1e-9)
+    # radius 2: every distance doubles
+    assert abs(geometry.geodesic_distance(sphere(2.0), a, b) - 2 * great_circle) < 2e-7
+    p, q = np.array([-1.0, 0.5]), np.array([2.0, 1.5])  # upper half-plane (x, y)
+    exact = np.arccosh(1 + ((q[0] - p[0]) ** 2 + (q[1] - p[1]) ** 2) / (2 * p[1] * q[1]))
+    assert abs(geometry.geodesic_distance(poincare, p, q, num_steps=400) - exact) < 1e-7
+    # the path's own length by quadrature agrees with the speed formula
+    path = geometry.geodesic_between(poincare, p, q, num_steps=400).path
+    assert abs(geometry.curve_length(poincare, path, extrapolate=True) - exact) < 1e-6
+
+
+def test_geodesic_between_errors_and_non_convergence():
+    with pytest.raises(ValueError, match="single points"):
+        geometry.geodesic_between(poincare, np.zeros((2, 2)) + 1, np.ones(2))
+    with pytest.raises(ValueError, match="max_iter"):
+        geometry.geodesic_between(poincare, np.ones(2), np.ones(2) * 2, max_iter=0)
+    with pytest.raises(ValueError, match=r"not finite at index \(1,\)"):
+        geometry.geodesic_between(poincare, np.array([0.0, 1.0]), np.array([0.0, 0.0]))
+    with pytest.raises(ValueError, match="did not reach"):
+        geometry.geodesic_distance(poincare, np.array([-1.0, 0.5]), np.array([2.0, 1.5]), max_iter=1,
+                                   tol=1e-14)
+
+
+def test_ill_conditioned_is_not_called_indefinite():
+    stiff = lambda th: _diag(tf.ones_like(th[..., 0]), 1e-16 * tf.ones_like(th[..., 0]))  # noqa: E731
+    with pytest.raises(ValueError, match=r"ill-conditioned at the given point.*condition number 1e\+16"):
+        geometry.check_metric(stiff, np.array([0.3, 0.1]))
+    assert geometry.ILL_CONDITIONED == 1e-14
+
+
+def test_geodesic_through_a_singular_metric_names_step_and_point():
+    """g = diag(1, max(x, 0)^2) is exactly singular for x <= 0; a geodesic heading there must fail with a
+    ValueError naming the step, not a raw InvalidArgumentError from the matrix inverse."""
+    def cone(th):
+        x = th[..., 0]
+        return _diag(tf.ones_like(x), tf.nn.relu(x) ** 2)
+
+    with pytest.raises(ValueError, match=r"left the metric's domain at step \d+ of 40") as err:
+        geometry.geodesic(cone, np.array([0.5, 0.0]), np.array([-1.0, 0.0]), t_max=1.0, num_steps=40)
+    assert "InvalidArgument" not in str(err.value)
