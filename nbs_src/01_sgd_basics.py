@@ -35,6 +35,7 @@ import tensorflow as tf
 from IPython.display import Markdown, display
 
 from helpers import cache, data, findings, losses, models, params, training, widgets
+from helpers import plotting
 from helpers.plotting import PALETTE, show_table, subplots
 
 ds = data.digits() if cfg["dataset"] == "digits" else data.mnist()
@@ -118,16 +119,17 @@ residual = feat + normed  # a residual connection: the block's input added to it
 print("shapes:", image.shape[1:], "-> conv", feat.shape[1:], "-> pool", pooled.shape[1:])
 
 # %%
-fig, axes = subplots(1, 5, width=1.55, height=2.0)
+fig, axes = subplots(2, 3, width=2.2, height=2.1)
 panels = [(image[0, :, :, 0], "input digit\n8x8"),
           (feat[0, :, :, 0], "conv filter 0\n8x8"),
           (feat[0, :, :, 1], "conv filter 1\n8x8"),
           (pooled[0, :, :, 1], "max-pool of filter 1\n4x4"),
           (residual[0, :, :, 1], "filter 1 + its\nbatch-norm (residual)")]
-for ax, (img, title) in zip(axes, panels):
-    ax.imshow(img, cmap="gray")
+for ax, (img, title) in zip(axes.flat, panels):
+    plotting.heatmap(ax, img, cmap="gray", origin="upper")
     ax.set_title(title, fontsize=9)
     ax.set_xticks([]), ax.set_yticks([])
+axes.flat[-1].axis("off")
 fig.suptitle("One digit through the layers (8x8 and 4x4 pixel grids)")
 plt.show()
 

@@ -349,7 +349,7 @@ def plot_traces(ax, width, name, label, legend=False):
 
 
 for w in cfg["widths"]:
-    fig, axes = subplots(2, 4, width=2.7, height=2.4, sharex=True)
+    fig, axes = subplots(4, 2, width=3.35, height=2.2, sharex=True)
     for ax, (label, name) in zip(axes.flat, LOSSES.items()):
         plot_traces(ax, w, name, label)
         ax.set_title(label, fontsize=10)
