@@ -24,27 +24,33 @@
 import helpers  # first: sets TensorFlow's determinism options before TensorFlow is imported
 
 cfg = helpers.setup("03_random_matrix_theory",
-    # quick: an MLP on the 8x8 digits and on MNIST-1D, 002's Gaussian ANOVA at 1,000 points per class with
-    # halved networks; paper: 000's MLP 256 on CIFAR-10, 002's NN1/NN2 at 7,500 points per class, and
-    # LeNet / miniAlexNet on MNIST and CIFAR-10 at 002's batch sizes
+    # quick: an MLP on the 8x8 digits and on MNIST-1D, 002's Gaussian ANOVA at 1,000 points
+    # per class with halved networks; paper: 000's MLP 256 on CIFAR-10, 002's NN1/NN2 at 7,500
+    # points per class, and LeNet / miniAlexNet on MNIST and CIFAR-10 at 002's batch sizes
     quick=dict(null_c=[0.1, 0.25, 0.5], null_n=[200, 500, 1000], null_reps=50,
-               svd_data="digits", svd_hidden=[256, 128], svd_layer="dense_2", svd_epochs=200, svd_lr=0.05,
+               svd_data="digits", svd_hidden=[256, 128], svd_layer="dense_2", svd_epochs=200,
+               svd_lr=0.05,
                svd_batch=32, svd_window_epochs=10, svd_weight_decay=5e-3,
-               anova_model="D1", n_per_class=1000, n_test_per_class=500, deltas=[0.15, 0.3, 0.6, 0.9],
+               anova_model="D1", n_per_class=1000, n_test_per_class=500,
+               deltas=[0.15, 0.3, 0.6, 0.9],
                K_main=4, K_grid=[2, 4, 8], delta_for_K=0.3,
                nn1_dim=100, nn1=[512, 256, 128], nn2_dim=256, nn2=[512, 256],
                anova_epochs=40, anova_lr=0.1, anova_batch=64, C=[0.4, 0.6],
-               real_runs=[["digits", "mlp", 32], ["mnist1d", "mlp", 32]], real_hidden=[256, 128],
+               real_runs=[["digits", "mlp", 32], ["mnist1d", "mlp", 32]],
+               real_hidden=[256, 128],
                real_epochs=60, real_lr=0.05),
     paper=dict(null_c=[0.1, 0.25, 0.5], null_n=[500, 1000, 2000], null_reps=50,
-               svd_data="cifar10", svd_hidden=[256, 128, 64], svd_layer="dense_3", svd_epochs=200,
+               svd_data="cifar10", svd_hidden=[256, 128, 64], svd_layer="dense_3",
+               svd_epochs=200,
                svd_lr=0.01, svd_batch=32, svd_window_epochs=10, svd_weight_decay=5e-4,
-               anova_model="D1", n_per_class=7500, n_test_per_class=1500, deltas=[0.15, 0.2, 0.3, 0.6, 0.9],
+               anova_model="D1", n_per_class=7500, n_test_per_class=1500,
+               deltas=[0.15, 0.2, 0.3, 0.6, 0.9],
                K_main=4, K_grid=[2, 4, 8], delta_for_K=0.3,
                nn1_dim=100, nn1=[1024, 512, 384, 192], nn2_dim=2048, nn2=[1024, 512],
                anova_epochs=250, anova_lr=0.01, anova_batch=64, C=[0.4, 0.6],
-               real_runs=[[d, n, b] for d in ("mnist", "cifar10") for n in ("lenet", "minialexnet")
-                          for b in (16, 32, 64, 128, 256)], real_hidden=[],
+               real_runs=[[d, n, b] for d in ("mnist", "cifar10")
+                          for n in ("lenet", "minialexnet") for b in (16, 32, 64, 128, 256)],
+               real_hidden=[],
                real_epochs=250, real_lr=0.01),
 )
 
@@ -60,10 +66,13 @@ from matplotlib.ticker import NullFormatter
 
 SCALED = r"$\hat s_n\, n^{1/3} / \sqrt{\log n}$"  # axis label of 002's scaled statistic
 
-LOADERS = {"digits": data.digits, "mnist1d": data.mnist1d, "mnist": data.mnist, "cifar10": data.cifar10}
+LOADERS = {"digits": data.digits, "mnist1d": data.mnist1d, "mnist": data.mnist,
+           "cifar10": data.cifar10}
 DATA, missing = {}, []
 for name in dict.fromkeys([cfg["svd_data"], *(run[0] for run in cfg["real_runs"])]):
-    try:  # every data set the configuration needs, read now (the paper profile's real files are checked here)
+    # every data set the configuration needs, read now (the paper profile's real files are
+    # checked here)
+    try:
         DATA[name] = LOADERS[name]()
     except FileNotFoundError as exc:
         missing.append(str(exc))
@@ -129,7 +138,8 @@ plt.show()
 goe = np.linalg.eigvalsh(rmt.goe_matrix(600, seed=helpers.seed("ch3-goe")))
 s_goe = rmt.level_spacings(goe, degree=9, trim=0.05)
 ks_goe = rmt.spacing_ks_test(s_goe)
-print(f"GOE, n = 600: {ks_goe.n} spacings, KS = {ks_goe.statistic:.3f}, p = {ks_goe.pvalue:.3f}")
+print(f"GOE, n = 600: {ks_goe.n} spacings, KS = {ks_goe.statistic:.3f}, p = "
+      f"{ks_goe.pvalue:.3f}")
 assert ks_goe.pvalue > 0.05  # I-WIGNER
 
 # %% [markdown]
@@ -152,13 +162,21 @@ assert ks_goe.pvalue > 0.05  # I-WIGNER
 # scaled statistic lies in $[0.1, 0.3]$ in at least 90% of the repetitions for each (`I-NULLSTAT`).
 
 # %%
-null = {(c, n): np.array([ws.meng_yao_statistic(rmt.wishart_eigenvalues(
-            n, int(round(n / c)), seed=helpers.seed("ch3-null", c, n, r))).scaled for r in range(cfg["null_reps"])])
-        for c in cfg["null_c"] for n in cfg["null_n"]}
+def null_statistics(c, n):
+    """The scaled Meng-Yao statistic of `null_reps` Wishart spectra of shape n x n/c."""
+    eigs = [rmt.wishart_eigenvalues(n, int(round(n / c)),
+                                    seed=helpers.seed("ch3-null", c, n, r))
+            for r in range(cfg["null_reps"])]
+    return np.array([ws.meng_yao_statistic(e).scaled for e in eigs])
+
+
+null = {(c, n): null_statistics(c, n) for c in cfg["null_c"] for n in cfg["null_n"]}
 rows = [[f"{c:g}", str(n), f"{v.min():.3f}", f"{np.median(v):.3f}", f"{v.max():.3f}",
-         f"{np.mean((v >= 0.1) & (v <= 0.3)):.2f}", f"{np.mean((v >= 0.15) & (v <= 0.25)):.2f}"]
+         f"{np.mean((v >= 0.1) & (v <= 0.3)):.2f}",
+         f"{np.mean((v >= 0.15) & (v <= 0.25)):.2f}"]
         for (c, n), v in null.items()]
-show_table(["c", "n", "min", "median", "max", "share in [0.1, 0.3]", "share in [0.15, 0.25]"], rows)
+show_table(["c", "n", "min", "median", "max", "share in [0.1, 0.3]", "share in [0.15, 0.25]"],
+           rows)
 for (c, n), v in null.items():
     assert np.mean((v >= 0.1) & (v <= 0.3)) >= 0.9, (c, n)  # I-NULLSTAT
 
@@ -166,7 +184,8 @@ for (c, n), v in null.items():
 fig, axes = subplots(1, len(cfg["null_c"]), width=2.9, height=2.7, sharey=True)
 for ax, c in zip(axes, cfg["null_c"]):
     for n, col in zip(cfg["null_n"], PALETTE):
-        ax.hist(null[(c, n)], bins=np.linspace(0.1, 0.3, 26), color=col, alpha=0.55, label=f"n = {n}")
+        ax.hist(null[(c, n)], bins=np.linspace(0.1, 0.3, 26), color=col, alpha=0.55,
+                label=f"n = {n}")
     ax.axvspan(0.15, 0.25, color="0.85", zorder=0)
     ax.set(xlabel=SCALED, title=f"c = {c:g}")
 axes[0].set_ylabel("repetitions (of 50)")
@@ -197,22 +216,29 @@ LAYER = cfg["svd_layer"]
 def make_net(kind, ds, seed_name):
     seed = helpers.seed(seed_name)
     if kind == "mlp":
-        return models.mlp(ds.input_shape, cfg["real_hidden"] or cfg["svd_hidden"], ds.num_classes, seed=seed)
-    return models.build(kind, input_shape=ds.input_shape, num_classes=ds.num_classes, seed=seed)
+        return models.mlp(ds.input_shape, cfg["real_hidden"] or cfg["svd_hidden"],
+                          ds.num_classes, seed=seed)
+    return models.build(kind, input_shape=ds.input_shape, num_classes=ds.num_classes,
+                        seed=seed)
 
 
 def train_and_record(weight_decay):
-    model = models.mlp(ds_svd.input_shape, cfg["svd_hidden"], ds_svd.num_classes, seed=helpers.seed("ch3-svd"))
-    common = dict(batch_size=cfg["svd_batch"], lr=cfg["svd_lr"], weight_decay=weight_decay, eval_data=ds_svd)
+    model = models.mlp(ds_svd.input_shape, cfg["svd_hidden"], ds_svd.num_classes,
+                       seed=helpers.seed("ch3-svd"))
+    common = dict(batch_size=cfg["svd_batch"], lr=cfg["svd_lr"], weight_decay=weight_decay,
+                  eval_data=ds_svd)
     training.train_sgd(model, losses.cross_entropy, ds_svd, epochs=cfg["svd_epochs"],
                        seed=helpers.seed("ch3-svd-train"), **common)
-    h = training.train_sgd(model, losses.cross_entropy, ds_svd, epochs=cfg["svd_window_epochs"],
-                           seed=helpers.seed("ch3-svd-window"), record={"layers": LAYER, "every": "step"}, **common)
+    h = training.train_sgd(model, losses.cross_entropy, ds_svd,
+                           epochs=cfg["svd_window_epochs"],
+                           seed=helpers.seed("ch3-svd-window"),
+                           record={"layers": LAYER, "every": "step"}, **common)
     return {**cache.pack_weights(model.get_weights()), "W": h["weights"][LAYER],
             "test_acc": h["test_acc"], "acc": h["acc"]}
 
 
-svd_runs = {wd: cache.cached("ch3-svd", {**cfg, "run_weight_decay": wd}, lambda wd=wd: train_and_record(wd),
+svd_runs = {wd: cache.cached("ch3-svd", {**cfg, "run_weight_decay": wd},
+                             lambda wd=wd: train_and_record(wd),
                              verbose=False) for wd in (0.0, cfg["svd_weight_decay"])}
 
 
@@ -233,7 +259,8 @@ def draw_esd(ax, spec, title, bins=50):
     bulk = ev[ev <= spec.mp.upper]
     ax.hist(ev, bins=bins, density=True, color=PALETTE[0], alpha=0.6)
     x = np.linspace(spec.mp.lower, spec.mp.upper, 400)
-    ax.plot(x, rmt.marchenko_pastur_pdf(x, spec.ratio, spec.mp.sigma2), color=PALETTE[3], lw=2)
+    ax.plot(x, rmt.marchenko_pastur_pdf(x, spec.ratio, spec.mp.sigma2), color=PALETTE[3],
+            lw=2)
     ax.axvline(spec.mp.upper, color="k", ls=":", lw=1)
     ax.set(xlabel="eigenvalue λ = ν²/N", ylabel="density", title=title, yscale="log")
     ax.set_ylim(0.5 / (len(ev) * (ev.max() - ev.min()) / bins), None)
@@ -244,7 +271,8 @@ def draw_esd(ax, spec, title, bins=50):
 fig, axes = subplots(1, 2, width=4.2, height=3.2)
 for ax, name in zip(axes, [n for n in spectra if min(spectra[n].matrix_shape) >= 20][:2]):
     s = spectra[name]
-    draw_esd(ax, s, f"{name} ({s.matrix_shape[0]}×{s.matrix_shape[1]}): {s.mp.num_outliers} outliers")
+    m_rows, m_cols = s.matrix_shape
+    draw_esd(ax, s, f"{name} ({m_rows}×{m_cols}): {s.mp.num_outliers} outliers")
 fig.suptitle("Trained layers: MP bulk (red) and outliers beyond the edge (dotted)")
 plt.show()
 
@@ -267,16 +295,19 @@ def bulk_removal(model):
     before = training.evaluate(model, losses.cross_entropy, *ds_svd.test)[1]
     after = training.evaluate(edited, losses.cross_entropy, *ds_svd.test)[1]
     return {"outliers": spec.mp.num_outliers, "bulk_ks": spec.mp.ks_distance, "kept": kept,
-            "test_acc": before, "test_acc_bulk_removed": after, "cost_points": 100 * (before - after)}
+            "test_acc": before, "test_acc_bulk_removed": after,
+            "cost_points": 100 * (before - after)}
 
 
 net_wd = svd_network(cfg["svd_weight_decay"])
 cut, cut_wd = bulk_removal(net), bulk_removal(net_wd)
-bulk_m = {"layer": LAYER, "weight_decay": cfg["svd_weight_decay"], **cut_wd, "of": len(spectra[LAYER].eigenvalues),
+bulk_m = {"layer": LAYER, "weight_decay": cfg["svd_weight_decay"], **cut_wd,
+          "of": len(spectra[LAYER].eigenvalues),
           **{f"{k}_no_wd": v for k, v in cut.items()}}
 f_bulk = findings.record(
     "F-BULK", source="000 Ch. 4 (citing Staats, Thamm, Rosenow)", measured=bulk_m,
-    criterion="a trained network's layer has a MP bulk plus outliers; zeroing the bulk singular values of that "
+    criterion="a trained network's layer has a MP bulk plus outliers; zeroing the bulk "
+              "singular values of that "
               "layer costs ≤ 2 percentage points of test accuracy",
     rule=lambda m: m["outliers"] >= 1 and m["bulk_ks"] <= 0.05 and m["cost_points"] <= 2)
 
@@ -320,10 +351,12 @@ for name, s in spectra.items():
         nu_bulk = s.singular_values[s.eigenvalues[::-1] <= s.mp.upper]
         sp = rmt.level_spacings(nu_bulk, degree=5, trim=0.05)
         wig[name] = (sp, rmt.spacing_ks_test(sp))
-wig_m = {f"p_{n}": r.pvalue for n, (_, r) in wig.items()} | {f"spacings_{n}": r.n for n, (_, r) in wig.items()}
+wig_m = {f"p_{n}": r.pvalue for n, (_, r) in wig.items()} | {f"spacings_{n}": r.n for n,
+                                                             (_, r) in wig.items()}
 f_wig = findings.record(
     "F-WIGNERW", source="000 Ch. 4 (citing Thamm, Staats, Rosenow)", measured=wig_m,
-    criterion="unfolded singular-value spacings of trained weight matrices agree with the Wigner surmise (KS p > 0.01)",
+    criterion="unfolded singular-value spacings of trained weight matrices agree with the "
+              "Wigner surmise (KS p > 0.01)",
     rule=lambda m: all(v > 0.01 for k, v in m.items() if k.startswith("p_")))
 
 # %%
@@ -377,9 +410,11 @@ for wd, run in svd_runs.items():
     svpc[f"mean_top5_bulk_{tag}"] = float(S[:5, k_out:].mean())
 f_svpc = findings.record(
     "F-SVPC", source="000 Sec. 6.1, Figs. 6.1-6.2", measured=svpc,
-    criterion="singular matrices of outlier singular values overlap most with the leading PCs (mean overlap of "
+    criterion="singular matrices of outlier singular values overlap most with the leading "
+              "PCs (mean overlap of "
               "outliers with the top 5 PCs exceeds that of bulk singular matrices)",
-    rule=lambda m: m["outliers_no_wd"] >= 1 and m["mean_top5_outliers_no_wd"] > m["mean_top5_bulk_no_wd"])
+    rule=lambda m: m["outliers_no_wd"] >= 1 and m["mean_top5_outliers_no_wd"]
+    > m["mean_top5_bulk_no_wd"])
 
 # %%
 fig, axes = subplots(2, 2, width=4.2, height=3.0)
@@ -387,13 +422,15 @@ for col, (wd, (S, k_out)) in enumerate(S_of.items()):
     label = "no weight decay" if wd == 0 else f"weight decay λ = {wd:g}"
     im = axes[0, col].imshow(S[:30], aspect="auto", cmap="magma", origin="lower", vmin=0)
     axes[0, col].axvline(k_out - 0.5, color="w", ls="--", lw=1)
-    axes[0, col].set(xlabel="singular value index j", ylabel="PC index i", title=f"Sᵢⱼ, {label}")
+    axes[0, col].set(xlabel="singular value index j", ylabel="PC index i",
+                     title=f"Sᵢⱼ, {label}")
     axes[0, col].grid(False)
     fig.colorbar(im, ax=axes[0, col], shrink=0.9)
     for i, c in zip(range(5), PALETTE):
         axes[1, col].plot(S[i], color=c, lw=1.2, label=f"PC {i + 1}")
     axes[1, col].axvline(k_out - 0.5, color="k", ls=":", lw=1)
-    axes[1, col].set(xlabel="singular value index j", ylabel="overlap Sᵢⱼ", title="Top 5 PCs (dotted: MP edge)")
+    axes[1, col].set(xlabel="singular value index j", ylabel="overlap Sᵢⱼ",
+                     title="Top 5 PCs (dotted: MP edge)")
 axes[1, 1].legend(fontsize=8, ncol=2, loc="upper right")
 plt.show()
 
@@ -465,29 +502,38 @@ Cs = cfg["C"]
 
 
 def anova_data(net, K, delta):
-    return data.gaussian_anova(K, NETS[net][0], cfg["n_per_class"], cfg["anova_model"], delta=delta, t=delta,
-                               n_test_per_class=cfg["n_test_per_class"], seed=helpers.seed("ch3-anova", net, K))
+    return data.gaussian_anova(K, NETS[net][0], cfg["n_per_class"], cfg["anova_model"],
+                               delta=delta, t=delta,
+                               n_test_per_class=cfg["n_test_per_class"],
+                               seed=helpers.seed("ch3-anova", net, K))
 
 
 def anova_run(net, K, delta):
     ds = anova_data(net, K, delta)
-    model = models.mlp(NETS[net][0], NETS[net][1], K, seed=helpers.seed("ch3-anova-init", net, K))
+    model = models.mlp(NETS[net][0], NETS[net][1], K,
+                       seed=helpers.seed("ch3-anova-init", net, K))
     crit = ws.SpectralCriterion(WATCH[net], Cs)
     crit.observe(0, model)
-    h = training.train_sgd(model, losses.cross_entropy, ds, epochs=cfg["anova_epochs"], batch_size=cfg["anova_batch"],
-                           lr=cfg["anova_lr"], eval_data=ds, on_epoch_end=crit, seed=helpers.seed("ch3-anova-sgd", net, K))
-    out = {"test_acc": h["test_acc"], "acc": h["acc"], "snr": ds.info["snr"], **crit.as_arrays()}
+    h = training.train_sgd(model, losses.cross_entropy, ds, epochs=cfg["anova_epochs"],
+                           batch_size=cfg["anova_batch"],
+                           lr=cfg["anova_lr"], eval_data=ds, on_epoch_end=crit,
+                           seed=helpers.seed("ch3-anova-sgd", net, K))
+    out = {"test_acc": h["test_acc"], "acc": h["acc"], "snr": ds.info["snr"],
+           **crit.as_arrays()}
     for name in WATCH[net]:
-        _, out[f"ev_{name}"], out[f"ratio_{name}"] = ws.matrix_spectrum(model.get_layer(name).kernel.numpy())
+        kernel = model.get_layer(name).kernel.numpy()
+        _, out[f"ev_{name}"], out[f"ratio_{name}"] = ws.matrix_spectrum(kernel)
     return out
 
 
 grid = [("NN1", cfg["K_main"], d) for d in cfg["deltas"]]
 grid += [("NN1", K, cfg["delta_for_K"]) for K in cfg["K_grid"] if K != cfg["K_main"]]
 grid += [("NN2", cfg["K_main"], d) for d in (min(cfg["deltas"]), max(cfg["deltas"]))]
-anova = {key: cache.cached("ch3-anova", {**cfg, "run": list(key)}, lambda key=key: anova_run(*key), verbose=False)
+anova = {key: cache.cached("ch3-anova", {**cfg, "run": list(key)},
+                           lambda key=key: anova_run(*key), verbose=False)
          for key in grid}
-crits = {key: ws.SpectralCriterion.from_arrays(r, WATCH[key[0]], Cs) for key, r in anova.items()}
+crits = {key: ws.SpectralCriterion.from_arrays(r, WATCH[key[0]], Cs) for key,
+         r in anova.items()}
 
 
 
@@ -501,17 +547,21 @@ def final_s(key, name):
 
 
 K0, net0, layer0 = cfg["K_main"], *MEASURED
-snr_keys = [(net0, K0, d) for d in sorted(cfg["deltas"], reverse=True)]  # from high to low SNR
+# from high to low SNR
+snr_keys = [(net0, K0, d) for d in sorted(cfg["deltas"], reverse=True)]
 fig, axes = subplots(2, 2, width=3.6, height=2.6)
 for ax, key in zip(axes.ravel(), snr_keys):
     ev, cl = anova[key][f"ev_{layer0}"], final_class(key, layer0)
     fit = rmt.mp_fit(ev, float(anova[key][f"ratio_{layer0}"]))
     ax.hist(ev, bins=40, density=True, color=PALETTE[0], alpha=0.6)
     x = np.linspace(fit.lower, fit.upper, 300)
-    ax.plot(x, rmt.marchenko_pastur_pdf(x, float(anova[key][f"ratio_{layer0}"]), fit.sigma2), color=PALETTE[3], lw=1.8)
-    ax.set(xlabel="eigenvalue λ", ylabel="density", yscale="log", title=f"SNR {anova[key]['snr']:.2f}: {cl.label}")
+    ax.plot(x, rmt.marchenko_pastur_pdf(x, float(anova[key][f"ratio_{layer0}"]), fit.sigma2),
+            color=PALETTE[3], lw=1.8)
+    ax.set(xlabel="eigenvalue λ", ylabel="density", yscale="log",
+           title=f"SNR {anova[key]['snr']:.2f}: {cl.label}")
     ax.yaxis.set_minor_formatter(NullFormatter())
-fig.suptitle(f"{net0}-like, {layer0}, K = {K0}: final spectra from the easiest to the hardest task")
+fig.suptitle(f"{net0}-like, {layer0}, K = {K0}: final spectra from the easiest to the "
+             "hardest task")
 plt.show()
 
 # %% [markdown]
@@ -523,37 +573,47 @@ plt.show()
 s_by_snr = [final_s(k, layer0) for k in snr_keys]                    # high SNR first
 K_keys = [(net0, K, cfg["delta_for_K"]) for K in sorted(cfg["K_grid"])]
 s_by_K = [final_s(k, layer0) for k in K_keys]
-diff_m = {"snr_levels": [float(anova[k]["snr"]) for k in snr_keys], "s_hat_by_falling_snr": s_by_snr,
+diff_m = {"snr_levels": [float(anova[k]["snr"]) for k in snr_keys],
+          "s_hat_by_falling_snr": s_by_snr,
           "K": sorted(cfg["K_grid"]), "s_hat_by_K": s_by_K}
 f_diff = findings.record(
     "F-DIFFICULTY", source="002 (Gaussian ANOVA experiments)", measured=diff_m,
-    criterion="on Gaussian ANOVA data, the distance ŝ_n of a hidden layer's spectrum from MP grows as the SNR falls "
+    criterion="on Gaussian ANOVA data, the distance ŝ_n of a hidden layer's spectrum from MP "
+              "grows as the SNR falls "
               "(monotone over ≥ 4 SNR levels) and, at fixed SNR, grows with K",
-    rule=lambda m: len(m["s_hat_by_falling_snr"]) >= 4 and all(np.diff(m["s_hat_by_falling_snr"]) > 0)
+    rule=lambda m: len(m["s_hat_by_falling_snr"]) >= 4
+    and all(np.diff(m["s_hat_by_falling_snr"]) > 0)
     and all(np.diff(m["s_hat_by_K"]) > 0))
 
 hi, lo = snr_keys[0], snr_keys[-1]
 c_hi, c_lo = final_class(hi, layer0), final_class(lo, layer0)
-phase_m = {"snr_high": float(anova[hi]["snr"]), "class_high": c_hi.label, "scaled_high": c_hi.scaled,
-           "alpha_high": c_hi.alpha, "snr_low": float(anova[lo]["snr"]), "class_low": c_lo.label,
-           "scaled_low": c_lo.scaled, "scaled_bulk_low": c_lo.scaled_bulk, "alpha_low": c_lo.alpha,
+phase_m = {"snr_high": float(anova[hi]["snr"]), "class_high": c_hi.label,
+           "scaled_high": c_hi.scaled,
+           "alpha_high": c_hi.alpha, "snr_low": float(anova[lo]["snr"]),
+           "class_low": c_lo.label,
+           "scaled_low": c_lo.scaled, "scaled_bulk_low": c_lo.scaled_bulk,
+           "alpha_low": c_lo.alpha,
            "spikes_low": c_lo.num_spikes,
            "NN2_classes_high_low": [final_class(("NN2", K0, d), WATCH["NN2"][-1]).label
                                     for d in (max(cfg["deltas"]), min(cfg["deltas"]))]}
 f_ph = findings.record(
     "F-PHASES", source="002 (spectral types LT / BT / HT)", measured=phase_m,
-    criterion="at high SNR the final spectrum is classified LT and at low SNR HT (classification rule stated in the chapter)",
+    criterion="at high SNR the final spectrum is classified LT and at low SNR HT "
+              "(classification rule stated in the chapter)",
     rule=lambda m: m["class_high"] == "LT" and m["class_low"] == "HT")
 
 # %%
 fig, (ax1, ax2) = subplots(1, 2, width=4.2, height=3.2)
 ax1.plot(diff_m["snr_levels"], s_by_snr, "o-", color=PALETTE[0], label=f"{layer0}")
-ax1.plot(diff_m["snr_levels"], [final_s(k, "dense_2") for k in snr_keys], "s--", color=PALETTE[1], label="dense_2")
+ax1.plot(diff_m["snr_levels"], [final_s(k, "dense_2") for k in snr_keys], "s--",
+         color=PALETTE[1], label="dense_2")
 ax1.set(xlabel="SNR", ylabel="ŝₙ of the final spectrum", title=f"{net0}-like, K = {K0}")
 ax1.legend(fontsize=8, loc="upper right")
 ax2.plot(diff_m["K"], s_by_K, "o-", color=PALETTE[0], label=f"{layer0}")
-ax2.plot(diff_m["K"], [final_s(k, "dense_2") for k in K_keys], "s--", color=PALETTE[1], label="dense_2")
-ax2.set(xlabel="number of classes K", ylabel="ŝₙ of the final spectrum", title=f"δ = {cfg['delta_for_K']}")
+ax2.plot(diff_m["K"], [final_s(k, "dense_2") for k in K_keys], "s--", color=PALETTE[1],
+         label="dense_2")
+ax2.set(xlabel="number of classes K", ylabel="ŝₙ of the final spectrum",
+        title=f"δ = {cfg['delta_for_K']}")
 ax2.set_xticks(diff_m["K"])
 ax2.legend(fontsize=8, loc="upper left")
 plt.show()
@@ -599,9 +659,11 @@ def stop_table(net, C):
         for name in WATCH[net]:
             e = cr.fired(name, C)
             row += [str(e), f"{100 * acc[e - 1]:.2f}%"] if e else ["–", ""]
-        rows.append(row + [final_class(key, n).label for n in WATCH[net]] + [f"{100 * acc[-1]:.2f}%"])
+        rows.append(row + [final_class(key, n).label for n in WATCH[net]]
+                    + [f"{100 * acc[-1]:.2f}%"])
     head = ["δ", "SNR"] + sum([[f"epoch ({n})", "test acc"] for n in WATCH[net]], [])
-    return head + [f"final {n}" for n in WATCH[net]] + [f"test acc, epoch {cfg['anova_epochs']}"], rows
+    return head + [f"final {n}"
+                   for n in WATCH[net]] + [f"test acc, epoch {cfg['anova_epochs']}"], rows
 
 
 for net in NETS:
@@ -613,22 +675,29 @@ for net in NETS:
 e_lo, e_hi = crits[lo].fired(layer0, 0.4), crits[hi].fired(layer0, 0.4)
 acc_lo = anova[lo]["test_acc"]
 stop_m = {"fired_epoch_low_snr": e_lo or 0, "last_epoch": cfg["anova_epochs"],
-          "test_acc_at_fire": float(acc_lo[e_lo - 1]) if e_lo else float("nan"), "test_acc_final": float(acc_lo[-1]),
-          "fired_epoch_high_snr": e_hi or 0, "max_scaled_high_snr": float(max(crits[hi].scaled[layer0])),
+          "test_acc_at_fire": float(acc_lo[e_lo - 1]) if e_lo else float("nan"),
+          "test_acc_final": float(acc_lo[-1]),
+          "fired_epoch_high_snr": e_hi or 0,
+          "max_scaled_high_snr": float(max(crits[hi].scaled[layer0])),
           "fired_epoch_low_snr_C0.6": crits[lo].fired(layer0, 0.6) or 0}
 f_stop = findings.record(
-    "F-EARLYSTOP", source="002 (spectral criterion, tables of NN1/NN2 + D1/D2)", measured=stop_m,
-    criterion="on a low-SNR setting the criterion stops training before the last epoch with test accuracy within "
+    "F-EARLYSTOP", source="002 (spectral criterion, tables of NN1/NN2 + D1/D2)",
+    measured=stop_m,
+    criterion="on a low-SNR setting the criterion stops training before the last epoch with "
+              "test accuracy within "
               "1 point of (or above) the final one; on the high-SNR setting it never fires",
     rule=lambda m: 0 < m["fired_epoch_low_snr"] < m["last_epoch"]
-    and m["test_acc_at_fire"] >= m["test_acc_final"] - 0.01 and m["fired_epoch_high_snr"] == 0)
+    and m["test_acc_at_fire"] >= m["test_acc_final"] - 0.01 and m["fired_epoch_high_snr"]
+    == 0)
 
 # %%
 fig, (ax1, ax2) = subplots(1, 2, width=4.2, height=3.2)
 for key, c in zip(snr_keys, PALETTE):
     cr = crits[key]
-    ax1.plot(cr.epochs, cr.scaled[layer0], color=c, lw=1.4, label=f"SNR {anova[key]['snr']:.2f}")
-    ax2.plot(np.arange(1, len(anova[key]["test_acc"]) + 1), anova[key]["test_acc"], color=c, lw=1.4)
+    ax1.plot(cr.epochs, cr.scaled[layer0], color=c, lw=1.4,
+             label=f"SNR {anova[key]['snr']:.2f}")
+    ax2.plot(np.arange(1, len(anova[key]["test_acc"]) + 1), anova[key]["test_acc"], color=c,
+             lw=1.4)
     e = cr.fired(layer0, 0.4)
     if e:
         ax2.plot(e, anova[key]["test_acc"][e - 1], "v", color=c, ms=8)
@@ -672,8 +741,10 @@ display(Markdown(text))
 def real_run(name, kind, batch):
     ds = DATA[name]
     model = make_net(kind, ds, f"ch3-real-{name}-{kind}")
-    h = training.train_sgd(model, losses.cross_entropy, ds, epochs=cfg["real_epochs"], batch_size=batch,
-                           lr=cfg["real_lr"], eval_data=ds, seed=helpers.seed("ch3-real", name, batch))
+    h = training.train_sgd(model, losses.cross_entropy, ds, epochs=cfg["real_epochs"],
+                           batch_size=batch,
+                           lr=cfg["real_lr"], eval_data=ds,
+                           seed=helpers.seed("ch3-real", name, batch))
     return {**cache.pack_weights(model.get_weights()), "test_acc": h["test_acc"]}
 
 
@@ -691,11 +762,14 @@ for (name, kind, batch), (model, acc) in real.items():
         if min(s.matrix_shape) < 10:
             continue
         q = ws.quality_metrics(ws.layer_matrix(model.get_layer(lname).kernel.numpy()))
-        rows.append([f"{kind} / {name} (S = {batch}, {100 * acc:.1f}%)", lname, f"{s.matrix_shape[0]}×{s.matrix_shape[1]}",
-                     f"{q['alpha']:.2f} ± {q['alpha_se']:.2f}", f"{q['alpha_weighted']:.2f}", f"{q['stable_rank']:.1f}",
+        rows.append([f"{kind} / {name} (S = {batch}, {100 * acc:.1f}%)", lname,
+                     f"{s.matrix_shape[0]}×{s.matrix_shape[1]}",
+                     f"{q['alpha']:.2f} ± {q['alpha_se']:.2f}", f"{q['alpha_weighted']:.2f}",
+                     f"{q['stable_rank']:.1f}",
                      f"{q['mp_soft_rank']:.2f}", str(q["num_spikes"]),
                      ws.classify_spectrum(s.eigenvalues, ratio=s.ratio).label])
-show_table(["network / data (batch, test acc)", "layer", "n×N", "α ± se", "α̂", "stable rank", "MP soft rank",
+show_table(["network / data (batch, test acc)", "layer", "n×N", "α ± se", "α̂", "stable rank",
+            "MP soft rank",
             "spikes", "class"], rows)
 
 # %%
@@ -705,12 +779,14 @@ for ax, ((name, kind, batch), (model, acc)) in zip(axes[0], real.items()):
         if min(s.matrix_shape) < 10:
             continue
         lam = np.sort(s.singular_values ** 2)
-        ax.loglog(lam[::-1], np.arange(1, len(lam) + 1) / len(lam), ".", ms=3, color=c, label=lname)
+        ax.loglog(lam[::-1], np.arange(1, len(lam) + 1) / len(lam), ".", ms=3, color=c,
+                  label=lname)
         pl = ws.power_law_alpha(lam)
         x = np.geomspace(pl["xmin"], lam[-1], 20)
         share = pl["num_tail"] / len(lam)
         ax.loglog(x, share * (x / pl["xmin"]) ** (1 - pl["alpha"]), "-", color=c, lw=1)
-    ax.set(xlabel="eigenvalue λ of WᵀW", ylabel="share of eigenvalues ≥ λ", title=f"{kind} on {name}")
+    ax.set(xlabel="eigenvalue λ of WᵀW", ylabel="share of eigenvalues ≥ λ",
+           title=f"{kind} on {name}")
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.yaxis.set_minor_formatter(NullFormatter())
     ax.legend(fontsize=8, loc="lower left")
@@ -734,7 +810,8 @@ def draw_run(axes, delta, K):
     key = (net0, K, delta)
     if key not in anova:
         for ax in axes:
-            ax.text(0.5, 0.5, f"δ = {delta}, K = {K}\nnot in the precomputed grid", ha="center", transform=ax.transAxes)
+            ax.text(0.5, 0.5, f"δ = {delta}, K = {K}\nnot in the precomputed grid",
+                    ha="center", transform=ax.transAxes)
         return
     ev, ratio = anova[key][f"ev_{layer0}"], float(anova[key][f"ratio_{layer0}"])
     fit = rmt.mp_fit(ev, ratio)
@@ -752,8 +829,10 @@ def draw_run(axes, delta, K):
 
 
 widgets.explore(draw_run, {"delta": sorted(cfg["deltas"]), "K": sorted(cfg["K_grid"])},
-                [{"delta": max(cfg["deltas"]), "K": K0}, {"delta": min(cfg["deltas"]), "K": K0},
-                 {"delta": cfg["delta_for_K"], "K": max(cfg["K_grid"])}], panels=2, width=4.2, height=3.0)
+                [{"delta": max(cfg["deltas"]), "K": K0},
+                 {"delta": min(cfg["deltas"]), "K": K0},
+                 {"delta": cfg["delta_for_K"], "K": max(cfg["K_grid"])}], panels=2, width=4.2,
+                height=3.0)
 
 # %% [markdown]
 # ## Exercises

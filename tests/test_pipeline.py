@@ -136,3 +136,37 @@ def test_no_chapter_cell_displays_a_finding_repr():
                 if getattr(fn, "attr", getattr(fn, "id", "")) in ("record", "get"):
                     offenders.append(f"{path.name} cell {i}")
     assert not offenders, f"cells that display a Finding repr: {offenders}; assign the result (_ = ...)"
+
+
+#: the code box of the HTML theme holds 94 characters at a 1400 px window; a longer line scrolls sideways
+CODE_LINE_LIMIT = 94
+#: chapters rewrapped on another branch at the same time (issue 15); empty this set when that branch is merged
+PENDING_LINE_LIMIT = {"04_hessian", "08_two_parameter_curvature"}
+
+
+def long_code_lines(path: Path, limit: int = CODE_LINE_LIMIT) -> list[str]:
+    """The code lines a reader sees (every code cell but ``remove-input`` ones) longer than ``limit``."""
+    import jupytext
+
+    out = []
+    for i, cell in enumerate(jupytext.read(path).cells):
+        if cell.cell_type != "code" or "remove-input" in cell.metadata.get("tags", []):
+            continue
+        out += [f"cell {i}: {len(line)} chars: {line.strip()[:60]}..." for line in cell.source.splitlines()
+                if len(line) > limit]
+    return out
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=[c.stem for c in CHAPTERS])
+def test_code_lines_fit_the_code_box(path):
+    if path.stem in PENDING_LINE_LIMIT:
+        pytest.skip(f"{path.stem} is rewrapped on another branch (PENDING_LINE_LIMIT in tests/test_pipeline.py)")
+    long = long_code_lines(path)
+    assert not long, f"{len(long)} code lines over {CODE_LINE_LIMIT} characters:\n" + "\n".join(long[:20])
+
+
+def test_the_line_limit_check_finds_long_lines_and_spares_removed_input(tmp_path):
+    src = tmp_path / "01_demo.py"
+    src.write_text("# %%\nx = 1  # " + "y" * 100 + "\n\n# %% tags=[\"remove-input\"]\nz = '" + "w" * 100 + "'\n")
+    found = long_code_lines(src)
+    assert len(found) == 1 and found[0].startswith("cell 0")
