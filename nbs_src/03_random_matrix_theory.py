@@ -87,11 +87,11 @@ print(*DATA.values(), sep="\n")
 # Write a layer's weights as a matrix $W$ and orient it $n \times N$ with $n \le N$ (a dense kernel as it
 # is; a convolution kernel $k_h \times k_w \times c_{\mathrm{in}} \times c_{\mathrm{out}}$ with its first two
 # and last two dimensions together, $k_h k_w \times c_{\mathrm{in}} c_{\mathrm{out}}$, which gives the
-# largest number of singular values, 000 Sec. 7.3). Its singular value decomposition is
-# $W = U \Sigma V^T$, $\Sigma = \mathrm{diag}(\nu_1, \dots, \nu_n)$ in decreasing order (000 eq. 4.1). We
-# study the $n$ eigenvalues $\lambda_i = \nu_i^2 / N$ of $W W^T / N$ (002 rescales $W$ by $1/\sqrt N$).
+# largest number of singular values, {cite}`haink2023hessian{Sec. 7.3}`). Its singular value decomposition is
+# $W = U \Sigma V^T$, $\Sigma = \mathrm{diag}(\nu_1, \dots, \nu_n)$ in decreasing order {cite}`haink2023hessian{eq. 4.1}`. We
+# study the $n$ eigenvalues $\lambda_i = \nu_i^2 / N$ of $W W^T / N$ ({cite}`meng2023impact` rescales $W$ by $1/\sqrt N$).
 # If the entries are independent with variance $\sigma^2$, then as $n, N \to \infty$ with $c = n/N$ fixed
-# the eigenvalues follow the MP law (002; 000 eq. 4.2 writes the same law in $Q = 1/c$)
+# the eigenvalues follow the MP law ({cite}`meng2023impact`; {cite}`haink2023hessian{eq. 4.2}` writes the same law in $Q = 1/c$)
 #
 # $$ p_{c,\sigma^2}(x) = \frac{\sqrt{(b - x)(x - a)}}{2\pi c \sigma^2 x}, \qquad
 #    a = \sigma^2 (1 - \sqrt c)^2, \quad b = \sigma^2 (1 + \sqrt c)^2 . $$
@@ -128,7 +128,7 @@ plt.show()
 # The positions of eigenvalues carry a second signature of randomness: their *correlations*. Unfold the
 # spectrum (map each eigenvalue through a smooth fit of the counting function, so the mean spacing is one,
 # `random_matrix.unfold`) and take nearest-neighbour spacings $s$. For random real symmetric matrices (the
-# Gaussian orthogonal ensemble, GOE) their distribution is close to the Wigner surmise (000 eq. 4.3)
+# Gaussian orthogonal ensemble, GOE) their distribution is close to the Wigner surmise {cite}`haink2023hessian{eq. 4.3}`
 #
 # $$ p(s) = \frac{\pi s}{2}\, e^{-\pi s^2 / 4} , $$
 #
@@ -143,7 +143,7 @@ print(f"GOE, n = 600: {ks_goe.n} spacings, KS = {ks_goe.statistic:.3f}, p = "
 assert ks_goe.pvalue > 0.05  # I-WIGNER
 
 # %% [markdown]
-# ## 002's distance to the MP law and its null distribution (`I-NULLSTAT`)
+# ## Meng and Yao's distance to the MP law and its null distribution (`I-NULLSTAT`)
 #
 # Meng and Yao measure how far a spectrum $X_1 \le \dots \le X_n$ is from *some* MP law without knowing
 # $c$ and $\sigma^2$: the extremes $\hat a = X_{(1)}$ and $\hat b = X_{(n)}$ estimate the edges, which
@@ -155,7 +155,7 @@ assert ks_goe.pvalue > 0.05  # I-WIGNER
 # $$ \hat s_n = \int_{\hat a}^{\hat b} \big| \hat p_M(x) - p_{\hat c, \hat\sigma^2}(x) \big|\, dx . $$
 #
 # Under the null hypothesis (the spectrum is MP) $\hat s_n = O_P(n^{-1/3} + M^{-1} + \sqrt{M \log n / n})$,
-# so 002 scales it as $\hat s_n n^{1/3} / \sqrt{\log n}$ and reports that this always lies in
+# so {cite}`meng2023impact` scales it as $\hat s_n n^{1/3} / \sqrt{\log n}$ and reports that this always lies in
 # $[0.15, 0.25]$. We draw 50 spectra of $W W^T / N$ for Gaussian $W$ at each of nine $(c, n)$ (exactly,
 # with the tridiagonal model of Dumitriu and Edelman {cite}`dumitriu2002matrix`,
 # `random_matrix.wishart_eigenvalues`, which costs $O(n^2)$ instead of forming $W$), and assert that the
@@ -203,7 +203,7 @@ plt.show()
 # ## A trained network: bulk, outliers and what the bulk carries (`F-BULK`)
 #
 # We train an MLP with hidden layers of the widths below on the data set of the configuration
-# (SGD, 000's set-up of chapter 1), and then continue for a window of a few epochs while recording the
+# (SGD, Haink's set-up of chapter 1), and then continue for a window of a few epochs while recording the
 # chosen layer at every step (for the PCs further down). The same is done with weight decay on all layers.
 # `weight_spectra.model_spectra` returns the spectrum of every weight layer in one call: kernel and matrix
 # shape, aspect ratio, the MP fit of the bulk (the entry variance $\sigma^2$ is fitted to the eigenvalues
@@ -277,13 +277,13 @@ fig.suptitle("Trained layers: MP bulk (red) and outliers beyond the edge (dotted
 plt.show()
 
 # %% [markdown]
-# Most eigenvalues fill an MP bulk, a handful stand out to the right. 000 (Ch. 4, citing Staats, Thamm and
+# Most eigenvalues fill an MP bulk, a handful stand out to the right. {cite}`haink2023hessian{Ch. 4}`, citing Staats, Thamm and
 # Rosenow {cite}`staats2023boundary`) states that these outliers hold almost all the information: setting
 # the bulk singular values to zero does not hurt the accuracy. `weight_spectra.remove_bulk` zeroes every
 # $\nu_i$ with $\nu_i^2/N$ inside the fitted bulk and returns the edited network. `F-BULK` asks for a layer
 # with an MP bulk (we use the book's MP tolerance of `I-MP`: a KS distance of the bulk to its fit
 # $\le 0.05$) plus outliers, whose bulk removal costs at most 2 points of test accuracy. We measure it on the
-# network trained with weight decay, where 000 (Sec. 6.1) sees the clearest boundary between bulk and
+# network trained with weight decay, where {cite}`haink2023hessian{Sec. 6.1}` sees the clearest boundary between bulk and
 # outliers, and give the network without weight decay beside it: there, at this size, some of the class
 # directions of the layer (a classifier of $K$ classes needs about $K - 1$) may still sit inside the bulk,
 # and removing them then costs accuracy.
@@ -338,7 +338,7 @@ display(Markdown(text))
 # %% [markdown]
 # ## Spacings of trained singular values (`F-WIGNERW`)
 #
-# 000 (Ch. 4, after Thamm, Staats and Rosenow {cite}`thamm2022random`) reports that the unfolded spacings of
+# {cite}`haink2023hessian{Ch. 4}`, after Thamm, Staats and Rosenow {cite}`thamm2022random`) reports that the unfolded spacings of
 # the singular values of trained layers follow the Wigner surmise: the bulk is still a random matrix in its
 # correlations. We unfold the singular values inside the MP bulk of every layer with at least 50 of them
 # (the outliers are too few and too far apart to unfold with the bulk), with a degree-5 polynomial and 5%
@@ -383,17 +383,16 @@ display(Markdown(
 # ## Singular matrices and principal components (`F-SVPC`)
 #
 # Each singular value has its *singular matrix* $W_i = U \Sigma_i V^T$ with
-# $\Sigma_i = \mathrm{diag}(0, \dots, \nu_i, \dots, 0)$ (000 eq. 6.1); the $W_i$ sum to $W$. Flattened into
+# $\Sigma_i = \mathrm{diag}(0, \dots, \nu_i, \dots, 0)$ {cite}`haink2023hessian{eq. 6.1}`; the $W_i$ sum to $W$. Flattened into
 # vectors $w_i$ they live in the same space as the layer's weight trajectory, whose principal components
-# $p_i$ come from `trajectories.pca` (chapter 2). 000 compares them by the overlaps (eq. 6.2)
+# $p_i$ come from `trajectories.pca` (chapter 2). {cite}`haink2023hessian` compares them by the overlaps (eq. 6.2)
 #
 # $$ S_{ij} = \frac{|p_i \cdot w_j|}{\lVert w_j \rVert} $$
 #
-# and finds that the leading PCs overlap most with the singular matrices outside the bulk (000 Figs.
-# 6.1-6.2). With weight decay the boundary between the two groups is sharper, but the first PC is then spread
+# and finds that the leading PCs overlap most with the singular matrices outside the bulk {cite}`haink2023hessian{Figs. 6.1-6.2}`. With weight decay the boundary between the two groups is sharper, but the first PC is then spread
 # over the bulk singular matrices: weight decay keeps shrinking the bulk, and that shrinking is the drift.
 # `F-SVPC` asks that the mean overlap of the outliers' singular matrices with the top 5 PCs exceed that of the
-# bulk singular matrices; we test it on the run without weight decay, 000's main setting, and report the run
+# bulk singular matrices; we test it on the run without weight decay, Haink's main setting, and report the run
 # with weight decay beside it.
 
 # %%
@@ -446,7 +445,7 @@ display(Markdown(
 # %% [markdown]
 # ## Classification difficulty shapes the spectra (`F-DIFFICULTY`, `F-PHASES`)
 #
-# 002 trains networks on a Gaussian ANOVA model: $K$ classes, $h_{i,k} = \mu_k + \varepsilon_{i,k}$ with
+# {cite}`meng2023impact` trains networks on a Gaussian ANOVA model: $K$ classes, $h_{i,k} = \mu_k + \varepsilon_{i,k}$ with
 # $\varepsilon \sim \mathcal N(0, \sigma^2 I_p)$, $\sigma = 1$. In model $\mathcal D_1(\delta)$ each class mean
 # is $m = -0.2$ on a random half $I_k$ of the coordinates and $m + \delta$ on the other half; $\mathcal
 # D_2(t)$ puts the means on a simplex (`data.gaussian_anova`). The difficulty is tuned by the SNR, the
@@ -455,32 +454,32 @@ display(Markdown(
 # transition* (BT: the $K - 1$ spikes move away and the bulk deforms) to a heavy tail (HT); at fixed SNR more
 # classes push the same way.
 #
-# **Our scale, and why.** 002 trains NN1 ($100 \to 1024 \to 512 \to 384 \to 192 \to K$) and NN2
+# **Our scale, and why.** {cite}`meng2023impact` trains NN1 ($100 \to 1024 \to 512 \to 384 \to 192 \to K$) and NN2
 # ($2048 \to 1024 \to 512 \to K$) for 250 epochs on 7,500 points per class at learning rate 0.01 and batch
 # 64, over $10^5$ SGD steps per run. In the quick profile we keep the input dimension of NN1, halve the
 # widths and drop a layer (NN1-like $100 \to 512 \to 256 \to 128 \to K$, NN2-like
 # $256 \to 512 \to 256 \to K$), and use 1,000 training points per class, 40 epochs and learning rate 0.1
 # at batch 64 (about 2,500 SGD steps for $K = 4$), which fits the profile's three minutes. Two things guided
-# the choice. The larger learning rate compresses 002's slow evolution of the weights into fewer steps. And
+# the choice. The larger learning rate compresses Meng and Yao's slow evolution of the weights into fewer steps. And
 # the number of points per class sets the order of events: with many points the network first learns what
-# generalises and only then starts memorising the noise, which is when the spectrum leaves MP, as in 002;
+# generalises and only then starts memorising the noise, which is when the spectrum leaves MP, as in {cite}`meng2023impact`;
 # with a few hundred points per class (which we tried first) memorisation, the spikes and the firing of the
-# criterion come while the test accuracy is still rising. The layers keep aspect ratios like 002's and at
+# criterion come while the test accuracy is still rising. The layers keep aspect ratios like Meng and Yao's and at
 # least 128 eigenvalues, so
-# $\hat s_n$ stays in the range where its null distribution is known. The SNR levels are 002's
+# $\hat s_n$ stays in the range where its null distribution is known. The SNR levels are Meng and Yao's
 # $\delta \in \{0.15, 0.3, 0.6, 0.9\}$ at $K = 4$, and $K \in \{2, 4, 8\}$ at $\delta = 0.3$. The test sets
 # have 500 points per class, so an accuracy near 40% at $K = 4$ has a standard error of about one point: the
 # one-point margin of `F-EARLYSTOP` is of the size of that noise.
 #
 # **The classification rule** (`weight_spectra.classify_spectrum`), applied to the eigenvalues of a layer.
-# Write $\mathrm{sc}(X) = \hat s_n n^{1/3} / \sqrt{\log n}$ for 002's scaled statistic of a set $X$ of
+# Write $\mathrm{sc}(X) = \hat s_n n^{1/3} / \sqrt{\log n}$ for Meng and Yao's scaled statistic of a set $X$ of
 # eigenvalues, call the eigenvalues below the upper edge $\lambda_+$ of the MP fit the *bulk* and those
 # above it the *spikes*, and let $\alpha$ be the power-law exponent of the upper tail (maximum likelihood,
 # $x_{\min}$ by the KS distance, Clauset, Shalizi and Newman {cite}`clauset2009power`, over a tail of at
 # least a tenth of the eigenvalues). In this order:
 #
 # 1. **RC**, rank collapse, if more than half of the eigenvalues are below $10^{-4} \lambda_{\max}$;
-# 2. **LT** if 002's criterion does not fire on the whole spectrum: $\mathrm{sc}(\text{all}) \le C = 0.4$;
+# 2. **LT** if Meng and Yao's criterion does not fire on the whole spectrum: $\mathrm{sc}(\text{all}) \le C = 0.4$;
 # 3. **HT** if the bulk itself has left MP and the tail is a power law: $\mathrm{sc}(\text{bulk}) > C$ and
 #    $\alpha < 4$, Martin and Mahoney's boundary of the heavy-tailed phases;
 # 4. **BT** otherwise: spikes moved away from an MP bulk, or the bulk deformed without a power-law tail.
@@ -490,8 +489,8 @@ display(Markdown(
 # spikes alone can pull a power-law fit below 4 (they are the largest values of any tail), which is why step
 # 3 asks the bulk, not only the tail.
 #
-# The findings read one layer, the same at every seed and SNR: `dense_3` of NN1-like, 002's FC3 (here the
-# last hidden layer, $256 \times 128$); the tables also report FC2 (`dense_2`), as 002's do, and FC1 and FC2
+# The findings read one layer, the same at every seed and SNR: `dense_3` of NN1-like, Meng and Yao's FC3 (here the
+# last hidden layer, $256 \times 128$); the tables also report FC2 (`dense_2`), as Meng and Yao's do, and FC1 and FC2
 # of NN2-like.
 
 # %%
@@ -641,12 +640,12 @@ display(Markdown(text))
 # %% [markdown]
 # ## The spectral criterion during training (`F-EARLYSTOP`)
 #
-# 002's idea: a heavy tail is the moment training has extracted what the data offer, so stop there, without
+# Meng and Yao's idea: a heavy tail is the moment training has extracted what the data offer, so stop there, without
 # test data. **Spectral criterion:** with $M = 2 \lfloor n^{1/3} \rfloor$ and
 # $s_* = C \sqrt{\log n} / n^{1/3}$, compute $\hat s_n$ after every epoch and stop when $\hat s_n > s_*$;
 # any $C \in [0.4, 0.6]$ is recommended. `weight_spectra.SpectralCriterion` is a hook for the
 # `on_epoch_end` argument of `training.train_sgd`; here it only records, so that we can compare the test
-# accuracy where it fires with that at the last epoch, as 002's tables do. `F-EARLYSTOP` (with $C = 0.4$):
+# accuracy where it fires with that at the last epoch, as Meng and Yao's tables do. `F-EARLYSTOP` (with $C = 0.4$):
 # at the lowest SNR the criterion fires before the last epoch with a test accuracy within one point of (or
 # above) the final one; at the highest SNR it never fires.
 
@@ -726,16 +725,16 @@ display(Markdown(text))
 #
 # Martin and Mahoney {cite}`martin2021implicit` follow the ESD of $W^T W$ during training through five
 # phases plus one: *random-like* (a pure MP bulk), *bleeding-out* (a few eigenvalues leak past the edge),
-# *bulk + spikes* (separated spikes, an MP bulk; 002's LT with its $K-1$ spikes), *bulk-decay* (the bulk
-# loses its edge and spreads; 002's BT), *heavy-tailed* (the whole ESD becomes a power law,
-# $\rho(\lambda) \sim \lambda^{-\alpha}$ with $2 \le \alpha \le 4$ moderately, $\alpha < 2$ very heavy; 002's
-# HT), and *rank collapse* (most eigenvalues vanish; 002's RC, seen with exploding training). They read the
+# *bulk + spikes* (separated spikes, an MP bulk; Meng and Yao's LT with its $K-1$ spikes), *bulk-decay* (the bulk
+# loses its edge and spreads; Meng and Yao's BT), *heavy-tailed* (the whole ESD becomes a power law,
+# $\rho(\lambda) \sim \lambda^{-\alpha}$ with $2 \le \alpha \le 4$ moderately, $\alpha < 2$ very heavy; Meng and Yao's
+# HT), and *rank collapse* (most eigenvalues vanish; Meng and Yao's RC, seen with exploding training). They read the
 # phase off measurable quantities, which `weight_spectra.quality_metrics` computes: the tail exponent $\alpha$
 # (with its standard error $(\alpha - 1)/\sqrt{k}$ over the $k$ tail values), the weighted
 # $\hat\alpha = \alpha \log_{10} \lambda_{\max}$, the stable rank $\lVert W \rVert_F^2 / \lVert W \rVert_2^2$,
 # the MP soft rank $\lambda_+ / \lambda_{\max}$ (1 when nothing leaves the bulk), and the number of spikes
 # above the MP edge. Below, every layer of the digits network above and of the same MLP on MNIST-1D, the
-# harder data set; in the paper profile, LeNet and miniAlexNet on MNIST and CIFAR-10 at 002's batch sizes.
+# harder data set; in the paper profile, LeNet and miniAlexNet on MNIST and CIFAR-10 at Meng and Yao's batch sizes.
 
 # %%
 def real_run(name, kind, batch):
@@ -846,7 +845,7 @@ widgets.explore(draw_run, {"delta": sorted(cfg["deltas"]), "K": sorted(cfg["K_gr
 # v = [ws.meng_yao_statistic(rmt.wishart_eigenvalues(500, 625, seed=r)).scaled for r in range(50)]
 # print(np.percentile(v, [5, 50, 95]))
 # ```
-# Around 0.36 (0.34 to 0.38 over the 50 draws), above 002's range. At $c = 0.8$ the lower edge is $a = (1 - \sqrt{0.8})^2 \approx 0.011$
+# Around 0.36 (0.34 to 0.38 over the 50 draws), above Meng and Yao's range. At $c = 0.8$ the lower edge is $a = (1 - \sqrt{0.8})^2 \approx 0.011$
 # while a bin is $(b - a)/M \approx 0.2$ wide: the density rises from zero to its maximum (near $2a$)
 # and falls again inside the first bin, whose flat histogram cannot follow it. Most of $\hat s_n$ comes from
 # that bin; the statistic assumes the density varies slowly on the scale of a bin.
@@ -889,17 +888,17 @@ widgets.explore(draw_run, {"delta": sorted(cfg["deltas"]), "K": sorted(cfg["K_gr
 #
 # ## Summary
 #
-# - A layer's spectrum is read in 002's convention: the eigenvalues $\nu_i^2/N$ of $WW^T/N$, convolutions
+# - A layer's spectrum is read in Meng and Yao's convention: the eigenvalues $\nu_i^2/N$ of $WW^T/N$, convolutions
 #   reshaped as $k_h k_w \times c_{\mathrm{in}} c_{\mathrm{out}}$; `weight_spectra.model_spectra` gives every
 #   layer's shape, aspect ratio, MP bulk and outliers in one call. Gaussian matrices follow the MP law
 #   (`I-MP`), GOE spacings the Wigner surmise (`I-WIGNER`).
-# - 002's distance $\hat s_n$ compares a histogram on $[X_{(1)}, X_{(n)}]$ with the MP law fitted to the
+# - Meng and Yao's distance $\hat s_n$ compares a histogram on $[X_{(1)}, X_{(n)}]$ with the MP law fitted to the
 #   extremes; under the null its scaled form lies in $[0.1, 0.3]$ for the aspect ratios tested (`I-NULLSTAT`),
 #   and it grows when $c \to 1$.
 # - In a trained layer a few outliers stand above an MP bulk; removing the bulk (`F-BULK`), the spacings of the
 #   bulk (`F-WIGNERW`) and the overlap of the outliers' singular matrices with the leading PCs (`F-SVPC`) test
 #   what the bulk and the outliers carry.
-# - On 002's Gaussian ANOVA data the spectra move away from MP as the task gets harder (`F-DIFFICULTY`), and the
+# - On Meng and Yao's Gaussian ANOVA data the spectra move away from MP as the task gets harder (`F-DIFFICULTY`), and the
 #   rule LT / BT / HT / RC of this chapter classifies them (`F-PHASES`); the spectral criterion stops training
 #   where the spectrum leaves MP (`F-EARLYSTOP`).
 # - The table gives every verdict of this run; the reproduction report gathers them for all chapters.

@@ -84,7 +84,7 @@ SEEDS = [helpers.seed("ch5-run", r) for r in range(cfg["runs"])]
 #
 # Task A is the first half of the classes (digits 0-4), task B the second half (5-9); one network with ten
 # outputs learns both, so a task-A image classified as a task-B digit counts as wrong, and chance on one task
-# is not 20% but 0% (000 Sec. 7.7). The protocol of 000 Sec. 7.7, implemented by `forgetting.run_protocol`:
+# is not 20% but 0% {cite}`haink2023hessian{Sec. 7.7}`. The protocol of {cite}`haink2023hessian{Sec. 7.7}`, implemented by `forgetting.run_protocol`:
 #
 # 1. train the network on all classes;
 # 2. reinitialise the layer(s) under study and train only them on task A until the training accuracy is
@@ -92,7 +92,7 @@ SEEDS = [helpers.seed("ch5-run", r) for r in range(cfg["runs"])]
 # 3. compute the directions each method protects, from the network at $\bar\mu_1$ and the task-A data;
 # 4. train the same layer(s) on task B for a fixed number of epochs at 1% of the final task-A learning rate,
 #    with the method's penalty added to the loss (or its projection applied to the update);
-# 5. after every epoch measure the test accuracy on both tasks. 000 reports the epoch with the highest sum of
+# 5. after every epoch measure the test accuracy on both tasks. {cite}`haink2023hessian` reports the epoch with the highest sum of
 #    the two; **that choice looks at the test data**, so it is optimistic, and we also report the last epoch.
 #
 # *Naive* training is step 4 without any penalty. *Joint* training, the upper bound, trains the reinitialised
@@ -103,7 +103,7 @@ SEEDS = [helpers.seed("ch5-run", r) for r in range(cfg["runs"])]
 # All loss-based methods add a quadratic well around $\bar\mu_1$ along a few directions. The thesis's
 # equations are garbled by text extraction; rebuilt from its prose they read as follows.
 #
-# **PCA form** (000 eq. 3.10, after Feng and Tu): with the principal components $p_i$ of the task-A
+# **PCA form** ({cite}`haink2023hessian{eq. 3.10}`, after Feng and Tu): with the principal components $p_i$ of the task-A
 # trajectory and the flatness $F_i$ of the loss along them,
 #
 # $$ L_{\mathrm{cf}}(w) = \lambda_{\mathrm{cf}} \sum_{i=1}^{N_{\lim}} \frac{1}{F_i^2}\,
@@ -116,17 +116,17 @@ SEEDS = [helpers.seed("ch5-run", r) for r in range(cfg["runs"])]
 # $\lambda_{\mathrm{cf}} = 8L_0\,\lambda$, which puts the PCA form on the scale of the Hessian form below and
 # lets one $\lambda$ serve both.
 #
-# **Hessian form** (000 eqs. 3.11 and 7.10): since the flatness and the curvature are related by
-# $F_i^{-2} \propto h_i$ (000 eq. 3.8), the same penalty in the Hessian's eigenbasis is
+# **Hessian form** {cite}`haink2023hessian{eqs. 3.11 and 7.10}`: since the flatness and the curvature are related by
+# $F_i^{-2} \propto h_i$ {cite}`haink2023hessian{eq. 3.8}`, the same penalty in the Hessian's eigenbasis is
 #
 # $$ L_{\mathrm{cf}}(w) = \lambda_{\mathrm{cf}} \sum_{i=1}^{N_{\lim}} h_i\,
 #    \big((w - \bar\mu_1)\cdot \hat h_i\big)^2 , $$
 #
 # with the $N_{\lim}$ largest eigenvalues $h_1 \ge h_2 \ge \dots$ of the layer's Hessian on task A and their
 # unit eigenvectors $\hat h_i$. With all eigenvalues it is the quadratic model of the task-A loss around
-# $\bar\mu_1$ (000 eq. 3.2), times $2\lambda_{\mathrm{cf}}$.
+# $\bar\mu_1$ {cite}`haink2023hessian{eq. 3.2}`, times $2\lambda_{\mathrm{cf}}$.
 #
-# **Singular-value form** (000 eq. 7.11): write the layer's weight matrix after task A as
+# **Singular-value form** {cite}`haink2023hessian{eq. 7.11}`: write the layer's weight matrix after task A as
 # $W = \sum_i \nu_i u_i v_i^T$ and let $\tilde w_i$ be the flattened singular matrix $\nu_i u_i v_i^T$ (all
 # singular values but the $i$-th set to zero), $\hat w_i = \tilde w_i/\|\tilde w_i\|$. Then
 #
@@ -134,14 +134,14 @@ SEEDS = [helpers.seed("ch5-run", r) for r in range(cfg["runs"])]
 #    \big((w - \bar\mu_1)\cdot \hat w_i\big)^2 , $$
 #
 # summed over the $N_{\mathrm{out}}$ singular values outside the Marchenko-Pastur bulk. A bias has no singular
-# values; as 000 suggests, its small Hessian is computed exactly and a share of its largest eigenpairs
+# values; as {cite}`haink2023hessian` suggests, its small Hessian is computed exactly and a share of its largest eigenpairs
 # (20%) enters in the Hessian form. Convolution kernels are reshaped to a matrix of (kernel entries x input
 # channels) rows and output-channel columns.
 #
 # **EWC** {cite}`kirkpatrick2017overcoming`: every weight is held with the diagonal of the (true) Fisher
 # information $F_{jj}$ on task A, $L_{\mathrm{ewc}}(w) = \frac{\lambda}{2}\sum_j F_{jj}(w_j - \bar\mu_{1,j})^2$.
 #
-# **Gradient constraint** (000 eq. 7.12): instead of a penalty, the update $v(t)$ of the unregularised
+# **Gradient constraint** {cite}`haink2023hessian{eq. 7.12}`: instead of a penalty, the update $v(t)$ of the unregularised
 # network loses its components along the protected directions,
 #
 # $$ \tilde v(t) = v(t) - \gamma \sum_{i=1}^{N_{\mathrm{out}}} \frac{\nu_i}{\nu_1}\,
@@ -153,7 +153,7 @@ SEEDS = [helpers.seed("ch5-run", r) for r in range(cfg["runs"])]
 # a sum of projected gradients, so the velocity is projected too.
 #
 # One $\lambda$ serves every loss-based method and $N_{\lim}$ is 20% of the layer's weights for the Hessian and
-# PCA forms (the configuration above prints both; 000 uses $\lambda = 1000$ on LeNet).
+# PCA forms (the configuration above prints both; {cite}`haink2023hessian` uses $\lambda = 1000$ on LeNet).
 
 # %%
 ONE = {"one": (cfg["single_layers"][:1],
@@ -254,7 +254,7 @@ display(Markdown(text))
 # ## Every method on one layer: the results table
 #
 # Each method trains the layer under study (`single_layers[0]` of the configuration) on task B from the same $\bar\mu_1$, for three seeds. The table gives the
-# task-A and task-B test accuracy (mean ± standard deviation over the seeds) at 000's selected epoch (highest
+# task-A and task-B test accuracy (mean ± standard deviation over the seeds) at Haink's selected epoch (highest
 # sum, chosen on test data) and at the last epoch, and the number of directions each method constrains.
 
 # %%
@@ -361,9 +361,9 @@ display(Markdown(text))
 # %% [markdown]
 # ## One layer against all layers (`F-LAYERS`)
 #
-# 000 (Fig. 7.23) finds that protecting every layer at once works much worse than protecting one: the maximal
+# {cite}`haink2023hessian{Fig. 7.23}` finds that protecting every layer at once works much worse than protecting one: the maximal
 # sum it reaches on the whole LeNet is far below the single-layer results. We compare the sum of the two task
-# accuracies at the selected epoch for the singular-value method (000's headline case) on the single layer and on
+# accuracies at the selected epoch for the singular-value method (Haink's headline case) on the single layer and on
 # all layers, each layer with its own directions; the singular-value gradient constraint is shown beside it.
 
 # %%
@@ -399,7 +399,7 @@ display(Markdown(
 # %% [markdown]
 # ## How strong may the penalty be?
 #
-# 000 warns that a large $\lambda$ can make training diverge after a single step. The reason is the
+# {cite}`haink2023hessian` warns that a large $\lambda$ can make training diverge after a single step. The reason is the
 # curvature the penalty adds: along $\hat w_1$ the loss gains $\lambda\nu_1 \theta^2$, a parabola of curvature
 # $2\lambda\nu_1$, and SGD with momentum $\beta$ on a parabola of curvature $\kappa$ is stable only for
 # $\eta\kappa < 2(1+\beta)$. So the largest stable learning rate is about $\eta_{\max} = (1+\beta)/(\lambda c_1)$
@@ -498,7 +498,7 @@ widgets.explore(draw_strength, {"strength": list(cfg["sweep"])},
 # ## Why so few singular directions suffice
 #
 # Chapter 4 showed that the singular matrices of a layer's outlier singular values overlap strongly with the
-# eigenvectors of the layer's largest Hessian eigenvalues (000 Sec. 7.3). We check this on the single layer at
+# eigenvectors of the layer's largest Hessian eigenvalues {cite}`haink2023hessian{Sec. 7.3}`. We check this on the single layer at
 # $\bar\mu_1$: for each of the top Hessian eigenvectors (restricted to the kernel) we sum its squared
 # overlaps with the $N_{\mathrm{out}}$ outlier singular matrices. A random unit vector would get
 # $N_{\mathrm{out}}/n_{\mathrm{kernel}}$.
@@ -600,7 +600,7 @@ display(Markdown(text))
 #
 # - Training on a second task erases the first when nothing protects it; how much depends on how much of the
 #   network is retrained (`F-FORGET`, with the whole network and with one layer).
-# - The penalties of 000 eqs. 3.10, 7.10 and 7.11 are one quadratic well around $\bar\mu_1$ in three bases
+# - The penalties of {cite}`haink2023hessian{eqs. 3.10, 7.10 and 7.11}` are one quadratic well around $\bar\mu_1$ in three bases
 #   (principal components with flatness, Hessian eigenvectors, singular matrices); EWC uses every weight with
 #   its Fisher diagonal; eq. 7.12 projects the update instead.
 # - The results table compares them with naive and joint training over three seeds (`F-RETAIN`,
@@ -609,7 +609,7 @@ display(Markdown(text))
 #   training diverges, and the training loop stops with a message naming the method and the step.
 # - The outlier singular matrices span most of the top Hessian eigenvectors, so a handful of singular
 #   directions does the work of hundreds of eigenvectors.
-# - 000 picks the epoch with the highest sum of test accuracies; the last-epoch columns show what that
+# - {cite}`haink2023hessian` picks the epoch with the highest sum of test accuracies; the last-epoch columns show what that
 #   selection adds.
 
 # %%

@@ -14,7 +14,7 @@
 # chapter 1. No differential geometry: everything is introduced here and computed by automatic
 # differentiation.
 #
-# **Sources.** Chapter 3 and appendix A of {cite}`sauter2023fisher` (004), which follow Ly et al.'s
+# **Sources.** Chapter 3 and appendix A of {cite}`sauter2023fisher`, which follow Ly et al.'s
 # tutorial on the Fisher information {cite}`ly2017tutorial`, Amari's information geometry
 # {cite}`amari1985differential,amari1998natural` and, for phase transitions, {cite}`prokopenko2011relating`
 # and {cite}`janke2004information,ruppeiner1995riemannian`. The chapter checks the identities `I-COIN`,
@@ -61,7 +61,7 @@ from helpers.plotting import PALETTE, show_table, subplots
 #
 # A *statistical model* is a family of distributions $p_\theta(x) = f(x\,|\,\theta)$ indexed by
 # parameters $\theta = (\theta_1, \dots, \theta_n)$. With the log-likelihood $\ell(x|\theta) = \log f(x|\theta)$,
-# the Fisher information is the expected product of its derivatives (004 eq. 3.1.1)
+# the Fisher information is the expected product of its derivatives {cite}`sauter2023fisher{eq. 3.1.1}`
 #
 # $$ I_{ij}(\theta) = \mathbb{E}_{x \sim p_\theta}\big[\partial_i \ell(x|\theta)\, \partial_j \ell(x|\theta)\big], $$
 #
@@ -73,7 +73,7 @@ from helpers.plotting import PALETTE, show_table, subplots
 #
 # ### The coin and sufficiency (`I-COIN`)
 #
-# The example of 004 Sec. 3.1 (after {cite}`ly2017tutorial`): a coin shows heads with probability
+# The example of {cite}`sauter2023fisher{Sec. 3.1}` (after {cite}`ly2017tutorial`): a coin shows heads with probability
 # $\theta$ and is tossed $n$ times. The full record $X^n = (x_1, \dots, x_n)$ has $2^n$ outcomes; the
 # number of heads $Y = \sum_i x_i$ has only $n + 1$ and is binomial. Given $Y$, every sequence with that
 # many heads is equally likely, $p(x^n | y, \theta) = 1/\binom{n}{y}$, whatever $\theta$: once $Y$ is known,
@@ -137,7 +137,7 @@ ax.legend();
 # $$ I_{X^n, ij}(\theta) = \sum_{\alpha=1}^n I_{X_\alpha, ij}(\theta) . $$
 #
 # :::{note}
-# 004 eq. (3.1.3) writes this as a *product* of Fisher informations; its own proof in appendix A.1 shows
+# {cite}`sauter2023fisher{eq. (3.1.3)}` writes this as a *product* of Fisher informations; its own proof in appendix A.1 shows
 # that it is the sum above, and so does the computation below.
 # :::
 #
@@ -174,17 +174,17 @@ assert err_add < 1e-12 and n_ratio < 1e-12  # I-ADD
 # %% [markdown]
 # ### The Gaussian family and the two forms (`I-GAUSS`)
 #
-# For the normal distributions $\mathcal N(x|\mu, \sigma)$ with $\theta = (\mu, \sigma)$ (004 eq. 3.1.4) the
-# Fisher information is (004 eq. 3.1.5)
+# For the normal distributions $\mathcal N(x|\mu, \sigma)$ with $\theta = (\mu, \sigma)$ {cite}`sauter2023fisher{eq. 3.1.4}` the
+# Fisher information is {cite}`sauter2023fisher{eq. 3.1.5}`
 #
 # $$ I(\mu, \sigma) = \frac{1}{\sigma^2}\begin{pmatrix} 1 & 0 \\ 0 & 2 \end{pmatrix} : $$
 #
 # a narrow distribution tells more about its centre than a wide one. The same matrix has a second form
-# (004 eq. 3.2.14),
+# {cite}`sauter2023fisher{eq. 3.2.14}`,
 #
 # $$ I_{ij}(\theta) = -\mathbb{E}_{x\sim p_\theta}\big[\partial_i\partial_j \ell(x|\theta)\big] . $$
 #
-# The proof (004 appendix A.2) differentiates $\partial_j \ell = \partial_j p / p$ once more:
+# The proof {cite}`sauter2023fisher{appendix A.2}` differentiates $\partial_j \ell = \partial_j p / p$ once more:
 # $\partial_i\partial_j \ell = \partial_i\partial_j p / p - \partial_i \ell\, \partial_j \ell$, and the
 # expectation of the first term is $\sum_x \partial_i\partial_j p_\theta(x) = \partial_i\partial_j \sum_x p_\theta(x)
 # = \partial_i \partial_j 1 = 0$ (for densities: if derivative and integral may be swapped). We evaluate
@@ -248,13 +248,13 @@ axes[0].legend();
 # ## Manifolds, tangent spaces and the Fisher metric
 #
 # Each pair $(\mu, \sigma)$ with $\sigma > 0$ *is* a distribution, so the family is a two-dimensional space
-# whose points are distributions and whose coordinates are the parameters: a *manifold* (004 Sec. 3.2.1;
+# whose points are distributions and whose coordinates are the parameters: a *manifold* ({cite}`sauter2023fisher{Sec. 3.2.1}`;
 # {cite}`amari1985differential`). Near any point it looks like a piece of $\mathbb{R}^n$, but
 # distances need not be Euclidean in the coordinates. A curve $\theta(t)$ has a velocity
 # $\dot\theta(t)$; the velocities at a point form the *tangent space*, with the coordinate directions
-# $\partial_i$ as basis (004 eqs. 3.2.2-3.2.5). Identifying $\partial_i$ with the score $\partial_i \ell(x|\theta)$,
+# $\partial_i$ as basis {cite}`sauter2023fisher{eqs. 3.2.2-3.2.5}`. Identifying $\partial_i$ with the score $\partial_i \ell(x|\theta)$,
 # a random variable of mean zero, gives the tangent vectors a natural inner product, the covariance of
-# the scores (004 eqs. 3.2.6-3.2.11):
+# the scores {cite}`sauter2023fisher{eqs. 3.2.6-3.2.11}`:
 #
 # $$ g_{ij}(\theta) = \langle \partial_i, \partial_j\rangle = \mathbb{E}[\partial_i \ell\, \partial_j\ell] = I_{ij}(\theta) . $$
 #
@@ -322,7 +322,7 @@ plt.show()
 # %% [markdown]
 # ### Lengths of curves and geodesics (`I-GEODESIC`)
 #
-# The length of a curve is the integral of its speed measured by the metric (004 eq. 3.2.13, where the
+# The length of a curve is the integral of its speed measured by the metric ({cite}`sauter2023fisher{eq. 3.2.13}`, where the
 # sum belongs under the square root):
 #
 # $$ s = \int_{t_0}^{t_1} \sqrt{g_{ij}(\theta(t))\, \dot\theta^i(t)\, \dot\theta^j(t)}\; dt . $$
@@ -395,7 +395,7 @@ display(Markdown(
 # $$ \Gamma^i_{kl} = \tfrac12\, g^{im}\big(\partial_k g_{ml} + \partial_l g_{mk} - \partial_m g_{kl}\big) . $$
 #
 # :::{note}
-# 004 eq. (3.2.15) mixes up the free indices (its left side carries $j, k$ and its right side $k, l$). The
+# {cite}`sauter2023fisher{eq. (3.2.15)}` mixes up the free indices (its left side carries $j, k$ and its right side $k, l$). The
 # form above is the standard one, used by `helpers.geometry` and the {doc}`../notation` page.
 # :::
 #
@@ -427,12 +427,12 @@ ax.legend(fontsize=7);
 # ### The Riemann tensor and the Ricci scalar (`I-CURV`)
 #
 # Curvature shows in second derivatives of the metric: carrying a vector around a small loop rotates it,
-# and the Riemann tensor gives the rotation per unit area (004 eq. 3.2.16, written with our index order),
+# and the Riemann tensor gives the rotation per unit area ({cite}`sauter2023fisher{eq. 3.2.16}`, written with our index order),
 #
 # $$ R^i{}_{jkl} = \partial_k \Gamma^i_{lj} - \partial_l \Gamma^i_{kj} + \Gamma^i_{km}\Gamma^m_{lj} - \Gamma^i_{lm}\Gamma^m_{kj} . $$
 #
 # Contracting it gives the Ricci tensor $R_{jl} = R^i{}_{jil}$ and the Ricci (scalar) curvature
-# $R = g^{jl} R_{jl}$ (004 eq. 3.2.17), one number per point. The smallest curved example is the sphere of
+# $R = g^{jl} R_{jl}$ {cite}`sauter2023fisher{eq. 3.2.17}`, one number per point. The smallest curved example is the sphere of
 # radius $r$ in angles $(\vartheta, \varphi)$, $ds^2 = r^2(d\vartheta^2 + \sin^2\vartheta\, d\varphi^2)$: its only
 # independent Riemann component is $R^\vartheta{}_{\varphi\vartheta\varphi} = \sin^2\vartheta$, and $R = 2/r^2$
 # everywhere. With this sign convention spheres are positively curved and saddle-like spaces negatively.
@@ -487,8 +487,8 @@ cases = {  # name: (metric, points, closed form)
     "Poincaré half-plane": (poincare, np.c_[rng.uniform(-3, 3, 50), rng.uniform(0.05, 4, 50)],
                             -2.0),
     "Gaussian family (Fisher)": (fisher_gauss,
-                                 np.c_[rng.uniform(-0.4, 0.4, 50), rng.uniform(0.85, 1.15, 50)],
-                                 -1.0),
+                                 np.c_[rng.uniform(-0.4, 0.4, 50),
+                                       rng.uniform(0.85, 1.15, 50)], -1.0),
     "Gaussian, Hessian form": (fisher_gauss_h,
                                np.c_[rng.uniform(-0.4, 0.4, 50),
                                      rng.uniform(0.85, 1.15, 50)],
@@ -556,9 +556,9 @@ widgets.explore(plot_geodesics,
 # %% [markdown]
 # ## The Fisher metric of a neural network
 #
-# 004 Sec. 3.2.5 turns a network into a statistical model by reading its per-example loss as a negative
+# {cite}`sauter2023fisher{Sec. 3.2.5}` turns a network into a statistical model by reading its per-example loss as a negative
 # log-probability, $p_\theta(x_i, y_i) = e^{-\ell_\theta(x_i, y_i)}$, so that the Fisher information becomes
-# $\mathbb{E}[\partial_i\ell\,\partial_j\ell]$ (004 eq. 3.3.5). For the softmax cross-entropy, $e^{-\ell}$ *is* the
+# $\mathbb{E}[\partial_i\ell\,\partial_j\ell]$ {cite}`sauter2023fisher{eq. 3.3.5}`. For the softmax cross-entropy, $e^{-\ell}$ *is* the
 # probability the network gives to label $y$, and two matrices go by the name "Fisher"
 # {cite}`martens2020new`:
 #
@@ -566,7 +566,7 @@ widgets.explore(plot_geodesics,
 #   expectation over labels drawn from the model (the definition above, with $x$ from the data), which
 #   equals the Gauss-Newton matrix $\frac1N\sum_i J_i^\top(\mathrm{diag}\,p_i - p_ip_i^\top)J_i$;
 # - the **empirical Fisher** $\frac1N\sum_i \nabla\ell(x_i,y_i)\nabla\ell(x_i,y_i)^\top$ with the data's labels,
-#   which is what 004 eq. 3.3.5 computes.
+#   which is what {cite}`sauter2023fisher{eq. 3.3.5}` computes.
 #
 # By the two-form identity, the true Fisher is also the expected Hessian of $\ell$ over the model's labels;
 # the Hessian of the training loss uses the data's labels instead. The three coincide only when the model's
@@ -692,12 +692,12 @@ display(Markdown(
 # network fits, $\nabla\ell$ is small, so after training it tends to fall well below the true Fisher, while at
 # initialisation, when the predictions are uninformed and the data's labels are surprising, it can exceed
 # it. The empirical Fisher is therefore a poor stand-in for the curvature exactly where one usually computes
-# it {cite}`martens2020new`. 004 uses the empirical form (eq. 3.3.5); chapters 7 and 8 follow it.
+# it {cite}`martens2020new`. {cite}`sauter2023fisher` uses the empirical form (eq. 3.3.5); chapters 7 and 8 follow it.
 #
 # ## Phase transitions seen by the Fisher information
 #
-# 004 Sec. 3.4 (after {cite}`prokopenko2011relating`) points out that Gibbs distributions are an
-# exponential family (004 eq. 3.4.1),
+# {cite}`sauter2023fisher{Sec. 3.4}` (after {cite}`prokopenko2011relating`) points out that Gibbs distributions are an
+# exponential family {cite}`sauter2023fisher{eq. 3.4.1}`,
 #
 # $$ p(x|\theta) = \frac{1}{Z(\theta)}\exp\Big(\sum_i \theta_i X_i(x)\Big), \qquad g_{ij}(\theta) = \partial_i\partial_j \log Z(\theta) = \mathrm{Cov}(X_i, X_j), $$
 #
@@ -722,7 +722,7 @@ display(Markdown(
 #
 # $$ I_{TT} = \dot\theta^\top g\, \dot\theta = \frac{\mathrm{Var}(E)}{T^4} = \frac{C(T)}{T^2}, $$
 #
-# the heat capacity $C = \mathrm{Var}(E)/T^2$ divided by $T^2$ (004 eq. 3.4.3 in this case; $k_B = J = 1$). So
+# the heat capacity $C = \mathrm{Var}(E)/T^2$ divided by $T^2$ ({cite}`sauter2023fisher{eq. 3.4.3}` in this case; $k_B = J = 1$). So
 # the Fisher information in temperature *is* a thermodynamic response function; comparing its peak with the
 # specific heat, its peak lies slightly below the specific-heat peak. A finite lattice has no singular point;
 # its *pseudo-critical* temperatures are the peaks of its response functions, and they move towards Onsager's
@@ -1029,7 +1029,7 @@ print("Curie-Weiss: N -> (peak of I_TT, steepest change of R):",
 #
 # - The Fisher information $I_{ij} = \mathbb{E}[\partial_i\ell\,\partial_j\ell] = -\mathbb{E}[\partial_i\partial_j\ell]$
 #   measures what an observation tells about the parameters; a sufficient statistic keeps all of it
-#   (`I-COIN`), independent observations add (`I-ADD`, a sum and not the product of 004 eq. 3.1.3), and
+#   (`I-COIN`), independent observations add (`I-ADD`, a sum and not the product of {cite}`sauter2023fisher{eq. 3.1.3}`), and
 #   both forms give $\mathrm{diag}(1, 2)/\sigma^2$ for the Gaussian family (`I-GAUSS`).
 # - As a Riemannian metric it measures lengths of curves; geodesics on the Gaussian family widen the
 #   distribution on the way and their lengths match the closed form (`I-GEODESIC`).

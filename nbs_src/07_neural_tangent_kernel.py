@@ -6,14 +6,14 @@
 # $\Lambda_{ijab}$; why $\Lambda$ is a kernel in the sense of kernel methods; how well one small gradient
 # step is predicted by it; what the empirical NTK of a small network looks like and how much it moves
 # during training as the network gets wider (the *lazy regime*); and the relation between the trace of
-# the Fisher information and the diagonal blocks of the NTK (004 eq. 5.1.2), with 004's experiment that
+# the Fisher information and the diagonal blocks of the NTK {cite}`sauter2023fisher{eq. 5.1.2}`, with Sauter's experiment that
 # follows both traces through training for seven losses and two widths.
 #
 # **What it assumes.** Chapter 1 (networks, losses, gradient descent and Adam) and the Fisher
 # information of a network from chapter 6 ($\mathrm{tr}F$ is the mean squared length of the per-example
 # loss gradients).
 #
-# **Sources.** Chapter 4, Sec. 5.1 and appendix B of {cite}`sauter2023fisher` (004), which build on
+# **Sources.** Chapter 4, Sec. 5.1 and appendix B of {cite}`sauter2023fisher`, which build on
 # {cite}`jacot2018neural`; the lazy regime follows {cite}`lee2019wide`, Adam is {cite}`kingma2015adam`.
 # The chapter checks the identities `I-NTKSTEP` and `I-FISHERNTK` and measures the findings `F-LAZY`,
 # `F-L2PROP` and `F-WIDTHDEV`; the notation is that of the {doc}`../notation` page.
@@ -61,23 +61,22 @@ print(f"{ds.name}: {len(ds.x_train)} training examples of shape {ds.input_shape}
 # ## Gradient flow and the NTK
 #
 # Gradient descent on the mean loss $\mathcal L(\theta) = \frac1N\sum_i \ell(f_\theta(x_i), y_i)$ updates the
-# parameters by $\theta(t+\eta) = \theta(t) - \eta\,\nabla_\theta\mathcal L$ (004 eqs. 4.1.1-4.1.3). Reading the
+# parameters by $\theta(t+\eta) = \theta(t) - \eta\,\nabla_\theta\mathcal L$ {cite}`sauter2023fisher{eqs. 4.1.1-4.1.3}`. Reading the
 # learning rate $\eta$ as a time step and letting it go to zero turns the update into a differential
-# equation, *gradient flow* (004 eq. 4.1.5):
+# equation, *gradient flow* {cite}`sauter2023fisher{eq. 4.1.5}`:
 #
 # $$ \frac{d\theta_k}{dt} = -\frac{\partial\mathcal L}{\partial\theta_k}
 #    = -\sum_{i,a}\frac{\partial\mathcal L}{\partial f_{ia}}\,\frac{\partial f_{ia}}{\partial\theta_k}, $$
 #
-# where $f_{ia} = f_\theta(x_i)_a$ is output $a$ of the network at example $i$ (the chain rule of 004 eq.
-# 4.1.6). The outputs depend on time only through $\theta$, so
+# where $f_{ia} = f_\theta(x_i)_a$ is output $a$ of the network at example $i$ (the chain rule of {cite}`sauter2023fisher{eq. 4.1.6}`). The outputs depend on time only through $\theta$, so
 #
 # $$ \frac{df_{ia}}{dt} = \sum_k \frac{\partial f_{ia}}{\partial\theta_k}\frac{d\theta_k}{dt}
 #    = -\sum_{j,b}\Lambda_{ijab}\,\frac{\partial\mathcal L}{\partial f_{jb}}, \qquad
-#    \Lambda_{ijab} = \nabla_\theta f_{ia}\cdot\nabla_\theta f_{jb} \qquad\text{(004 eqs. 4.1.7, 4.2.1)}. $$
+#    \Lambda_{ijab} = \nabla_\theta f_{ia}\cdot\nabla_\theta f_{jb} \qquad\text{(Sauter 2023, eqs. 4.1.7, 4.2.1)}. $$
 #
 # $\Lambda$ has four indices: two examples $i, j$ and two outputs $a, b$. With one output it is an
 # $N\times N$ matrix, and $\Lambda_{ij} = \phi(x_i)\cdot\phi(x_j)$ with the *feature map*
-# $\phi(x) = \nabla_\theta f_\theta(x)$: a kernel in the sense of kernel methods (004 Sec. 4.2). It says how
+# $\phi(x) = \nabla_\theta f_\theta(x)$: a kernel in the sense of kernel methods {cite}`sauter2023fisher{Sec. 4.2}`. It says how
 # much a parameter change that moves the output at $x_j$ also moves the output at $x_i$; the loss
 # derivative $-\partial\mathcal L/\partial f_{jb}$ says in which direction each output should move.
 # Gradient descent in parameter space is, seen from the outputs, a kernel-weighted descent in function space.
@@ -272,9 +271,9 @@ display(Markdown(
 # ## The Fisher trace through the NTK (`I-FISHERNTK`)
 #
 # The trace of the (empirical) Fisher information of a network is the mean squared length of the per-example
-# loss gradients, $\mathrm{tr}F = \frac1N\sum_i\|\nabla_\theta\ell_i\|^2$ (004 eq. 5.1.3). Writing each gradient
+# loss gradients, $\mathrm{tr}F = \frac1N\sum_i\|\nabla_\theta\ell_i\|^2$ {cite}`sauter2023fisher{eq. 5.1.3}`. Writing each gradient
 # with the chain rule, $\nabla_\theta\ell_i = \sum_a \frac{\partial\ell_i}{\partial f_{ia}}\nabla_\theta f_{ia}$, and
-# expanding the square gives 004 eq. 5.1.2:
+# expanding the square gives {cite}`sauter2023fisher{eq. 5.1.2}`:
 #
 # $$ \mathrm{tr}F = \frac1N\sum_i\sum_{a,b}\frac{\partial\ell_i}{\partial f_{ia}}\frac{\partial\ell_i}{\partial f_{ib}}\,
 #    \Lambda_{iiab} = \mathbb E_i\!\left[\partial_f\ell_i^\top\,\Lambda_{ii}\,\partial_f\ell_i\right]. $$
@@ -322,19 +321,19 @@ assert max(err_fisher.values()) <= 1e-6  # I-FISHERNTK for every loss
 # however well the network fits. For the mean-power losses $\partial_f\ell_i = \frac nC r_i^{\,n-1}$ shrinks with
 # the residual, and for cross-entropy $\partial_f\ell_i = p_i - y_i$ shrinks as the predicted probabilities
 # approach the labels; the L4- and L6-norms are again of size one, but point along the largest residual
-# components. This is the reason to expect, with 004, that the two traces move together for the L2-norm loss.
+# components. This is the reason to expect, with {cite}`sauter2023fisher`, that the two traces move together for the L2-norm loss.
 #
-# ## 004's experiment: both traces during training
+# ## Sauter's experiment: both traces during training
 #
-# 004 Sec. 5.1.1 trains networks with two hidden ReLU layers of equal width on MNIST with Adam, for the
+# {cite}`sauter2023fisher{Sec. 5.1.1}` trains networks with two hidden ReLU layers of equal width on MNIST with Adam, for the
 # L2-, L4-, L6-norm, mean-power 2, 4, 6 and cross-entropy losses at widths 128 and 784, five runs each, and
-# plots the mean and standard deviation of $\mathrm{tr}F$ and $\mathrm{tr}\Lambda$ over 300 epochs (004 Fig. 5.1,
-# B.1-B.5). 004 does not state the learning rate or the batch size; we use Adam's default $10^{-3}$ and
+# plots the mean and standard deviation of $\mathrm{tr}F$ and $\mathrm{tr}\Lambda$ over 300 epochs ({cite}`sauter2023fisher{Fig. 5.1}`,
+# B.1-B.5). {cite}`sauter2023fisher` does not state the learning rate or the batch size; we use Adam's default $10^{-3}$ and
 # batches of 128. The quick profile runs the same design on the digits (the configuration printed at the top):
 # widths 32 and 128, 100 epochs, 3 seeds per loss and width (the same 3 initialisations for every loss), and
 # both traces measured every 5 epochs on a fixed class-balanced subset of `measure_examples` training
 # examples (128 of 1,347), inside the training graph by `kernel_dynamics.KernelMonitor`. The NTK trace is
-# reported per example, $\frac1n\mathrm{tr}\Lambda$; 004's $\mathrm{tr}\Lambda$ is $n$ times it, which changes no
+# reported per example, $\frac1n\mathrm{tr}\Lambda$; Sauter's $\mathrm{tr}\Lambda$ is $n$ times it, which changes no
 # correlation below.
 
 # %%
@@ -443,7 +442,7 @@ show_table(["loss"] + [f"r̄ (± std), width {w}" for w in cfg["widths"]]
 # ### F-L2PROP
 #
 # The criterion: *for the L2-norm loss the two traces evolve proportionally (Pearson correlation of their
-# logarithms ≥ 0.95), for the other losses less so (lower correlation), as 004 reports.* 004 reports it for
+# logarithms ≥ 0.95), for the other losses less so (lower correlation), as {cite}`sauter2023fisher` reports.* {cite}`sauter2023fisher` reports it for
 # its Fig. 5.1, the narrower of its two widths, so the rule is applied at our narrower width: $\bar r$ of the
 # L2-norm loss is at least 0.95 and larger than $\bar r$ of each of the other six losses. The values at the
 # wider width are listed beside the verdict.
@@ -474,7 +473,7 @@ display(Markdown(
 # %% [markdown]
 # ### F-WIDTHDEV
 #
-# The criterion: *the deviation between the traces grows with width (004 appendix B).* With the deviation
+# The criterion: *the deviation between the traces grows with width {cite}`sauter2023fisher{appendix B}`.* With the deviation
 # defined above, the rule is that the mean of $D = 1 - \bar r$ over the seven losses is larger at the wider
 # width than at the narrower one. How many losses show the growth individually is reported beside it.
 
@@ -511,7 +510,7 @@ display(Markdown(
 # width 128: *not reproduced*, *not reproduced*, *reproduced*. The two widths differ by about 1% of the
 # deviation, well inside the seed-to-seed spread, and the mean is dominated by the cross-entropy loss, whose
 # traces move in opposite directions at both widths. Per loss, the L-norm losses deviate *less* at the wider
-# width while the mean-power losses deviate more. A longer run closer to 004's 300 epochs, more seeds, or the
+# width while the mean-power losses deviate more. A longer run closer to Sauter's 300 epochs, more seeds, or the
 # paper profile are what could settle it; the criterion is kept as written.
 # :::
 #
@@ -586,7 +585,7 @@ widgets.explore(trace_panel, {"loss": list(LOSSES), "width": cfg["widths"]},
 # ```python
 # step = params.unflatten(-eta * np.sign(grad), net.trainable_variables)
 # ```
-# This is why 004 notes that its NTK holds only for plain gradient-based updates, while its experiment (and ours)
+# This is why {cite}`sauter2023fisher` notes that its NTK holds only for plain gradient-based updates, while its experiment (and ours)
 # trains with Adam: there the NTK trace is an observable of the network, not the kernel that drives training.
 # :::
 
@@ -598,10 +597,10 @@ widgets.explore(trace_panel, {"loss": list(LOSSES), "width": cfg["widths"]},
 #   parameter gradient; one gradient-descent step follows it up to $O(\eta^2)$ (`I-NTKSTEP`).
 # - The empirical NTK of a small network reflects input similarity at initialisation and acquires a class
 #   structure during training; how much it moves with the width is the finding `F-LAZY` below.
-# - The Fisher trace is the loss derivatives contracted with the diagonal NTK blocks (004 eq. 5.1.2,
+# - The Fisher trace is the loss derivatives contracted with the diagonal NTK blocks ({cite}`sauter2023fisher{eq. 5.1.2}`,
 #   `I-FISHERNTK`, checked for all seven losses): a loss part and an architecture part.
 # - For the L2-norm loss the loss part is a unit vector, which bounds $\mathrm{tr}F$ by the NTK; for the
-#   mean-power and cross-entropy losses it shrinks with the residual. Whether the traces of 004's experiment
+#   mean-power and cross-entropy losses it shrinks with the residual. Whether the traces of Sauter's experiment
 #   follow this at our scale, and how the deviation depends on the width, are `F-L2PROP` and `F-WIDTHDEV`,
 #   with their measured figures and verdicts in the table below.
 

@@ -170,3 +170,16 @@ def test_the_line_limit_check_finds_long_lines_and_spares_removed_input(tmp_path
     src.write_text("# %%\nx = 1  # " + "y" * 100 + "\n\n# %% tags=[\"remove-input\"]\nz = '" + "w" * 100 + "'\n")
     found = long_code_lines(src)
     assert len(found) == 1 and found[0].startswith("cell 0")
+
+
+def test_source_numbers_become_citations_outside_mathematics_and_code():
+    pages = _load_script("build_pages")
+    cite = pages.cite_sources
+    assert cite("the dense layer (000 eq. 2.6), then") == "the dense layer {cite}`haink2023hessian{eq. 2.6}`, then"
+    assert cite("as 001 says") == "as {cite}`haink2023card` says"  # the card is not the thesis
+    assert cite("002's scaled statistic") == "Meng and Yao's scaled statistic"
+    assert cite("004 eq. (3.1.3) writes") == "{cite}`sauter2023fisher{eq. (3.1.3)}` writes"
+    assert cite("(000 Sec. 3.2, 5.2)") == "{cite}`haink2023hessian{Sec. 3.2, 5.2}`"
+    for untouched in ("1,000 points", "eta = 0.002", "$\\text{(000 eq. 2.3)}$", "`x = 003`"):
+        assert cite(untouched) == untouched
+    assert pages.chapter_title("01_sgd_basics").startswith("Chapter 1: ")
