@@ -99,7 +99,7 @@ assert np.array_equal(net(ds.x_train[:3]).numpy(), logits.numpy())
 # The cell applies each layer to one digit and checks one output value of the convolution against the
 # sum above.
 
-# %%
+# %% tags=["hide-input"]
 import keras
 
 L = keras.layers
@@ -151,7 +151,7 @@ plt.show()
 # we count the batch-norm scales and shifts as parameters; the 272k of the table are its
 # convolution and dense parameters alone.
 
-# %%
+# %% tags=["hide-input"]
 table_5_1 = {"mlp50": 42_310, "mlp256": 828_490, "lenet": 136_886, "minialexnet": 1_022_584}
 # ResNet20 from its architecture: gamma and beta of 19 batch norms (16, 32, 64 channels),
 # then stem, stage 1, stage 2 (+ 1x1 projection), stage 3 (+ projection), dense
@@ -248,7 +248,7 @@ plt.show()
 # the training loop itself, on a loss whose gradient is constant: the logits of inputs $x = 0$ are just the
 # output bias $b$, and $\ell = g \cdot b$.
 
-# %%
+# %% tags=["hide-input"]
 g_const = np.array([0.3, -0.7])
 steps, eta = 2000, 0.01
 
@@ -268,7 +268,7 @@ for beta in (0.0, 0.5, 0.9, 0.99):
     # v(t) of the two bias entries (the last two of the layer vector), t = 1..steps
     momentum_runs[beta] = h["velocities"]["dense_1"][1:, -2:]
 
-# %%
+# %% tags=["hide-input"]
 momentum_errors = {}
 for beta, v in momentum_runs.items():
     mean_step = v[-100:].mean(axis=0)  # mean step over the last 100 steps
@@ -340,7 +340,7 @@ def loss_at(w_flat):
     params.set_flat(flow_vars, w_flat)
     return training.evaluate(flow_net, losses.cross_entropy, xs, ys)[0]
 
-# %%
+# %% tags=["hide-input"]
 def flow_experiment():
     sol = flow_reference()
     errors, paths = [], {}
@@ -364,7 +364,7 @@ print("distance to the flow at T:", ", ".join(f"{e:.2e}" for e in flow["errors"]
 print(f"log-log slope {slope:.3f}")
 assert abs(slope - 1.0) <= 0.1  # I-FLOW: error O(eta)
 
-# %%
+# %% tags=["hide-input"]
 fig, (ax1, ax2) = subplots(1, 2, width=4.8, height=3.5)
 ax1.plot(flow["grid"], flow["flow_loss"], "k", lw=1.5, zorder=5, label="gradient flow")
 for eta_k, c in zip(etas[[0, 2, 4]], PALETTE):
@@ -397,7 +397,7 @@ plt.show()
 # whole training set and on the test set, and record the output layer's weights. The trained network is
 # cached, so a second execution of the chapter loads it.
 
-# %%
+# %% tags=["hide-input"]
 def train_mlp50():
     model = models.build("mlp50", input_shape=ds.input_shape, num_classes=ds.num_classes,
                          seed=helpers.seed("mlp50"))
@@ -424,7 +424,7 @@ print(f"final training accuracy {run['acc'][-1]:.4f}, test {run['test_acc'][-1]:
 # The finding is reproduced when $t_{100}$ exists with at least 10 epochs after it, the loss at the end
 # is below the loss at $t_{100}$, and it decreased in at least 90% of the epochs after $t_{100}$.
 
-# %%
+# %% tags=["hide-input"]
 loss_tr, acc_tr = run["loss"], run["acc"]
 reached = np.flatnonzero(acc_tr >= 1.0)
 t100 = int(reached[0]) + 1 if len(reached) else None
@@ -444,7 +444,7 @@ _ = findings.record(
     rule=lambda m: m["t100_epoch"] is not None and m["epochs"] - m["t100_epoch"] >= 10
     and m["final_loss"] < m["loss_at_t100"] and m["share_of_epochs_decreasing"] >= 0.9)
 
-# %%
+# %% tags=["hide-input"]
 epochs_axis = np.arange(1, len(loss_tr) + 1)
 fig, (ax1, ax2, ax3) = subplots(1, 3, width=3.9, height=3.3)
 ax1.semilogy(epochs_axis, loss_tr, label="training")
@@ -464,7 +464,7 @@ fig.suptitle("MLP 50, plain SGD: the shaded stretch (100% training accuracy) "
              "is the exploration phase")
 plt.show()
 
-# %%
+# %% tags=["hide-input"]
 f_explore = findings.get("F-EXPLORE")
 if f_explore.reproduced:
     text = (f"The training accuracy first reaches 100% after epoch {t100} of "
@@ -495,7 +495,7 @@ display(Markdown(text))
 # with momentum $\beta = 0.9$, SGD with weight decay $\lambda = 5 \times 10^{-3}$ (ten times Haink's value for
 # MLP 256, so that its effect shows within this short run) and Adam ($\eta = 10^{-3}$):
 
-# %%
+# %% tags=["hide-input"]
 variants = {"SGD": dict(), "SGD + momentum β=0.9": dict(momentum=0.9),
             "SGD + weight decay λ=5e-3": dict(weight_decay=5e-3),
             "Adam, η=1e-3": dict(adam=True)}
@@ -566,7 +566,7 @@ def toy_path(eta, beta, noise, steps=60, seed=0):
         path.append(w.copy())
     return np.array(path)
 
-# %%
+# %% tags=["hide-input"]
 def draw_toy(axes, eta, beta, noise):
     ax, ax_loss = axes
     g1, g2 = np.meshgrid(np.linspace(-5, 5, 200), np.linspace(-2.5, 2.5, 200))

@@ -228,7 +228,7 @@ _ = findings.record(
     rule=lambda m: abs(m["exponent_T"] - 2) <= 0.3
     and abs(m["exponent_eta"] - 2) <= 0.4)
 
-# %%
+# %% tags=["hide-input"]
 fig, (ax1, ax2) = subplots(1, 2, width=4.4, height=3.3)
 for a, (eta, c) in enumerate(zip(etas, PALETTE)):
     ax1.loglog(Ts, grid[a], "o-", color=c, label=f"η = {eta:g}")
@@ -338,7 +338,7 @@ display(Markdown(
 # shows the regularised network), along the drift direction, $L(w + \delta\theta\, p_1)$ (eq. 3.6), with a
 # parabola fitted where the loss has at most doubled. The network sits at $\delta\theta = 0$.
 
-# %%
+# %% tags=["hide-input"]
 w_norm = float(np.linalg.norm(runs[LAM]["W"][-1]))
 along_drift = tj.objective_along(net_wd, params.select_variables(net_wd, LAYER),
                                  ds.x_train, ds.y_train, pcs[LAM].components[:, 0],
@@ -412,7 +412,7 @@ _ = findings.record(
               "exponential; the exponential fit beats the linear fit (residual ratio ≤ 0.5)",
     rule=lambda m: m["rss_ratio_exp_over_linear"] <= 0.5)
 
-# %%
+# %% tags=["hide-input"]
 fig, (ax1, ax2) = subplots(1, 2, width=4.4, height=3.3)
 (xs, ys), (fx, fy) = well["coarse"], well["fine"]
 ax1.plot(xs, ys, "o", ms=3, color="0.6", label="coarse scan")
@@ -483,7 +483,7 @@ log_l_layers = {name: np.log(scaled_objective(net, name, 0.0))
                 for name in models.weight_layers(net)}
 log_l, l_reg = log_l_layers[LAYER], scaled_objective(net_wd, LAYER, LAM)
 
-# %%
+# %% tags=["hide-input"]
 fit_lin = tj.linear_fit(alphas[big], log_l[big])
 fit_pow = tj.log_log_slope(alphas[big], l_reg[big])
 w_end = runs[0.0]["W"][-1]
@@ -501,7 +501,7 @@ _ = findings.record(
     rule=lambda m: m["r2_log_loss_linear_no_wd"] >= 0.95
     and abs(m["exponent_wd"] - 2) <= 0.2)
 
-# %%
+# %% tags=["hide-input"]
 fig, (ax1, ax2) = subplots(1, 2, width=4.4, height=3.3)
 for (name, curve), c in zip(log_l_layers.items(), PALETTE[1:]):
     if name != LAYER:

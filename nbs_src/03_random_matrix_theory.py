@@ -161,7 +161,7 @@ assert ks_goe.pvalue > 0.05  # I-WIGNER
 # `random_matrix.wishart_eigenvalues`, which costs $O(n^2)$ instead of forming $W$), and assert that the
 # scaled statistic lies in $[0.1, 0.3]$ in at least 90% of the repetitions for each (`I-NULLSTAT`).
 
-# %%
+# %% tags=["hide-input"]
 def null_statistics(c, n):
     """The scaled Meng-Yao statistic of `null_reps` Wishart spectra of shape n x n/c."""
     eigs = [rmt.wishart_eigenvalues(n, int(round(n / c)),
@@ -209,7 +209,7 @@ plt.show()
 # shape, aspect ratio, the MP fit of the bulk (the entry variance $\sigma^2$ is fitted to the eigenvalues
 # below the upper edge, `random_matrix.mp_fit`), and the eigenvalues above it, the outliers.
 
-# %%
+# %% tags=["hide-input"]
 LAYER = cfg["svd_layer"]
 
 
@@ -252,7 +252,7 @@ net = svd_network(0.0)
 spectra = ws.model_spectra(net)
 show_table(*ws.spectra_table(spectra))
 
-# %%
+# %% tags=["hide-input"]
 def draw_esd(ax, spec, title, bins=50):
     """Histogram of a layer's eigenvalues with the fitted MP density and its upper edge."""
     ev = spec.eigenvalues
@@ -288,7 +288,7 @@ plt.show()
 # directions of the layer (a classifier of $K$ classes needs about $K - 1$) may still sit inside the bulk,
 # and removing them then costs accuracy.
 
-# %%
+# %% tags=["hide-input"]
 def bulk_removal(model):
     spec = ws.layer_spectrum(model.get_layer(LAYER).kernel.numpy())
     edited, kept = ws.remove_bulk(model, LAYER)
@@ -395,7 +395,7 @@ display(Markdown(
 # bulk singular matrices; we test it on the run without weight decay, Haink's main setting, and report the run
 # with weight decay beside it.
 
-# %%
+# %% tags=["hide-input"]
 svpc, S_of = {}, {}
 for wd, run in svd_runs.items():
     kernel = (net if wd == 0 else net_wd).get_layer(LAYER).kernel.numpy()
@@ -415,7 +415,7 @@ f_svpc = findings.record(
     rule=lambda m: m["outliers_no_wd"] >= 1 and m["mean_top5_outliers_no_wd"]
     > m["mean_top5_bulk_no_wd"])
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = subplots(2, 2, width=4.2, height=3.0)
 for col, (wd, (S, k_out)) in enumerate(S_of.items()):
     label = "no weight decay" if wd == 0 else f"weight decay λ = {wd:g}"
@@ -493,7 +493,7 @@ display(Markdown(
 # last hidden layer, $256 \times 128$); the tables also report FC2 (`dense_2`), as Meng and Yao's do, and FC1 and FC2
 # of NN2-like.
 
-# %%
+# %% tags=["hide-input"]
 NETS = {"NN1": (cfg["nn1_dim"], cfg["nn1"]), "NN2": (cfg["nn2_dim"], cfg["nn2"])}
 WATCH = {"NN1": ["dense_2", "dense_3"], "NN2": ["dense_1", "dense_2"]}
 MEASURED = ("NN1", "dense_3")
@@ -568,7 +568,7 @@ plt.show()
 # levels) and, at fixed SNR, grow with $K$; `F-PHASES` that the final spectrum be LT at the highest SNR and
 # HT at the lowest.
 
-# %%
+# %% tags=["hide-input"]
 s_by_snr = [final_s(k, layer0) for k in snr_keys]                    # high SNR first
 K_keys = [(net0, K, cfg["delta_for_K"]) for K in sorted(cfg["K_grid"])]
 s_by_K = [final_s(k, layer0) for k in K_keys]
@@ -649,7 +649,7 @@ display(Markdown(text))
 # at the lowest SNR the criterion fires before the last epoch with a test accuracy within one point of (or
 # above) the final one; at the highest SNR it never fires.
 
-# %%
+# %% tags=["hide-input"]
 def stop_table(net, C):
     rows = []
     for key in [k for k in grid if k[0] == net and k[1] == K0]:
@@ -670,7 +670,7 @@ for net in NETS:
         display(Markdown(f"**{net}-like + $\\mathcal D_1$, spectral criterion C = {C}**"))
         show_table(*stop_table(net, C))
 
-# %%
+# %% tags=["hide-input"]
 e_lo, e_hi = crits[lo].fired(layer0, 0.4), crits[hi].fired(layer0, 0.4)
 acc_lo = anova[lo]["test_acc"]
 stop_m = {"fired_epoch_low_snr": e_lo or 0, "last_epoch": cfg["anova_epochs"],
@@ -689,7 +689,7 @@ f_stop = findings.record(
     and m["test_acc_at_fire"] >= m["test_acc_final"] - 0.01 and m["fired_epoch_high_snr"]
     == 0)
 
-# %%
+# %% tags=["hide-input"]
 fig, (ax1, ax2) = subplots(1, 2, width=4.2, height=3.2)
 for key, c in zip(snr_keys, PALETTE):
     cr = crits[key]
@@ -736,7 +736,7 @@ display(Markdown(text))
 # above the MP edge. Below, every layer of the digits network above and of the same MLP on MNIST-1D, the
 # harder data set; in the paper profile, LeNet and miniAlexNet on MNIST and CIFAR-10 at Meng and Yao's batch sizes.
 
-# %%
+# %% tags=["hide-input"]
 def real_run(name, kind, batch):
     ds = DATA[name]
     model = make_net(kind, ds, f"ch3-real-{name}-{kind}")
@@ -771,7 +771,7 @@ show_table(["network / data (batch, test acc)", "layer", "n×N", "α ± se", "α
             "MP soft rank",
             "spikes", "class"], rows)
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = subplots(1, len(real), width=4.2, height=3.2, squeeze=False)
 for ax, ((name, kind, batch), (model, acc)) in zip(axes[0], real.items()):
     for (lname, s), c in zip(ws.model_spectra(model).items(), PALETTE):
@@ -803,7 +803,7 @@ plt.show()
 # statistic during training with the thresholds $C = 0.4$ and $0.6$. The book shows three runs; run the
 # notebook for the controls (combinations that were not trained say so).
 
-# %%
+# %% tags=["hide-input"]
 def draw_run(axes, delta, K):
     ax1, ax2 = axes
     key = (net0, K, delta)

@@ -21,7 +21,7 @@
 # `F-RETAIN`, `F-SVHESS`, `F-LOSSGRAD` and `F-LAYERS` of the book's specification and builds its results
 # table.
 
-# %%
+# %% tags=["hide-input"]
 import helpers  # first: sets TensorFlow's determinism options before TensorFlow is imported
 
 cfg = helpers.setup("05_catastrophic_forgetting",
@@ -50,7 +50,7 @@ cfg = helpers.setup("05_catastrophic_forgetting",
                sweep=[10.0, 100.0, 1000.0, 10000.0, 100000.0]),
 )
 
-# %%
+# %% tags=["hide-input"]
 import numpy as np
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
@@ -155,7 +155,7 @@ SEEDS = [helpers.seed("ch5-run", r) for r in range(cfg["runs"])]
 # One $\lambda$ serves every loss-based method and $N_{\lim}$ is 20% of the layer's weights for the Hessian and
 # PCA forms (the configuration above prints both; {cite}`haink2023hessian` uses $\lambda = 1000$ on LeNet).
 
-# %%
+# %% tags=["hide-input"]
 ONE = {"one": (cfg["single_layers"][:1],
                ["naive", "hessian", "sv", "pca", "ewc", "grad_hessian", "grad_sv",
                                           "joint"])}
@@ -191,7 +191,7 @@ for key in ("one", "all"):
 # The loss is the drop of task-A test accuracy from the end of task A to the end of task-B training (the last
 # epoch, no selection), in percentage points, averaged over the three seeds.
 
-# %%
+# %% tags=["hide-input"]
 def curve(r, key, method, task):
     return 100 * np.asarray(r[f"{key}/{method}_acc_{task}"], float)
 
@@ -225,7 +225,7 @@ axes[0].set_ylabel("test accuracy (%)")
 axes[1].legend(loc="center right")
 plt.show()
 
-# %%
+# %% tags=["hide-input"]
 joint_a, _ = mean_over_runs(lambda r: curve(r, "one", "joint", "A")[0])
 joint_b, _ = mean_over_runs(lambda r: curve(r, "one", "joint", "B")[0])
 text = (f"Measured: naive sequential training of the whole network loses {drop_all:.1f} ± "
@@ -257,7 +257,7 @@ display(Markdown(text))
 # task-A and task-B test accuracy (mean ± standard deviation over the seeds) at Haink's selected epoch (highest
 # sum, chosen on test data) and at the last epoch, and the number of directions each method constrains.
 
-# %%
+# %% tags=["hide-input"]
 NAMES = {"naive": "naive", "hessian": "L_cf, Hessian (eq. 7.10)",
          "sv": "L_sv, singular values (eq. 7.11)",
          "pca": "PCA with flatness (eq. 3.10)", "ewc": "EWC (diagonal Fisher)",
@@ -287,7 +287,7 @@ rows = [[NAMES[m], pm(s[:, 0]), pm(s[:, 1]), pm(s[:, 0] + s[:, 1]), pm(s[:, 2]),
 show_table(["method", "A (selected)", "B (selected)", "A + B (selected)", "A (last)",
             "B (last)", "directions"], rows)
 
-# %%
+# %% tags=["hide-input"]
 total = {m: float(np.mean(s[:, 0] + s[:, 1])) for m, s in S.items()}
 mean_a = {m: float(np.mean(s[:, 0])) for m, s in S.items()}
 mean_b = {m: float(np.mean(s[:, 1])) for m, s in S.items()}
@@ -333,7 +333,7 @@ ax.set(ylabel="test accuracy (%), selected epoch", ylim=(0, 115),
 ax.legend(loc="upper center", ncol=2)
 plt.show()
 
-# %%
+# %% tags=["hide-input"]
 f_ret, f_svh, f_lg = (findings.get(i) for i in ("F-RETAIN", "F-SVHESS", "F-LOSSGRAD"))
 text = ("Measured: against naive training the Hessian regulariser changes the task-A "
         "accuracy by "
@@ -366,7 +366,7 @@ display(Markdown(text))
 # accuracies at the selected epoch for the singular-value method (Haink's headline case) on the single layer and on
 # all layers, each layer with its own directions; the singular-value gradient constraint is shown beside it.
 
-# %%
+# %% tags=["hide-input"]
 S_all = {m: scores("all", m) for m in ALL["all"][1]}
 layers_m = {"sum_one_layer_sv": total["sv"],
             "sum_all_layers_sv": float(np.mean(S_all["sv"][:, 0] + S_all["sv"][:, 1])),
@@ -407,7 +407,7 @@ display(Markdown(
 # $\lambda$: the run stops with a message that names the method and the step. Lowering the learning rate below
 # $\eta_{\max}$ avoids it.
 
-# %%
+# %% tags=["hide-input"]
 state = fg.TaskAState(weights=cache.unpack_weights(r0, "one/stateA_"),
                       layers=cfg["single_layers"][:1],
                       trajectories={}, final_lr=float(r0["one/lr_b"]) / cfg["lr_fraction"],
@@ -442,7 +442,7 @@ print(f"at eta = {0.5 * eta_max:.2g}: after 3 epochs A {ok['acc_A'][-1]:.3f}, B 
 # diverges is marked and drawn at zero. In a live notebook the slider picks $\lambda$; the book shows three
 # values of the grid.
 
-# %%
+# %% tags=["hide-input"]
 def sweep():
     out = {}
     for method in ("hessian", "sv"):
@@ -503,7 +503,7 @@ widgets.explore(draw_strength, {"strength": list(cfg["sweep"])},
 # overlaps with the $N_{\mathrm{out}}$ outlier singular matrices. A random unit vector would get
 # $N_{\mathrm{out}}/n_{\mathrm{kernel}}$.
 
-# %%
+# %% tags=["hide-input"]
 kernel = params.select_variables(model, LAYER)[0]
 model.set_weights(state.weights)
 h, V = fg.hessian_directions(model, losses.cross_entropy, task_a.train,

@@ -21,7 +21,7 @@
 # `I-GAUSS`, `I-ADD`, `I-GEODESIC` and `I-CURV` and measures the finding `F-PHASE`; the notation is that
 # of the {doc}`../notation` page.
 
-# %%
+# %% tags=["hide-input"]
 import helpers
 
 cfg = helpers.setup(
@@ -80,7 +80,7 @@ from helpers.plotting import PALETTE, show_table, subplots
 # the sequence carries no further information about $\theta$. $Y$ is *sufficient*, and the two Fisher
 # informations must agree, $I_{X^n}(\theta) = I_Y(\theta) = n / (\theta(1-\theta))$.
 
-# %%
+# %% tags=["hide-input"]
 n_coin = cfg["coin_n"]
 sequences = np.array(list(itertools.product([0.0, 1.0], repeat=n_coin)))  # all 2^n records
 counts = np.arange(n_coin + 1.0)
@@ -145,7 +145,7 @@ ax.legend();
 # and a three-sided die with probabilities $\mathrm{softmax}(\theta, \theta^2, -\theta)$. The pair has six
 # joint outcomes.
 
-# %%
+# %% tags=["hide-input"]
 def die_log_prob(x, theta):
     t = theta[:, :1]
     logp = tf.nn.log_softmax(tf.concat([t, t**2, -t], axis=1), axis=1)
@@ -213,7 +213,7 @@ assert max(err_gauss.values()) < 1e-10  # I-GAUSS, both forms
 # $I_{\mu\mu}$ and $I_{\sigma\sigma}$ at $(\mu, \sigma) = (0.5, 2)$ with their standard errors, against the
 # exact values.
 
-# %%
+# %% tags=["hide-input"]
 def gaussian_sampler(theta, num, rng):
     return rng.normal(theta[0], theta[1], size=num)
 
@@ -264,7 +264,7 @@ axes[0].legend();
 # and short where $\sigma$ is large. The figure draws the metric's circles (the steps of length 0.2)
 # at a grid of points, next to the distributions those points are.
 
-# %%
+# %% tags=["hide-input"]
 fig, (ax, ax2) = subplots(1, 2, width=5.0, height=3.6)
 tt = np.linspace(0, 2 * np.pi, 100)
 marked = [(-1.5, 0.5), (0.0, 1.5), (1.5, 0.8)]
@@ -294,7 +294,7 @@ ax2.legend();
 # principal directions of the resulting cloud gives a picture of the Gaussian family as a surface (a
 # projection, so lengths are only approximately preserved).
 
-# %%
+# %% tags=["hide-input"]
 xs = np.linspace(-12, 12, 1200)
 Mu, Sig = np.meshgrid(np.linspace(-2, 2, 25), np.geomspace(0.4, 3.0, 25), indexing="ij")
 root_p = np.sqrt(np.exp(-0.5 * ((xs - Mu[..., None]) / Sig[..., None]) ** 2)
@@ -342,7 +342,7 @@ plt.show()
 # is tangent to the half-ellipse through both points), and compare its length with the closed form and
 # with the straight coordinate line from $A$ to $B$.
 
-# %%
+# %% tags=["hide-input"]
 A, B = np.array([-1.5, 1.0]), np.array([1.5, 1.0])
 # noqa: E731
 gauss_metric = lambda th: tf.linalg.diag(tf.stack([1.0 / th[..., 1] ** 2,
@@ -405,7 +405,7 @@ display(Markdown(
 # coordinates is still a straight line once drawn in Cartesian coordinates: Christoffel symbols describe the
 # coordinates, not the space.
 
-# %%
+# %% tags=["hide-input"]
 # noqa: E731
 polar = lambda th: tf.linalg.diag(tf.stack([tf.ones_like(th[..., 0]), th[..., 0] ** 2], -1))
 gam = geometry.christoffel(polar, [2.0, 0.3])
@@ -459,7 +459,7 @@ print("Ricci scalar =", curv["ricci_scalar"], " 2/r² =", 2 / 1.5**2)
 # twice more. A three-dimensional example, the 3-sphere with $R = 6/r^2$, checks the index bookkeeping
 # beyond two dimensions.
 
-# %%
+# %% tags=["hide-input"]
 rng = np.random.default_rng(helpers.seed("curv-points"))
 nodes, weights = information.gauss_hermite_nodes(120, 0.0, 1.0)
 # from the log-density
@@ -523,7 +523,7 @@ except ValueError as err:
 # static book, three presets are drawn. Circles around sharp distributions look small in coordinates
 # (every step is long there), and all circles are pushed towards larger $\sigma$.
 
-# %%
+# %% tags=["hide-input"]
 def plot_geodesics(ax, mu0=0.0, sigma0=1.0, distance=1.0):
     angles = np.linspace(0, 2 * np.pi, 48, endpoint=False)
     g0 = np.diag(information.gaussian_fisher_closed_form(sigma0))
@@ -573,7 +573,7 @@ widgets.explore(plot_geodesics,
 # predictions match the labels. First a check of the true Fisher operator (`operators.fisher`, which uses the
 # Gauss-Newton form) against the definition, summing exactly over the ten labels with per-example gradients.
 
-# %%
+# %% tags=["hide-input"]
 ds = data.digits() if cfg["dataset"] == "digits" else data.mnist()
 n_f = cfg["fisher_examples"]
 x_f, y_f = ds.x_train[:n_f].astype(np.float64), ds.y_train[:n_f]
@@ -603,7 +603,7 @@ assert err_true_fisher < 1e-10
 # initialisation and after training, on the same examples: the top eigenvalues by the Lanczos method
 # and the traces by Hutch++ (chapter 4 introduces both).
 
-# %%
+# %% tags=["hide-input"]
 def train_network():
     net.set_weights(init_weights)
     hist = training.train_adam(net, losses.cross_entropy, ds, epochs=cfg["epochs"],
@@ -664,7 +664,7 @@ for ax, stage in zip(axes, ("init", "trained")):
 axes[0].legend()
 show_table(["network", "matrix", "λ₁", "λ₂", "trace (Hutch++)"], rows);
 
-# %%
+# %% tags=["hide-input"]
 t_true, t_emp, t_hess = (spec[f"trained/{k}/trace"][0]
                          for k in ("true", "empirical", "hessian"))
 i_true, i_emp, i_hess = (spec[f"init/{k}/trace"][0] for k in ("true", "empirical", "hessian"))
@@ -733,7 +733,7 @@ display(Markdown(
 # smooth factor $1/T^2$ moves the Fisher peak away from the specific-heat peak, and the curvature is an
 # independent locator.
 
-# %%
+# %% tags=["hide-input"]
 T_c = spin_models.ONSAGER_TC
 T_grid = np.linspace(0.5 * T_c, 2.0 * T_c, cfg["num_temperatures"])
 ising = {L: cache.cached("ch6-ising-levels", {"L": L},
@@ -758,7 +758,7 @@ for L, lev in ising.items():
     print(f"L = {L}: {len(lev.energy)} levels; peaks at T = "
           + ", ".join(f"{k} {v:.3f}" for k, v in peaks.items()))
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = subplots(1, 3, width=4.0, height=3.3)
 for j, (L, res) in enumerate(ising_results.items()):
     axes[0].plot(T_grid, res["fisher_temperature"] / L**2, color=PALETTE[j], label=f"L = {L}")
@@ -798,7 +798,7 @@ axes[1].legend(*axes[0].get_legend_handles_labels(), loc="upper right", fontsize
 # nearly vanish, and the curvature becomes large and negative; the transition itself lives on the line
 # $h = 0$, which is where `F-PHASE` looks.
 
-# %%
+# %% tags=["hide-input"]
 trend = {L: {"T_C": r["peaks"]["heat_capacity"], "T_I": r["peaks"]["fisher_temperature"],
              "T_R": r["peaks"]["R"],
              "T_chi": r["peaks"]["susceptibility"],
@@ -862,7 +862,7 @@ ax.set(xlabel=r"temperature $T$ [$J/k_B$]", ylabel="field h [J]",
 # - "the scalar curvature is largest there": the maximum of $R(T, h = 0)$ on the same grid lies inside the
 #   grid and within 10% of $T_C(L)$.
 
-# %%
+# %% tags=["hide-input"]
 res = ising_results[L_big]
 T_I, T_R = res["peaks"]["fisher_temperature"], res["peaks"]["R"]
 interior = 0 < np.argmax(res["R"]) < len(T_grid) - 1
@@ -903,7 +903,7 @@ display(Markdown(
 # susceptibility peak as the reference instead, and for every lattice size (the recorded verdict is not
 # changed by it).
 
-# %%
+# %% tags=["hide-input"]
 # the rule of F-PHASE with another reference temperature or lattice
 def phase_test(T_ref, L=L_big):
     r = trend[L]
@@ -937,7 +937,7 @@ display(Markdown("\n".join(alt_lines) + "\n\n" + alt_summary))
 # on scaling relations that mean-field models do not obey; {cite}`janke2004information` discuss which models
 # show the divergence.)
 
-# %%
+# %% tags=["hide-input"]
 T_cw = np.linspace(0.5, 1.6, cfg["num_temperatures"])
 fig, axes = subplots(1, 2, width=4.6, height=3.3)
 cw_peaks = {}
@@ -1045,7 +1045,7 @@ print("Curie-Weiss: N -> (peak of I_TT, steepest change of R):",
 #   `F-PHASE` (against the lattice's own exact specific-heat peak, with Onsager's $T_c$ and the finite-size trend
 #   beside it) is in the table below, and the Curie-Weiss model shows that the curvature peak is not universal.
 
-# %%
+# %% tags=["hide-input"]
 display(Markdown(
     "**Measured in this run.** "
     f"`I-COIN`: largest relative deviation from $n/(\\theta(1-\\theta))$ {err_coin:.1e}; "

@@ -105,7 +105,7 @@ grad = ntk.per_example_gradients(net, losses.cross_entropy, x_s, y_s).numpy().me
 f0 = net(x_s).numpy()
 print(f"kernel shape {tuple(Lam.shape)}, {models.count_params(net)} parameters")
 
-# %%
+# %% tags=["hide-input"]
 def one_step_error(eta):
     net.set_weights(theta0)
     step = params.unflatten(-eta * grad, net.trainable_variables)
@@ -159,7 +159,7 @@ ax.legend(loc="lower right");
 # therefore scale the SGD learning rate as $\eta = \eta_{32}\cdot 32/\text{width}$, which keeps the step in
 # function space comparable across widths ({cite}`lee2019wide` do the same through the NTK parameterisation).
 
-# %%
+# %% tags=["hide-input"]
 rng = np.random.default_rng(helpers.seed("ch7-probes"))
 probe_idx = np.concatenate([rng.choice(np.flatnonzero(ds.y_train == c),
                                        cfg["probes_per_class"], replace=False)
@@ -245,7 +245,7 @@ ax.legend(loc="upper left");
 # averaged over the seeds, for each width; the rule is that the three values strictly decrease with width.
 # The per-seed values are listed beside the verdict.
 
-# %%
+# %% tags=["hide-input"]
 mean_change = [float(lazy_final[w].mean()) for w in cfg["lazy_widths"]]
 lazy_f = findings.record(
     "F-LAZY", source="004 Ch. 4; Jacot et al. 2018, Lee et al. 2019",
@@ -336,7 +336,7 @@ assert max(err_fisher.values()) <= 1e-6  # I-FISHERNTK for every loss
 # reported per example, $\frac1n\mathrm{tr}\Lambda$; Sauter's $\mathrm{tr}\Lambda$ is $n$ times it, which changes no
 # correlation below.
 
-# %%
+# %% tags=["hide-input"]
 rng = np.random.default_rng(helpers.seed("ch7-measure"))
 per_class = cfg["measure_examples"] // ds.num_classes
 extra = cfg["measure_examples"] - per_class * ds.num_classes
@@ -388,7 +388,7 @@ def curves(width, name, what):  # (seeds, times)
 # axis (mean ± one standard deviation over the seeds). Dividing by the initial value puts the two curves
 # on one axis; two traces that evolve proportionally then lie on top of each other.
 
-# %%
+# %% tags=["hide-input"]
 def plot_traces(ax, width, name, label, legend=False):
     for what, colour, text in (("fisher", PALETTE[0], r"$\mathrm{tr}F$"),
                                ("ntk", PALETTE[3], r"$\mathrm{tr}\Lambda/n$")):
@@ -447,7 +447,7 @@ show_table(["loss"] + [f"r̄ (± std), width {w}" for w in cfg["widths"]]
 # L2-norm loss is at least 0.95 and larger than $\bar r$ of each of the other six losses. The values at the
 # wider width are listed beside the verdict.
 
-# %%
+# %% tags=["hide-input"]
 w_n, w_w = cfg["widths"]
 others = [n for n in LOSSES.values() if n != "l2"]
 l2prop = findings.record(
@@ -477,7 +477,7 @@ display(Markdown(
 # defined above, the rule is that the mean of $D = 1 - \bar r$ over the seven losses is larger at the wider
 # width than at the narrower one. How many losses show the growth individually is reported beside it.
 
-# %%
+# %% tags=["hide-input"]
 D = {w: {n: 1 - r_mean[w, n] for n in LOSSES.values()} for w in cfg["widths"]}
 # (seeds,), diagnostic
 per_seed_growth = np.mean([1 - r[w_w, n] - (1 - r[w_n, n]) for n in LOSSES.values()], axis=0)
@@ -519,7 +519,7 @@ display(Markdown(
 # Pick a loss and a width to see the mean ± std of both traces over the seeds, before normalisation: the Fisher
 # trace on the left axis, the NTK trace per example on the right. In the static book, three choices are drawn.
 
-# %%
+# %% tags=["hide-input"]
 def trace_panel(ax, loss="L2-norm", width=cfg["widths"][0]):
     name, t = LOSSES[loss], epochs_m
     for what, colour, lab, axis in (("fisher", PALETTE[0], r"$\mathrm{tr}F$", ax),
