@@ -134,28 +134,22 @@ def robustness(path: Path = ROOT / "_build" / "robustness" / "robustness.json") 
 
 
 def api() -> str:
+    """The API page: one collapsible section per module, rendered by Sphinx autodoc from the docstrings.
+
+    Napoleon reads the Google-style ``Args:`` / ``Returns:`` sections; the docstrings' reStructuredText
+    (``:math:``, ``:func:``, literals) renders as such. Each module's first docstring line heads its section.
+    """
     lines = ["# The `helpers` API", "",
-             "Generated from the docstrings of the `helpers` package (`scripts/build_pages.py`). Each module "
-             "holds one idea; every public function validates its arguments and names the chapter that uses it.", ""]
+             "Rendered from the docstrings of the `helpers` package (`scripts/build_pages.py` lists the modules, "
+             "Sphinx autodoc reads them). Each module holds one idea; every public function validates its "
+             "arguments and names the chapter that uses it. Open a module to see its functions and classes.", ""]
     present = [p.stem for p in (ROOT / "helpers").glob("*.py") if p.stem != "__init__"]
     for name in [m for m in MODULE_ORDER if m in present] + sorted(set(present) - set(MODULE_ORDER)):
         mod = importlib.import_module(f"helpers.{name}")
-        lines += [f"## `helpers.{name}`", "", "```text", inspect.cleandoc(mod.__doc__ or "(no module docstring)"),
-                  "```", ""]
-        for attr, obj in sorted(vars(mod).items()):
-            if attr.startswith("_") or getattr(obj, "__module__", None) != mod.__name__:
-                continue
-            if not (inspect.isfunction(obj) or inspect.isclass(obj)):
-                continue
-            try:
-                sig = str(inspect.signature(obj))
-            except (TypeError, ValueError):
-                sig = "(...)"
-            kind = "class " if inspect.isclass(obj) else ""
-            lines += [f"### `{kind}{attr}`", "", "```python", f"{kind}{attr}{sig}", "```", ""]
-            doc = inspect.getdoc(obj)
-            if doc:
-                lines += ["```text", doc, "```", ""]
+        summary = " ".join(inspect.cleandoc(mod.__doc__ or "(no module docstring)").split("\n\n")[0].split())
+        lines += [f"## `helpers.{name}`", "", "```{eval-rst}", summary, "",
+                  f".. dropdown:: The module, its functions and classes", "",
+                  f"   .. automodule:: helpers.{name}", "      :members:", "```", ""]
     return "\n".join(lines)
 
 

@@ -202,3 +202,31 @@ def test_long_code_cells_are_collapsed(path):
                  if c.cell_type == "code" and len(c.source.splitlines()) > CELL_LINE_LIMIT
                  and not {"hide-input", "remove-input", "remove-cell"} & set(c.metadata.get("tags", []))]
     assert not open_long, f"code cells over {CELL_LINE_LIMIT} lines shown open: {open_long}"
+
+
+def _load_ext(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "book" / "_ext" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_api_docstrings_escape_norms_and_shapes_but_not_markup():
+    esc = _load_ext("api_docstrings").escape_line
+    assert esc("the distance |f - y| of x (B, *S)") == "the distance \\|f - y\\| of x (B, \\*S)"
+    for kept in ("``|x|``", ":math:`\\|A v\\|_2`", "a *pointwise* map", "**bold**", "| a line block",
+                 "======  ====="):
+        assert esc(kept) == kept
+    assert esc("* a bullet with |x|") == "* a bullet with \\|x\\|"
+
+
+def test_bibliography_labels_are_author_year_and_tell_the_thesis_from_its_card():
+    from pybtex.database import parse_file
+    from pybtex.plugin import find_plugin
+
+    _load_ext("bib_labels").setup(None)
+    style = find_plugin("pybtex.style.formatting", "authoryear")()
+    labels = {e.key: e.label for e in style.format_bibliography(parse_file(ROOT / "book" / "references.bib"))}
+    assert labels["haink2023hessian"] == "Haink 2023a" and labels["haink2023card"] == "Haink 2023b"
+    assert labels["meng2023impact"] == "Meng and Yao 2023"
+    assert labels["sankar2021deeper"] == "Sankar et al. 2021"
