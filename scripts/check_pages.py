@@ -66,7 +66,10 @@ PAGE_PROBE = r"""
   const overflow = document.documentElement.scrollWidth - window.innerWidth;
   const figures = [...main.querySelectorAll('img')].filter(im => im.complete && im.naturalWidth > 0)
        .map(im => ({src: im.src.split('/').pop(), natural: im.naturalWidth, shown: im.clientWidth,
-                    ratio: im.clientWidth / im.naturalWidth, alt: im.getAttribute('alt') || ''}));
+                    ratio: im.clientWidth / im.naturalWidth,
+                    // Sphinx writes the file path as alt text when there is none: that describes nothing
+                    alt: (im.getAttribute('alt') || '').endsWith(im.src.split('/').pop()) ? ''
+                         : (im.getAttribute('alt') || '')}));
   return {tex, pipe, broken, overflow, figures, width: window.innerWidth, title: document.title,
           math: document.querySelectorAll('mjx-container').length};
 })()
