@@ -76,7 +76,7 @@ variables = net.trainable_variables
 params.set_flat(variables, w + 0.05 * tf.random.stateless_normal(w.shape, seed=[1, 2]))
 moved = net(ds.x_train[:3]).numpy()
 params.set_flat(variables, w)
-print("largest change of a logit:", float(np.abs(moved - logits.numpy()).max()))
+print(f"largest change of a logit: {np.abs(moved - logits.numpy()).max():.3f}")
 assert np.array_equal(net(ds.x_train[:3]).numpy(), logits.numpy())
 
 # %% [markdown]

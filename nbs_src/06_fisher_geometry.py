@@ -446,10 +446,10 @@ def sphere_metric(r):
 
 
 curv = geometry.curvature(sphere_metric(1.5), [1.0, 0.2])
-print("R^θ_φθφ =", curv["riemann"][0, 1, 0, 1], " sin²θ =", np.sin(1.0) ** 2)
-print("Ricci tensor / metric =", curv["ricci_tensor"].diagonal() / curv["metric"].diagonal(),
-      " 1/r² =", 1 / 1.5**2)
-print("Ricci scalar =", curv["ricci_scalar"], " 2/r² =", 2 / 1.5**2)
+print(f"R^θ_φθφ = {curv['riemann'][0, 1, 0, 1]:.8f},  sin²θ = {np.sin(1.0) ** 2:.8f}")
+ricci_over_metric = curv["ricci_tensor"].diagonal() / curv["metric"].diagonal()
+print("Ricci tensor / metric =", np.round(ricci_over_metric, 8), f" 1/r² = {1 / 1.5**2:.8f}")
+print(f"Ricci scalar = {float(curv['ricci_scalar']):.8f},  2/r² = {2 / 1.5**2:.8f}")
 
 # %% [markdown]
 # The next cell checks the four closed forms of `I-CURV` on random points: the sphere, the flat plane in
