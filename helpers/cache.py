@@ -126,7 +126,7 @@ def load(path: Path, expected_key: str | None = None) -> dict[str, np.ndarray] |
 
 
 def cached(name: str, cfg: Mapping, compute: Callable[[], Mapping[str, np.ndarray]], version: str = "",
-           verbose: bool = True) -> dict[str, np.ndarray]:
+           verbose: bool = False) -> dict[str, np.ndarray]:
     """Return ``compute()``'s arrays, from the cache when an entry for (name, cfg, code) exists.
 
     Args:
@@ -134,6 +134,8 @@ def cached(name: str, cfg: Mapping, compute: Callable[[], Mapping[str, np.ndarra
         cfg: everything that determines the result (hyper-parameters, data sizes, seed, profile).
         compute: a function returning a dict of NumPy arrays (or scalars).
         version: bump to invalidate entries when the chapter's computation changes.
+        verbose: print whether the entry was loaded or computed (off by default: no cache log lines on
+            the page).
     Returns:
         dict name -> np.ndarray.
     """

@@ -63,6 +63,8 @@ def _format_value(v: Any) -> str:
         return f"{v:.4g}"
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_format_value(x) for x in v) + "]"
+    if isinstance(v, dict):  # nested measurements: every number rounded like the top level
+        return "{" + ", ".join(f"{k}: {_format_value(x)}" for k, x in v.items()) + "}"
     return str(v)
 
 

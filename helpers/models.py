@@ -11,15 +11,15 @@ their batch norms ``..._bn_a/_b``, projection shortcuts ``s{stage}_proj``.
 
 Parameter counts at the paper's input shapes (I-PARAMS, chapter 1):
 
-======================  ===========  ===============================================
-network                 input        trainable parameters
-======================  ===========  ===============================================
-MLP 50 [50, 50, 10]     28x28 MNIST  42,310
-MLP 256 [256,128,64,10] 32x32x3      828,490
-LeNet                   32x32x3      136,886
-miniAlexNet             32x32x3      1,022,584 (second convolution 3x3, see below)
-ResNet20                32x32x3      273,066 (+ 1,376 batch-norm moving statistics)
-======================  ===========  ===============================================
+=======================  ===========  ===============================================
+network                  input        trainable parameters
+=======================  ===========  ===============================================
+MLP 50 [50, 50, 10]      28x28 MNIST  42,310
+MLP 256 [256,128,64,10]  32x32x3      828,490
+LeNet                    32x32x3      136,886
+miniAlexNet              32x32x3      1,022,584 (second convolution 3x3, see below)
+ResNet20                 32x32x3      273,066 (+ 1,376 batch-norm moving statistics)
+=======================  ===========  ===============================================
 
 000 Sec. 5.2 says miniAlexNet's second convolution is 5x5, but its layer listing (10x10x300 -> 8x8x150) and
 the 1,023k parameters of Table 5.1 require 3x3; we use 3x3.

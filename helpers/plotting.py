@@ -6,23 +6,36 @@ from __future__ import annotations
 
 import matplotlib
 
+#: the width of the book's text column, in inches: (6.7 + 2 x 0.05 padding) x 110 dpi = 748 px, inside the
+#: content column of the HTML theme at a 1400 px window (about 750-800 px), so a figure is shown at its natural
+#: size and a 9 pt tick label stays 14 px high on the page.
+TEXT_WIDTH = 6.7
+#: the most panels one row of a figure may hold (two is the norm, three for small multiples)
+MAX_COLUMNS = 3
+#: a panel is never drawn lower than this (inches): below it the axis labels crowd the data
+MIN_PANEL_HEIGHT = 2.3
+
 BOOK_STYLE = {
-    "figure.figsize": (6.4, 4.0),
+    "figure.figsize": (TEXT_WIDTH, 4.0),
     "figure.dpi": 110,
     "savefig.dpi": 110,
     "savefig.bbox": "tight",
-    "font.size": 11,
-    "axes.titlesize": 12,
-    "axes.labelsize": 11,
-    "legend.fontsize": 9,
+    "savefig.pad_inches": 0.05,
+    "font.size": 10,
+    "axes.titlesize": 10.5,
+    "axes.labelsize": 10,
+    "figure.titlesize": 11,
+    "legend.fontsize": 8.5,
     "legend.framealpha": 0.85,
-    "xtick.labelsize": 10,
-    "ytick.labelsize": 10,
+    "legend.loc": "best",
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
     "axes.grid": True,
     "grid.alpha": 0.3,
     "axes.spines.top": False,
     "axes.spines.right": False,
-    "lines.linewidth": 1.8,
+    "lines.linewidth": 1.6,
+    "lines.markersize": 5,
     "image.cmap": "viridis",
     "figure.constrained_layout.use": True,
 }
@@ -39,13 +52,52 @@ def use_book_style() -> None:
     plt.rcParams["axes.prop_cycle"] = matplotlib.cycler(color=PALETTE)
 
 
+def figure_size(nrows: int = 1, ncols: int = 1, width: float = 4.2, height: float = 3.3) -> tuple[float, float]:
+    """The figure size (inches) of ``nrows`` x ``ncols`` panels of ``width`` x ``height``, fitted to the text column.
+
+    A row wider than :data:`TEXT_WIDTH` is scaled down to it (the panel height by the same factor, but not
+    below :data:`MIN_PANEL_HEIGHT`), so the page never shrinks the image and its fonts.
+    """
+    if nrows < 1 or ncols < 1:
+        raise ValueError(f"a figure needs at least one row and column, got {nrows}x{ncols}.")
+    if ncols > MAX_COLUMNS:
+        raise ValueError(f"{ncols} panels in a row are unreadable in the text column; use at most "
+                         f"{MAX_COLUMNS} columns and more rows (e.g. {-(-ncols // 2)}x2).")
+    if width <= 0 or height <= 0:
+        raise ValueError(f"panel width and height must be positive, got {width} x {height} inches.")
+    scale = min(1.0, TEXT_WIDTH / (width * ncols))
+    panel_height = max(height * scale, min(height, MIN_PANEL_HEIGHT))
+    return width * ncols * scale, panel_height * nrows
+
+
 def subplots(nrows: int = 1, ncols: int = 1, width: float = 4.2, height: float = 3.3, **kw):
-    """``plt.subplots`` with a per-panel size, so multi-panel figures stay readable."""
+    """``plt.subplots`` with a per-panel size, fitted to the text column (:func:`figure_size`).
+
+    Used by every chapter and by ``helpers.widgets``.
+    """
     import matplotlib.pyplot as plt
 
     if nrows < 1 or ncols < 1:
         raise ValueError(f"subplots needs at least one row and column, got {nrows}x{ncols}.")
-    return plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), **kw)
+    return plt.subplots(nrows, ncols, figsize=figure_size(nrows, ncols, width, height), **kw)
+
+
+def heatmap(ax, values, colorbar: str | None = None, **kw):
+    """Draw a matrix on ``ax`` with ``imshow`` and no grid lines over it; returns the image.
+
+    ``colorbar``: a label for a colour bar beside the axes (none when ``None``). Used in chapters 2, 3 and 5.
+    """
+    import numpy as np
+
+    values = np.asarray(values)
+    if values.ndim != 2:
+        raise ValueError(f"heatmap needs a 2-D array, got shape {values.shape}.")
+    kw.setdefault("origin", "lower")
+    image = ax.imshow(values, **kw)
+    ax.grid(False)
+    if colorbar is not None:
+        ax.figure.colorbar(image, ax=ax, label=colorbar, shrink=0.9)
+    return image
 
 
 class _Table:

@@ -35,6 +35,7 @@ import tensorflow as tf
 from IPython.display import Markdown, display
 
 from helpers import cache, data, findings, losses, models, params, training, widgets
+from helpers import plotting
 from helpers.plotting import PALETTE, show_table, subplots
 
 ds = data.digits() if cfg["dataset"] == "digits" else data.mnist()
@@ -45,15 +46,15 @@ print(ds)
 #
 # A classifier maps an input $x$ (an image, flattened or not) to $C$ real numbers, the *logits*
 # $f(x; w) \in \mathbb{R}^C$, one per class. Everything the network can learn sits in its parameters,
-# which we always view as one vector $w \in \mathbb{R}^P$ (004 Sec. 2.2.3: the order of the entries is a
+# which we always view as one vector $w \in \mathbb{R}^P$ ({cite}`sauter2023fisher{Sec. 2.2.3}`: the order of the entries is a
 # convention, it only has to be fixed). The network is a composition of layers,
-# $f = f^{(L)} \circ \dots \circ f^{(1)}$ with $x^{(l)} = y^{(l-1)}$ (000 Ch. 2), and the prediction is the
+# $f = f^{(L)} \circ \dots \circ f^{(1)}$ with $x^{(l)} = y^{(l-1)}$ {cite}`haink2023hessian{Ch. 2}`, and the prediction is the
 # class with the largest softmax probability
 #
 # $$ \sigma_j(f) = \frac{e^{f_j}}{\sum_k e^{f_k}} . $$
 #
-# The simplest layer is the **dense** layer $y = W x + b$ (000 eq. 2.6), followed by an activation such
-# as the ReLU, $\max(x, 0)$ (000 eq. 2.1). Below, MLP 50 (two hidden layers of 50 ReLU units) on the
+# The simplest layer is the **dense** layer $y = W x + b$ {cite}`haink2023hessian{eq. 2.6}`, followed by an activation such
+# as the ReLU, $\max(x, 0)$ {cite}`haink2023hessian{eq. 2.1}`. Below, MLP 50 (two hidden layers of 50 ReLU units) on the
 # 64-pixel digits; `params.get_flat` turns its weights into the vector $w$.
 
 # %%
@@ -75,30 +76,30 @@ variables = net.trainable_variables
 params.set_flat(variables, w + 0.05 * tf.random.stateless_normal(w.shape, seed=[1, 2]))
 moved = net(ds.x_train[:3]).numpy()
 params.set_flat(variables, w)
-print("largest change of a logit:", float(np.abs(moved - logits.numpy()).max()))
+print(f"largest change of a logit: {np.abs(moved - logits.numpy()).max():.3f}")
 assert np.array_equal(net(ds.x_train[:3]).numpy(), logits.numpy())
 
 # %% [markdown]
 # ## Convolution, pooling, batch normalisation and residual layers
 #
 # Images have neighbouring pixels that belong together. A **convolutional** layer slides a small weight
-# tensor over the image (000 eq. 2.7),
+# tensor over the image {cite}`haink2023hessian{eq. 2.7}`,
 #
 # $$ Y_{ijk} = \sum_{m \in I_1} \sum_{n \in I_2} \sum_{l \in I_3} W_{mnlk}\, X_{i+m,\, j+n,\, l} + B_{k}, $$
 #
-# so the same few weights are used at every position (000 lets the bias $B_{ijk}$ depend on the position as
+# so the same few weights are used at every position ({cite}`haink2023hessian` lets the bias $B_{ijk}$ depend on the position as
 # well; Keras, like most libraries, uses one bias $B_k$ per filter, which is what we count). A **max-pooling** layer keeps the largest value of
-# each neighbourhood, $Y_{ij} = \max_{m, n \in K} X_{i+m, j+n}$ (000 eq. 2.8), which shrinks the image and
+# each neighbourhood, $Y_{ij} = \max_{m, n \in K} X_{i+m, j+n}$ {cite}`haink2023hessian{eq. 2.8}`, which shrinks the image and
 # makes the output less sensitive to small shifts. **Batch normalisation** standardises each channel over
-# the mini-batch and then rescales it with learned $\gamma$, $\beta$ (000 eq. 2.9),
+# the mini-batch and then rescales it with learned $\gamma$, $\beta$ {cite}`haink2023hessian{eq. 2.9}`,
 # $y = \gamma\,(x - \langle x \rangle)/\sqrt{\sigma^2(x) + \epsilon} + \beta$, and a **residual** connection
-# adds a block's input to its output, $y^{(l)} = f^{(l)}(x^{(l)}) + x^{(l)}$ (000 eq. 2.10), so a deep
+# adds a block's input to its output, $y^{(l)} = f^{(l)}(x^{(l)}) + x^{(l)}$ {cite}`haink2023hessian{eq. 2.10}`, so a deep
 # network can start close to the identity {cite}`he2016deep`.
 #
 # The cell applies each layer to one digit and checks one output value of the convolution against the
 # sum above.
 
-# %%
+# %% tags=["hide-input"]
 import keras
 
 L = keras.layers
@@ -118,16 +119,17 @@ residual = feat + normed  # a residual connection: the block's input added to it
 print("shapes:", image.shape[1:], "-> conv", feat.shape[1:], "-> pool", pooled.shape[1:])
 
 # %%
-fig, axes = subplots(1, 5, width=1.55, height=2.0)
+fig, axes = subplots(2, 3, width=2.2, height=2.1)
 panels = [(image[0, :, :, 0], "input digit\n8x8"),
           (feat[0, :, :, 0], "conv filter 0\n8x8"),
           (feat[0, :, :, 1], "conv filter 1\n8x8"),
           (pooled[0, :, :, 1], "max-pool of filter 1\n4x4"),
           (residual[0, :, :, 1], "filter 1 + its\nbatch-norm (residual)")]
-for ax, (img, title) in zip(axes, panels):
-    ax.imshow(img, cmap="gray")
+for ax, (img, title) in zip(axes.flat, panels):
+    plotting.heatmap(ax, img, cmap="gray", origin="upper")
     ax.set_title(title, fontsize=9)
     ax.set_xticks([]), ax.set_yticks([])
+axes.flat[-1].axis("off")
 fig.suptitle("One digit through the layers (8x8 and 4x4 pixel grids)")
 plt.show()
 
@@ -135,21 +137,21 @@ plt.show()
 # Each filter of this (random, untrained) convolution highlights a different local pattern of the
 # strokes; training would shape the filters into useful detectors. The pooling keeps the strongest response of
 # each 2x2 block at a quarter of the size, and the residual sum has the shape of its inputs, as
-# 000 eq. 2.10 requires.
+# {cite}`haink2023hessian{eq. 2.10}` requires.
 #
-# ## The networks of 000 Table 5.1 (`I-PARAMS`)
+# ## The networks of Haink's Table 5.1 (`I-PARAMS`)
 #
 # The thesis {cite}`haink2023hessian` studies five networks (its Sec. 5.2): two multilayer perceptrons,
 # LeNet {cite}`lecun1998gradient`, a small AlexNet and ResNet20 {cite}`he2016deep`, on MNIST and
 # CIFAR-10 {cite}`krizhevsky2009learning`. `helpers.models.build` gives each with the thesis'
-# initialisation: Glorot uniform or normal weights {cite}`glorot2010understanding` (000 eqs. 5.1-5.2) and
+# initialisation: Glorot uniform or normal weights {cite}`glorot2010understanding` {cite}`haink2023hessian{eqs. 5.1-5.2}` and
 # zero biases. The thesis describes miniAlexNet's second convolution as 5x5; its own layer listing
 # (10x10x300 to 8x8x150) and its parameter count need a 3x3 kernel, which we use. For ResNet20 (1x1
 # projection shortcuts where the resolution halves; that makes the 22 layers with weights of Table 5.1)
 # we count the batch-norm scales and shifts as parameters; the 272k of the table are its
 # convolution and dense parameters alone.
 
-# %%
+# %% tags=["hide-input"]
 table_5_1 = {"mlp50": 42_310, "mlp256": 828_490, "lenet": 136_886, "minialexnet": 1_022_584}
 # ResNet20 from its architecture: gamma and beta of 19 batch norms (16, 32, 64 channels),
 # then stem, stage 1, stage 2 (+ 1x1 projection), stage 3 (+ projection), dense
@@ -180,14 +182,14 @@ print(f"ResNet20: {conv_dense:,} conv/dense parameters + {bn:,} batch-norm param
 # ## Losses
 #
 # Training minimises the mean of a per-example loss, $L(w) = \frac1N \sum_i \ell(f(x_i; w), y_i)$
-# (004 eq. 2.3.2). With one-hot targets $z$ the book uses
+# {cite}`sauter2023fisher{eq. 2.3.2}`. With one-hot targets $z$ the book uses
 #
 # $$
 # \begin{aligned}
-# \text{cross-entropy (000 eq. 2.3):}\quad & \ell = -\textstyle\sum_j z_j \log \sigma_j(f),\\
+# \text{cross-entropy (Haink 2023a, eq. 2.3):}\quad & \ell = -\textstyle\sum_j z_j \log \sigma_j(f),\\
 # \text{mean squared error:}\quad & \ell = \tfrac1C \textstyle\sum_j (f_j - z_j)^2,\\
-# L_p\text{-norm (004 eq. 5.1.5):}\quad & \ell = \big(\textstyle\sum_j |f_j - z_j|^p\big)^{1/p},\\
-# \text{mean power of order } n \text{ (004 eq. 5.1.6):}\quad & \ell = \tfrac1C \textstyle\sum_j (f_j - z_j)^n .
+# L_p\text{-norm (Sauter 2023, eq. 5.1.5):}\quad & \ell = \big(\textstyle\sum_j |f_j - z_j|^p\big)^{1/p},\\
+# \text{mean power of order } n \text{ (Sauter 2023, eq. 5.1.6):}\quad & \ell = \tfrac1C \textstyle\sum_j (f_j - z_j)^n .
 # \end{aligned}
 # $$
 #
@@ -220,33 +222,33 @@ plt.show()
 # ## Gradient descent, SGD, momentum, weight decay, Adam
 #
 # **Gradient descent** (GD) moves against the gradient of the full training loss with a learning rate
-# $\eta$ (004 eq. 2.3.6): $w' = w - \eta \nabla_w L(w)$. **Stochastic gradient descent** uses the mean loss
-# of a random mini-batch $B_k$ of $S$ examples instead (000 eq. 2.4),
+# $\eta$ {cite}`sauter2023fisher{eq. 2.3.6}`: $w' = w - \eta \nabla_w L(w)$. **Stochastic gradient descent** uses the mean loss
+# of a random mini-batch $B_k$ of $S$ examples instead {cite}`haink2023hessian{eq. 2.4}`,
 # $l^{(k)}(w) = \frac1S \sum_{i \in B_k} \ell(f(x_i; w), y_i)$; {cite}`meng2023impact` (Algorithm 1) writes
 # the update as $\theta^{t+1} = \theta^t - \eta \nabla \hat{\mathcal L}_{\theta^t} + \varepsilon_t$, where
 # $\nabla \hat{\mathcal L}$ is the mini-batch gradient and $\varepsilon_t$ an extra noise term added beside it. **Momentum** keeps a
-# velocity $v$ (000 eq. 2.5):
+# velocity $v$ {cite}`haink2023hessian{eq. 2.5}`:
 #
 # $$ v(t+1) = -\eta\, \nabla_w l^{(k(t))}(w(t)) + \beta\, v(t), \qquad w(t+1) = w(t) + v(t+1), \qquad \beta \in [0, 1). $$
 #
-# **Weight decay** adds $\lambda \|w\|_2^2$ to $l^{(k)}$ (000 Sec. 2, "Regularization"), so every step also
+# **Weight decay** adds $\lambda \|w\|_2^2$ to $l^{(k)}$ ({cite}`haink2023hessian{Sec. 2}`, "Regularization"), so every step also
 # pulls the weights towards zero by $2\eta\lambda w$. **Adam** {cite}`kingma2015adam` (used by
 # {cite}`sauter2023fisher`) divides a running mean of the gradient by the running root-mean-square of its
 # entries, so every parameter takes steps of about $\eta$ regardless of the scale of its gradient.
-# `helpers.training.train_sgd` implements 000 eq. 2.5 exactly (each epoch is one TensorFlow graph), and
+# `helpers.training.train_sgd` implements {cite}`haink2023hessian{eq. 2.5}` exactly (each epoch is one TensorFlow graph), and
 # `train_adam` runs Keras' Adam through the same loop.
 #
 # ### Momentum renormalises the learning rate (`I-MOMENTUM`)
 #
-# If the gradient is the same vector $g$ at every step, 000 eq. 8.1 sums the geometric series:
+# If the gradient is the same vector $g$ at every step, {cite}`haink2023hessian{eq. 8.1}` sums the geometric series:
 # $v(t) = -\eta g \sum_{t'=0}^{t} \beta^{t'} = -\eta g\,(1 - \beta^{t+1})/(1-\beta) \to -\eta g/(1-\beta)$.
-# Momentum multiplies the effective learning rate by $1/(1-\beta)$: 10 for $\beta = 0.9$. (000 writes
+# Momentum multiplies the effective learning rate by $1/(1-\beta)$: 10 for $\beta = 0.9$. ({cite}`haink2023hessian` writes
 # the batch-averaged gradient as $\nabla_w L / S$ because its $L$ sums over a batch; with the mean loss
 # used in this book that factor is absent and the mean gradient is simply $g$.) We check it with
 # the training loop itself, on a loss whose gradient is constant: the logits of inputs $x = 0$ are just the
 # output bias $b$, and $\ell = g \cdot b$.
 
-# %%
+# %% tags=["hide-input"]
 g_const = np.array([0.3, -0.7])
 steps, eta = 2000, 0.01
 
@@ -266,7 +268,7 @@ for beta in (0.0, 0.5, 0.9, 0.99):
     # v(t) of the two bias entries (the last two of the layer vector), t = 1..steps
     momentum_runs[beta] = h["velocities"]["dense_1"][1:, -2:]
 
-# %%
+# %% tags=["hide-input"]
 momentum_errors = {}
 for beta, v in momentum_runs.items():
     mean_step = v[-100:].mean(axis=0)  # mean step over the last 100 steps
@@ -289,18 +291,18 @@ plt.show()
 # %% [markdown]
 # Each velocity grows like a geometric series and saturates at $1/(1-\beta)$ times the plain SGD step
 # (dotted lines); the larger $\beta$, the longer it takes ($\beta^{t} \approx e^{-t(1-\beta)}$, about
-# $5/(1-\beta)$ steps to get within 1%). All four mean steps agree with 000 eq. 8.1 to well within 1%.
+# $5/(1-\beta)$ steps to get within 1%). All four mean steps agree with {cite}`haink2023hessian{eq. 8.1}` to well within 1%.
 #
 # ### Gradient flow is the limit $\eta \to 0$ (`I-FLOW`)
 #
 # Reading the learning rate as a time step, $w(t + \eta) = w(t) - \eta \nabla L(w(t))$, and letting
-# $\eta \to 0$ gives the ordinary differential equation of **gradient flow** (004 eqs. 4.1.2-4.1.5)
+# $\eta \to 0$ gives the ordinary differential equation of **gradient flow** {cite}`sauter2023fisher{eqs. 4.1.2-4.1.5}`
 #
 # $$ \frac{\mathrm{d}w}{\mathrm{d}t} = -\nabla_w L(w(t)) . $$
 #
 # Gradient descent is the explicit Euler method for this equation, whose global error at a fixed time
 # $T$ is proportional to the step: $\|w_{\mathrm{GD}}(T/\eta \text{ steps}) - w_{\mathrm{flow}}(T)\| = O(\eta)$.
-# We solve the flow of a small tanh network on 32 points of 004's unit-square data to $10^{-10}$
+# We solve the flow of a small tanh network on 32 points of Sauter's unit-square data to $10^{-10}$
 # relative accuracy with SciPy's adaptive Runge-Kutta solver, and compare it with full-batch GD
 # (`train_sgd` with `batch_size=None`) for five learning rates. (Tanh rather than ReLU: the flow of a
 # ReLU network has kinks that make the accurate reference solution much more expensive.)
@@ -338,7 +340,7 @@ def loss_at(w_flat):
     params.set_flat(flow_vars, w_flat)
     return training.evaluate(flow_net, losses.cross_entropy, xs, ys)[0]
 
-# %%
+# %% tags=["hide-input"]
 def flow_experiment():
     sol = flow_reference()
     errors, paths = [], {}
@@ -362,7 +364,7 @@ print("distance to the flow at T:", ", ".join(f"{e:.2e}" for e in flow["errors"]
 print(f"log-log slope {slope:.3f}")
 assert abs(slope - 1.0) <= 0.1  # I-FLOW: error O(eta)
 
-# %%
+# %% tags=["hide-input"]
 fig, (ax1, ax2) = subplots(1, 2, width=4.8, height=3.5)
 ax1.plot(flow["grid"], flow["flow_loss"], "k", lw=1.5, zorder=5, label="gradient flow")
 for eta_k, c in zip(etas[[0, 2, 4]], PALETTE):
@@ -390,12 +392,12 @@ plt.show()
 #
 # ## Training curves and the exploration phase (`F-EXPLORE`)
 #
-# We now train MLP 50 as the thesis does (000 Sec. 5.2: plain SGD, $\eta = 0.01$, batch size 32, no
+# We now train MLP 50 as the thesis does ({cite}`haink2023hessian{Sec. 5.2}`: plain SGD, $\eta = 0.01$, batch size 32, no
 # momentum, no weight decay, cross-entropy). After each epoch we evaluate the loss and the accuracy on the
 # whole training set and on the test set, and record the output layer's weights. The trained network is
 # cached, so a second execution of the chapter loads it.
 
-# %%
+# %% tags=["hide-input"]
 def train_mlp50():
     model = models.build("mlp50", input_shape=ds.input_shape, num_classes=ds.num_classes,
                          seed=helpers.seed("mlp50"))
@@ -422,7 +424,7 @@ print(f"final training accuracy {run['acc'][-1]:.4f}, test {run['test_acc'][-1]:
 # The finding is reproduced when $t_{100}$ exists with at least 10 epochs after it, the loss at the end
 # is below the loss at $t_{100}$, and it decreased in at least 90% of the epochs after $t_{100}$.
 
-# %%
+# %% tags=["hide-input"]
 loss_tr, acc_tr = run["loss"], run["acc"]
 reached = np.flatnonzero(acc_tr >= 1.0)
 t100 = int(reached[0]) + 1 if len(reached) else None
@@ -442,7 +444,7 @@ _ = findings.record(
     rule=lambda m: m["t100_epoch"] is not None and m["epochs"] - m["t100_epoch"] >= 10
     and m["final_loss"] < m["loss_at_t100"] and m["share_of_epochs_decreasing"] >= 0.9)
 
-# %%
+# %% tags=["hide-input"]
 epochs_axis = np.arange(1, len(loss_tr) + 1)
 fig, (ax1, ax2, ax3) = subplots(1, 3, width=3.9, height=3.3)
 ax1.semilogy(epochs_axis, loss_tr, label="training")
@@ -462,7 +464,7 @@ fig.suptitle("MLP 50, plain SGD: the shaded stretch (100% training accuracy) "
              "is the exploration phase")
 plt.show()
 
-# %%
+# %% tags=["hide-input"]
 f_explore = findings.get("F-EXPLORE")
 if f_explore.reproduced:
     text = (f"The training accuracy first reaches 100% after epoch {t100} of "
@@ -490,10 +492,10 @@ display(Markdown(text))
 # ### Comparing the optimisers
 #
 # The same network, the same initial weights and the same mini-batch order, trained with plain SGD, SGD
-# with momentum $\beta = 0.9$, SGD with weight decay $\lambda = 5 \times 10^{-3}$ (ten times 000's value for
+# with momentum $\beta = 0.9$, SGD with weight decay $\lambda = 5 \times 10^{-3}$ (ten times Haink's value for
 # MLP 256, so that its effect shows within this short run) and Adam ($\eta = 10^{-3}$):
 
-# %%
+# %% tags=["hide-input"]
 variants = {"SGD": dict(), "SGD + momentum β=0.9": dict(momentum=0.9),
             "SGD + weight decay λ=5e-3": dict(weight_decay=5e-3),
             "Adam, η=1e-3": dict(adam=True)}
@@ -542,7 +544,7 @@ plt.show()
 #
 # On the elongated quadratic $L(w) = \tfrac12 (w_1^2 + 10\, w_2^2)$, whose curvatures differ by a factor
 # 10, the three methods take visibly different paths. SGD adds Gaussian noise of standard deviation
-# "noise" to each gradient (a stand-in for the randomness of mini-batch gradients; 002's Algorithm 1 adds such a
+# "noise" to each gradient (a stand-in for the randomness of mini-batch gradients; Meng and Yao's Algorithm 1 adds such a
 # term, $\varepsilon_t$, on top of the mini-batch gradient).
 # GD is stable only for $\eta < 2/10$, the inverse of the largest curvature; momentum crosses the flat
 # direction much faster at the price of overshooting. When you run the notebook yourself the sliders
@@ -564,7 +566,7 @@ def toy_path(eta, beta, noise, steps=60, seed=0):
         path.append(w.copy())
     return np.array(path)
 
-# %%
+# %% tags=["hide-input"]
 def draw_toy(axes, eta, beta, noise):
     ax, ax_loss = axes
     g1, g2 = np.meshgrid(np.linspace(-5, 5, 200), np.linspace(-2.5, 2.5, 200))
@@ -614,7 +616,7 @@ widgets.explore(draw_toy, controls, presets, panels=2, width=4.6, height=3.4)
 # :::
 #
 # **Exercise 2.** Train MLP 50 on the digits with SGD and momentum $\beta = 0.9$ at $\eta = 0.001$, and
-# with plain SGD at $\eta = 0.01$, for 30 epochs each. Compare the training losses. What does 000 eq. 8.1
+# with plain SGD at $\eta = 0.01$, for 30 epochs each. Compare the training losses. What does {cite}`haink2023hessian{eq. 8.1}`
 # predict, and what is different at the beginning of training?
 #
 # :::{admonition} Solution
@@ -667,11 +669,11 @@ widgets.explore(draw_toy, controls, presets, panels=2, width=4.6, height=3.4)
 # ## Summary
 #
 # - A network is a function $f(x; w)$ of one parameter vector $w \in \mathbb{R}^P$; dense, convolution,
-#   pooling, batch-norm and residual layers are the building blocks of the five networks of 000 Table 5.1,
+#   pooling, batch-norm and residual layers are the building blocks of the five networks of {cite}`haink2023hessian{Table 5.1}`,
 #   whose parameter counts we reproduced exactly (`I-PARAMS`).
 # - The losses of the book (cross-entropy, MSE, $L_p$-norm, mean power) are per-example functions; the
 #   training loss is their mean.
-# - SGD with momentum (000 eq. 2.5) takes mean steps $\eta g/(1-\beta)$ on a constant gradient
+# - SGD with momentum {cite}`haink2023hessian{eq. 2.5}` takes mean steps $\eta g/(1-\beta)$ on a constant gradient
 #   (`I-MOMENTUM`, checked to well below 1%); weight decay adds a pull $2\lambda w$; Adam normalises each
 #   parameter's step.
 # - Gradient descent is the Euler method of gradient flow: its distance to the flow is proportional to

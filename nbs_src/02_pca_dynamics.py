@@ -53,7 +53,7 @@ print(ds)
 # ## Principal components of a trajectory
 #
 # Flatten the weights of one layer into a vector $w(t) \in \mathbb{R}^n$ and record it at every SGD step
-# $t$ of a window of $T$ steps. The covariance over the window (000 eq. 3.3),
+# $t$ of a window of $T$ steps. The covariance over the window {cite}`haink2023hessian{eq. 3.3}`,
 #
 # $$ \Sigma_{ij} = \langle w_i w_j \rangle - \langle w_i \rangle \langle w_j \rangle, \qquad
 #    \langle X \rangle = \frac1T \sum_t X(t), $$
@@ -67,9 +67,9 @@ print(ds)
 # million-squared matrix.
 #
 # We first train the network of chapter 1 into the exploration phase (100% training accuracy) with a large
-# learning rate, as 000 suggests to save time, then record the chosen layer at every step of a window at a
+# learning rate, as {cite}`haink2023hessian` suggests to save time, then record the chosen layer at every step of a window at a
 # smaller one. The window is at least $n + 1$ steps long, so the PCs form a complete basis of the layer's
-# weight space (000 measures $T \ge n$ steps). The same is done with weight decay $\lambda$ on all layers.
+# weight space ({cite}`haink2023hessian` measures $T \ge n$ steps). The same is done with weight decay $\lambda$ on all layers.
 
 # %%
 def pretrain_and_record(weight_decay):
@@ -120,7 +120,7 @@ print(f"share of the window's variance in the first PC: {pc.explained[0]:.4f} (�
 # %% [markdown]
 # ## The drift mode (`F-DRIFT`) and its variance (`I-DRIFTVAR`)
 #
-# 000 (Sec. 6.3) finds that in the exploration phase $\theta_1(t)$ is a straight line,
+# {cite}`haink2023hessian{Sec. 6.3}` finds that in the exploration phase $\theta_1(t)$ is a straight line,
 # $\theta_1(t) \approx a (t - t_0) + b$ (eq. 6.4), while the other components wander like random walks:
 # the network drifts along $p_1$. For an exactly linear $\theta(t)$ sampled at $T$ points the variance is
 # (eq. 6.6, Faulhaber's sums)
@@ -180,7 +180,7 @@ plt.show()
 # amplitude (note the scales). Their $R^2$ against $t$ is tiny for a reason worth seeing: the time series
 # $\theta_i(t) - \langle\theta_i\rangle$ of different PCs are uncorrelated with each other, and once $\theta_1$
 # is almost the centred time $t - \langle t \rangle$ itself, every other component is almost uncorrelated with
-# $t$. The drift is the only persistent motion; everything else is the noise of SGD (000 Sec. 6.3).
+# $t$. The drift is the only persistent motion; everything else is the noise of SGD {cite}`haink2023hessian{Sec. 6.3}`.
 
 # %% tags=["remove-input"]
 f_drift = findings.get("F-DRIFT")
@@ -193,7 +193,7 @@ display(Markdown(
 # ## How the drift's variance scales: $\sigma_1^2 \propto \eta^2 T^2$ (`F-ETA2T2`)
 #
 # If every step moves the network by about the same amount along $p_1$, the slope is proportional to the
-# learning rate, $a \approx \eta\, |\langle \nabla L \rangle|$ (000 eq. 6.7), and eq. 6.6 gives
+# learning rate, $a \approx \eta\, |\langle \nabla L \rangle|$ {cite}`haink2023hessian{eq. 6.7}`, and eq. 6.6 gives
 # $\sigma_1^2 \propto \eta^2 T^2$. The noise directions grow more slowly (a random walk's variance over a
 # window grows like $T$), so the longer the window and the larger $\eta$, the clearer the drift stands out.
 # From the state at the start of the window we run SGD at four learning rates, record every step, and
@@ -228,7 +228,7 @@ _ = findings.record(
     rule=lambda m: abs(m["exponent_T"] - 2) <= 0.3
     and abs(m["exponent_eta"] - 2) <= 0.4)
 
-# %%
+# %% tags=["hide-input"]
 fig, (ax1, ax2) = subplots(1, 2, width=4.4, height=3.3)
 for a, (eta, c) in enumerate(zip(etas, PALETTE)):
     ax1.loglog(Ts, grid[a], "o-", color=c, label=f"η = {eta:g}")
@@ -251,7 +251,7 @@ plt.show()
 # ## What the first components carry (`F-PCACC`)
 #
 # Rebuild the layer from its first $i$ components, $w_{\mathrm{add},i} = \sum_{j \le i} \theta_j(T)\, p_j$
-# with $\theta_j(T) = w(T) \cdot p_j$ (000 eq. 6.3), keep every other layer as trained, and measure the
+# with $\theta_j(T) = w(T) \cdot p_j$ {cite}`haink2023hessian{eq. 6.3}`, keep every other layer as trained, and measure the
 # test accuracy. With $i = n$ the layer is exactly $w(T)$ again; $i = 0$ is a layer of zeros. The rebuilt
 # weights go through the trained network by `trajectories.layer_logits`, one forward pass per point of the
 # curve.
@@ -298,7 +298,7 @@ plt.show()
 # themselves ($|p_1 \cdot w| / \|w\|$ is measured in the loss-scaling section below), so the first component
 # rebuilds most of the layer. With weight decay the drift is much less aligned with the weights, the first few
 # components give a far worse network, and the accuracy returns only after many more components (the count is
-# printed below; 000 needs about 500 of the 8,256 components of its layer).
+# printed below; {cite}`haink2023hessian` needs about 500 of the 8,256 components of its layer).
 
 # %% tags=["remove-input"]
 f_pcacc = findings.get("F-PCACC")
@@ -313,8 +313,8 @@ display(Markdown(
 # ## The well along the drift (`F-WELL`) and its relaxation (`F-RELAX`)
 #
 # Why does the network drift in a straight line? (From here on we write the Hessian's
-# eigenpairs as $(h_i, \mathbf h_i)$, value and vector, as 000 does, because $\lambda$ is the weight decay here.)
-# 000 (Sec. 6.4) models the loss near the minimum $\mu$ by a quadratic, $L(w) \approx L_{\min} + \tfrac12 (w - \mu)^\top H (w - \mu)$ (eq. 6.8), adds weight decay and
+# eigenpairs as $(h_i, \mathbf h_i)$, value and vector, as {cite}`haink2023hessian` does, because $\lambda$ is the weight decay here.)
+# {cite}`haink2023hessian{Sec. 6.4}` models the loss near the minimum $\mu$ by a quadratic, $L(w) \approx L_{\min} + \tfrac12 (w - \mu)^\top H (w - \mu)$ (eq. 6.8), adds weight decay and
 # averages the SGD step over batches. With $\hat w_i = w \cdot \mathbf h_i$ and $\hat\mu_i = \mu \cdot \mathbf h_i$ in the
 # Hessian's eigenbasis $H \mathbf h_i = h_i \mathbf h_i$ the averaged flow is
 #
@@ -322,7 +322,7 @@ display(Markdown(
 #    \hat w_i(t) = b_i + \big(\hat w_i(0) - b_i\big)\, e^{-r_i t}, \quad
 #    r_i = \eta (h_i + 2\lambda), \quad b_i = \frac{\hat\mu_i}{1 + 2\lambda / h_i} $$
 #
-# (000 eqs. 6.9-6.11; its eq. 6.11 prints the rate as $\eta(h_i + \lambda)$, its eq. 6.12 and the
+# ({cite}`haink2023hessian{eqs. 6.9-6.11}`; its eq. 6.11 prints the rate as $\eta(h_i + \lambda)$, its eq. 6.12 and the
 # derivation give $h_i + 2\lambda$, and the $1/S$ of its eq. 6.9 belongs to a summed, not averaged, batch
 # loss). Over a window short compared with $1/r_i$ the exponential is a straight line, the drift; over a
 # long run it saturates. Its variance over $T$ points is (eq. 6.12, geometric sums)
@@ -334,11 +334,11 @@ display(Markdown(
 # drift does not grow without bound. A drift along $p_1 = \sum_i d_i \mathbf h_i$ then has variance
 # $\sum_i d_i^2 \sigma_i^2$ (eq. 6.13).
 #
-# First the well: the objective SGD minimises with weight decay, $L(w) + \lambda \|w\|^2$ (000 Fig. 6.6
+# First the well: the objective SGD minimises with weight decay, $L(w) + \lambda \|w\|^2$ ({cite}`haink2023hessian{Fig. 6.6}`
 # shows the regularised network), along the drift direction, $L(w + \delta\theta\, p_1)$ (eq. 3.6), with a
 # parabola fitted where the loss has at most doubled. The network sits at $\delta\theta = 0$.
 
-# %%
+# %% tags=["hide-input"]
 w_norm = float(np.linalg.norm(runs[LAM]["W"][-1]))
 along_drift = tj.objective_along(net_wd, params.select_variables(net_wd, LAYER),
                                  ds.x_train, ds.y_train, pcs[LAM].components[:, 0],
@@ -363,7 +363,7 @@ _ = findings.record(
 # means the points of the scan where the objective is at most twice its lowest value.
 #
 # Now the relaxation: the network with weight decay, trained on from the start of its window for many epochs
-# and recorded once per epoch (000 Fig. 6.5 uses about 600 epochs).
+# and recorded once per epoch ({cite}`haink2023hessian{Fig. 6.5}` uses about 600 epochs).
 
 # %%
 def relaxation_run():
@@ -412,7 +412,7 @@ _ = findings.record(
               "exponential; the exponential fit beats the linear fit (residual ratio ≤ 0.5)",
     rule=lambda m: m["rss_ratio_exp_over_linear"] <= 0.5)
 
-# %%
+# %% tags=["hide-input"]
 fig, (ax1, ax2) = subplots(1, 2, width=4.4, height=3.3)
 (xs, ys), (fx, fy) = well["coarse"], well["fine"]
 ax1.plot(xs, ys, "o", ms=3, color="0.6", label="coarse scan")
@@ -458,7 +458,7 @@ display(Markdown(
 #
 # Multiply the layer's weights (and bias) by $\alpha$. With ReLU activations the logits then change linearly
 # in $\alpha$, and once every training example is classified correctly with margin, the cross-entropy falls
-# exponentially (000 eq. 6.14): $L(\alpha) \approx \sum_{i \ne j} e^{\alpha (z_i - z_j)}$, so $\log L$ is
+# exponentially {cite}`haink2023hessian{eq. 6.14}`: $L(\alpha) \approx \sum_{i \ne j} e^{\alpha (z_i - z_j)}$, so $\log L$ is
 # linear in $\alpha$ for large $\alpha$. With weight decay the penalty $\lambda \alpha^2 \|w\|^2$ takes over:
 # the regularised loss grows like $\alpha^2$, and making the weights larger cannot lower it. The loss is
 # computed from the logits in float64 with `log_mean_cross_entropy`, which does not underflow when the
@@ -483,7 +483,7 @@ log_l_layers = {name: np.log(scaled_objective(net, name, 0.0))
                 for name in models.weight_layers(net)}
 log_l, l_reg = log_l_layers[LAYER], scaled_objective(net_wd, LAYER, LAM)
 
-# %%
+# %% tags=["hide-input"]
 fit_lin = tj.linear_fit(alphas[big], log_l[big])
 fit_pow = tj.log_log_slope(alphas[big], l_reg[big])
 w_end = runs[0.0]["W"][-1]
@@ -501,7 +501,7 @@ _ = findings.record(
     rule=lambda m: m["r2_log_loss_linear_no_wd"] >= 0.95
     and abs(m["exponent_wd"] - 2) <= 0.2)
 
-# %%
+# %% tags=["hide-input"]
 fig, (ax1, ax2) = subplots(1, 2, width=4.4, height=3.3)
 for (name, curve), c in zip(log_l_layers.items(), PALETTE[1:]):
     if name != LAYER:
@@ -534,7 +534,7 @@ display(Markdown(
 #
 # The velocities $v(t) = w(t+1) - w(t)$ are the SGD steps themselves. Near a minimum their covariance is that
 # of the mini-batch gradients, which for the cross-entropy resembles the Hessian, so their PCs should align with
-# the Hessian's eigenvectors better than those of the weights, whose first PC is the drift (000 Sec. 7.1,
+# the Hessian's eigenvectors better than those of the weights, whose first PC is the drift ({cite}`haink2023hessian{Sec. 7.1}`,
 # Fig. 7.1). We compute the layer's Hessian (the block of the full Hessian belonging to its weights) at the end
 # of the window exactly, as a dense matrix from Hessian-vector products, and compare its eigenvectors $\mathbf h_j$
 # with both sets of PCs. The measure: for each of the 10 leading Hessian eigenvectors, its largest overlap
@@ -577,7 +577,7 @@ plt.show()
 # The velocity PCs line up along the diagonal: the $j$-th Hessian eigenvector is close to the $j$-th velocity
 # PC. The weight PCs do so less clearly; their first PC is the drift, not a steep direction.
 #
-# **The variance-flatness relation.** 000 (Sec. 3.2, eqs. 3.8-3.9, citing Feng and Tu) pairs the PC variances
+# **The variance-flatness relation.** {cite}`haink2023hessian{Sec. 3.2}`, eqs. 3.8-3.9, citing Feng and Tu) pairs the PC variances
 # $\sigma_i^2$ and the Hessian eigenvalues $h_i$ by rank, both in decreasing order, and states
 #
 # $$ \sigma_i^2 \propto \begin{cases} h_i, & h_i < h_{\mathrm{cross}}, \\

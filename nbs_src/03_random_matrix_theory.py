@@ -24,27 +24,33 @@
 import helpers  # first: sets TensorFlow's determinism options before TensorFlow is imported
 
 cfg = helpers.setup("03_random_matrix_theory",
-    # quick: an MLP on the 8x8 digits and on MNIST-1D, 002's Gaussian ANOVA at 1,000 points per class with
-    # halved networks; paper: 000's MLP 256 on CIFAR-10, 002's NN1/NN2 at 7,500 points per class, and
-    # LeNet / miniAlexNet on MNIST and CIFAR-10 at 002's batch sizes
+    # quick: an MLP on the 8x8 digits and on MNIST-1D, 002's Gaussian ANOVA at 1,000 points
+    # per class with halved networks; paper: 000's MLP 256 on CIFAR-10, 002's NN1/NN2 at 7,500
+    # points per class, and LeNet / miniAlexNet on MNIST and CIFAR-10 at 002's batch sizes
     quick=dict(null_c=[0.1, 0.25, 0.5], null_n=[200, 500, 1000], null_reps=50,
-               svd_data="digits", svd_hidden=[256, 128], svd_layer="dense_2", svd_epochs=200, svd_lr=0.05,
+               svd_data="digits", svd_hidden=[256, 128], svd_layer="dense_2", svd_epochs=200,
+               svd_lr=0.05,
                svd_batch=32, svd_window_epochs=10, svd_weight_decay=5e-3,
-               anova_model="D1", n_per_class=1000, n_test_per_class=500, deltas=[0.15, 0.3, 0.6, 0.9],
+               anova_model="D1", n_per_class=1000, n_test_per_class=500,
+               deltas=[0.15, 0.3, 0.6, 0.9],
                K_main=4, K_grid=[2, 4, 8], delta_for_K=0.3,
                nn1_dim=100, nn1=[512, 256, 128], nn2_dim=256, nn2=[512, 256],
                anova_epochs=40, anova_lr=0.1, anova_batch=64, C=[0.4, 0.6],
-               real_runs=[["digits", "mlp", 32], ["mnist1d", "mlp", 32]], real_hidden=[256, 128],
+               real_runs=[["digits", "mlp", 32], ["mnist1d", "mlp", 32]],
+               real_hidden=[256, 128],
                real_epochs=60, real_lr=0.05),
     paper=dict(null_c=[0.1, 0.25, 0.5], null_n=[500, 1000, 2000], null_reps=50,
-               svd_data="cifar10", svd_hidden=[256, 128, 64], svd_layer="dense_3", svd_epochs=200,
+               svd_data="cifar10", svd_hidden=[256, 128, 64], svd_layer="dense_3",
+               svd_epochs=200,
                svd_lr=0.01, svd_batch=32, svd_window_epochs=10, svd_weight_decay=5e-4,
-               anova_model="D1", n_per_class=7500, n_test_per_class=1500, deltas=[0.15, 0.2, 0.3, 0.6, 0.9],
+               anova_model="D1", n_per_class=7500, n_test_per_class=1500,
+               deltas=[0.15, 0.2, 0.3, 0.6, 0.9],
                K_main=4, K_grid=[2, 4, 8], delta_for_K=0.3,
                nn1_dim=100, nn1=[1024, 512, 384, 192], nn2_dim=2048, nn2=[1024, 512],
                anova_epochs=250, anova_lr=0.01, anova_batch=64, C=[0.4, 0.6],
-               real_runs=[[d, n, b] for d in ("mnist", "cifar10") for n in ("lenet", "minialexnet")
-                          for b in (16, 32, 64, 128, 256)], real_hidden=[],
+               real_runs=[[d, n, b] for d in ("mnist", "cifar10")
+                          for n in ("lenet", "minialexnet") for b in (16, 32, 64, 128, 256)],
+               real_hidden=[],
                real_epochs=250, real_lr=0.01),
 )
 
@@ -60,10 +66,13 @@ from matplotlib.ticker import NullFormatter
 
 SCALED = r"$\hat s_n\, n^{1/3} / \sqrt{\log n}$"  # axis label of 002's scaled statistic
 
-LOADERS = {"digits": data.digits, "mnist1d": data.mnist1d, "mnist": data.mnist, "cifar10": data.cifar10}
+LOADERS = {"digits": data.digits, "mnist1d": data.mnist1d, "mnist": data.mnist,
+           "cifar10": data.cifar10}
 DATA, missing = {}, []
 for name in dict.fromkeys([cfg["svd_data"], *(run[0] for run in cfg["real_runs"])]):
-    try:  # every data set the configuration needs, read now (the paper profile's real files are checked here)
+    # every data set the configuration needs, read now (the paper profile's real files are
+    # checked here)
+    try:
         DATA[name] = LOADERS[name]()
     except FileNotFoundError as exc:
         missing.append(str(exc))
@@ -78,11 +87,11 @@ print(*DATA.values(), sep="\n")
 # Write a layer's weights as a matrix $W$ and orient it $n \times N$ with $n \le N$ (a dense kernel as it
 # is; a convolution kernel $k_h \times k_w \times c_{\mathrm{in}} \times c_{\mathrm{out}}$ with its first two
 # and last two dimensions together, $k_h k_w \times c_{\mathrm{in}} c_{\mathrm{out}}$, which gives the
-# largest number of singular values, 000 Sec. 7.3). Its singular value decomposition is
-# $W = U \Sigma V^T$, $\Sigma = \mathrm{diag}(\nu_1, \dots, \nu_n)$ in decreasing order (000 eq. 4.1). We
-# study the $n$ eigenvalues $\lambda_i = \nu_i^2 / N$ of $W W^T / N$ (002 rescales $W$ by $1/\sqrt N$).
+# largest number of singular values, {cite}`haink2023hessian{Sec. 7.3}`). Its singular value decomposition is
+# $W = U \Sigma V^T$, $\Sigma = \mathrm{diag}(\nu_1, \dots, \nu_n)$ in decreasing order {cite}`haink2023hessian{eq. 4.1}`. We
+# study the $n$ eigenvalues $\lambda_i = \nu_i^2 / N$ of $W W^T / N$ ({cite}`meng2023impact` rescales $W$ by $1/\sqrt N$).
 # If the entries are independent with variance $\sigma^2$, then as $n, N \to \infty$ with $c = n/N$ fixed
-# the eigenvalues follow the MP law (002; 000 eq. 4.2 writes the same law in $Q = 1/c$)
+# the eigenvalues follow the MP law ({cite}`meng2023impact`; {cite}`haink2023hessian{eq. 4.2}` writes the same law in $Q = 1/c$)
 #
 # $$ p_{c,\sigma^2}(x) = \frac{\sqrt{(b - x)(x - a)}}{2\pi c \sigma^2 x}, \qquad
 #    a = \sigma^2 (1 - \sqrt c)^2, \quad b = \sigma^2 (1 + \sqrt c)^2 . $$
@@ -119,7 +128,7 @@ plt.show()
 # The positions of eigenvalues carry a second signature of randomness: their *correlations*. Unfold the
 # spectrum (map each eigenvalue through a smooth fit of the counting function, so the mean spacing is one,
 # `random_matrix.unfold`) and take nearest-neighbour spacings $s$. For random real symmetric matrices (the
-# Gaussian orthogonal ensemble, GOE) their distribution is close to the Wigner surmise (000 eq. 4.3)
+# Gaussian orthogonal ensemble, GOE) their distribution is close to the Wigner surmise {cite}`haink2023hessian{eq. 4.3}`
 #
 # $$ p(s) = \frac{\pi s}{2}\, e^{-\pi s^2 / 4} , $$
 #
@@ -129,11 +138,12 @@ plt.show()
 goe = np.linalg.eigvalsh(rmt.goe_matrix(600, seed=helpers.seed("ch3-goe")))
 s_goe = rmt.level_spacings(goe, degree=9, trim=0.05)
 ks_goe = rmt.spacing_ks_test(s_goe)
-print(f"GOE, n = 600: {ks_goe.n} spacings, KS = {ks_goe.statistic:.3f}, p = {ks_goe.pvalue:.3f}")
+print(f"GOE, n = 600: {ks_goe.n} spacings, KS = {ks_goe.statistic:.3f}, p = "
+      f"{ks_goe.pvalue:.3f}")
 assert ks_goe.pvalue > 0.05  # I-WIGNER
 
 # %% [markdown]
-# ## 002's distance to the MP law and its null distribution (`I-NULLSTAT`)
+# ## Meng and Yao's distance to the MP law and its null distribution (`I-NULLSTAT`)
 #
 # Meng and Yao measure how far a spectrum $X_1 \le \dots \le X_n$ is from *some* MP law without knowing
 # $c$ and $\sigma^2$: the extremes $\hat a = X_{(1)}$ and $\hat b = X_{(n)}$ estimate the edges, which
@@ -145,20 +155,28 @@ assert ks_goe.pvalue > 0.05  # I-WIGNER
 # $$ \hat s_n = \int_{\hat a}^{\hat b} \big| \hat p_M(x) - p_{\hat c, \hat\sigma^2}(x) \big|\, dx . $$
 #
 # Under the null hypothesis (the spectrum is MP) $\hat s_n = O_P(n^{-1/3} + M^{-1} + \sqrt{M \log n / n})$,
-# so 002 scales it as $\hat s_n n^{1/3} / \sqrt{\log n}$ and reports that this always lies in
+# so {cite}`meng2023impact` scales it as $\hat s_n n^{1/3} / \sqrt{\log n}$ and reports that this always lies in
 # $[0.15, 0.25]$. We draw 50 spectra of $W W^T / N$ for Gaussian $W$ at each of nine $(c, n)$ (exactly,
 # with the tridiagonal model of Dumitriu and Edelman {cite}`dumitriu2002matrix`,
 # `random_matrix.wishart_eigenvalues`, which costs $O(n^2)$ instead of forming $W$), and assert that the
 # scaled statistic lies in $[0.1, 0.3]$ in at least 90% of the repetitions for each (`I-NULLSTAT`).
 
-# %%
-null = {(c, n): np.array([ws.meng_yao_statistic(rmt.wishart_eigenvalues(
-            n, int(round(n / c)), seed=helpers.seed("ch3-null", c, n, r))).scaled for r in range(cfg["null_reps"])])
-        for c in cfg["null_c"] for n in cfg["null_n"]}
+# %% tags=["hide-input"]
+def null_statistics(c, n):
+    """The scaled Meng-Yao statistic of `null_reps` Wishart spectra of shape n x n/c."""
+    eigs = [rmt.wishart_eigenvalues(n, int(round(n / c)),
+                                    seed=helpers.seed("ch3-null", c, n, r))
+            for r in range(cfg["null_reps"])]
+    return np.array([ws.meng_yao_statistic(e).scaled for e in eigs])
+
+
+null = {(c, n): null_statistics(c, n) for c in cfg["null_c"] for n in cfg["null_n"]}
 rows = [[f"{c:g}", str(n), f"{v.min():.3f}", f"{np.median(v):.3f}", f"{v.max():.3f}",
-         f"{np.mean((v >= 0.1) & (v <= 0.3)):.2f}", f"{np.mean((v >= 0.15) & (v <= 0.25)):.2f}"]
+         f"{np.mean((v >= 0.1) & (v <= 0.3)):.2f}",
+         f"{np.mean((v >= 0.15) & (v <= 0.25)):.2f}"]
         for (c, n), v in null.items()]
-show_table(["c", "n", "min", "median", "max", "share in [0.1, 0.3]", "share in [0.15, 0.25]"], rows)
+show_table(["c", "n", "min", "median", "max", "share in [0.1, 0.3]", "share in [0.15, 0.25]"],
+           rows)
 for (c, n), v in null.items():
     assert np.mean((v >= 0.1) & (v <= 0.3)) >= 0.9, (c, n)  # I-NULLSTAT
 
@@ -166,7 +184,8 @@ for (c, n), v in null.items():
 fig, axes = subplots(1, len(cfg["null_c"]), width=2.9, height=2.7, sharey=True)
 for ax, c in zip(axes, cfg["null_c"]):
     for n, col in zip(cfg["null_n"], PALETTE):
-        ax.hist(null[(c, n)], bins=np.linspace(0.1, 0.3, 26), color=col, alpha=0.55, label=f"n = {n}")
+        ax.hist(null[(c, n)], bins=np.linspace(0.1, 0.3, 26), color=col, alpha=0.55,
+                label=f"n = {n}")
     ax.axvspan(0.15, 0.25, color="0.85", zorder=0)
     ax.set(xlabel=SCALED, title=f"c = {c:g}")
 axes[0].set_ylabel("repetitions (of 50)")
@@ -184,35 +203,42 @@ plt.show()
 # ## A trained network: bulk, outliers and what the bulk carries (`F-BULK`)
 #
 # We train an MLP with hidden layers of the widths below on the data set of the configuration
-# (SGD, 000's set-up of chapter 1), and then continue for a window of a few epochs while recording the
+# (SGD, Haink's set-up of chapter 1), and then continue for a window of a few epochs while recording the
 # chosen layer at every step (for the PCs further down). The same is done with weight decay on all layers.
 # `weight_spectra.model_spectra` returns the spectrum of every weight layer in one call: kernel and matrix
 # shape, aspect ratio, the MP fit of the bulk (the entry variance $\sigma^2$ is fitted to the eigenvalues
 # below the upper edge, `random_matrix.mp_fit`), and the eigenvalues above it, the outliers.
 
-# %%
+# %% tags=["hide-input"]
 LAYER = cfg["svd_layer"]
 
 
 def make_net(kind, ds, seed_name):
     seed = helpers.seed(seed_name)
     if kind == "mlp":
-        return models.mlp(ds.input_shape, cfg["real_hidden"] or cfg["svd_hidden"], ds.num_classes, seed=seed)
-    return models.build(kind, input_shape=ds.input_shape, num_classes=ds.num_classes, seed=seed)
+        return models.mlp(ds.input_shape, cfg["real_hidden"] or cfg["svd_hidden"],
+                          ds.num_classes, seed=seed)
+    return models.build(kind, input_shape=ds.input_shape, num_classes=ds.num_classes,
+                        seed=seed)
 
 
 def train_and_record(weight_decay):
-    model = models.mlp(ds_svd.input_shape, cfg["svd_hidden"], ds_svd.num_classes, seed=helpers.seed("ch3-svd"))
-    common = dict(batch_size=cfg["svd_batch"], lr=cfg["svd_lr"], weight_decay=weight_decay, eval_data=ds_svd)
+    model = models.mlp(ds_svd.input_shape, cfg["svd_hidden"], ds_svd.num_classes,
+                       seed=helpers.seed("ch3-svd"))
+    common = dict(batch_size=cfg["svd_batch"], lr=cfg["svd_lr"], weight_decay=weight_decay,
+                  eval_data=ds_svd)
     training.train_sgd(model, losses.cross_entropy, ds_svd, epochs=cfg["svd_epochs"],
                        seed=helpers.seed("ch3-svd-train"), **common)
-    h = training.train_sgd(model, losses.cross_entropy, ds_svd, epochs=cfg["svd_window_epochs"],
-                           seed=helpers.seed("ch3-svd-window"), record={"layers": LAYER, "every": "step"}, **common)
+    h = training.train_sgd(model, losses.cross_entropy, ds_svd,
+                           epochs=cfg["svd_window_epochs"],
+                           seed=helpers.seed("ch3-svd-window"),
+                           record={"layers": LAYER, "every": "step"}, **common)
     return {**cache.pack_weights(model.get_weights()), "W": h["weights"][LAYER],
             "test_acc": h["test_acc"], "acc": h["acc"]}
 
 
-svd_runs = {wd: cache.cached("ch3-svd", {**cfg, "run_weight_decay": wd}, lambda wd=wd: train_and_record(wd),
+svd_runs = {wd: cache.cached("ch3-svd", {**cfg, "run_weight_decay": wd},
+                             lambda wd=wd: train_and_record(wd),
                              verbose=False) for wd in (0.0, cfg["svd_weight_decay"])}
 
 
@@ -226,14 +252,15 @@ net = svd_network(0.0)
 spectra = ws.model_spectra(net)
 show_table(*ws.spectra_table(spectra))
 
-# %%
+# %% tags=["hide-input"]
 def draw_esd(ax, spec, title, bins=50):
     """Histogram of a layer's eigenvalues with the fitted MP density and its upper edge."""
     ev = spec.eigenvalues
     bulk = ev[ev <= spec.mp.upper]
     ax.hist(ev, bins=bins, density=True, color=PALETTE[0], alpha=0.6)
     x = np.linspace(spec.mp.lower, spec.mp.upper, 400)
-    ax.plot(x, rmt.marchenko_pastur_pdf(x, spec.ratio, spec.mp.sigma2), color=PALETTE[3], lw=2)
+    ax.plot(x, rmt.marchenko_pastur_pdf(x, spec.ratio, spec.mp.sigma2), color=PALETTE[3],
+            lw=2)
     ax.axvline(spec.mp.upper, color="k", ls=":", lw=1)
     ax.set(xlabel="eigenvalue λ = ν²/N", ylabel="density", title=title, yscale="log")
     ax.set_ylim(0.5 / (len(ev) * (ev.max() - ev.min()) / bins), None)
@@ -244,39 +271,43 @@ def draw_esd(ax, spec, title, bins=50):
 fig, axes = subplots(1, 2, width=4.2, height=3.2)
 for ax, name in zip(axes, [n for n in spectra if min(spectra[n].matrix_shape) >= 20][:2]):
     s = spectra[name]
-    draw_esd(ax, s, f"{name} ({s.matrix_shape[0]}×{s.matrix_shape[1]}): {s.mp.num_outliers} outliers")
+    m_rows, m_cols = s.matrix_shape
+    draw_esd(ax, s, f"{name} ({m_rows}×{m_cols}): {s.mp.num_outliers} outliers")
 fig.suptitle("Trained layers: MP bulk (red) and outliers beyond the edge (dotted)")
 plt.show()
 
 # %% [markdown]
-# Most eigenvalues fill an MP bulk, a handful stand out to the right. 000 (Ch. 4, citing Staats, Thamm and
+# Most eigenvalues fill an MP bulk, a handful stand out to the right. {cite}`haink2023hessian{Ch. 4}`, citing Staats, Thamm and
 # Rosenow {cite}`staats2023boundary`) states that these outliers hold almost all the information: setting
 # the bulk singular values to zero does not hurt the accuracy. `weight_spectra.remove_bulk` zeroes every
 # $\nu_i$ with $\nu_i^2/N$ inside the fitted bulk and returns the edited network. `F-BULK` asks for a layer
 # with an MP bulk (we use the book's MP tolerance of `I-MP`: a KS distance of the bulk to its fit
 # $\le 0.05$) plus outliers, whose bulk removal costs at most 2 points of test accuracy. We measure it on the
-# network trained with weight decay, where 000 (Sec. 6.1) sees the clearest boundary between bulk and
+# network trained with weight decay, where {cite}`haink2023hessian{Sec. 6.1}` sees the clearest boundary between bulk and
 # outliers, and give the network without weight decay beside it: there, at this size, some of the class
 # directions of the layer (a classifier of $K$ classes needs about $K - 1$) may still sit inside the bulk,
 # and removing them then costs accuracy.
 
-# %%
+# %% tags=["hide-input"]
 def bulk_removal(model):
     spec = ws.layer_spectrum(model.get_layer(LAYER).kernel.numpy())
     edited, kept = ws.remove_bulk(model, LAYER)
     before = training.evaluate(model, losses.cross_entropy, *ds_svd.test)[1]
     after = training.evaluate(edited, losses.cross_entropy, *ds_svd.test)[1]
     return {"outliers": spec.mp.num_outliers, "bulk_ks": spec.mp.ks_distance, "kept": kept,
-            "test_acc": before, "test_acc_bulk_removed": after, "cost_points": 100 * (before - after)}
+            "test_acc": before, "test_acc_bulk_removed": after,
+            "cost_points": 100 * (before - after)}
 
 
 net_wd = svd_network(cfg["svd_weight_decay"])
 cut, cut_wd = bulk_removal(net), bulk_removal(net_wd)
-bulk_m = {"layer": LAYER, "weight_decay": cfg["svd_weight_decay"], **cut_wd, "of": len(spectra[LAYER].eigenvalues),
+bulk_m = {"layer": LAYER, "weight_decay": cfg["svd_weight_decay"], **cut_wd,
+          "of": len(spectra[LAYER].eigenvalues),
           **{f"{k}_no_wd": v for k, v in cut.items()}}
 f_bulk = findings.record(
     "F-BULK", source="000 Ch. 4 (citing Staats, Thamm, Rosenow)", measured=bulk_m,
-    criterion="a trained network's layer has a MP bulk plus outliers; zeroing the bulk singular values of that "
+    criterion="a trained network's layer has a MP bulk plus outliers; zeroing the bulk "
+              "singular values of that "
               "layer costs ≤ 2 percentage points of test accuracy",
     rule=lambda m: m["outliers"] >= 1 and m["bulk_ks"] <= 0.05 and m["cost_points"] <= 2)
 
@@ -307,7 +338,7 @@ display(Markdown(text))
 # %% [markdown]
 # ## Spacings of trained singular values (`F-WIGNERW`)
 #
-# 000 (Ch. 4, after Thamm, Staats and Rosenow {cite}`thamm2022random`) reports that the unfolded spacings of
+# {cite}`haink2023hessian{Ch. 4}`, after Thamm, Staats and Rosenow {cite}`thamm2022random`) reports that the unfolded spacings of
 # the singular values of trained layers follow the Wigner surmise: the bulk is still a random matrix in its
 # correlations. We unfold the singular values inside the MP bulk of every layer with at least 50 of them
 # (the outliers are too few and too far apart to unfold with the bulk), with a degree-5 polynomial and 5%
@@ -320,10 +351,12 @@ for name, s in spectra.items():
         nu_bulk = s.singular_values[s.eigenvalues[::-1] <= s.mp.upper]
         sp = rmt.level_spacings(nu_bulk, degree=5, trim=0.05)
         wig[name] = (sp, rmt.spacing_ks_test(sp))
-wig_m = {f"p_{n}": r.pvalue for n, (_, r) in wig.items()} | {f"spacings_{n}": r.n for n, (_, r) in wig.items()}
+wig_m = {f"p_{n}": r.pvalue for n, (_, r) in wig.items()} | {f"spacings_{n}": r.n for n,
+                                                             (_, r) in wig.items()}
 f_wig = findings.record(
     "F-WIGNERW", source="000 Ch. 4 (citing Thamm, Staats, Rosenow)", measured=wig_m,
-    criterion="unfolded singular-value spacings of trained weight matrices agree with the Wigner surmise (KS p > 0.01)",
+    criterion="unfolded singular-value spacings of trained weight matrices agree with the "
+              "Wigner surmise (KS p > 0.01)",
     rule=lambda m: all(v > 0.01 for k, v in m.items() if k.startswith("p_")))
 
 # %%
@@ -350,20 +383,19 @@ display(Markdown(
 # ## Singular matrices and principal components (`F-SVPC`)
 #
 # Each singular value has its *singular matrix* $W_i = U \Sigma_i V^T$ with
-# $\Sigma_i = \mathrm{diag}(0, \dots, \nu_i, \dots, 0)$ (000 eq. 6.1); the $W_i$ sum to $W$. Flattened into
+# $\Sigma_i = \mathrm{diag}(0, \dots, \nu_i, \dots, 0)$ {cite}`haink2023hessian{eq. 6.1}`; the $W_i$ sum to $W$. Flattened into
 # vectors $w_i$ they live in the same space as the layer's weight trajectory, whose principal components
-# $p_i$ come from `trajectories.pca` (chapter 2). 000 compares them by the overlaps (eq. 6.2)
+# $p_i$ come from `trajectories.pca` (chapter 2). {cite}`haink2023hessian` compares them by the overlaps (eq. 6.2)
 #
 # $$ S_{ij} = \frac{|p_i \cdot w_j|}{\lVert w_j \rVert} $$
 #
-# and finds that the leading PCs overlap most with the singular matrices outside the bulk (000 Figs.
-# 6.1-6.2). With weight decay the boundary between the two groups is sharper, but the first PC is then spread
+# and finds that the leading PCs overlap most with the singular matrices outside the bulk {cite}`haink2023hessian{Figs. 6.1-6.2}`. With weight decay the boundary between the two groups is sharper, but the first PC is then spread
 # over the bulk singular matrices: weight decay keeps shrinking the bulk, and that shrinking is the drift.
 # `F-SVPC` asks that the mean overlap of the outliers' singular matrices with the top 5 PCs exceed that of the
-# bulk singular matrices; we test it on the run without weight decay, 000's main setting, and report the run
+# bulk singular matrices; we test it on the run without weight decay, Haink's main setting, and report the run
 # with weight decay beside it.
 
-# %%
+# %% tags=["hide-input"]
 svpc, S_of = {}, {}
 for wd, run in svd_runs.items():
     kernel = (net if wd == 0 else net_wd).get_layer(LAYER).kernel.numpy()
@@ -377,23 +409,27 @@ for wd, run in svd_runs.items():
     svpc[f"mean_top5_bulk_{tag}"] = float(S[:5, k_out:].mean())
 f_svpc = findings.record(
     "F-SVPC", source="000 Sec. 6.1, Figs. 6.1-6.2", measured=svpc,
-    criterion="singular matrices of outlier singular values overlap most with the leading PCs (mean overlap of "
+    criterion="singular matrices of outlier singular values overlap most with the leading "
+              "PCs (mean overlap of "
               "outliers with the top 5 PCs exceeds that of bulk singular matrices)",
-    rule=lambda m: m["outliers_no_wd"] >= 1 and m["mean_top5_outliers_no_wd"] > m["mean_top5_bulk_no_wd"])
+    rule=lambda m: m["outliers_no_wd"] >= 1 and m["mean_top5_outliers_no_wd"]
+    > m["mean_top5_bulk_no_wd"])
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = subplots(2, 2, width=4.2, height=3.0)
 for col, (wd, (S, k_out)) in enumerate(S_of.items()):
     label = "no weight decay" if wd == 0 else f"weight decay λ = {wd:g}"
     im = axes[0, col].imshow(S[:30], aspect="auto", cmap="magma", origin="lower", vmin=0)
     axes[0, col].axvline(k_out - 0.5, color="w", ls="--", lw=1)
-    axes[0, col].set(xlabel="singular value index j", ylabel="PC index i", title=f"Sᵢⱼ, {label}")
+    axes[0, col].set(xlabel="singular value index j", ylabel="PC index i",
+                     title=f"Sᵢⱼ, {label}")
     axes[0, col].grid(False)
     fig.colorbar(im, ax=axes[0, col], shrink=0.9)
     for i, c in zip(range(5), PALETTE):
         axes[1, col].plot(S[i], color=c, lw=1.2, label=f"PC {i + 1}")
     axes[1, col].axvline(k_out - 0.5, color="k", ls=":", lw=1)
-    axes[1, col].set(xlabel="singular value index j", ylabel="overlap Sᵢⱼ", title="Top 5 PCs (dotted: MP edge)")
+    axes[1, col].set(xlabel="singular value index j", ylabel="overlap Sᵢⱼ",
+                     title="Top 5 PCs (dotted: MP edge)")
 axes[1, 1].legend(fontsize=8, ncol=2, loc="upper right")
 plt.show()
 
@@ -409,7 +445,7 @@ display(Markdown(
 # %% [markdown]
 # ## Classification difficulty shapes the spectra (`F-DIFFICULTY`, `F-PHASES`)
 #
-# 002 trains networks on a Gaussian ANOVA model: $K$ classes, $h_{i,k} = \mu_k + \varepsilon_{i,k}$ with
+# {cite}`meng2023impact` trains networks on a Gaussian ANOVA model: $K$ classes, $h_{i,k} = \mu_k + \varepsilon_{i,k}$ with
 # $\varepsilon \sim \mathcal N(0, \sigma^2 I_p)$, $\sigma = 1$. In model $\mathcal D_1(\delta)$ each class mean
 # is $m = -0.2$ on a random half $I_k$ of the coordinates and $m + \delta$ on the other half; $\mathcal
 # D_2(t)$ puts the means on a simplex (`data.gaussian_anova`). The difficulty is tuned by the SNR, the
@@ -418,32 +454,32 @@ display(Markdown(
 # transition* (BT: the $K - 1$ spikes move away and the bulk deforms) to a heavy tail (HT); at fixed SNR more
 # classes push the same way.
 #
-# **Our scale, and why.** 002 trains NN1 ($100 \to 1024 \to 512 \to 384 \to 192 \to K$) and NN2
+# **Our scale, and why.** {cite}`meng2023impact` trains NN1 ($100 \to 1024 \to 512 \to 384 \to 192 \to K$) and NN2
 # ($2048 \to 1024 \to 512 \to K$) for 250 epochs on 7,500 points per class at learning rate 0.01 and batch
 # 64, over $10^5$ SGD steps per run. In the quick profile we keep the input dimension of NN1, halve the
 # widths and drop a layer (NN1-like $100 \to 512 \to 256 \to 128 \to K$, NN2-like
 # $256 \to 512 \to 256 \to K$), and use 1,000 training points per class, 40 epochs and learning rate 0.1
 # at batch 64 (about 2,500 SGD steps for $K = 4$), which fits the profile's three minutes. Two things guided
-# the choice. The larger learning rate compresses 002's slow evolution of the weights into fewer steps. And
+# the choice. The larger learning rate compresses Meng and Yao's slow evolution of the weights into fewer steps. And
 # the number of points per class sets the order of events: with many points the network first learns what
-# generalises and only then starts memorising the noise, which is when the spectrum leaves MP, as in 002;
+# generalises and only then starts memorising the noise, which is when the spectrum leaves MP, as in {cite}`meng2023impact`;
 # with a few hundred points per class (which we tried first) memorisation, the spikes and the firing of the
-# criterion come while the test accuracy is still rising. The layers keep aspect ratios like 002's and at
+# criterion come while the test accuracy is still rising. The layers keep aspect ratios like Meng and Yao's and at
 # least 128 eigenvalues, so
-# $\hat s_n$ stays in the range where its null distribution is known. The SNR levels are 002's
+# $\hat s_n$ stays in the range where its null distribution is known. The SNR levels are Meng and Yao's
 # $\delta \in \{0.15, 0.3, 0.6, 0.9\}$ at $K = 4$, and $K \in \{2, 4, 8\}$ at $\delta = 0.3$. The test sets
 # have 500 points per class, so an accuracy near 40% at $K = 4$ has a standard error of about one point: the
 # one-point margin of `F-EARLYSTOP` is of the size of that noise.
 #
 # **The classification rule** (`weight_spectra.classify_spectrum`), applied to the eigenvalues of a layer.
-# Write $\mathrm{sc}(X) = \hat s_n n^{1/3} / \sqrt{\log n}$ for 002's scaled statistic of a set $X$ of
+# Write $\mathrm{sc}(X) = \hat s_n n^{1/3} / \sqrt{\log n}$ for Meng and Yao's scaled statistic of a set $X$ of
 # eigenvalues, call the eigenvalues below the upper edge $\lambda_+$ of the MP fit the *bulk* and those
 # above it the *spikes*, and let $\alpha$ be the power-law exponent of the upper tail (maximum likelihood,
 # $x_{\min}$ by the KS distance, Clauset, Shalizi and Newman {cite}`clauset2009power`, over a tail of at
 # least a tenth of the eigenvalues). In this order:
 #
 # 1. **RC**, rank collapse, if more than half of the eigenvalues are below $10^{-4} \lambda_{\max}$;
-# 2. **LT** if 002's criterion does not fire on the whole spectrum: $\mathrm{sc}(\text{all}) \le C = 0.4$;
+# 2. **LT** if Meng and Yao's criterion does not fire on the whole spectrum: $\mathrm{sc}(\text{all}) \le C = 0.4$;
 # 3. **HT** if the bulk itself has left MP and the tail is a power law: $\mathrm{sc}(\text{bulk}) > C$ and
 #    $\alpha < 4$, Martin and Mahoney's boundary of the heavy-tailed phases;
 # 4. **BT** otherwise: spikes moved away from an MP bulk, or the bulk deformed without a power-law tail.
@@ -453,11 +489,11 @@ display(Markdown(
 # spikes alone can pull a power-law fit below 4 (they are the largest values of any tail), which is why step
 # 3 asks the bulk, not only the tail.
 #
-# The findings read one layer, the same at every seed and SNR: `dense_3` of NN1-like, 002's FC3 (here the
-# last hidden layer, $256 \times 128$); the tables also report FC2 (`dense_2`), as 002's do, and FC1 and FC2
+# The findings read one layer, the same at every seed and SNR: `dense_3` of NN1-like, Meng and Yao's FC3 (here the
+# last hidden layer, $256 \times 128$); the tables also report FC2 (`dense_2`), as Meng and Yao's do, and FC1 and FC2
 # of NN2-like.
 
-# %%
+# %% tags=["hide-input"]
 NETS = {"NN1": (cfg["nn1_dim"], cfg["nn1"]), "NN2": (cfg["nn2_dim"], cfg["nn2"])}
 WATCH = {"NN1": ["dense_2", "dense_3"], "NN2": ["dense_1", "dense_2"]}
 MEASURED = ("NN1", "dense_3")
@@ -465,29 +501,38 @@ Cs = cfg["C"]
 
 
 def anova_data(net, K, delta):
-    return data.gaussian_anova(K, NETS[net][0], cfg["n_per_class"], cfg["anova_model"], delta=delta, t=delta,
-                               n_test_per_class=cfg["n_test_per_class"], seed=helpers.seed("ch3-anova", net, K))
+    return data.gaussian_anova(K, NETS[net][0], cfg["n_per_class"], cfg["anova_model"],
+                               delta=delta, t=delta,
+                               n_test_per_class=cfg["n_test_per_class"],
+                               seed=helpers.seed("ch3-anova", net, K))
 
 
 def anova_run(net, K, delta):
     ds = anova_data(net, K, delta)
-    model = models.mlp(NETS[net][0], NETS[net][1], K, seed=helpers.seed("ch3-anova-init", net, K))
+    model = models.mlp(NETS[net][0], NETS[net][1], K,
+                       seed=helpers.seed("ch3-anova-init", net, K))
     crit = ws.SpectralCriterion(WATCH[net], Cs)
     crit.observe(0, model)
-    h = training.train_sgd(model, losses.cross_entropy, ds, epochs=cfg["anova_epochs"], batch_size=cfg["anova_batch"],
-                           lr=cfg["anova_lr"], eval_data=ds, on_epoch_end=crit, seed=helpers.seed("ch3-anova-sgd", net, K))
-    out = {"test_acc": h["test_acc"], "acc": h["acc"], "snr": ds.info["snr"], **crit.as_arrays()}
+    h = training.train_sgd(model, losses.cross_entropy, ds, epochs=cfg["anova_epochs"],
+                           batch_size=cfg["anova_batch"],
+                           lr=cfg["anova_lr"], eval_data=ds, on_epoch_end=crit,
+                           seed=helpers.seed("ch3-anova-sgd", net, K))
+    out = {"test_acc": h["test_acc"], "acc": h["acc"], "snr": ds.info["snr"],
+           **crit.as_arrays()}
     for name in WATCH[net]:
-        _, out[f"ev_{name}"], out[f"ratio_{name}"] = ws.matrix_spectrum(model.get_layer(name).kernel.numpy())
+        kernel = model.get_layer(name).kernel.numpy()
+        _, out[f"ev_{name}"], out[f"ratio_{name}"] = ws.matrix_spectrum(kernel)
     return out
 
 
 grid = [("NN1", cfg["K_main"], d) for d in cfg["deltas"]]
 grid += [("NN1", K, cfg["delta_for_K"]) for K in cfg["K_grid"] if K != cfg["K_main"]]
 grid += [("NN2", cfg["K_main"], d) for d in (min(cfg["deltas"]), max(cfg["deltas"]))]
-anova = {key: cache.cached("ch3-anova", {**cfg, "run": list(key)}, lambda key=key: anova_run(*key), verbose=False)
+anova = {key: cache.cached("ch3-anova", {**cfg, "run": list(key)},
+                           lambda key=key: anova_run(*key), verbose=False)
          for key in grid}
-crits = {key: ws.SpectralCriterion.from_arrays(r, WATCH[key[0]], Cs) for key, r in anova.items()}
+crits = {key: ws.SpectralCriterion.from_arrays(r, WATCH[key[0]], Cs) for key,
+         r in anova.items()}
 
 
 
@@ -501,17 +546,21 @@ def final_s(key, name):
 
 
 K0, net0, layer0 = cfg["K_main"], *MEASURED
-snr_keys = [(net0, K0, d) for d in sorted(cfg["deltas"], reverse=True)]  # from high to low SNR
+# from high to low SNR
+snr_keys = [(net0, K0, d) for d in sorted(cfg["deltas"], reverse=True)]
 fig, axes = subplots(2, 2, width=3.6, height=2.6)
 for ax, key in zip(axes.ravel(), snr_keys):
     ev, cl = anova[key][f"ev_{layer0}"], final_class(key, layer0)
     fit = rmt.mp_fit(ev, float(anova[key][f"ratio_{layer0}"]))
     ax.hist(ev, bins=40, density=True, color=PALETTE[0], alpha=0.6)
     x = np.linspace(fit.lower, fit.upper, 300)
-    ax.plot(x, rmt.marchenko_pastur_pdf(x, float(anova[key][f"ratio_{layer0}"]), fit.sigma2), color=PALETTE[3], lw=1.8)
-    ax.set(xlabel="eigenvalue λ", ylabel="density", yscale="log", title=f"SNR {anova[key]['snr']:.2f}: {cl.label}")
+    ax.plot(x, rmt.marchenko_pastur_pdf(x, float(anova[key][f"ratio_{layer0}"]), fit.sigma2),
+            color=PALETTE[3], lw=1.8)
+    ax.set(xlabel="eigenvalue λ", ylabel="density", yscale="log",
+           title=f"SNR {anova[key]['snr']:.2f}: {cl.label}")
     ax.yaxis.set_minor_formatter(NullFormatter())
-fig.suptitle(f"{net0}-like, {layer0}, K = {K0}: final spectra from the easiest to the hardest task")
+fig.suptitle(f"{net0}-like, {layer0}, K = {K0}: final spectra from the easiest to the "
+             "hardest task")
 plt.show()
 
 # %% [markdown]
@@ -519,41 +568,51 @@ plt.show()
 # levels) and, at fixed SNR, grow with $K$; `F-PHASES` that the final spectrum be LT at the highest SNR and
 # HT at the lowest.
 
-# %%
+# %% tags=["hide-input"]
 s_by_snr = [final_s(k, layer0) for k in snr_keys]                    # high SNR first
 K_keys = [(net0, K, cfg["delta_for_K"]) for K in sorted(cfg["K_grid"])]
 s_by_K = [final_s(k, layer0) for k in K_keys]
-diff_m = {"snr_levels": [float(anova[k]["snr"]) for k in snr_keys], "s_hat_by_falling_snr": s_by_snr,
+diff_m = {"snr_levels": [float(anova[k]["snr"]) for k in snr_keys],
+          "s_hat_by_falling_snr": s_by_snr,
           "K": sorted(cfg["K_grid"]), "s_hat_by_K": s_by_K}
 f_diff = findings.record(
     "F-DIFFICULTY", source="002 (Gaussian ANOVA experiments)", measured=diff_m,
-    criterion="on Gaussian ANOVA data, the distance ŝ_n of a hidden layer's spectrum from MP grows as the SNR falls "
+    criterion="on Gaussian ANOVA data, the distance ŝ_n of a hidden layer's spectrum from MP "
+              "grows as the SNR falls "
               "(monotone over ≥ 4 SNR levels) and, at fixed SNR, grows with K",
-    rule=lambda m: len(m["s_hat_by_falling_snr"]) >= 4 and all(np.diff(m["s_hat_by_falling_snr"]) > 0)
+    rule=lambda m: len(m["s_hat_by_falling_snr"]) >= 4
+    and all(np.diff(m["s_hat_by_falling_snr"]) > 0)
     and all(np.diff(m["s_hat_by_K"]) > 0))
 
 hi, lo = snr_keys[0], snr_keys[-1]
 c_hi, c_lo = final_class(hi, layer0), final_class(lo, layer0)
-phase_m = {"snr_high": float(anova[hi]["snr"]), "class_high": c_hi.label, "scaled_high": c_hi.scaled,
-           "alpha_high": c_hi.alpha, "snr_low": float(anova[lo]["snr"]), "class_low": c_lo.label,
-           "scaled_low": c_lo.scaled, "scaled_bulk_low": c_lo.scaled_bulk, "alpha_low": c_lo.alpha,
+phase_m = {"snr_high": float(anova[hi]["snr"]), "class_high": c_hi.label,
+           "scaled_high": c_hi.scaled,
+           "alpha_high": c_hi.alpha, "snr_low": float(anova[lo]["snr"]),
+           "class_low": c_lo.label,
+           "scaled_low": c_lo.scaled, "scaled_bulk_low": c_lo.scaled_bulk,
+           "alpha_low": c_lo.alpha,
            "spikes_low": c_lo.num_spikes,
            "NN2_classes_high_low": [final_class(("NN2", K0, d), WATCH["NN2"][-1]).label
                                     for d in (max(cfg["deltas"]), min(cfg["deltas"]))]}
 f_ph = findings.record(
     "F-PHASES", source="002 (spectral types LT / BT / HT)", measured=phase_m,
-    criterion="at high SNR the final spectrum is classified LT and at low SNR HT (classification rule stated in the chapter)",
+    criterion="at high SNR the final spectrum is classified LT and at low SNR HT "
+              "(classification rule stated in the chapter)",
     rule=lambda m: m["class_high"] == "LT" and m["class_low"] == "HT")
 
 # %%
 fig, (ax1, ax2) = subplots(1, 2, width=4.2, height=3.2)
 ax1.plot(diff_m["snr_levels"], s_by_snr, "o-", color=PALETTE[0], label=f"{layer0}")
-ax1.plot(diff_m["snr_levels"], [final_s(k, "dense_2") for k in snr_keys], "s--", color=PALETTE[1], label="dense_2")
+ax1.plot(diff_m["snr_levels"], [final_s(k, "dense_2") for k in snr_keys], "s--",
+         color=PALETTE[1], label="dense_2")
 ax1.set(xlabel="SNR", ylabel="ŝₙ of the final spectrum", title=f"{net0}-like, K = {K0}")
 ax1.legend(fontsize=8, loc="upper right")
 ax2.plot(diff_m["K"], s_by_K, "o-", color=PALETTE[0], label=f"{layer0}")
-ax2.plot(diff_m["K"], [final_s(k, "dense_2") for k in K_keys], "s--", color=PALETTE[1], label="dense_2")
-ax2.set(xlabel="number of classes K", ylabel="ŝₙ of the final spectrum", title=f"δ = {cfg['delta_for_K']}")
+ax2.plot(diff_m["K"], [final_s(k, "dense_2") for k in K_keys], "s--", color=PALETTE[1],
+         label="dense_2")
+ax2.set(xlabel="number of classes K", ylabel="ŝₙ of the final spectrum",
+        title=f"δ = {cfg['delta_for_K']}")
 ax2.set_xticks(diff_m["K"])
 ax2.legend(fontsize=8, loc="upper left")
 plt.show()
@@ -581,16 +640,16 @@ display(Markdown(text))
 # %% [markdown]
 # ## The spectral criterion during training (`F-EARLYSTOP`)
 #
-# 002's idea: a heavy tail is the moment training has extracted what the data offer, so stop there, without
+# Meng and Yao's idea: a heavy tail is the moment training has extracted what the data offer, so stop there, without
 # test data. **Spectral criterion:** with $M = 2 \lfloor n^{1/3} \rfloor$ and
 # $s_* = C \sqrt{\log n} / n^{1/3}$, compute $\hat s_n$ after every epoch and stop when $\hat s_n > s_*$;
 # any $C \in [0.4, 0.6]$ is recommended. `weight_spectra.SpectralCriterion` is a hook for the
 # `on_epoch_end` argument of `training.train_sgd`; here it only records, so that we can compare the test
-# accuracy where it fires with that at the last epoch, as 002's tables do. `F-EARLYSTOP` (with $C = 0.4$):
+# accuracy where it fires with that at the last epoch, as Meng and Yao's tables do. `F-EARLYSTOP` (with $C = 0.4$):
 # at the lowest SNR the criterion fires before the last epoch with a test accuracy within one point of (or
 # above) the final one; at the highest SNR it never fires.
 
-# %%
+# %% tags=["hide-input"]
 def stop_table(net, C):
     rows = []
     for key in [k for k in grid if k[0] == net and k[1] == K0]:
@@ -599,9 +658,11 @@ def stop_table(net, C):
         for name in WATCH[net]:
             e = cr.fired(name, C)
             row += [str(e), f"{100 * acc[e - 1]:.2f}%"] if e else ["–", ""]
-        rows.append(row + [final_class(key, n).label for n in WATCH[net]] + [f"{100 * acc[-1]:.2f}%"])
+        rows.append(row + [final_class(key, n).label for n in WATCH[net]]
+                    + [f"{100 * acc[-1]:.2f}%"])
     head = ["δ", "SNR"] + sum([[f"epoch ({n})", "test acc"] for n in WATCH[net]], [])
-    return head + [f"final {n}" for n in WATCH[net]] + [f"test acc, epoch {cfg['anova_epochs']}"], rows
+    return head + [f"final {n}"
+                   for n in WATCH[net]] + [f"test acc, epoch {cfg['anova_epochs']}"], rows
 
 
 for net in NETS:
@@ -609,26 +670,33 @@ for net in NETS:
         display(Markdown(f"**{net}-like + $\\mathcal D_1$, spectral criterion C = {C}**"))
         show_table(*stop_table(net, C))
 
-# %%
+# %% tags=["hide-input"]
 e_lo, e_hi = crits[lo].fired(layer0, 0.4), crits[hi].fired(layer0, 0.4)
 acc_lo = anova[lo]["test_acc"]
 stop_m = {"fired_epoch_low_snr": e_lo or 0, "last_epoch": cfg["anova_epochs"],
-          "test_acc_at_fire": float(acc_lo[e_lo - 1]) if e_lo else float("nan"), "test_acc_final": float(acc_lo[-1]),
-          "fired_epoch_high_snr": e_hi or 0, "max_scaled_high_snr": float(max(crits[hi].scaled[layer0])),
+          "test_acc_at_fire": float(acc_lo[e_lo - 1]) if e_lo else float("nan"),
+          "test_acc_final": float(acc_lo[-1]),
+          "fired_epoch_high_snr": e_hi or 0,
+          "max_scaled_high_snr": float(max(crits[hi].scaled[layer0])),
           "fired_epoch_low_snr_C0.6": crits[lo].fired(layer0, 0.6) or 0}
 f_stop = findings.record(
-    "F-EARLYSTOP", source="002 (spectral criterion, tables of NN1/NN2 + D1/D2)", measured=stop_m,
-    criterion="on a low-SNR setting the criterion stops training before the last epoch with test accuracy within "
+    "F-EARLYSTOP", source="002 (spectral criterion, tables of NN1/NN2 + D1/D2)",
+    measured=stop_m,
+    criterion="on a low-SNR setting the criterion stops training before the last epoch with "
+              "test accuracy within "
               "1 point of (or above) the final one; on the high-SNR setting it never fires",
     rule=lambda m: 0 < m["fired_epoch_low_snr"] < m["last_epoch"]
-    and m["test_acc_at_fire"] >= m["test_acc_final"] - 0.01 and m["fired_epoch_high_snr"] == 0)
+    and m["test_acc_at_fire"] >= m["test_acc_final"] - 0.01 and m["fired_epoch_high_snr"]
+    == 0)
 
-# %%
+# %% tags=["hide-input"]
 fig, (ax1, ax2) = subplots(1, 2, width=4.2, height=3.2)
 for key, c in zip(snr_keys, PALETTE):
     cr = crits[key]
-    ax1.plot(cr.epochs, cr.scaled[layer0], color=c, lw=1.4, label=f"SNR {anova[key]['snr']:.2f}")
-    ax2.plot(np.arange(1, len(anova[key]["test_acc"]) + 1), anova[key]["test_acc"], color=c, lw=1.4)
+    ax1.plot(cr.epochs, cr.scaled[layer0], color=c, lw=1.4,
+             label=f"SNR {anova[key]['snr']:.2f}")
+    ax2.plot(np.arange(1, len(anova[key]["test_acc"]) + 1), anova[key]["test_acc"], color=c,
+             lw=1.4)
     e = cr.fired(layer0, 0.4)
     if e:
         ax2.plot(e, anova[key]["test_acc"][e - 1], "v", color=c, ms=8)
@@ -657,23 +725,25 @@ display(Markdown(text))
 #
 # Martin and Mahoney {cite}`martin2021implicit` follow the ESD of $W^T W$ during training through five
 # phases plus one: *random-like* (a pure MP bulk), *bleeding-out* (a few eigenvalues leak past the edge),
-# *bulk + spikes* (separated spikes, an MP bulk; 002's LT with its $K-1$ spikes), *bulk-decay* (the bulk
-# loses its edge and spreads; 002's BT), *heavy-tailed* (the whole ESD becomes a power law,
-# $\rho(\lambda) \sim \lambda^{-\alpha}$ with $2 \le \alpha \le 4$ moderately, $\alpha < 2$ very heavy; 002's
-# HT), and *rank collapse* (most eigenvalues vanish; 002's RC, seen with exploding training). They read the
+# *bulk + spikes* (separated spikes, an MP bulk; Meng and Yao's LT with its $K-1$ spikes), *bulk-decay* (the bulk
+# loses its edge and spreads; Meng and Yao's BT), *heavy-tailed* (the whole ESD becomes a power law,
+# $\rho(\lambda) \sim \lambda^{-\alpha}$ with $2 \le \alpha \le 4$ moderately, $\alpha < 2$ very heavy; Meng and Yao's
+# HT), and *rank collapse* (most eigenvalues vanish; Meng and Yao's RC, seen with exploding training). They read the
 # phase off measurable quantities, which `weight_spectra.quality_metrics` computes: the tail exponent $\alpha$
 # (with its standard error $(\alpha - 1)/\sqrt{k}$ over the $k$ tail values), the weighted
 # $\hat\alpha = \alpha \log_{10} \lambda_{\max}$, the stable rank $\lVert W \rVert_F^2 / \lVert W \rVert_2^2$,
 # the MP soft rank $\lambda_+ / \lambda_{\max}$ (1 when nothing leaves the bulk), and the number of spikes
 # above the MP edge. Below, every layer of the digits network above and of the same MLP on MNIST-1D, the
-# harder data set; in the paper profile, LeNet and miniAlexNet on MNIST and CIFAR-10 at 002's batch sizes.
+# harder data set; in the paper profile, LeNet and miniAlexNet on MNIST and CIFAR-10 at Meng and Yao's batch sizes.
 
-# %%
+# %% tags=["hide-input"]
 def real_run(name, kind, batch):
     ds = DATA[name]
     model = make_net(kind, ds, f"ch3-real-{name}-{kind}")
-    h = training.train_sgd(model, losses.cross_entropy, ds, epochs=cfg["real_epochs"], batch_size=batch,
-                           lr=cfg["real_lr"], eval_data=ds, seed=helpers.seed("ch3-real", name, batch))
+    h = training.train_sgd(model, losses.cross_entropy, ds, epochs=cfg["real_epochs"],
+                           batch_size=batch,
+                           lr=cfg["real_lr"], eval_data=ds,
+                           seed=helpers.seed("ch3-real", name, batch))
     return {**cache.pack_weights(model.get_weights()), "test_acc": h["test_acc"]}
 
 
@@ -691,26 +761,31 @@ for (name, kind, batch), (model, acc) in real.items():
         if min(s.matrix_shape) < 10:
             continue
         q = ws.quality_metrics(ws.layer_matrix(model.get_layer(lname).kernel.numpy()))
-        rows.append([f"{kind} / {name} (S = {batch}, {100 * acc:.1f}%)", lname, f"{s.matrix_shape[0]}×{s.matrix_shape[1]}",
-                     f"{q['alpha']:.2f} ± {q['alpha_se']:.2f}", f"{q['alpha_weighted']:.2f}", f"{q['stable_rank']:.1f}",
+        rows.append([f"{kind} / {name} (S = {batch}, {100 * acc:.1f}%)", lname,
+                     f"{s.matrix_shape[0]}×{s.matrix_shape[1]}",
+                     f"{q['alpha']:.2f} ± {q['alpha_se']:.2f}", f"{q['alpha_weighted']:.2f}",
+                     f"{q['stable_rank']:.1f}",
                      f"{q['mp_soft_rank']:.2f}", str(q["num_spikes"]),
                      ws.classify_spectrum(s.eigenvalues, ratio=s.ratio).label])
-show_table(["network / data (batch, test acc)", "layer", "n×N", "α ± se", "α̂", "stable rank", "MP soft rank",
+show_table(["network / data (batch, test acc)", "layer", "n×N", "α ± se", "α̂", "stable rank",
+            "MP soft rank",
             "spikes", "class"], rows)
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = subplots(1, len(real), width=4.2, height=3.2, squeeze=False)
 for ax, ((name, kind, batch), (model, acc)) in zip(axes[0], real.items()):
     for (lname, s), c in zip(ws.model_spectra(model).items(), PALETTE):
         if min(s.matrix_shape) < 10:
             continue
         lam = np.sort(s.singular_values ** 2)
-        ax.loglog(lam[::-1], np.arange(1, len(lam) + 1) / len(lam), ".", ms=3, color=c, label=lname)
+        ax.loglog(lam[::-1], np.arange(1, len(lam) + 1) / len(lam), ".", ms=3, color=c,
+                  label=lname)
         pl = ws.power_law_alpha(lam)
         x = np.geomspace(pl["xmin"], lam[-1], 20)
         share = pl["num_tail"] / len(lam)
         ax.loglog(x, share * (x / pl["xmin"]) ** (1 - pl["alpha"]), "-", color=c, lw=1)
-    ax.set(xlabel="eigenvalue λ of WᵀW", ylabel="share of eigenvalues ≥ λ", title=f"{kind} on {name}")
+    ax.set(xlabel="eigenvalue λ of WᵀW", ylabel="share of eigenvalues ≥ λ",
+           title=f"{kind} on {name}")
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.yaxis.set_minor_formatter(NullFormatter())
     ax.legend(fontsize=8, loc="lower left")
@@ -728,13 +803,14 @@ plt.show()
 # statistic during training with the thresholds $C = 0.4$ and $0.6$. The book shows three runs; run the
 # notebook for the controls (combinations that were not trained say so).
 
-# %%
+# %% tags=["hide-input"]
 def draw_run(axes, delta, K):
     ax1, ax2 = axes
     key = (net0, K, delta)
     if key not in anova:
         for ax in axes:
-            ax.text(0.5, 0.5, f"δ = {delta}, K = {K}\nnot in the precomputed grid", ha="center", transform=ax.transAxes)
+            ax.text(0.5, 0.5, f"δ = {delta}, K = {K}\nnot in the precomputed grid",
+                    ha="center", transform=ax.transAxes)
         return
     ev, ratio = anova[key][f"ev_{layer0}"], float(anova[key][f"ratio_{layer0}"])
     fit = rmt.mp_fit(ev, ratio)
@@ -752,8 +828,10 @@ def draw_run(axes, delta, K):
 
 
 widgets.explore(draw_run, {"delta": sorted(cfg["deltas"]), "K": sorted(cfg["K_grid"])},
-                [{"delta": max(cfg["deltas"]), "K": K0}, {"delta": min(cfg["deltas"]), "K": K0},
-                 {"delta": cfg["delta_for_K"], "K": max(cfg["K_grid"])}], panels=2, width=4.2, height=3.0)
+                [{"delta": max(cfg["deltas"]), "K": K0},
+                 {"delta": min(cfg["deltas"]), "K": K0},
+                 {"delta": cfg["delta_for_K"], "K": max(cfg["K_grid"])}], panels=2, width=4.2,
+                height=3.0)
 
 # %% [markdown]
 # ## Exercises
@@ -767,7 +845,7 @@ widgets.explore(draw_run, {"delta": sorted(cfg["deltas"]), "K": sorted(cfg["K_gr
 # v = [ws.meng_yao_statistic(rmt.wishart_eigenvalues(500, 625, seed=r)).scaled for r in range(50)]
 # print(np.percentile(v, [5, 50, 95]))
 # ```
-# Around 0.36 (0.34 to 0.38 over the 50 draws), above 002's range. At $c = 0.8$ the lower edge is $a = (1 - \sqrt{0.8})^2 \approx 0.011$
+# Around 0.36 (0.34 to 0.38 over the 50 draws), above Meng and Yao's range. At $c = 0.8$ the lower edge is $a = (1 - \sqrt{0.8})^2 \approx 0.011$
 # while a bin is $(b - a)/M \approx 0.2$ wide: the density rises from zero to its maximum (near $2a$)
 # and falls again inside the first bin, whose flat histogram cannot follow it. Most of $\hat s_n$ comes from
 # that bin; the statistic assumes the density varies slowly on the scale of a bin.
@@ -810,17 +888,17 @@ widgets.explore(draw_run, {"delta": sorted(cfg["deltas"]), "K": sorted(cfg["K_gr
 #
 # ## Summary
 #
-# - A layer's spectrum is read in 002's convention: the eigenvalues $\nu_i^2/N$ of $WW^T/N$, convolutions
+# - A layer's spectrum is read in Meng and Yao's convention: the eigenvalues $\nu_i^2/N$ of $WW^T/N$, convolutions
 #   reshaped as $k_h k_w \times c_{\mathrm{in}} c_{\mathrm{out}}$; `weight_spectra.model_spectra` gives every
 #   layer's shape, aspect ratio, MP bulk and outliers in one call. Gaussian matrices follow the MP law
 #   (`I-MP`), GOE spacings the Wigner surmise (`I-WIGNER`).
-# - 002's distance $\hat s_n$ compares a histogram on $[X_{(1)}, X_{(n)}]$ with the MP law fitted to the
+# - Meng and Yao's distance $\hat s_n$ compares a histogram on $[X_{(1)}, X_{(n)}]$ with the MP law fitted to the
 #   extremes; under the null its scaled form lies in $[0.1, 0.3]$ for the aspect ratios tested (`I-NULLSTAT`),
 #   and it grows when $c \to 1$.
 # - In a trained layer a few outliers stand above an MP bulk; removing the bulk (`F-BULK`), the spacings of the
 #   bulk (`F-WIGNERW`) and the overlap of the outliers' singular matrices with the leading PCs (`F-SVPC`) test
 #   what the bulk and the outliers carry.
-# - On 002's Gaussian ANOVA data the spectra move away from MP as the task gets harder (`F-DIFFICULTY`), and the
+# - On Meng and Yao's Gaussian ANOVA data the spectra move away from MP as the task gets harder (`F-DIFFICULTY`), and the
 #   rule LT / BT / HT / RC of this chapter classifies them (`F-PHASES`); the spectral criterion stops training
 #   where the spectrum leaves MP (`F-EARLYSTOP`).
 # - The table gives every verdict of this run; the reproduction report gathers them for all chapters.

@@ -14,26 +14,31 @@
 # chapter 1. No differential geometry: everything is introduced here and computed by automatic
 # differentiation.
 #
-# **Sources.** Chapter 3 and appendix A of {cite}`sauter2023fisher` (004), which follow Ly et al.'s
+# **Sources.** Chapter 3 and appendix A of {cite}`sauter2023fisher`, which follow Ly et al.'s
 # tutorial on the Fisher information {cite}`ly2017tutorial`, Amari's information geometry
 # {cite}`amari1985differential,amari1998natural` and, for phase transitions, {cite}`prokopenko2011relating`
 # and {cite}`janke2004information,ruppeiner1995riemannian`. The chapter checks the identities `I-COIN`,
 # `I-GAUSS`, `I-ADD`, `I-GEODESIC` and `I-CURV` and measures the finding `F-PHASE`; the notation is that
 # of the {doc}`../notation` page.
 
-# %%
+# %% tags=["hide-input"]
 import helpers
 
 cfg = helpers.setup(
     "06_fisher_geometry",
-    # quick: a 64-16-10 MLP on the 8x8 digits and 3x3, 4x4 Ising lattices;
-    # paper: a 784-128-128-10 ReLU MLP on MNIST trained with Adam (004 Sec. 5.1) and lattices up to 5x5
+    # quick: a 64-16-10 MLP on the 8x8 digits and 3x3, 4x4 Ising lattices; paper: a
+    # 784-128-128-10 ReLU MLP on MNIST trained with Adam (004 Sec. 5.1) and lattices up to 5x5
     quick={"coin_n": 10, "mc_samples": [30, 100, 300, 1000, 3000, 10000], "dataset": "digits",
-           "hidden": [16], "epochs": 40, "batch_size": 64, "lr": 3e-3, "fisher_examples": 500, "top_k": 8,
-           "trace_products": 150, "ising_sizes": [3, 4, 5, 6], "cw_sizes": [100, 1000], "num_temperatures": 321},
-    paper={"coin_n": 10, "mc_samples": [30, 100, 300, 1000, 3000, 10000, 30000], "dataset": "mnist",
-           "hidden": [128, 128], "epochs": 20, "batch_size": 128, "lr": 1e-3, "fisher_examples": 2000, "top_k": 10,
-           "trace_products": 300, "ising_sizes": [3, 4, 5, 6, 7], "cw_sizes": [100, 1000, 10000], "num_temperatures": 641},
+           "hidden": [16], "epochs": 40, "batch_size": 64, "lr": 3e-3, "fisher_examples": 500,
+           "top_k": 8,
+           "trace_products": 150, "ising_sizes": [3, 4, 5, 6], "cw_sizes": [100, 1000],
+           "num_temperatures": 321},
+    paper={"coin_n": 10, "mc_samples": [30, 100, 300, 1000, 3000, 10000, 30000],
+           "dataset": "mnist",
+           "hidden": [128, 128], "epochs": 20, "batch_size": 128, "lr": 1e-3,
+           "fisher_examples": 2000, "top_k": 10,
+           "trace_products": 300, "ising_sizes": [3, 4, 5, 6, 7],
+           "cw_sizes": [100, 1000, 10000], "num_temperatures": 641},
 )
 
 # %%
@@ -46,8 +51,8 @@ from IPython.display import Markdown, display
 from matplotlib.colors import SymLogNorm
 from scipy.special import gammaln
 
-from helpers import cache, data, eigensolvers, estimators, findings, geometry, information, losses, models
-from helpers import ntk, operators, spin_models, training, widgets
+from helpers import cache, data, eigensolvers, estimators, findings, geometry, information
+from helpers import losses, models, ntk, operators, spin_models, training, widgets
 from helpers.plotting import PALETTE, show_table, subplots
 
 
@@ -56,7 +61,7 @@ from helpers.plotting import PALETTE, show_table, subplots
 #
 # A *statistical model* is a family of distributions $p_\theta(x) = f(x\,|\,\theta)$ indexed by
 # parameters $\theta = (\theta_1, \dots, \theta_n)$. With the log-likelihood $\ell(x|\theta) = \log f(x|\theta)$,
-# the Fisher information is the expected product of its derivatives (004 eq. 3.1.1)
+# the Fisher information is the expected product of its derivatives {cite}`sauter2023fisher{eq. 3.1.1}`
 #
 # $$ I_{ij}(\theta) = \mathbb{E}_{x \sim p_\theta}\big[\partial_i \ell(x|\theta)\, \partial_j \ell(x|\theta)\big], $$
 #
@@ -68,14 +73,14 @@ from helpers.plotting import PALETTE, show_table, subplots
 #
 # ### The coin and sufficiency (`I-COIN`)
 #
-# The example of 004 Sec. 3.1 (after {cite}`ly2017tutorial`): a coin shows heads with probability
+# The example of {cite}`sauter2023fisher{Sec. 3.1}` (after {cite}`ly2017tutorial`): a coin shows heads with probability
 # $\theta$ and is tossed $n$ times. The full record $X^n = (x_1, \dots, x_n)$ has $2^n$ outcomes; the
 # number of heads $Y = \sum_i x_i$ has only $n + 1$ and is binomial. Given $Y$, every sequence with that
 # many heads is equally likely, $p(x^n | y, \theta) = 1/\binom{n}{y}$, whatever $\theta$: once $Y$ is known,
 # the sequence carries no further information about $\theta$. $Y$ is *sufficient*, and the two Fisher
 # informations must agree, $I_{X^n}(\theta) = I_Y(\theta) = n / (\theta(1-\theta))$.
 
-# %%
+# %% tags=["hide-input"]
 n_coin = cfg["coin_n"]
 sequences = np.array(list(itertools.product([0.0, 1.0], repeat=n_coin)))  # all 2^n records
 counts = np.arange(n_coin + 1.0)
@@ -83,15 +88,18 @@ counts = np.arange(n_coin + 1.0)
 
 def coin_sequence_log_prob(x, theta):  # log P(x^n | θ) for every record x^n
     heads = tf.reduce_sum(x, axis=1)[None, :]
-    return heads * tf.math.log(theta[:, :1]) + (x.shape[1] - heads) * tf.math.log(1.0 - theta[:, :1])
+    return (heads * tf.math.log(theta[:, :1]) + (x.shape[1] - heads)
+            * tf.math.log(1.0 - theta[:, :1]))
 
 
-log_binom = tf.constant(gammaln(n_coin + 1) - gammaln(counts + 1) - gammaln(n_coin - counts + 1))
+log_binom = tf.constant(gammaln(n_coin + 1) - gammaln(counts + 1)
+                        - gammaln(n_coin - counts + 1))
 
 
 def head_count_log_prob(y, theta):  # log P(Y = y | θ), binomial
     t = theta[:, :1]
-    return log_binom[None, :] + y[None, :] * tf.math.log(t) + (n_coin - y[None, :]) * tf.math.log(1.0 - t)
+    return (log_binom[None, :] + y[None, :] * tf.math.log(t) + (n_coin - y[None, :])
+            * tf.math.log(1.0 - t))
 
 
 thetas = np.linspace(0.02, 0.98, 97)[:, None]
@@ -99,14 +107,17 @@ I_seq = information.fisher_information(coin_sequence_log_prob, thetas, sequences
 I_count = information.fisher_information(head_count_log_prob, thetas, counts)[:, 0, 0]
 I_exact = n_coin / (thetas[:, 0] * (1 - thetas[:, 0]))
 err_coin = max(np.abs(I_seq / I_exact - 1).max(), np.abs(I_count / I_exact - 1).max())
-print(f"{len(sequences)} records vs {len(counts)} counts; largest relative deviation from n/(θ(1-θ)): {err_coin:.1e}")
+print(f"{len(sequences)} records vs {len(counts)} counts; largest relative deviation from "
+      f"n/(θ(1-θ)): {err_coin:.1e}")
 assert err_coin < 1e-12  # I-COIN
 
 # %%
 fig, ax = subplots(1, 1, width=6.0, height=3.4)
 ax.semilogy(thetas, I_exact, color="k", lw=4, alpha=0.25, label=r"$n/(\theta(1-\theta))$")
-ax.semilogy(thetas, I_seq, color=PALETTE[0], label=f"records $X^n$ ({len(sequences)} outcomes)")
-ax.semilogy(thetas, I_count, "--", color=PALETTE[1], label=f"head count $Y$ ({len(counts)} outcomes)")
+ax.semilogy(thetas, I_seq, color=PALETTE[0],
+            label=f"records $X^n$ ({len(sequences)} outcomes)")
+ax.semilogy(thetas, I_count, "--", color=PALETTE[1],
+            label=f"head count $Y$ ({len(counts)} outcomes)")
 ax.set(xlabel=r"probability of heads $\theta$", ylabel=r"Fisher information $I(\theta)$",
        title=f"A sufficient statistic keeps all the information (n = {n_coin})")
 ax.legend();
@@ -126,7 +137,7 @@ ax.legend();
 # $$ I_{X^n, ij}(\theta) = \sum_{\alpha=1}^n I_{X_\alpha, ij}(\theta) . $$
 #
 # :::{note}
-# 004 eq. (3.1.3) writes this as a *product* of Fisher informations; its own proof in appendix A.1 shows
+# {cite}`sauter2023fisher{eq. (3.1.3)}` writes this as a *product* of Fisher informations; its own proof in appendix A.1 shows
 # that it is the sum above, and so does the computation below.
 # :::
 #
@@ -134,7 +145,7 @@ ax.legend();
 # and a three-sided die with probabilities $\mathrm{softmax}(\theta, \theta^2, -\theta)$. The pair has six
 # joint outcomes.
 
-# %%
+# %% tags=["hide-input"]
 def die_log_prob(x, theta):
     t = theta[:, :1]
     logp = tf.nn.log_softmax(tf.concat([t, t**2, -t], axis=1), axis=1)
@@ -147,29 +158,33 @@ def pair_log_prob(x, theta):  # independent: the log-probabilities add
 
 pairs = np.array(list(itertools.product([0.0, 1.0], [0.0, 1.0, 2.0])))
 th_add = np.linspace(0.05, 0.95, 19)[:, None]
-I_coin1 = information.fisher_information(coin_sequence_log_prob, th_add, np.array([[0.0], [1.0]]))[:, 0, 0]
-I_die = information.fisher_information(die_log_prob, th_add, np.array([0.0, 1.0, 2.0]))[:, 0, 0]
+I_coin1 = information.fisher_information(coin_sequence_log_prob, th_add,
+                                         np.array([[0.0], [1.0]]))[:, 0, 0]
+I_die = information.fisher_information(die_log_prob, th_add,
+                                       np.array([0.0, 1.0, 2.0]))[:, 0, 0]
 I_pair = information.fisher_information(pair_log_prob, th_add, pairs)[:, 0, 0]
 err_add = np.abs(I_pair / (I_coin1 + I_die) - 1).max()
-I_one_toss = information.fisher_information(coin_sequence_log_prob, thetas, np.array([[0.0], [1.0]]))[:, 0, 0]
+I_one_toss = information.fisher_information(coin_sequence_log_prob, thetas,
+                                            np.array([[0.0], [1.0]]))[:, 0, 0]
 n_ratio = np.abs(I_seq / (n_coin * I_one_toss) - 1).max()  # n tosses = n × one toss
-print(f"I_pair / (I_coin + I_die) - 1: at most {err_add:.1e};  n tosses vs n × one toss: {n_ratio:.1e}")
+print(f"I_pair / (I_coin + I_die) - 1: at most {err_add:.1e};  n tosses vs n × one toss: "
+      f"{n_ratio:.1e}")
 assert err_add < 1e-12 and n_ratio < 1e-12  # I-ADD
 
 # %% [markdown]
 # ### The Gaussian family and the two forms (`I-GAUSS`)
 #
-# For the normal distributions $\mathcal N(x|\mu, \sigma)$ with $\theta = (\mu, \sigma)$ (004 eq. 3.1.4) the
-# Fisher information is (004 eq. 3.1.5)
+# For the normal distributions $\mathcal N(x|\mu, \sigma)$ with $\theta = (\mu, \sigma)$ {cite}`sauter2023fisher{eq. 3.1.4}` the
+# Fisher information is {cite}`sauter2023fisher{eq. 3.1.5}`
 #
 # $$ I(\mu, \sigma) = \frac{1}{\sigma^2}\begin{pmatrix} 1 & 0 \\ 0 & 2 \end{pmatrix} : $$
 #
 # a narrow distribution tells more about its centre than a wide one. The same matrix has a second form
-# (004 eq. 3.2.14),
+# {cite}`sauter2023fisher{eq. 3.2.14}`,
 #
 # $$ I_{ij}(\theta) = -\mathbb{E}_{x\sim p_\theta}\big[\partial_i\partial_j \ell(x|\theta)\big] . $$
 #
-# The proof (004 appendix A.2) differentiates $\partial_j \ell = \partial_j p / p$ once more:
+# The proof {cite}`sauter2023fisher{appendix A.2}` differentiates $\partial_j \ell = \partial_j p / p$ once more:
 # $\partial_i\partial_j \ell = \partial_i\partial_j p / p - \partial_i \ell\, \partial_j \ell$, and the
 # expectation of the first term is $\sum_x \partial_i\partial_j p_\theta(x) = \partial_i\partial_j \sum_x p_\theta(x)
 # = \partial_i \partial_j 1 = 0$ (for densities: if derivative and integral may be swapped). We evaluate
@@ -183,10 +198,13 @@ for form in ("score", "hessian"):
     errs = []
     for mu, sigma in gauss_points:
         nodes, weights = information.gauss_hermite_nodes(20, mu, sigma)
-        I_q = information.fisher_information(information.gaussian_log_prob, [mu, sigma], nodes, weights, form=form)
-        errs.append(np.abs(I_q - information.gaussian_fisher_closed_form(sigma)).max() * sigma**2)
+        I_q = information.fisher_information(information.gaussian_log_prob, [mu, sigma],
+                                             nodes, weights, form=form)
+        errs.append(np.abs(I_q - information.gaussian_fisher_closed_form(sigma)).max()
+                    * sigma**2)
     err_gauss[form] = max(errs)
-print("largest error of σ² I against diag(1, 2):", {k: f"{v:.1e}" for k, v in err_gauss.items()})
+print("largest error of σ² I against diag(1, 2):",
+      {k: f"{v:.1e}" for k, v in err_gauss.items()})
 assert max(err_gauss.values()) < 1e-10  # I-GAUSS, both forms
 
 # %% [markdown]
@@ -195,7 +213,7 @@ assert max(err_gauss.values()) < 1e-10  # I-GAUSS, both forms
 # $I_{\mu\mu}$ and $I_{\sigma\sigma}$ at $(\mu, \sigma) = (0.5, 2)$ with their standard errors, against the
 # exact values.
 
-# %%
+# %% tags=["hide-input"]
 def gaussian_sampler(theta, num, rng):
     return rng.normal(theta[0], theta[1], size=num)
 
@@ -204,17 +222,21 @@ mc = {form: [] for form in ("score", "hessian")}
 for form in mc:
     for S in cfg["mc_samples"]:
         est, se = information.fisher_information_sampled(
-            information.gaussian_log_prob, gaussian_sampler, np.array([0.5, 2.0]), S, seed=helpers.seed("mc", S), form=form)
+            information.gaussian_log_prob, gaussian_sampler, np.array([0.5, 2.0]), S,
+            seed=helpers.seed("mc", S), form=form)
         mc[form].append((np.diag(est), np.diag(se)))
 exact_diag = np.diag(information.gaussian_fisher_closed_form(2.0))
 fig, axes = subplots(1, 2, width=4.6, height=3.3)
 for k, (ax, name) in enumerate(zip(axes, [r"$I_{\mu\mu}$", r"$I_{\sigma\sigma}$"])):
-    for j, (form, label) in enumerate([("score", r"$\mathbb{E}[\partial\ell\,\partial\ell]$"), ("hessian", r"$-\mathbb{E}[\partial^2\ell]$")]):
-        est = np.array([m[0][k] for m in mc[form]]); se = np.array([m[1][k] for m in mc[form]])
+    for j, (form, label) in enumerate([("score", r"$\mathbb{E}[\partial\ell\,\partial\ell]$"),
+                                       ("hessian", r"$-\mathbb{E}[\partial^2\ell]$")]):
+        est = np.array([m[0][k] for m in mc[form]])
+        se = np.array([m[1][k] for m in mc[form]])
         S_ = np.array(cfg["mc_samples"]) * (1.08 if j else 1.0)
         ax.errorbar(S_, est, yerr=se, fmt="o-", color=PALETTE[j], capsize=3, label=label)
     ax.axhline(exact_diag[k], color="k", lw=1, ls="--", label="exact")
-    ax.set(xscale="log", xlabel="number of samples", ylabel=name, title=f"Monte-Carlo estimates of {name}")
+    ax.set(xscale="log", xlabel="number of samples", ylabel=name,
+           title=f"Monte-Carlo estimates of {name}")
 axes[0].legend();
 
 # %% [markdown]
@@ -226,13 +248,13 @@ axes[0].legend();
 # ## Manifolds, tangent spaces and the Fisher metric
 #
 # Each pair $(\mu, \sigma)$ with $\sigma > 0$ *is* a distribution, so the family is a two-dimensional space
-# whose points are distributions and whose coordinates are the parameters: a *manifold* (004 Sec. 3.2.1;
+# whose points are distributions and whose coordinates are the parameters: a *manifold* ({cite}`sauter2023fisher{Sec. 3.2.1}`;
 # {cite}`amari1985differential`). Near any point it looks like a piece of $\mathbb{R}^n$, but
 # distances need not be Euclidean in the coordinates. A curve $\theta(t)$ has a velocity
 # $\dot\theta(t)$; the velocities at a point form the *tangent space*, with the coordinate directions
-# $\partial_i$ as basis (004 eqs. 3.2.2-3.2.5). Identifying $\partial_i$ with the score $\partial_i \ell(x|\theta)$,
+# $\partial_i$ as basis {cite}`sauter2023fisher{eqs. 3.2.2-3.2.5}`. Identifying $\partial_i$ with the score $\partial_i \ell(x|\theta)$,
 # a random variable of mean zero, gives the tangent vectors a natural inner product, the covariance of
-# the scores (004 eqs. 3.2.6-3.2.11):
+# the scores {cite}`sauter2023fisher{eqs. 3.2.6-3.2.11}`:
 #
 # $$ g_{ij}(\theta) = \langle \partial_i, \partial_j\rangle = \mathbb{E}[\partial_i \ell\, \partial_j\ell] = I_{ij}(\theta) . $$
 #
@@ -242,7 +264,7 @@ axes[0].legend();
 # and short where $\sigma$ is large. The figure draws the metric's circles (the steps of length 0.2)
 # at a grid of points, next to the distributions those points are.
 
-# %%
+# %% tags=["hide-input"]
 fig, (ax, ax2) = subplots(1, 2, width=5.0, height=3.6)
 tt = np.linspace(0, 2 * np.pi, 100)
 marked = [(-1.5, 0.5), (0.0, 1.5), (1.5, 0.8)]
@@ -250,13 +272,16 @@ for mu in np.linspace(-2, 2, 5):
     for sigma in [0.4, 0.8, 1.4, 2.0]:
         g = information.gaussian_fisher_closed_form(sigma)
         radius = 0.2 / np.sqrt(np.diag(g))  # {dθ : dθᵀ g dθ = 0.2²} for a diagonal g
-        ax.plot(mu + radius[0] * np.cos(tt), sigma + radius[1] * np.sin(tt), color=PALETTE[0], lw=1)
+        ax.plot(mu + radius[0] * np.cos(tt), sigma + radius[1] * np.sin(tt), color=PALETTE[0],
+                lw=1)
 for j, (mu, sigma) in enumerate(marked):
     ax.plot(mu, sigma, "o", color=PALETTE[j + 1], ms=8)
     xs = np.linspace(-5, 5, 400)
-    ax2.plot(xs, np.exp(-0.5 * ((xs - mu) / sigma) ** 2) / np.sqrt(2 * np.pi) / sigma, color=PALETTE[j + 1],
+    ax2.plot(xs, np.exp(-0.5 * ((xs - mu) / sigma) ** 2) / np.sqrt(2 * np.pi) / sigma,
+             color=PALETTE[j + 1],
              label=fr"$\mu={mu}, \sigma={sigma}$")
-ax.set(xlabel=r"mean $\mu$", ylabel=r"standard deviation $\sigma$", xlim=(-2.6, 2.6), ylim=(0, 2.6),
+ax.set(xlabel=r"mean $\mu$", ylabel=r"standard deviation $\sigma$", xlim=(-2.6, 2.6),
+       ylim=(0, 2.6),
        title="Gaussian family: metric circles of radius 0.2")
 ax2.set(xlabel="x", ylabel=r"density $p(x|\mu,\sigma)$", title="the points are distributions")
 ax2.legend();
@@ -269,19 +294,23 @@ ax2.legend();
 # principal directions of the resulting cloud gives a picture of the Gaussian family as a surface (a
 # projection, so lengths are only approximately preserved).
 
-# %%
+# %% tags=["hide-input"]
 xs = np.linspace(-12, 12, 1200)
 Mu, Sig = np.meshgrid(np.linspace(-2, 2, 25), np.geomspace(0.4, 3.0, 25), indexing="ij")
-root_p = np.sqrt(np.exp(-0.5 * ((xs - Mu[..., None]) / Sig[..., None]) ** 2) / (np.sqrt(2 * np.pi) * Sig[..., None]))
+root_p = np.sqrt(np.exp(-0.5 * ((xs - Mu[..., None]) / Sig[..., None]) ** 2)
+                 / (np.sqrt(2 * np.pi) * Sig[..., None]))
 cloud = root_p.reshape(-1, xs.size) * np.sqrt(xs[1] - xs[0])  # unit vectors: Σ_x p(x) Δx = 1
 _, sv, axes_pc = np.linalg.svd(cloud - cloud.mean(0), full_matrices=False)
 surf = ((cloud - cloud.mean(0)) @ axes_pc[:3].T).reshape(Mu.shape + (3,))
 fig = plt.figure(figsize=(6.4, 4.6))
 ax = fig.add_subplot(projection="3d")
 shade = plt.cm.viridis((np.log(Sig) - np.log(0.4)) / np.log(3.0 / 0.4))
-ax.plot_surface(surf[..., 0], surf[..., 1], surf[..., 2], facecolors=shade, linewidth=0.2, edgecolor="k", alpha=0.9)
-ax.set(xlabel="PC 1", ylabel="PC 2", title=f"Gaussian family as a surface (colour: σ, dark = narrow)\n"
-       f"first three principal components of √p, {np.sum(sv[:3] ** 2) / np.sum(sv ** 2):.0%} of the variance")
+ax.plot_surface(surf[..., 0], surf[..., 1], surf[..., 2], facecolors=shade, linewidth=0.2,
+                edgecolor="k", alpha=0.9)
+ax.set(xlabel="PC 1", ylabel="PC 2",
+       title=f"Gaussian family as a surface (colour: σ, dark = narrow)\n"
+       f"first three principal components of √p, {np.sum(sv[:3] ** 2) / np.sum(sv ** 2):.0%} "
+       "of the variance")
 ax.set_zlabel("PC 3", labelpad=10)
 plt.show()
 
@@ -293,7 +322,7 @@ plt.show()
 # %% [markdown]
 # ### Lengths of curves and geodesics (`I-GEODESIC`)
 #
-# The length of a curve is the integral of its speed measured by the metric (004 eq. 3.2.13, where the
+# The length of a curve is the integral of its speed measured by the metric ({cite}`sauter2023fisher{eq. 3.2.13}`, where the
 # sum belongs under the square root):
 #
 # $$ s = \int_{t_0}^{t_1} \sqrt{g_{ij}(\theta(t))\, \dot\theta^i(t)\, \dot\theta^j(t)}\; dt . $$
@@ -313,18 +342,24 @@ plt.show()
 # is tangent to the half-ellipse through both points), and compare its length with the closed form and
 # with the straight coordinate line from $A$ to $B$.
 
-# %%
+# %% tags=["hide-input"]
 A, B = np.array([-1.5, 1.0]), np.array([1.5, 1.0])
-gauss_metric = lambda th: tf.linalg.diag(tf.stack([1.0 / th[..., 1] ** 2, 2.0 / th[..., 1] ** 2], -1))  # noqa: E731
+# noqa: E731
+gauss_metric = lambda th: tf.linalg.diag(tf.stack([1.0 / th[..., 1] ** 2,
+                                                   2.0 / th[..., 1] ** 2], -1))
 d_AB = float(information.gaussian_fisher_distance(A, B))
-direction = np.array([np.sqrt(2.0) * A[1], (B[0] - A[0]) / (2 * np.sqrt(2.0))])  # tangent of the half-ellipse
-velocity = d_AB * direction / np.sqrt(direction @ information.gaussian_fisher_closed_form(A[1]) @ direction)
-geo = geometry.geodesic(gauss_metric, A, velocity, t_max=1.0, num_steps=400)  # unit time, speed d_AB
+# tangent of the half-ellipse
+direction = np.array([np.sqrt(2.0) * A[1], (B[0] - A[0]) / (2 * np.sqrt(2.0))])
+fisher_A = information.gaussian_fisher_closed_form(A[1])
+velocity = d_AB * direction / np.sqrt(direction @ fisher_A @ direction)
+# unit time, speed d_AB
+geo = geometry.geodesic(gauss_metric, A, velocity, t_max=1.0, num_steps=400)
 line = np.linspace(A, B, 401)
 L_geo = geometry.curve_length(gauss_metric, geo, extrapolate=True)
 L_line = geometry.curve_length(gauss_metric, line, extrapolate=True)
 err_geo = abs(L_geo / d_AB - 1)
-print(f"closed-form distance {d_AB:.10f}; geodesic length {L_geo:.10f} (relative error {err_geo:.1e}); "
+print(f"closed-form distance {d_AB:.10f}; geodesic length {L_geo:.10f} (relative error "
+      f"{err_geo:.1e}); "
       f"endpoint miss {np.abs(geo[-1] - B).max():.1e}; straight line {L_line:.6f}")
 assert err_geo < 1e-8 and np.abs(geo[-1] - B).max() < 1e-8  # I-GEODESIC
 
@@ -339,10 +374,14 @@ ax.legend(loc="upper right");
 
 # %%
 display(Markdown(
-    f"The geodesic bulges towards larger $\\sigma$, where the metric is smaller: moving the mean is cheaper when "
-    f"the distributions are wide, so the shortest path first widens the distribution, shifts it, and narrows it "
-    f"again. It is {100 * (1 - L_geo / L_line):.0f}% shorter than the straight coordinate line "
-    f"({L_geo:.4f} against {L_line:.4f}), and its numerical length agrees with the closed form to "
+    "The geodesic bulges towards larger $\\sigma$, where the metric is smaller: moving the "
+    "mean is cheaper when "
+    "the distributions are wide, so the shortest path first widens the distribution, shifts "
+    "it, and narrows it "
+    f"again. It is {100 * (1 - L_geo / L_line):.0f}% shorter than the straight coordinate "
+    "line "
+    f"({L_geo:.4f} against {L_line:.4f}), and its numerical length agrees with the closed "
+    "form to "
     f"{err_geo:.0e}."))
 
 # %% [markdown]
@@ -356,7 +395,7 @@ display(Markdown(
 # $$ \Gamma^i_{kl} = \tfrac12\, g^{im}\big(\partial_k g_{ml} + \partial_l g_{mk} - \partial_m g_{kl}\big) . $$
 #
 # :::{note}
-# 004 eq. (3.2.15) mixes up the free indices (its left side carries $j, k$ and its right side $k, l$). The
+# {cite}`sauter2023fisher{eq. (3.2.15)}` mixes up the free indices (its left side carries $j, k$ and its right side $k, l$). The
 # form above is the standard one, used by `helpers.geometry` and the {doc}`../notation` page.
 # :::
 #
@@ -366,31 +405,34 @@ display(Markdown(
 # coordinates is still a straight line once drawn in Cartesian coordinates: Christoffel symbols describe the
 # coordinates, not the space.
 
-# %%
-polar = lambda th: tf.linalg.diag(tf.stack([tf.ones_like(th[..., 0]), th[..., 0] ** 2], -1))  # noqa: E731
+# %% tags=["hide-input"]
+# noqa: E731
+polar = lambda th: tf.linalg.diag(tf.stack([tf.ones_like(th[..., 0]), th[..., 0] ** 2], -1))
 gam = geometry.christoffel(polar, [2.0, 0.3])
 print("Γ^ρ_φφ =", gam[0, 1, 1], " Γ^φ_ρφ =", gam[1, 0, 1], " (ρ = 2)")
 fig, ax = subplots(1, 1, width=4.4, height=3.6)
 for k, v in enumerate([(0.0, 0.6), (-1.0, 0.5), (0.5, -0.3)]):
     path = geometry.geodesic(polar, [2.0, 0.3], v, t_max=3.0, num_steps=150)
     xy = np.stack([path[:, 0] * np.cos(path[:, 1]), path[:, 0] * np.sin(path[:, 1])], -1)
-    chord, rel = xy[-1] - xy[0], xy - xy[0]  # distance of every point from the chord (2-D cross product)
+    # distance of every point from the chord (2-D cross product)
+    chord, rel = xy[-1] - xy[0], xy - xy[0]
     resid = np.abs(chord[0] * rel[:, 1] - chord[1] * rel[:, 0]).max() / np.linalg.norm(chord)
     ax.plot(*xy.T, color=PALETTE[k], label=f"start velocity {v}: off a line by {resid:.0e}")
 ax.plot(2 * np.cos(0.3), 2 * np.sin(0.3), "ko")
-ax.set(xlabel="x = ρ cos φ", ylabel="y = ρ sin φ", title="Geodesics in polar coordinates are lines", aspect="equal")
+ax.set(xlabel="x = ρ cos φ", ylabel="y = ρ sin φ",
+       title="Geodesics in polar coordinates are lines", aspect="equal")
 ax.legend(fontsize=7);
 
 # %% [markdown]
 # ### The Riemann tensor and the Ricci scalar (`I-CURV`)
 #
 # Curvature shows in second derivatives of the metric: carrying a vector around a small loop rotates it,
-# and the Riemann tensor gives the rotation per unit area (004 eq. 3.2.16, written with our index order),
+# and the Riemann tensor gives the rotation per unit area ({cite}`sauter2023fisher{eq. 3.2.16}`, written with our index order),
 #
 # $$ R^i{}_{jkl} = \partial_k \Gamma^i_{lj} - \partial_l \Gamma^i_{kj} + \Gamma^i_{km}\Gamma^m_{lj} - \Gamma^i_{lm}\Gamma^m_{kj} . $$
 #
 # Contracting it gives the Ricci tensor $R_{jl} = R^i{}_{jil}$ and the Ricci (scalar) curvature
-# $R = g^{jl} R_{jl}$ (004 eq. 3.2.17), one number per point. The smallest curved example is the sphere of
+# $R = g^{jl} R_{jl}$ {cite}`sauter2023fisher{eq. 3.2.17}`, one number per point. The smallest curved example is the sphere of
 # radius $r$ in angles $(\vartheta, \varphi)$, $ds^2 = r^2(d\vartheta^2 + \sin^2\vartheta\, d\varphi^2)$: its only
 # independent Riemann component is $R^\vartheta{}_{\varphi\vartheta\varphi} = \sin^2\vartheta$, and $R = 2/r^2$
 # everywhere. With this sign convention spheres are positively curved and saddle-like spaces negatively.
@@ -399,13 +441,15 @@ ax.legend(fontsize=7);
 
 # %%
 def sphere_metric(r):
-    return lambda th: r**2 * tf.linalg.diag(tf.stack([tf.ones_like(th[..., 0]), tf.sin(th[..., 0]) ** 2], -1))
+    return lambda th: r**2 * tf.linalg.diag(tf.stack([tf.ones_like(th[..., 0]),
+                                                      tf.sin(th[..., 0]) ** 2], -1))
 
 
 curv = geometry.curvature(sphere_metric(1.5), [1.0, 0.2])
-print("R^θ_φθφ =", curv["riemann"][0, 1, 0, 1], " sin²θ =", np.sin(1.0) ** 2)
-print("Ricci tensor / metric =", curv["ricci_tensor"].diagonal() / curv["metric"].diagonal(), " 1/r² =", 1 / 1.5**2)
-print("Ricci scalar =", curv["ricci_scalar"], " 2/r² =", 2 / 1.5**2)
+print(f"R^θ_φθφ = {curv['riemann'][0, 1, 0, 1]:.8f},  sin²θ = {np.sin(1.0) ** 2:.8f}")
+ricci_over_metric = curv["ricci_tensor"].diagonal() / curv["metric"].diagonal()
+print("Ricci tensor / metric =", np.round(ricci_over_metric, 8), f" 1/r² = {1 / 1.5**2:.8f}")
+print(f"Ricci scalar = {float(curv['ricci_scalar']):.8f},  2/r² = {2 / 1.5**2:.8f}")
 
 # %% [markdown]
 # The next cell checks the four closed forms of `I-CURV` on random points: the sphere, the flat plane in
@@ -415,29 +459,43 @@ print("Ricci scalar =", curv["ricci_scalar"], " 2/r² =", 2 / 1.5**2)
 # twice more. A three-dimensional example, the 3-sphere with $R = 6/r^2$, checks the index bookkeeping
 # beyond two dimensions.
 
-# %%
+# %% tags=["hide-input"]
 rng = np.random.default_rng(helpers.seed("curv-points"))
 nodes, weights = information.gauss_hermite_nodes(120, 0.0, 1.0)
-fisher_gauss = information.fisher_metric(information.gaussian_log_prob, nodes, weights)  # from the log-density
-fisher_gauss_h = information.fisher_metric(information.gaussian_log_prob, nodes, weights, form="hessian")
-poincare = lambda th: tf.linalg.diag(tf.stack([1 / th[..., 1] ** 2, 1 / th[..., 1] ** 2], -1))  # noqa: E731
+# from the log-density
+fisher_gauss = information.fisher_metric(information.gaussian_log_prob, nodes, weights)
+fisher_gauss_h = information.fisher_metric(information.gaussian_log_prob, nodes, weights,
+                                           form="hessian")
+# noqa: E731
+poincare = lambda th: tf.linalg.diag(tf.stack([1 / th[..., 1] ** 2, 1 / th[..., 1] ** 2], -1))
 
 
 def three_sphere(r):
     def g(th):
         s = tf.sin(th[..., 0]) ** 2
-        return r**2 * tf.linalg.diag(tf.stack([tf.ones_like(s), s, s * tf.sin(th[..., 1]) ** 2], -1))
+        return r**2 * tf.linalg.diag(tf.stack([tf.ones_like(s), s,
+                                               s * tf.sin(th[..., 1]) ** 2], -1))
     return g
 
 
 cases = {  # name: (metric, points, closed form)
-    "sphere r=0.7": (sphere_metric(0.7), np.c_[rng.uniform(0.2, 2.9, 50), rng.uniform(-3, 3, 50)], 2 / 0.7**2),
-    "sphere r=2": (sphere_metric(2.0), np.c_[rng.uniform(0.2, 2.9, 50), rng.uniform(-3, 3, 50)], 0.5),
+    "sphere r=0.7": (sphere_metric(0.7),
+                     np.c_[rng.uniform(0.2, 2.9, 50), rng.uniform(-3, 3, 50)], 2 / 0.7**2),
+    "sphere r=2": (sphere_metric(2.0),
+                   np.c_[rng.uniform(0.2, 2.9, 50), rng.uniform(-3, 3, 50)], 0.5),
     "plane, polar": (polar, np.c_[rng.uniform(0.1, 4, 50), rng.uniform(-3, 3, 50)], 0.0),
-    "Poincaré half-plane": (poincare, np.c_[rng.uniform(-3, 3, 50), rng.uniform(0.05, 4, 50)], -2.0),
-    "Gaussian family (Fisher)": (fisher_gauss, np.c_[rng.uniform(-0.4, 0.4, 50), rng.uniform(0.85, 1.15, 50)], -1.0),
-    "Gaussian, Hessian form": (fisher_gauss_h, np.c_[rng.uniform(-0.4, 0.4, 50), rng.uniform(0.85, 1.15, 50)], -1.0),
-    "3-sphere r=1.3": (three_sphere(1.3), np.c_[rng.uniform(0.3, 2.8, (50, 2)), rng.uniform(-3, 3, 50)], 6 / 1.3**2),
+    "Poincaré half-plane": (poincare, np.c_[rng.uniform(-3, 3, 50), rng.uniform(0.05, 4, 50)],
+                            -2.0),
+    "Gaussian family (Fisher)": (fisher_gauss,
+                                 np.c_[rng.uniform(-0.4, 0.4, 50),
+                                       rng.uniform(0.85, 1.15, 50)], -1.0),
+    "Gaussian, Hessian form": (fisher_gauss_h,
+                               np.c_[rng.uniform(-0.4, 0.4, 50),
+                                     rng.uniform(0.85, 1.15, 50)],
+                               -1.0),
+    "3-sphere r=1.3": (three_sphere(1.3),
+                       np.c_[rng.uniform(0.3, 2.8, (50, 2)), rng.uniform(-3, 3, 50)],
+                       6 / 1.3**2),
 }
 err_curv = {}
 for name, (metric, pts, exact) in cases.items():
@@ -465,34 +523,42 @@ except ValueError as err:
 # static book, three presets are drawn. Circles around sharp distributions look small in coordinates
 # (every step is long there), and all circles are pushed towards larger $\sigma$.
 
-# %%
+# %% tags=["hide-input"]
 def plot_geodesics(ax, mu0=0.0, sigma0=1.0, distance=1.0):
     angles = np.linspace(0, 2 * np.pi, 48, endpoint=False)
     g0 = np.diag(information.gaussian_fisher_closed_form(sigma0))
-    v0 = np.stack([np.cos(angles) / np.sqrt(g0[0]), np.sin(angles) / np.sqrt(g0[1])], -1)  # unit speed
+    # unit speed
+    v0 = np.stack([np.cos(angles) / np.sqrt(g0[0]), np.sin(angles) / np.sqrt(g0[1])], -1)
     starts = np.tile([mu0, sigma0], (len(angles), 1))
-    paths = geometry.geodesic(gauss_metric, starts, v0, t_max=distance, num_steps=100)  # (101, 16, 2)
-    for k in range(0, len(angles), 3):  # every third geodesic; the circle uses all 48 end points
+    # (101, 16, 2)
+    paths = geometry.geodesic(gauss_metric, starts, v0, t_max=distance, num_steps=100)
+    # every third geodesic; the circle uses all 48 end points
+    for k in range(0, len(angles), 3):
         ax.plot(paths[:, k, 0], paths[:, k, 1], color=PALETTE[0], lw=1)
     ends = np.vstack([paths[-1], paths[-1][:1]])
-    ax.plot(ends[:, 0], ends[:, 1], color=PALETTE[3], lw=2, label=f"geodesic circle, radius {distance}")
+    ax.plot(ends[:, 0], ends[:, 1], color=PALETTE[3], lw=2,
+            label=f"geodesic circle, radius {distance}")
     ax.plot(mu0, sigma0, "ko")
-    ax.set(xlabel=r"mean $\mu$", ylabel=r"standard deviation $\sigma$", xlim=(-4, 4), ylim=(0, 6),
+    ax.set(xlabel=r"mean $\mu$", ylabel=r"standard deviation $\sigma$", xlim=(-4, 4),
+           ylim=(0, 6),
            title=fr"geodesics from $\mathcal{{N}}({mu0}, {sigma0}^2)$")
     ax.legend(loc="upper right")
 
 
-widgets.explore(plot_geodesics, {"mu0": (-2.0, 2.0, 0.25, 0.0), "sigma0": (0.25, 3.0, 0.25, 1.0),
+widgets.explore(plot_geodesics,
+                {"mu0": (-2.0, 2.0, 0.25, 0.0), "sigma0": (0.25, 3.0, 0.25, 1.0),
                                  "distance": (0.25, 2.0, 0.25, 1.0)},
-                presets=[{"mu0": 0.0, "sigma0": 0.5, "distance": 1.0}, {"mu0": 0.0, "sigma0": 2.0, "distance": 1.0},
-                         {"mu0": -1.0, "sigma0": 1.0, "distance": 2.0}], width=6.0, height=3.6)
+                presets=[{"mu0": 0.0, "sigma0": 0.5, "distance": 1.0},
+                         {"mu0": 0.0, "sigma0": 2.0, "distance": 1.0},
+                         {"mu0": -1.0, "sigma0": 1.0, "distance": 2.0}], width=6.0,
+                height=3.6)
 
 # %% [markdown]
 # ## The Fisher metric of a neural network
 #
-# 004 Sec. 3.2.5 turns a network into a statistical model by reading its per-example loss as a negative
+# {cite}`sauter2023fisher{Sec. 3.2.5}` turns a network into a statistical model by reading its per-example loss as a negative
 # log-probability, $p_\theta(x_i, y_i) = e^{-\ell_\theta(x_i, y_i)}$, so that the Fisher information becomes
-# $\mathbb{E}[\partial_i\ell\,\partial_j\ell]$ (004 eq. 3.3.5). For the softmax cross-entropy, $e^{-\ell}$ *is* the
+# $\mathbb{E}[\partial_i\ell\,\partial_j\ell]$ {cite}`sauter2023fisher{eq. 3.3.5}`. For the softmax cross-entropy, $e^{-\ell}$ *is* the
 # probability the network gives to label $y$, and two matrices go by the name "Fisher"
 # {cite}`martens2020new`:
 #
@@ -500,17 +566,19 @@ widgets.explore(plot_geodesics, {"mu0": (-2.0, 2.0, 0.25, 0.0), "sigma0": (0.25,
 #   expectation over labels drawn from the model (the definition above, with $x$ from the data), which
 #   equals the Gauss-Newton matrix $\frac1N\sum_i J_i^\top(\mathrm{diag}\,p_i - p_ip_i^\top)J_i$;
 # - the **empirical Fisher** $\frac1N\sum_i \nabla\ell(x_i,y_i)\nabla\ell(x_i,y_i)^\top$ with the data's labels,
-#   which is what 004 eq. 3.3.5 computes.
+#   which is what {cite}`sauter2023fisher{eq. 3.3.5}` computes.
 #
 # By the two-form identity, the true Fisher is also the expected Hessian of $\ell$ over the model's labels;
 # the Hessian of the training loss uses the data's labels instead. The three coincide only when the model's
 # predictions match the labels. First a check of the true Fisher operator (`operators.fisher`, which uses the
 # Gauss-Newton form) against the definition, summing exactly over the ten labels with per-example gradients.
 
-# %%
+# %% tags=["hide-input"]
 ds = data.digits() if cfg["dataset"] == "digits" else data.mnist()
-x_f, y_f = ds.x_train[: cfg["fisher_examples"]].astype(np.float64), ds.y_train[: cfg["fisher_examples"]]
-net = models.mlp(ds.input_shape, hidden=cfg["hidden"], num_classes=ds.num_classes, seed=helpers.seed("ch6-mlp"),
+n_f = cfg["fisher_examples"]
+x_f, y_f = ds.x_train[:n_f].astype(np.float64), ds.y_train[:n_f]
+net = models.mlp(ds.input_shape, hidden=cfg["hidden"], num_classes=ds.num_classes,
+                 seed=helpers.seed("ch6-mlp"),
                  dtype="float64")
 init_weights = [w.copy() for w in net.get_weights()]
 P = models.count_params(net)
@@ -519,12 +587,15 @@ x_chk = x_f[:20]
 probs = tf.nn.softmax(net(x_chk)).numpy()
 V = tf.random.stateless_normal((P, 3), seed=[6, 1], dtype=tf.float64)
 FV_def = np.zeros((P, 3))
-for c in range(ds.num_classes):  # exact sum over the model's labels y = c, weighted by p(c | x_i)
-    G = ntk.per_example_gradients(net, losses.cross_entropy, x_chk, np.full(len(x_chk), c)).numpy()
+# exact sum over the model's labels y = c, weighted by p(c | x_i)
+for c in range(ds.num_classes):
+    G = ntk.per_example_gradients(net, losses.cross_entropy, x_chk,
+                                  np.full(len(x_chk), c)).numpy()
     FV_def += (G * probs[:, c : c + 1]).T @ (G @ V.numpy()) / len(x_chk)
 FV_op = operators.fisher(net, (x_chk, y_f[:20]), kind="true").matmat(V).numpy()
 err_true_fisher = np.abs(FV_op - FV_def).max() / np.abs(FV_def).max()
-print(f"P = {P} parameters; true Fisher: Gauss-Newton form vs E_y[∇ℓ ∇ℓᵀ] relative difference {err_true_fisher:.1e}")
+print(f"P = {P} parameters; true Fisher: Gauss-Newton form vs E_y[∇ℓ ∇ℓᵀ] relative "
+      f"difference {err_true_fisher:.1e}")
 assert err_true_fisher < 1e-10
 
 # %% [markdown]
@@ -532,15 +603,19 @@ assert err_true_fisher < 1e-10
 # initialisation and after training, on the same examples: the top eigenvalues by the Lanczos method
 # and the traces by Hutch++ (chapter 4 introduces both).
 
-# %%
+# %% tags=["hide-input"]
 def train_network():
     net.set_weights(init_weights)
-    hist = training.train_adam(net, losses.cross_entropy, ds, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
+    hist = training.train_adam(net, losses.cross_entropy, ds, epochs=cfg["epochs"],
+                               batch_size=cfg["batch_size"],
                                lr=cfg["lr"], seed=helpers.seed("ch6-train"), eval_data=ds)
-    return {**cache.pack_weights(net.get_weights()), "acc": hist["acc"], "test_acc": hist["test_acc"]}
+    return {**cache.pack_weights(net.get_weights()), "acc": hist["acc"],
+            "test_acc": hist["test_acc"]}
 
 
-trained = cache.cached("ch6-mlp-trained", {k: cfg[k] for k in ("dataset", "hidden", "epochs", "batch_size", "lr", "seed")},
+trained = cache.cached("ch6-mlp-trained",
+                       {k: cfg[k]
+                        for k in ("dataset", "hidden", "epochs", "batch_size", "lr", "seed")},
                        train_network)
 trained_weights = cache.unpack_weights(trained)
 print(f"train accuracy {trained['acc'][-1]:.3f}, test accuracy {trained['test_acc'][-1]:.3f}")
@@ -552,18 +627,24 @@ def spectra_of_the_three():
         net.set_weights(weights)
         ops = {"hessian": operators.hessian(net, losses.cross_entropy, (x_f, y_f)),
                "true": operators.fisher(net, (x_f, y_f), kind="true"),
-               "empirical": operators.fisher(net, (x_f, y_f), kind="empirical", loss_fn=losses.cross_entropy)}
+               "empirical": operators.fisher(net, (x_f, y_f), kind="empirical",
+                                             loss_fn=losses.cross_entropy)}
         for name, op in ops.items():
-            eig = eigensolvers.lanczos(op, cfg["top_k"], which="LA", tol=1e-8, seed=helpers.seed("ch6-lanczos"))
-            tr = estimators.hutchpp_trace(op, cfg["trace_products"], seed=helpers.seed("ch6-trace"))
+            eig = eigensolvers.lanczos(op, cfg["top_k"], which="LA", tol=1e-8,
+                                       seed=helpers.seed("ch6-lanczos"))
+            tr = estimators.hutchpp_trace(op, cfg["trace_products"],
+                                          seed=helpers.seed("ch6-trace"))
             out[f"{stage}/{name}/top"] = np.sort(eig.eigenvalues)[::-1]
             out[f"{stage}/{name}/trace"] = np.array([tr.value, tr.stderr])
     net.set_weights(trained_weights)
     return out
 
 
-spec = cache.cached("ch6-nn-spectra", {k: cfg[k] for k in ("dataset", "hidden", "epochs", "batch_size", "lr", "seed",
-                                                           "fisher_examples", "top_k", "trace_products")},
+spec = cache.cached("ch6-nn-spectra",
+                    {k: cfg[k]
+                     for k in ("dataset", "hidden", "epochs", "batch_size", "lr", "seed",
+                                                           "fisher_examples", "top_k",
+                               "trace_products")},
                     spectra_of_the_three)
 
 # %%
@@ -575,25 +656,33 @@ for ax, stage in zip(axes, ("init", "trained")):
         top = spec[f"{stage}/{key}/top"]
         ax.semilogy(np.arange(1, len(top) + 1), top, "o-", color=PALETTE[j], label=names[key])
         tr, se = spec[f"{stage}/{key}/trace"]
-        rows.append([stage, names[key], f"{top[0]:.4g}", f"{top[1]:.4g}", f"{tr:.4g} ± {se:.2g}"])
+        rows.append([stage, names[key], f"{top[0]:.4g}", f"{top[1]:.4g}",
+                     f"{tr:.4g} ± {se:.2g}"])
     ax.set(xlabel="eigenvalue index k", ylabel=r"eigenvalue $\lambda_k$",
-           title=f"top eigenvalues {'at initialisation' if stage == 'init' else 'after training'}")
+           title="top eigenvalues "
+                 f"{'at initialisation' if stage == 'init' else 'after training'}")
 axes[0].legend()
 show_table(["network", "matrix", "λ₁", "λ₂", "trace (Hutch++)"], rows);
 
-# %%
-t_true, t_emp, t_hess = (spec[f"trained/{k}/trace"][0] for k in ("true", "empirical", "hessian"))
+# %% tags=["hide-input"]
+t_true, t_emp, t_hess = (spec[f"trained/{k}/trace"][0]
+                         for k in ("true", "empirical", "hessian"))
 i_true, i_emp, i_hess = (spec[f"init/{k}/trace"][0] for k in ("true", "empirical", "hessian"))
 def relation(ratio):  # words for a trace ratio
     return "about equal" if abs(ratio - 1) < 0.05 else ("smaller" if ratio < 1 else "larger")
 
 
 display(Markdown(
-    f"At initialisation the empirical Fisher's trace is {i_emp / i_true:.2f} times the true Fisher's "
-    f"({relation(i_emp / i_true)}) and the Hessian's {i_hess / i_true:.2f} times ({relation(i_hess / i_true)}). "
-    f"After training (train accuracy {trained['acc'][-1]:.2f}) the ratios are {t_emp / t_true:.2f} "
-    f"({relation(t_emp / t_true)}) and {t_hess / t_true:.2f} ({relation(t_hess / t_true)}); the top eigenvalues "
-    f"are {spec['trained/true/top'][0]:.3g} (true Fisher), {spec['trained/empirical/top'][0]:.3g} (empirical) and "
+    f"At initialisation the empirical Fisher's trace is {i_emp / i_true:.2f} times the true "
+    "Fisher's "
+    f"({relation(i_emp / i_true)}) and the Hessian's {i_hess / i_true:.2f} times "
+    f"({relation(i_hess / i_true)}). "
+    f"After training (train accuracy {trained['acc'][-1]:.2f}) the ratios are "
+    f"{t_emp / t_true:.2f} "
+    f"({relation(t_emp / t_true)}) and {t_hess / t_true:.2f} ({relation(t_hess / t_true)}); "
+    "the top eigenvalues "
+    f"are {spec['trained/true/top'][0]:.3g} (true Fisher), "
+    f"{spec['trained/empirical/top'][0]:.3g} (empirical) and "
     f"{spec['trained/hessian/top'][0]:.3g} (Hessian)."))
 
 # %% [markdown]
@@ -603,12 +692,12 @@ display(Markdown(
 # network fits, $\nabla\ell$ is small, so after training it tends to fall well below the true Fisher, while at
 # initialisation, when the predictions are uninformed and the data's labels are surprising, it can exceed
 # it. The empirical Fisher is therefore a poor stand-in for the curvature exactly where one usually computes
-# it {cite}`martens2020new`. 004 uses the empirical form (eq. 3.3.5); chapters 7 and 8 follow it.
+# it {cite}`martens2020new`. {cite}`sauter2023fisher` uses the empirical form (eq. 3.3.5); chapters 7 and 8 follow it.
 #
 # ## Phase transitions seen by the Fisher information
 #
-# 004 Sec. 3.4 (after {cite}`prokopenko2011relating`) points out that Gibbs distributions are an
-# exponential family (004 eq. 3.4.1),
+# {cite}`sauter2023fisher{Sec. 3.4}` (after {cite}`prokopenko2011relating`) points out that Gibbs distributions are an
+# exponential family {cite}`sauter2023fisher{eq. 3.4.1}`,
 #
 # $$ p(x|\theta) = \frac{1}{Z(\theta)}\exp\Big(\sum_i \theta_i X_i(x)\Big), \qquad g_{ij}(\theta) = \partial_i\partial_j \log Z(\theta) = \mathrm{Cov}(X_i, X_j), $$
 #
@@ -633,7 +722,7 @@ display(Markdown(
 #
 # $$ I_{TT} = \dot\theta^\top g\, \dot\theta = \frac{\mathrm{Var}(E)}{T^4} = \frac{C(T)}{T^2}, $$
 #
-# the heat capacity $C = \mathrm{Var}(E)/T^2$ divided by $T^2$ (004 eq. 3.4.3 in this case; $k_B = J = 1$). So
+# the heat capacity $C = \mathrm{Var}(E)/T^2$ divided by $T^2$ ({cite}`sauter2023fisher{eq. 3.4.3}` in this case; $k_B = J = 1$). So
 # the Fisher information in temperature *is* a thermodynamic response function; comparing its peak with the
 # specific heat, its peak lies slightly below the specific-heat peak. A finite lattice has no singular point;
 # its *pseudo-critical* temperatures are the peaks of its response functions, and they move towards Onsager's
@@ -644,25 +733,32 @@ display(Markdown(
 # smooth factor $1/T^2$ moves the Fisher peak away from the specific-heat peak, and the curvature is an
 # independent locator.
 
-# %%
+# %% tags=["hide-input"]
 T_c = spin_models.ONSAGER_TC
 T_grid = np.linspace(0.5 * T_c, 2.0 * T_c, cfg["num_temperatures"])
-ising = {L: cache.cached("ch6-ising-levels", {"L": L}, lambda L=L: vars(spin_models.ising2d(L)),
+ising = {L: cache.cached("ch6-ising-levels", {"L": L},
+                         lambda L=L: vars(spin_models.ising2d(L)),
                          verbose=False) for L in cfg["ising_sizes"]}
-ising = {L: spin_models.SpinLevels(**{k: (v.item() if v.ndim == 0 else v) for k, v in lev.items()})
+ising = {L: spin_models.SpinLevels(**{k: (v.item() if v.ndim == 0 else v) for k,
+                                      v in lev.items()})
          for L, lev in ising.items()}
 ising_results = {}
 for L, lev in ising.items():
     mo = spin_models.moments(lev, T_grid)
-    R_T = geometry.ricci_scalar(spin_models.thermodynamic_metric(lev), np.c_[1 / T_grid, 0 * T_grid])
-    g_T = spin_models.thermodynamic_metric(lev)(tf.constant(np.c_[1 / T_grid, 0 * T_grid])).numpy()
-    assert np.allclose(g_T[:, 0, 0] / T_grid**4, mo["fisher_temperature"], rtol=1e-10)  # I_TT = g_ββ / T⁴ = C / T²
+    R_T = geometry.ricci_scalar(spin_models.thermodynamic_metric(lev),
+                                np.c_[1 / T_grid, 0 * T_grid])
+    metric = spin_models.thermodynamic_metric(lev)
+    g_T = metric(tf.constant(np.c_[1 / T_grid, 0 * T_grid])).numpy()
+    # I_TT = g_ββ / T⁴ = C / T²
+    assert np.allclose(g_T[:, 0, 0] / T_grid**4, mo["fisher_temperature"], rtol=1e-10)
     ising_results[L] = {**mo, "R": R_T, "I_hh": g_T[:, 1, 1] / T_grid**2}
-    peaks = {k: T_grid[np.argmax(ising_results[L][k])] for k in ("fisher_temperature", "R", "heat_capacity", "susceptibility")}
+    peaks = {k: T_grid[np.argmax(ising_results[L][k])]
+             for k in ("fisher_temperature", "R", "heat_capacity", "susceptibility")}
     ising_results[L]["peaks"] = peaks
-    print(f"L = {L}: {len(lev.energy)} levels; peaks at T = " + ", ".join(f"{k} {v:.3f}" for k, v in peaks.items()))
+    print(f"L = {L}: {len(lev.energy)} levels; peaks at T = "
+          + ", ".join(f"{k} {v:.3f}" for k, v in peaks.items()))
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = subplots(1, 3, width=4.0, height=3.3)
 for j, (L, res) in enumerate(ising_results.items()):
     axes[0].plot(T_grid, res["fisher_temperature"] / L**2, color=PALETTE[j], label=f"L = {L}")
@@ -676,14 +772,16 @@ for ax in axes:
     ax.set_xlabel(r"temperature $T$ [$J/k_B$]")
 L_big = max(ising)
 T_C_big = ising_results[L_big]["peaks"]["heat_capacity"]
-axes[0].axvspan(0.9 * T_C_big, 1.1 * T_C_big, color="k", alpha=0.08, label=fr"$T_C \pm 10\%$, L = {L_big}")
+axes[0].axvspan(0.9 * T_C_big, 1.1 * T_C_big, color="k", alpha=0.08,
+                label=fr"$T_C \pm 10\%$, L = {L_big}")
 for key, ls, name in (("heat_capacity", "-.", "C"), ("susceptibility", (0, (1, 3)), r"\chi")):
     axes[0].axvline(ising_results[L_big]["peaks"][key], color="gray", ls=ls, lw=1.2,
                     label=fr"peak of ${name}$, L = {L_big}")
 axes[0].set(ylabel=r"$I_{TT}/N$", title="Fisher information in T")
 axes[1].set(ylabel=r"$I_{hh}/N = \mathrm{Var}(M)/(N T^2)$", title="Fisher information in h")
 axes[2].set(ylabel=r"Ricci scalar $R$", title="curvature of the metric, h = 0")
-axes[1].legend(*axes[0].get_legend_handles_labels(), loc="upper right", fontsize=8);  # the empty corner
+# the empty corner
+axes[1].legend(*axes[0].get_legend_handles_labels(), loc="upper right", fontsize=8);
 
 # %% [markdown]
 # The Fisher information in temperature has a single maximum that sharpens and moves towards Onsager's
@@ -700,22 +798,27 @@ axes[1].legend(*axes[0].get_legend_handles_labels(), loc="upper right", fontsize
 # nearly vanish, and the curvature becomes large and negative; the transition itself lives on the line
 # $h = 0$, which is where `F-PHASE` looks.
 
-# %%
-trend = {L: {"T_C": r["peaks"]["heat_capacity"], "T_I": r["peaks"]["fisher_temperature"], "T_R": r["peaks"]["R"],
-             "T_chi": r["peaks"]["susceptibility"], "R_site_max": float(np.max(r["R"]) * L**2),
+# %% tags=["hide-input"]
+trend = {L: {"T_C": r["peaks"]["heat_capacity"], "T_I": r["peaks"]["fisher_temperature"],
+             "T_R": r["peaks"]["R"],
+             "T_chi": r["peaks"]["susceptibility"],
+             "R_site_max": float(np.max(r["R"]) * L**2),
              "interior": bool(0 < np.argmax(r["R"]) < len(T_grid) - 1)}
          for L, r in ising_results.items()}
 fig, (ax1, ax2) = subplots(1, 2, width=4.4, height=3.3)
 Ls = np.array(list(trend))
-for key, name, c in (("T_I", "Fisher peak", PALETTE[0]), ("T_R", "curvature maximum", PALETTE[3])):
+for key, name, c in (("T_I", "Fisher peak", PALETTE[0]),
+                     ("T_R", "curvature maximum", PALETTE[3])):
     ax1.plot(Ls, [100 * abs(trend[L][key] / trend[L]["T_C"] - 1) for L in Ls], "o-", color=c,
              label=f"{name} vs own $C$ peak")
-    ax1.plot(Ls, [100 * abs(trend[L][key] / T_c - 1) for L in Ls], "s--", color=c, label=f"{name} vs Onsager")
+    ax1.plot(Ls, [100 * abs(trend[L][key] / T_c - 1) for L in Ls], "s--", color=c,
+             label=f"{name} vs Onsager")
 ax1.axhline(10, color="k", lw=1, ls=":", label="10% (F-PHASE)")
 ax1.set(xlabel="lattice size L", ylabel="offset (%)", title="Finite-size offsets", xticks=Ls)
 ax1.legend(fontsize=7)
 ax2.plot(Ls, [trend[L]["R_site_max"] for L in Ls], "o-", color=PALETTE[3])
-ax2.set(xlabel="lattice size L", ylabel=r"max of $N R$ (per-site metric)", title="Curvature peak per site",
+ax2.set(xlabel="lattice size L", ylabel=r"max of $N R$ (per-site metric)",
+        title="Curvature peak per site",
         xticks=Ls)
 plt.show()
 
@@ -728,14 +831,20 @@ plt.show()
 # (squares).
 #
 # %%
-Tm, Hm = np.meshgrid(np.linspace(0.5 * T_c, 2.0 * T_c, 61), np.linspace(-0.6, 0.6, 41), indexing="ij")
-R_map = geometry.ricci_scalar(spin_models.thermodynamic_metric(ising[L_big]), np.stack([1 / Tm, Hm / Tm], -1))
+Tm, Hm = np.meshgrid(np.linspace(0.5 * T_c, 2.0 * T_c, 61), np.linspace(-0.6, 0.6, 41),
+                     indexing="ij")
+R_map = geometry.ricci_scalar(spin_models.thermodynamic_metric(ising[L_big]),
+                              np.stack([1 / Tm, Hm / Tm], -1))
 fig, ax = subplots(1, 1, width=6.2, height=3.6)
-im = ax.pcolormesh(Tm, Hm, R_map, cmap="RdBu_r", norm=SymLogNorm(linthresh=0.05, vmin=-np.abs(R_map).max(),
-                                                                  vmax=np.abs(R_map).max()), shading="auto")
+im = ax.pcolormesh(Tm, Hm, R_map, cmap="RdBu_r",
+                   norm=SymLogNorm(linthresh=0.05, vmin=-np.abs(R_map).max(),
+                                                                  vmax=np.abs(R_map).max()),
+                   shading="auto")
 ax.axvline(T_c, color="k", ls="--", lw=1)
-fig.colorbar(im, ax=ax, label="Ricci scalar R (symmetric log scale)", ticks=[-100, -10, -1, -0.1, 0, 0.1, 1, 10, 100])
-ax.set(xlabel=r"temperature $T$ [$J/k_B$]", ylabel="field h [J]", title=f"Curvature of the thermodynamic metric, {L_big}x{L_big} Ising");
+fig.colorbar(im, ax=ax, label="Ricci scalar R (symmetric log scale)",
+             ticks=[-100, -10, -1, -0.1, 0, 0.1, 1, 10, 100])
+ax.set(xlabel=r"temperature $T$ [$J/k_B$]", ylabel="field h [J]",
+       title=f"Curvature of the thermodynamic metric, {L_big}x{L_big} Ising");
 
 # %% [markdown]
 # ### F-PHASE
@@ -753,28 +862,40 @@ ax.set(xlabel=r"temperature $T$ [$J/k_B$]", ylabel="field h [J]", title=f"Curvat
 # - "the scalar curvature is largest there": the maximum of $R(T, h = 0)$ on the same grid lies inside the
 #   grid and within 10% of $T_C(L)$.
 
-# %%
+# %% tags=["hide-input"]
 res = ising_results[L_big]
 T_I, T_R = res["peaks"]["fisher_temperature"], res["peaks"]["R"]
 interior = 0 < np.argmax(res["R"]) < len(T_grid) - 1
 T_C = res["peaks"]["heat_capacity"]
 phase = findings.record(
     "F-PHASE", source="004 Sec. 3.4",
-    criterion="for a spin model the Fisher information in temperature peaks within 10% of the critical "
-              "temperature of the finite system (state its exact value) and the scalar curvature is largest there",
-    measured={"model": f"2-D Ising {L_big}x{L_big}, periodic, exact", "T_C_finite": T_C, "T_fisher_peak": T_I,
-              "fisher_offset": T_I / T_C - 1, "T_curvature_max": T_R, "curvature_offset": T_R / T_C - 1,
+    criterion="for a spin model the Fisher information in temperature peaks within 10% of "
+              "the critical "
+              "temperature of the finite system (state its exact value) and the scalar "
+              "curvature is largest there",
+    measured={"model": f"2-D Ising {L_big}x{L_big}, periodic, exact", "T_C_finite": T_C,
+              "T_fisher_peak": T_I,
+              "fisher_offset": T_I / T_C - 1, "T_curvature_max": T_R,
+              "curvature_offset": T_R / T_C - 1,
               "curvature_max_interior": bool(interior), "T_c_onsager": T_c,
-              "fisher_offset_vs_onsager": T_I / T_c - 1, "curvature_offset_vs_onsager": T_R / T_c - 1,
+              "fisher_offset_vs_onsager": T_I / T_c - 1,
+              "curvature_offset_vs_onsager": T_R / T_c - 1,
               "T_susceptibility_peak": res["peaks"]["susceptibility"]},
-    rule=lambda m: abs(m["fisher_offset"]) <= 0.10 and abs(m["curvature_offset"]) <= 0.10 and m["curvature_max_interior"],
-    note="The reference is the finite lattice's exact specific-heat peak T_C(L); Onsager's T_c is listed beside it.")
+    rule=lambda m: abs(m["fisher_offset"]) <= 0.10 and abs(m["curvature_offset"]) <= 0.10
+    and m["curvature_max_interior"],
+    note="The reference is the finite lattice's exact specific-heat peak T_C(L); Onsager's "
+         "T_c is listed beside it.")
 display(Markdown(
-    f"On the {L_big}×{L_big} lattice the specific heat peaks at $T_C = {T_C:.3f}$, the Fisher information in "
-    f"temperature at $T_I = {T_I:.3f}$ ({100 * (T_I / T_C - 1):+.1f}% from $T_C$) and the scalar curvature at "
-    f"$T_R = {T_R:.3f}$ ({100 * (T_R / T_C - 1):+.1f}%): the finding is **{phase.verdict}**. For reference, "
-    f"Onsager's $T_c = {T_c:.4f}$ of the infinite lattice is {100 * (T_I / T_c - 1):+.1f}% from $T_I$ and "
-    f"{100 * (T_R / T_c - 1):+.1f}% from $T_R$; the susceptibility peaks at {res['peaks']['susceptibility']:.3f}."))
+    f"On the {L_big}×{L_big} lattice the specific heat peaks at $T_C = {T_C:.3f}$, the "
+    "Fisher information in "
+    f"temperature at $T_I = {T_I:.3f}$ ({100 * (T_I / T_C - 1):+.1f}% from $T_C$) and the "
+    "scalar curvature at "
+    f"$T_R = {T_R:.3f}$ ({100 * (T_R / T_C - 1):+.1f}%): the finding is **{phase.verdict}**. "
+    "For reference, "
+    f"Onsager's $T_c = {T_c:.4f}$ of the infinite lattice is {100 * (T_I / T_c - 1):+.1f}% "
+    "from $T_I$ and "
+    f"{100 * (T_R / T_c - 1):+.1f}% from $T_R$; the susceptibility peaks at "
+    f"{res['peaks']['susceptibility']:.3f}."))
 
 # %% [markdown]
 # **The same test against other reference temperatures.** The recorded verdict uses the specific-heat peak of
@@ -782,19 +903,25 @@ display(Markdown(
 # susceptibility peak as the reference instead, and for every lattice size (the recorded verdict is not
 # changed by it).
 
-# %%
-def phase_test(T_ref, L=L_big):  # the rule of F-PHASE with another reference temperature or lattice
+# %% tags=["hide-input"]
+# the rule of F-PHASE with another reference temperature or lattice
+def phase_test(T_ref, L=L_big):
     r = trend[L]
-    return abs(r["T_I"] / T_ref - 1) <= 0.10 and abs(r["T_R"] / T_ref - 1) <= 0.10 and r["interior"]
+    return (abs(r["T_I"] / T_ref - 1) <= 0.10 and abs(r["T_R"] / T_ref - 1) <= 0.10
+            and r["interior"])
 
 
 alt_lines = [f"- L = {L}: against its own $C$ peak ({r['T_C']:.3f}) the criterion is "
-             f"**{'met' if phase_test(r['T_C'], L) else 'not met'}**; against Onsager's $T_c$ "
-             f"**{'met' if phase_test(T_c, L) else 'not met'}**; against its susceptibility peak "
+             f"**{'met' if phase_test(r['T_C'], L) else 'not met'}**; against Onsager's "
+             "$T_c$ "
+             f"**{'met' if phase_test(T_c, L) else 'not met'}**; against its susceptibility "
+             "peak "
              f"({r['T_chi']:.3f}) **{'met' if phase_test(r['T_chi'], L) else 'not met'}**;"
              for L, r in trend.items()]
-alt_summary = ("The finite-size offsets shrink as the lattice grows (figure above), so the verdict of a larger "
-               "lattice is the more telling one; the table at the end records the largest lattice.")
+alt_summary = ("The finite-size offsets shrink as the lattice grows (figure above), so the "
+               "verdict of a larger "
+               "lattice is the more telling one; the table at the end records the largest "
+               "lattice.")
 display(Markdown("\n".join(alt_lines) + "\n\n" + alt_summary))
 
 # %% [markdown]
@@ -810,15 +937,17 @@ display(Markdown("\n".join(alt_lines) + "\n\n" + alt_summary))
 # on scaling relations that mean-field models do not obey; {cite}`janke2004information` discuss which models
 # show the divergence.)
 
-# %%
+# %% tags=["hide-input"]
 T_cw = np.linspace(0.5, 1.6, cfg["num_temperatures"])
 fig, axes = subplots(1, 2, width=4.6, height=3.3)
 cw_peaks = {}
 for j, N in enumerate(cfg["cw_sizes"]):
     lev = spin_models.curie_weiss(N)
     mo = spin_models.moments(lev, T_cw)
-    R_cw = geometry.ricci_scalar(spin_models.thermodynamic_metric(lev), np.c_[1 / T_cw, 0 * T_cw])
-    cw_peaks[N] = (T_cw[np.argmax(mo["fisher_temperature"])], T_cw[np.argmax(np.abs(np.gradient(R_cw, T_cw)))])
+    R_cw = geometry.ricci_scalar(spin_models.thermodynamic_metric(lev),
+                                 np.c_[1 / T_cw, 0 * T_cw])
+    cw_peaks[N] = (T_cw[np.argmax(mo["fisher_temperature"])],
+                   T_cw[np.argmax(np.abs(np.gradient(R_cw, T_cw)))])
     axes[0].plot(T_cw, mo["fisher_temperature"] / N, color=PALETTE[j], label=f"N = {N}")
     axes[1].plot(T_cw, R_cw, color=PALETTE[j], label=f"N = {N}")
 for ax in axes:
@@ -827,7 +956,8 @@ for ax in axes:
 axes[0].set(ylabel=r"$I_{TT}/N$", title="Curie-Weiss: Fisher information in T")
 axes[1].set(ylabel=r"Ricci scalar $R$ (h = 0)", title="Curie-Weiss: curvature")
 axes[1].legend()
-print("Curie-Weiss: N -> (peak of I_TT, steepest change of R):", {N: tuple(round(float(t), 3) for t in v) for N, v in cw_peaks.items()})
+print("Curie-Weiss: N -> (peak of I_TT, steepest change of R):",
+      {N: tuple(round(float(t), 3) for t in v) for N, v in cw_peaks.items()})
 
 # %% [markdown]
 # ## Exercises
@@ -899,7 +1029,7 @@ print("Curie-Weiss: N -> (peak of I_TT, steepest change of R):", {N: tuple(round
 #
 # - The Fisher information $I_{ij} = \mathbb{E}[\partial_i\ell\,\partial_j\ell] = -\mathbb{E}[\partial_i\partial_j\ell]$
 #   measures what an observation tells about the parameters; a sufficient statistic keeps all of it
-#   (`I-COIN`), independent observations add (`I-ADD`, a sum and not the product of 004 eq. 3.1.3), and
+#   (`I-COIN`), independent observations add (`I-ADD`, a sum and not the product of {cite}`sauter2023fisher{eq. 3.1.3}`), and
 #   both forms give $\mathrm{diag}(1, 2)/\sigma^2$ for the Gaussian family (`I-GAUSS`).
 # - As a Riemannian metric it measures lengths of curves; geodesics on the Gaussian family widen the
 #   distribution on the way and their lengths match the closed form (`I-GEODESIC`).
@@ -915,18 +1045,22 @@ print("Curie-Weiss: N -> (peak of I_TT, steepest change of R):", {N: tuple(round
 #   `F-PHASE` (against the lattice's own exact specific-heat peak, with Onsager's $T_c$ and the finite-size trend
 #   beside it) is in the table below, and the Curie-Weiss model shows that the curvature peak is not universal.
 
-# %%
+# %% tags=["hide-input"]
 display(Markdown(
     "**Measured in this run.** "
     f"`I-COIN`: largest relative deviation from $n/(\\theta(1-\\theta))$ {err_coin:.1e}; "
     f"`I-ADD`: {max(err_add, n_ratio):.1e}; "
     f"`I-GAUSS`: largest error of $\\sigma^2 I$ {max(err_gauss.values()):.1e} (both forms); "
     f"`I-GEODESIC`: relative error of the geodesic length {err_geo:.1e}; "
-    f"`I-CURV`: largest error of $R$ {max(err_curv.values()):.1e} over {len(err_curv)} metrics; "
+    f"`I-CURV`: largest error of $R$ {max(err_curv.values()):.1e} over {len(err_curv)} "
+    "metrics; "
     f"true Fisher operator against its definition {err_true_fisher:.1e}. "
-    f"Trained network: trace ratios empirical/true {t_emp / t_true:.2f}, Hessian/true {t_hess / t_true:.2f}. "
-    f"`F-PHASE` ({L_big}x{L_big} Ising): $T_I = {T_I:.3f}$, $T_R = {T_R:.3f}$ against its specific-heat peak "
-    f"$T_C = {T_C:.3f}$: {phase.verdict}; the same test against Onsager's $T_c = {T_c:.4f}$ is "
+    f"Trained network: trace ratios empirical/true {t_emp / t_true:.2f}, Hessian/true "
+    f"{t_hess / t_true:.2f}. "
+    f"`F-PHASE` ({L_big}x{L_big} Ising): $T_I = {T_I:.3f}$, $T_R = {T_R:.3f}$ against its "
+    "specific-heat peak "
+    f"$T_C = {T_C:.3f}$: {phase.verdict}; the same test against Onsager's $T_c = {T_c:.4f}$ "
+    "is "
     f"{'met' if phase_test(T_c) else 'not met'}."))
 
 # %%

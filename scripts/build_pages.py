@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -14,6 +15,46 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from helpers import config, findings  # noqa: E402
+
+#: the five source documents (/work/shared/seeds): bibliography key and the name a sentence calls them by
+SOURCES = {"000": ("haink2023hessian", "Haink"), "001": ("haink2023card", "Haink's summary card"),
+           "002": ("meng2023impact", "Meng and Yao"), "003": ("sankar2021deeper", "Sankar et al."),
+           "004": ("sauter2023fisher", "Sauter")}
+_NUMBER = r"(?:\([0-9A-Z][0-9A-Za-z.]*\)|[0-9A-Z](?:[0-9A-Za-z.]*[0-9A-Za-z])?)"
+_LOCATOR = (r"(?:Secs?|eqs?|Tables?|Figs?|Ch|App|appendix|Algorithm|slides?|p)\.?\s+" + _NUMBER
+            + r"(?:\s*(?:-|–|,|and)\s*" + _NUMBER.replace("[0-9A-Z]", "[0-9]") + r"(?![0-9A-Za-z]))*")
+_SOURCE = re.compile(r"(?P<open>\()?(?<![0-9,.\w`$-])(?P<doc>00[0-4])(?![0-9,.]\d|\w)(?P<poss>'s)?"
+                     r"(?:(?P<sep>\s+\(?)(?P<loc>" + _LOCATOR + r"))?(?P<close>\))?")
+
+
+_MATH = re.compile(r"(\$\$.*?\$\$|\\begin\{(\w+\*?)\}.*?\\end\{\2\}|\$[^$\n]+\$|`[^`\n]*`)", re.S)
+
+
+def cite_sources(text: str) -> str:
+    """Turn the sources' file numbers ("000 Sec. 5.2", "(004 eq. 3.1.3)", "002's") into citations.
+
+    ``000 eq. 2.6`` becomes ``{cite}`haink2023hessian{eq. 2.6}``` (shown as [Haink 2023a, eq. 2.6], linked to
+    the bibliography); a possessive becomes the author's name (``002's`` -> ``Meng and Yao's``). Used for the
+    reproduction report's source column and, once, to rewrite the chapters' prose.
+    """
+    def one(m: re.Match) -> str:
+        key, name = SOURCES[m["doc"]]
+        if m["poss"]:
+            return (m["open"] or "") + name + "'s" + (m["sep"] + m["loc"] if m["loc"] else "") + (m["close"] or "")
+        loc = m["loc"]
+        if loc and m["sep"].strip() == "(":  # "000 (Sec. 6.3)": the locator's own parenthesis
+            return (m["open"] or "") + f"{{cite}}`{key}{{{loc}}}`"
+        cite = f"{{cite}}`{key}{{{loc}}}`" if loc else f"{{cite}}`{key}`"
+        if m["open"] and m["close"]:
+            return cite  # "(000 eq. 2.6)": the citation's brackets replace the parentheses
+        return (m["open"] or "") + cite + (m["close"] or "")
+
+    out, end = [], 0
+    for m in _MATH.finditer(text):  # mathematics and code spans: a citation cannot go there
+        out += [_SOURCE.sub(one, text[end:m.start()]), m.group(0)]
+        end = m.end()
+    out = "".join(out + [_SOURCE.sub(one, text[end:])])
+    return re.sub(r"(\{cite\}`([a-z0-9]+)`) \{cite\}`\2`", r"\1", out)  # "`x` (004)" said it twice
 
 MODULE_ORDER = ["config", "cache", "findings", "plotting", "widgets", "data", "models", "losses", "training",
                 "params", "operators", "eigensolvers", "estimators", "ntk", "geometry", "information",
@@ -24,6 +65,22 @@ def write_if_changed(path: Path, text: str) -> None:
     if not path.exists() or path.read_text() != text:
         path.write_text(text)
         print(f"wrote {path.relative_to(ROOT)}")
+
+
+def chapter_title(chapter: str) -> str:
+    """``"03_random_matrix_theory"`` -> ``"Chapter 3: Random matrix theory of weights"`` (the source's title)."""
+    src = ROOT / "nbs_src" / f"{chapter}.py"
+    title = chapter
+    if src.exists():
+        for line in src.read_text().splitlines():
+            if line.startswith("# # "):
+                title = line[4:].strip()
+                break
+    number = chapter.split("_", 1)[0]
+    if number.isdigit():
+        title = re.sub(r"^(Chapter\s+)?\d+[.:]?\s*", "", title)
+        return f"Chapter {int(number)}: {title}"
+    return title
 
 
 def report() -> str:
@@ -48,7 +105,8 @@ def report() -> str:
         lines += [f"## Profile `{prof}`", "", f"{ok} of {total} findings reproduced.", ""]
         for e in entries:
             recs = [findings.Finding(**f) for f in e["findings"]]
-            lines += [f"### Chapter {e['chapter']} (seed {e['seed']})", "", findings.markdown_table(recs), ""]
+            lines += [f"### {chapter_title(e['chapter'])} (seed {e['seed']})", "",
+                      cite_sources(findings.markdown_table(recs)), ""]
     return "\n".join(lines + robustness())
 
 
@@ -76,28 +134,22 @@ def robustness(path: Path = ROOT / "_build" / "robustness" / "robustness.json") 
 
 
 def api() -> str:
+    """The API page: one collapsible section per module, rendered by Sphinx autodoc from the docstrings.
+
+    Napoleon reads the Google-style ``Args:`` / ``Returns:`` sections; the docstrings' reStructuredText
+    (``:math:``, ``:func:``, literals) renders as such. Each module's first docstring line heads its section.
+    """
     lines = ["# The `helpers` API", "",
-             "Generated from the docstrings of the `helpers` package (`scripts/build_pages.py`). Each module "
-             "holds one idea; every public function validates its arguments and names the chapter that uses it.", ""]
+             "Rendered from the docstrings of the `helpers` package (`scripts/build_pages.py` lists the modules, "
+             "Sphinx autodoc reads them). Each module holds one idea; every public function validates its "
+             "arguments and names the chapter that uses it. Open a module to see its functions and classes.", ""]
     present = [p.stem for p in (ROOT / "helpers").glob("*.py") if p.stem != "__init__"]
     for name in [m for m in MODULE_ORDER if m in present] + sorted(set(present) - set(MODULE_ORDER)):
         mod = importlib.import_module(f"helpers.{name}")
-        lines += [f"## `helpers.{name}`", "", "```text", inspect.cleandoc(mod.__doc__ or "(no module docstring)"),
-                  "```", ""]
-        for attr, obj in sorted(vars(mod).items()):
-            if attr.startswith("_") or getattr(obj, "__module__", None) != mod.__name__:
-                continue
-            if not (inspect.isfunction(obj) or inspect.isclass(obj)):
-                continue
-            try:
-                sig = str(inspect.signature(obj))
-            except (TypeError, ValueError):
-                sig = "(...)"
-            kind = "class " if inspect.isclass(obj) else ""
-            lines += [f"### `{kind}{attr}`", "", "```python", f"{kind}{attr}{sig}", "```", ""]
-            doc = inspect.getdoc(obj)
-            if doc:
-                lines += ["```text", doc, "```", ""]
+        summary = " ".join(inspect.cleandoc(mod.__doc__ or "(no module docstring)").split("\n\n")[0].split())
+        lines += [f"## `helpers.{name}`", "", "```{eval-rst}", summary, "",
+                  f".. dropdown:: The module, its functions and classes", "",
+                  f"   .. automodule:: helpers.{name}", "      :members:", "```", ""]
     return "\n".join(lines)
 
 

@@ -23,19 +23,30 @@ needs_chromium = pytest.mark.skipif(check_pages.find_chromium() is None,
 @needs_chromium
 def test_the_check_catches_raw_tex_pipe_tables_broken_images_outside_requests_and_overflow(tmp_path):
     (tmp_path / "index.html").write_text("<html><body><main><p>ok</p></main></body></html>")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    plt.imsave(tmp_path / "wide.png", np.zeros((40, 800)), cmap="gray")  # a figure 800 px wide
     (tmp_path / "bad.html").write_text(
         "<html><body><main><p>The loss \\(L(w)\\) and $x$.</p><p>| a | b |</p><p>|---|---|</p>"
         "<img src='missing.png'><img src='http://example.invalid/x.png'>"
+        "<img src='wide.png' style='width:400px' alt='shrunk to half its size'>"
         "<div style='width:3000px'>wide</div></main></body></html>")
     (tmp_path / "good.html").write_text(
         "<html><body><main><p>Plain text that costs $5 and 6 dollars.</p><pre>$$ a code block $$</pre>"
         "<div style='overflow-x:auto'><div style='width:3000px'>scrolls in its own box</div></div>"
-        "</main></body></html>")
+        "<img src='wide.png' alt='shown at its natural size'></main></body></html>")
     reports = check_pages.check(tmp_path, pages=["bad.html", "good.html"])
     found = " ".join(check_pages.problems(reports["bad.html"]))
-    for what in ("unrendered TeX", "pipe text", "did not load", "outside the book", "overflows sideways"):
+    for what in ("unrendered TeX", "pipe text", "did not load", "outside the book", "overflows sideways",
+                 "below 80% of their natural size"):
         assert what in found, f"the check missed: {what}"
     assert check_pages.problems(reports["good.html"]) == []
+    assert [round(f["ratio"], 2) for f in reports["good.html"]["figures"]] == [1.0]
+    assert "1 figures" in check_pages.figure_summary(reports["good.html"])
 
 
 @needs_chromium
@@ -46,4 +57,6 @@ def test_every_page_of_the_built_book_reads_cleanly():
     reports = check_pages.check(html, screenshots=ROOT / "_build" / "screenshots")
     bad = {page: check_pages.problems(rep) for page, rep in reports.items() if check_pages.problems(rep)}
     assert len(reports) >= 5
+    for page, rep in sorted(reports.items()):  # shown with -s, and in the failure message below
+        print(f"{page}: {check_pages.figure_summary(rep)}")
     assert not bad, "pages with problems:\n" + "\n".join(f"{p}: {'; '.join(v)}" for p, v in bad.items())

@@ -136,3 +136,97 @@ def test_no_chapter_cell_displays_a_finding_repr():
                 if getattr(fn, "attr", getattr(fn, "id", "")) in ("record", "get"):
                     offenders.append(f"{path.name} cell {i}")
     assert not offenders, f"cells that display a Finding repr: {offenders}; assign the result (_ = ...)"
+
+
+#: the code box of the HTML theme holds 94 characters at a 1400 px window; a longer line scrolls sideways
+CODE_LINE_LIMIT = 94
+#: chapters rewrapped on another branch at the same time (issue 15); empty this set when that branch is merged
+PENDING_LINE_LIMIT = {"04_hessian", "08_two_parameter_curvature"}
+
+
+def long_code_lines(path: Path, limit: int = CODE_LINE_LIMIT) -> list[str]:
+    """The code lines a reader sees (every code cell but ``remove-input`` ones) longer than ``limit``."""
+    import jupytext
+
+    out = []
+    for i, cell in enumerate(jupytext.read(path).cells):
+        if cell.cell_type != "code" or "remove-input" in cell.metadata.get("tags", []):
+            continue
+        out += [f"cell {i}: {len(line)} chars: {line.strip()[:60]}..." for line in cell.source.splitlines()
+                if len(line) > limit]
+    return out
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=[c.stem for c in CHAPTERS])
+def test_code_lines_fit_the_code_box(path):
+    if path.stem in PENDING_LINE_LIMIT:
+        pytest.skip(f"{path.stem} is rewrapped on another branch (PENDING_LINE_LIMIT in tests/test_pipeline.py)")
+    long = long_code_lines(path)
+    assert not long, f"{len(long)} code lines over {CODE_LINE_LIMIT} characters:\n" + "\n".join(long[:20])
+
+
+def test_the_line_limit_check_finds_long_lines_and_spares_removed_input(tmp_path):
+    src = tmp_path / "01_demo.py"
+    src.write_text("# %%\nx = 1  # " + "y" * 100 + "\n\n# %% tags=[\"remove-input\"]\nz = '" + "w" * 100 + "'\n")
+    found = long_code_lines(src)
+    assert len(found) == 1 and found[0].startswith("cell 0")
+
+
+def test_source_numbers_become_citations_outside_mathematics_and_code():
+    pages = _load_script("build_pages")
+    cite = pages.cite_sources
+    assert cite("the dense layer (000 eq. 2.6), then") == "the dense layer {cite}`haink2023hessian{eq. 2.6}`, then"
+    assert cite("as 001 says") == "as {cite}`haink2023card` says"  # the card is not the thesis
+    assert cite("002's scaled statistic") == "Meng and Yao's scaled statistic"
+    assert cite("004 eq. (3.1.3) writes") == "{cite}`sauter2023fisher{eq. (3.1.3)}` writes"
+    assert cite("(000 Sec. 3.2, 5.2)") == "{cite}`haink2023hessian{Sec. 3.2, 5.2}`"
+    for untouched in ("1,000 points", "eta = 0.002", "$\\text{(000 eq. 2.3)}$", "`x = 003`"):
+        assert cite(untouched) == untouched
+    assert pages.chapter_title("01_sgd_basics").startswith("Chapter 1: ")
+
+
+#: the most lines a code cell shown open on the page may have (STYLE.md: "rarely over 15 lines")
+CELL_LINE_LIMIT = 15
+#: chapters whose long cells are reworked on another branch at the same time; empty it at that merge
+PENDING_CELL_LIMIT = {"04_hessian", "08_two_parameter_curvature"}
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=[c.stem for c in CHAPTERS])
+def test_long_code_cells_are_collapsed(path):
+    """A code cell over 15 lines is collapsed (hide-input) or removed; better still, it becomes a helper."""
+    import jupytext
+
+    if path.stem in PENDING_CELL_LIMIT:
+        pytest.skip(f"{path.stem} is reworked on another branch (PENDING_CELL_LIMIT in tests/test_pipeline.py)")
+    open_long = [f"cell {i} ({len(c.source.splitlines())} lines)" for i, c in enumerate(jupytext.read(path).cells)
+                 if c.cell_type == "code" and len(c.source.splitlines()) > CELL_LINE_LIMIT
+                 and not {"hide-input", "remove-input", "remove-cell"} & set(c.metadata.get("tags", []))]
+    assert not open_long, f"code cells over {CELL_LINE_LIMIT} lines shown open: {open_long}"
+
+
+def _load_ext(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "book" / "_ext" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_api_docstrings_escape_norms_and_shapes_but_not_markup():
+    esc = _load_ext("api_docstrings").escape_line
+    assert esc("the distance |f - y| of x (B, *S)") == "the distance \\|f - y\\| of x (B, \\*S)"
+    for kept in ("``|x|``", ":math:`\\|A v\\|_2`", "a *pointwise* map", "**bold**", "| a line block",
+                 "======  ====="):
+        assert esc(kept) == kept
+    assert esc("* a bullet with |x|") == "* a bullet with \\|x\\|"
+
+
+def test_bibliography_labels_are_author_year_and_tell_the_thesis_from_its_card():
+    from pybtex.database import parse_file
+    from pybtex.plugin import find_plugin
+
+    _load_ext("bib_labels").setup(None)
+    style = find_plugin("pybtex.style.formatting", "authoryear")()
+    labels = {e.key: e.label for e in style.format_bibliography(parse_file(ROOT / "book" / "references.bib"))}
+    assert labels["haink2023hessian"] == "Haink 2023a" and labels["haink2023card"] == "Haink 2023b"
+    assert labels["meng2023impact"] == "Meng and Yao 2023"
+    assert labels["sankar2021deeper"] == "Sankar et al. 2021"
