@@ -418,7 +418,7 @@ plt.show()
 m_out = {"outliers": n_out, "C": C, "negative fraction": float(np.mean(lam < -1e-9 * lam[0])),
          "lambda_min/lambda_max": float(lam[-1] / lam[0]),
          "median |lambda| / lambda_max": float(np.median(np.abs(lam)) / lam[0])}
-findings.record(
+_ = findings.record(
     "F-OUT",
     "000 Sec. 7.5, Fig. 7.15; 003 Sec. 3",
     "the trained full-network spectrum has a bulk near zero, a few large outliers and a "
@@ -875,7 +875,7 @@ axes[1].set(
 )
 axes[1].legend(fontsize=8)
 plt.show()
-findings.record(
+_ = findings.record(
     "F-NOTRANDOM",
     "000 Sec. 7.5-7.6, Figs. 7.16-7.17",
     "the unfolded Hessian spacings reject the Wigner surmise (KS p < 0.01) while a GOE"
@@ -1096,7 +1096,7 @@ for r in rows:
 
 # %%
 within = [abs(r[2] - C_b) <= 3 for r in rows]
-findings.record(
+_ = findings.record(
     "F-LAYEROUT",
     "003 Sec. 3, Fig. 1",
     "layerwise spectra also show about C outliers (within C ± 3) for most layers",
@@ -1112,7 +1112,7 @@ closest = min(rows, key=lambda r: r[3])[0]
 w1_margin = float(min(r[3] for r in rows if r[0] not in middle)
                   - min(r[3] for r in rows if r[0] in middle))
 closest_js = min(rows, key=lambda r: r[4])[0]
-findings.record(
+_ = findings.record(
     "F-MIDDLE",
     "003 Sec. 3, Figs. 3 and 12",
     "the layer whose spectrum is closest (Wasserstein) to the full spectrum is a middle"
@@ -1230,7 +1230,7 @@ def final_over_peak(q, lname="full"):
 r_l, e_l = final_over_peak("lmax")
 r_t, e_t = final_over_peak("trace")
 per_layer = {lname: round(final_over_peak("trace", lname)[0], 3) for lname in layers_b}
-findings.record(
+_ = findings.record(
     "F-FLATTEN",
     "003 Sec. 4, Figs. 4-6",
     "λ_max and the trace decrease after their early peak: final ≤ 0.7 × peak",
@@ -1350,7 +1350,7 @@ display(
         + "\n".join(f"| {f} | {r:.2f} |" for f, r in sorted(ratios.items()))
     )
 )
-findings.record(
+_ = findings.record(
     "F-HTR",
     "003 Tables 1-4, Fig. 7",
     "training with HTR ends with a lower Hessian trace than without (mean over 3 seeds); its"
