@@ -4,6 +4,8 @@
 - :func:`weight_product`: ``|h_i . w| / ||w||`` (000 eq. 7.2);
 - :func:`accumulation_curve`: accuracy and loss of the network rebuilt from its first ``k`` eigen-components,
   ``w_add = sum_{j<=k} (w . h_j) h_j`` (000 eq. 7.3);
+- :func:`accumulated_weights`, :func:`correct_predictions`, :func:`paired_accuracy_difference`: one
+  rebuilt weight vector, its per-example correctness and a paired accuracy difference with its error;
 - :func:`loss_along`: ``L(w + (alpha - w . h) h)`` (000 eq. 7.6) and its quadratic model;
 - :func:`layer_concentration`: ``||h_i||_l^2`` per layer (000 eq. 7.8);
 - :func:`singular_matrix_overlaps`: ``|h_i . w~_j| / ||w~_j||`` with the flattened singular matrices (000 eq. 7.4);
@@ -24,7 +26,7 @@ from . import params
 
 __all__ = ["layer_slices", "weight_product", "accumulation_curve", "loss_along", "layer_concentration",
            "singular_matrix_overlaps", "embed_layer_vectors", "max_overlaps", "lanczos_plain", "train_cached",
-           "evaluate_flat"]
+           "evaluate_flat", "accumulated_weights", "correct_predictions", "paired_accuracy_difference"]
 
 
 def layer_slices(model, layers: Sequence[str] | None = None) -> dict[str, slice]:
@@ -299,3 +301,71 @@ def train_cached(name: str, build: Callable[[], object], data, cfg: Mapping, tra
     snapshots = {e: cache.unpack_weights(arrays, f"s{e:05d}_") for e in wanted}
     return model, {"history": history, "initial": cache.unpack_weights(arrays, "init"),
                    "snapshots": snapshots, "seconds": float(arrays["seconds"])}
+
+
+def accumulated_weights(vectors, w, k: int, order=None) -> np.ndarray:
+    """``w_add(k) = sum_{j <= k} (w . h_j) h_j``, the eigenvectors taken in ``order`` (000 eq. 7.3).
+
+    Args:
+        vectors: (P, n) orthonormal eigenvectors (columns). w: (P,) weights. k: 0 <= k <= n.
+        order: (n,) column order (default as given).
+    Returns:
+        (P,) float64 weight vector. Used in chapter 4 (F-ACC20).
+    """
+    V = np.asarray(vectors)
+    w = np.asarray(w, np.float64).reshape(-1)
+    if V.ndim != 2 or V.shape[0] != w.size:
+        raise ValueError(f"vectors must be (P, n) with P = len(w) = {w.size}, got shape {V.shape}.")
+    order = np.arange(V.shape[1]) if order is None else np.asarray(order)
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= len(order):
+        raise ValueError(f"k must be an integer in [0, {len(order)}], got {k!r}.")
+    cols = V[:, order[:k]].astype(np.float64)
+    return cols @ (cols.T @ w)
+
+
+def correct_predictions(model, x, y, flat_vector, variables=None, batch_size: int = 4096) -> np.ndarray:
+    """Which examples the model classifies correctly with its (selected) weights set to ``flat_vector``.
+
+    The original weights are restored afterwards.
+
+    Args:
+        model: a Keras classifier. x, y: data (N examples, integer labels).
+        flat_vector: (P,) weights. variables: the variables they fill (default all trainable).
+    Returns:
+        (N,) bool array. Used in chapter 4 (F-ACC20, with :func:`paired_accuracy_difference`).
+    """
+    variables = params.select_variables(model) if variables is None else list(variables)
+    vec = np.asarray(flat_vector).reshape(-1)
+    if vec.size != params.num_params(variables):
+        raise ValueError(f"flat_vector must have {params.num_params(variables)} entries, got {vec.size}.")
+    y = np.asarray(y).reshape(-1)
+    if len(x) != len(y) or len(y) == 0:
+        raise ValueError(f"x and y must hold the same positive number of examples, got {len(x)} and {len(y)}.")
+    original = params.get_flat(variables)
+    try:
+        params.set_flat(variables, vec)
+        pred = np.concatenate([np.argmax(model(x[i:i + batch_size], training=False).numpy(), axis=1)
+                               for i in range(0, len(x), batch_size)])
+    finally:
+        params.set_flat(variables, original)
+    return pred == y
+
+
+def paired_accuracy_difference(correct_a, correct_b) -> tuple[float, float]:
+    """Accuracy of a minus accuracy of b on the same examples, with its standard error.
+
+    With ``d_i = 1[a correct on i] - 1[b correct on i]`` the difference is ``mean(d)`` and its standard
+    error ``std(d) / sqrt(N)`` (sample standard deviation): only the examples on which the two
+    classifiers disagree contribute, which makes it much smaller than that of either accuracy.
+
+    Args:
+        correct_a, correct_b: (N,) bool arrays from :func:`correct_predictions`, N >= 2.
+    Returns:
+        (difference, standard error). Used in chapter 4 (F-ACC20).
+    """
+    a = np.asarray(correct_a, dtype=np.float64).reshape(-1)
+    b = np.asarray(correct_b, dtype=np.float64).reshape(-1)
+    if a.shape != b.shape or a.size < 2:
+        raise ValueError(f"correct_a and correct_b must have the same length >= 2, got {a.size} and {b.size}.")
+    d = a - b
+    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(d.size))

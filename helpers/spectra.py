@@ -8,7 +8,11 @@ with their weights; the functions below treat both the same way, as a discrete p
 - :func:`wasserstein_distance`: Wasserstein-1 (earth mover's) distance between two spectra, optionally
   normalised (003 Fig. 3 compares layer and full-network spectra this way);
 - :func:`jensen_shannon_distance`: Jensen-Shannon distance between two smoothed densities (003 Fig. 12);
-- :func:`count_outliers`: how many eigenvalues stand apart from the bulk (F-OUT, F-LAYEROUT).
+- :func:`count_outliers`: eigenvalues above the first resolvable gap above the median (F-INIT);
+- :func:`ratio_outliers`: outliers above the largest ratio of consecutive top eigenvalues, and the bulk
+  edge (F-OUT, F-LAYEROUT);
+- :func:`unfold_gaussian` and :func:`mean_spacing_ratio`: the whole-spectrum unfolding of 000 and the
+  unfolding-free spacing-ratio statistic (F-NOTRANDOM diagnostics).
 
 Used in chapter 4.
 """
@@ -17,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["smoothed_density", "wasserstein_distance", "jensen_shannon_distance", "count_outliers",
-           "spectral_width"]
+           "spectral_width", "ratio_outliers", "unfold_gaussian", "mean_spacing_ratio"]
 
 
 def _measure(values, weights, name):
@@ -165,3 +169,86 @@ def count_outliers(eigenvalues, sigma: float | None = None) -> int:
     if big.size == 0:
         return 0
     return int(x.size - (start + big[0] + 1))
+
+
+def ratio_outliers(eigenvalues, max_outliers: int) -> tuple[int, float]:
+    """Outliers above the largest ratio of consecutive eigenvalues among the top ``max_outliers + 1``.
+
+    Sort the positive eigenvalues in decreasing order, ``lambda_1 >= lambda_2 >= ...``, and find the ``k`` in
+    ``1 .. max_outliers`` with the largest ratio ``lambda_k / lambda_{k+1}`` (the largest gap on a
+    logarithmic axis): the ``k`` eigenvalues above that gap are the outliers and the bulk edge is the
+    geometric mean ``sqrt(lambda_k lambda_{k+1})``. Unlike the first gap above the median
+    (:func:`count_outliers`), this does not count a bulk shoulder whose eigenvalues are spaced wider
+    than the smoothing width, and it needs no smoothing width at all.
+
+    Args:
+        eigenvalues: (n,) the spectrum; it needs at least ``max_outliers + 1`` positive eigenvalues.
+        max_outliers: how many outliers at most can be found (chapter 4 uses ``3 C`` for ``C`` classes).
+    Returns:
+        (number of outliers, bulk edge). Used in chapter 4 (F-OUT, F-INIT, F-LAYEROUT).
+    """
+    x = np.asarray(eigenvalues, dtype=np.float64).reshape(-1)
+    if not np.all(np.isfinite(x)):
+        raise ValueError("ratio_outliers: the eigenvalues contain NaN or infinite values.")
+    if isinstance(max_outliers, bool) or not isinstance(max_outliers, (int, np.integer)) \
+            or max_outliers < 1:
+        raise ValueError(f"max_outliers must be a positive integer, got {max_outliers!r}.")
+    top = np.sort(x[x > 0])[::-1][: max_outliers + 1]
+    if top.size < max_outliers + 1:
+        raise ValueError(f"ratio_outliers needs at least max_outliers + 1 = {max_outliers + 1} positive "
+                         f"eigenvalues, got {top.size}; pass a smaller max_outliers.")
+    k = int(np.argmax(top[:-1] / top[1:])) + 1
+    return k, float(np.sqrt(top[k - 1] * top[k]))
+
+
+def unfold_gaussian(eigenvalues, sigma: float = 1.0) -> np.ndarray:
+    """Unfold a whole spectrum with a Gaussian kernel of width ``sigma`` (000 Sec. 7.5, Fig. 7.16).
+
+    The smoothed counting function ``N(t) = sum_j Phi((t - lambda_j) / sigma)`` (``Phi`` the standard
+    normal distribution function) replaces the staircase of eigenvalues below ``t``; the unfolded
+    spectrum is ``xi_i = N(lambda_i)``. Near-degenerate eigenvalues are kept as they are.
+
+    Args:
+        eigenvalues: (n,) the spectrum (n >= 2), any order. sigma: kernel width (> 0), eigenvalue units.
+    Returns:
+        (n,) the unfolded values, in increasing order. Used in chapter 4 (F-NOTRANDOM).
+    """
+    from scipy.special import ndtr
+
+    x = np.sort(np.asarray(eigenvalues, dtype=np.float64).reshape(-1))
+    if x.size < 2:
+        raise ValueError("unfold_gaussian needs at least two eigenvalues.")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("unfold_gaussian: the eigenvalues contain NaN or infinite values.")
+    if not np.isscalar(sigma) or not np.isfinite(sigma) or sigma <= 0:
+        raise ValueError(f"sigma must be a positive number, got {sigma!r}.")
+    out = np.empty_like(x)
+    step = max(1, 4_000_000 // x.size)  # chunks keep the (chunk, n) kernel matrix small
+    for i in range(0, x.size, step):
+        out[i:i + step] = ndtr((x[i:i + step, None] - x[None, :]) / sigma).sum(axis=1)
+    return out
+
+
+def mean_spacing_ratio(eigenvalues) -> float:
+    """The mean ratio of consecutive spacings ``<r>``, ``r_i = min(s_i, s_{i+1}) / max(s_i, s_{i+1})``.
+
+    ``<r>`` needs no unfolding (the local density cancels in the ratio); it is about 0.386 for
+    uncorrelated (Poisson) levels and 0.531 for the GOE (Atas et al. 2013). Pairs of zero spacings are
+    skipped.
+
+    Args:
+        eigenvalues: (n,) the spectrum (n >= 3), any order.
+    Returns:
+        ``<r>`` in [0, 1]. Used in chapter 4 (F-NOTRANDOM).
+    """
+    x = np.sort(np.asarray(eigenvalues, dtype=np.float64).reshape(-1))
+    if x.size < 3:
+        raise ValueError("mean_spacing_ratio needs at least three eigenvalues.")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("mean_spacing_ratio: the eigenvalues contain NaN or infinite values.")
+    s = np.diff(x)
+    lo, hi = np.minimum(s[:-1], s[1:]), np.maximum(s[:-1], s[1:])
+    keep = hi > 0
+    if not np.any(keep):
+        raise ValueError("mean_spacing_ratio: every spacing is zero (all eigenvalues are equal).")
+    return float(np.mean(lo[keep] / hi[keep]))

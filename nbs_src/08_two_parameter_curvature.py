@@ -12,29 +12,26 @@
 # the curvature looks like along a training path.
 #
 # **It assumes** chapter 6 (Fisher metric, Christoffel symbols, Ricci scalar; `helpers.geometry`) and
-# chapter 7 (the NTK and the Fisher-trace identity, 004 eq. 5.1.2).
+# chapter 7 (the NTK and the Fisher-trace identity, {cite:t}`sauter2023fisher` eq. 5.1.2).
 #
 # **Checks.** Identities I-FINITE, I-2D, I-L2EXACT are asserted below; findings F-CLASSIFY, F-VALLEY, F-RNEG,
 # F-NARROW are measured and recorded, with the verdict computed from the measurement.
 #
-# The source's figures had holes: 004 Sec. 5.2.3 notes that some of its heat maps miss parts because the
+# The source's figures had holes: {cite:t}`sauter2023fisher` Sec. 5.2.3 notes that some of its heat maps miss parts because the
 # computation failed there. Ours must not: every value is computed in float64 with numerically stable formulas, and
 # I-FINITE asserts it.
 
-# %%
-import time
-
+# %% tags=["hide-input"]
 import helpers
 
-cfg = helpers.setup("08_two_parameter_curvature",
-    quick={"n_points": 100, "grid": 141, "theta1": [-10.0, 4.0], "theta2": [-4.0, 10.0], "chunk": 20000,
-           "path_samples": 601, "section_points": 1001,
-           "gd": {"mean_power2": [0.5, 12000], "l2_norm": [0.5, 3000], "cross_entropy": [0.2, 6000]}},
-    paper={"n_points": 1000, "grid": 401, "theta1": [-10.0, 4.0], "theta2": [-4.0, 10.0], "chunk": 4096,
-           "path_samples": 2001, "section_points": 2001,
-           "gd": {"mean_power2": [0.5, 12000], "l2_norm": [0.5, 3000], "cross_entropy": [0.2, 6000]}},
+GD = {"mean_power2": [0.5, 12000], "l2_norm": [0.5, 3000], "cross_entropy": [0.2, 6000]}
+cfg = helpers.setup(
+    "08_two_parameter_curvature",
+    quick={"n_points": 100, "grid": 141, "theta1": [-10.0, 4.0], "theta2": [-4.0, 10.0],
+           "chunk": 20000, "path_samples": 601, "section_points": 1001, "gd": GD},
+    paper={"n_points": 1000, "grid": 401, "theta1": [-10.0, 4.0], "theta2": [-4.0, 10.0],
+           "chunk": 4096, "path_samples": 2001, "section_points": 2001, "gd": GD},
 )
-chapter_start = time.time()
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -50,12 +47,12 @@ LABEL = nd.LOSS_LABELS
 # %% [markdown]
 # ## The network and the data
 #
-# The network is one neuron with two inputs $x = (x_1, x_2)$, two weights and no bias (004 eq. 5.2.1):
+# The network is one neuron with two inputs $x = (x_1, x_2)$, two weights and no bias ({cite:t}`sauter2023fisher` eq. 5.2.1):
 #
 # $$ f_\theta(x) = \sigma\big(5(\theta_1 x_1 + \theta_2 x_2)\big), \qquad \sigma(z) = \frac{1}{1 + e^{-z}}. $$
 #
 # The factor 5 makes the sigmoid steeper. The data are points drawn uniformly in the unit square, with label
-# $y = 1$ above the diagonal ($x_2 > x_1$) and $y = 0$ below it (004 Sec. 5.2.2; 004 does not state how many
+# $y = 1$ above the diagonal ($x_2 > x_1$) and $y = 0$ below it ({cite:t}`sauter2023fisher` Sec. 5.2.2; {cite:t}`sauter2023fisher` does not state how many
 # points it used). We draw them with `helpers.data.unit_square` from a seed derived from the book's global
 # seed. Since the true boundary $x_2 = x_1$ passes through the origin, a neuron without bias can represent it:
 # any $\theta$ on the ray $\theta_1 = -\theta_2 < 0$ puts the boundary $\theta \cdot x = 0$ exactly on the
@@ -66,22 +63,31 @@ data_seed = helpers.seed("ch8-unit-square")
 ds = helpers.data.unit_square(cfg["n_points"], seed=data_seed)
 x, y = ds.x_train.astype(np.float64), ds.y_train.astype(np.float64)
 N = len(y)
-print(f"{N} points (seed {data_seed}), {int(y.sum())} with label 1; "
-      f"closest point to the diagonal at distance {np.min(np.abs(x[:, 1] - x[:, 0])) / np.sqrt(2):.2e}")
+print(
+    f"{N} points (seed {data_seed}), {int(y.sum())} with label 1; closest point to the"
+    f" diagonal at distance {np.min(np.abs(x[:, 1] - x[:, 0])) / np.sqrt(2):.2e}"
+)
 
 # %%
 fig, ax = helpers.plotting.subplots(1, 1, width=4.2, height=4.0)
 for label, colour in ((0, helpers.plotting.PALETTE[0]), (1, helpers.plotting.PALETTE[1])):
     ax.scatter(*x[y == label].T, s=14, color=colour, label=f"y = {label}")
 ax.plot([0, 1], [0, 1], "k--", lw=1, label="$x_2 = x_1$")
-ax.set(xlabel="$x_1$", ylabel="$x_2$", title=f"The data: {N} uniform points", xlim=(0, 1), ylim=(0, 1), aspect="equal")
+ax.set(
+    xlabel="$x_1$",
+    ylabel="$x_2$",
+    title=f"The data: {N} uniform points",
+    xlim=(0, 1),
+    ylim=(0, 1),
+    aspect="equal",
+)
 ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))
 plt.show()
 
 # %% [markdown]
 # ## Three losses, written so they never overflow
 #
-# Training minimises $L(\theta) = \frac1N \sum_i \ell_i(\theta)$ with a per-example loss $\ell_i$. 004
+# Training minimises $L(\theta) = \frac1N \sum_i \ell_i(\theta)$ with a per-example loss $\ell_i$. {cite:t}`sauter2023fisher`
 # (eqs. 5.1.5-5.1.7) uses three, which with a single output ($N_O = 1$) become
 #
 # | loss | $\ell(f, y)$ | $\partial\ell/\partial f$ |
@@ -90,7 +96,7 @@ plt.show()
 # | L2-norm ($L_p$-norm, $p = 2$) | $\sqrt{(f - y)^2} = \lvert f - y\rvert$ | $\operatorname{sign}(f - y)$ |
 # | cross-entropy | $-y \log f - (1 - y)\log(1 - f)$ | $\dfrac{f - y}{f(1 - f)}$ |
 #
-# The L2-*norm* loss is the norm itself, not its square: for one output it is the absolute error. 004 writes
+# The L2-*norm* loss is the norm itself, not its square: for one output it is the absolute error. {cite:t}`sauter2023fisher` writes
 # the cross-entropy with a softmax, $-\sum_j y_j \log \operatorname{softmax}_j(f)$; over a single output the
 # softmax is the constant 1 and that loss would be identically zero, so for one sigmoid output the
 # cross-entropy is the binary one above.
@@ -101,13 +107,14 @@ plt.show()
 # Each of these is evaluated without cancellation or overflow for every finite $u$; the naive
 # $\log(1 - \sigma(z))$ is not: in float32, $\sigma(z)$ rounds to 1 once $z \gtrsim 17$ and the logarithm
 # returns $-\infty$. The next cell evaluates the naive float32 cross-entropy on this chapter's grid and
-# counts what it loses; a plausible reason for 004's holes.
+# counts what it loses; a plausible reason for {cite:t}`sauter2023fisher`'s holes.
 
 # %%
 t1, t2, TH = nd.theta_grid(cfg["theta1"], cfg["theta2"], cfg["grid"])
 
 
-def naive_float32_cross_entropy(theta_row):  # one row of the grid at a time keeps memory small
+# one row of the grid at a time keeps memory small
+def naive_float32_cross_entropy(theta_row):
     f32 = 1.0 / (1.0 + np.exp(-(5.0 * theta_row @ x.T).astype(np.float32)))
     return np.mean(-y * np.log(f32) - (1 - y) * np.log(1 - f32), axis=-1)
 
@@ -115,14 +122,17 @@ def naive_float32_cross_entropy(theta_row):  # one row of the grid at a time kee
 with np.errstate(all="ignore"):
     naive = np.stack([naive_float32_cross_entropy(row) for row in TH])
 stable = nd.mean_loss("cross_entropy", TH, x, y).numpy()
-print(f"naive float32 cross-entropy: {np.mean(~np.isfinite(naive)):.1%} of the {TH.shape[0]}x{TH.shape[1]} "
-      f"grid is not finite; stable float64 form: {np.mean(~np.isfinite(stable)):.1%}")
+print(
+    f"naive float32 cross-entropy: {np.mean(~np.isfinite(naive)):.1%} of the"
+    f" {TH.shape[0]}x{TH.shape[1]} grid is not finite; stable float64 form:"
+    f" {np.mean(~np.isfinite(stable)):.1%}"
+)
 
 # %% [markdown]
 # ## Gradient descent from (0.5, 0.5)
 #
-# As in 004, every training starts at $\theta = (0.5, 0.5)$ and runs full-batch gradient descent
-# $\theta \leftarrow \theta - \eta \nabla L(\theta)$. 004 adjusted the learning rate and the number of steps to
+# As in {cite:t}`sauter2023fisher`, every training starts at $\theta = (0.5, 0.5)$ and runs full-batch gradient descent
+# $\theta \leftarrow \theta - \eta \nabla L(\theta)$. {cite:t}`sauter2023fisher` adjusted the learning rate and the number of steps to
 # each loss without stating them. We chose, per loss, a learning rate whose path is smooth (consecutive steps
 # never turn by more than 90°: the column "min cos(turn)" stays positive) and a number of steps that brings
 # each path to about the same place, $|\theta| \approx 12$, inside the plotted window. The gradients differ a
@@ -134,14 +144,25 @@ for loss in LOSSES:
     lr, steps = cfg["gd"][loss]
     p = nd.gradient_descent(loss, x, y, (0.5, 0.5), lr, int(steps))
     d = np.diff(p, axis=0)
-    turn = np.min(np.sum(d[1:] * d[:-1], 1) / np.linalg.norm(d[1:], axis=1) / np.linalg.norm(d[:-1], axis=1))
+    turn = np.min(
+        np.sum(d[1:] * d[:-1], 1)
+        / np.linalg.norm(d[1:], axis=1)
+        / np.linalg.norm(d[:-1], axis=1)
+    )
     wrong = int(np.sum(~nd.classified_correctly(p[-1], x, y)))
     offset = np.degrees(np.arctan2(p[-1, 1], p[-1, 0])) - 135.0
     paths[loss] = p
-    rows.append(f"| {LABEL[loss]} | {lr} | {steps} | ({p[-1, 0]:.2f}, {p[-1, 1]:.2f}) | {turn:.2f} | "
-                f"{float(nd.mean_loss(loss, p[-1], x, y)):.2e} | {offset:+.2f}° | {wrong} |")
-display(Markdown("| loss | η | steps | final θ | min cos(turn) | final loss | direction − 135° | misclassified |\n"
-                 "|---|---|---|---|---|---|---|---|\n" + "\n".join(rows)))
+    rows.append(
+        f"| {LABEL[loss]} | {lr} | {steps} | ({p[-1, 0]:.2f}, {p[-1, 1]:.2f}) | {turn:.2f} | "
+        f"{float(nd.mean_loss(loss, p[-1], x, y)):.2e} | {offset:+.2f}° | {wrong} |"
+    )
+display(
+    Markdown(
+        "| loss | η | steps | final θ | min cos(turn) | final loss | direction − 135° |"
+        " misclassified |\n|---|---|---|---|---|---|---|---|\n"
+        + "\n".join(rows)
+    )
+)
 
 # %% [markdown]
 # The last two columns say how well each trained neuron classifies. The boundary $\theta\cdot x = 0$ is a line
@@ -150,17 +171,24 @@ display(Markdown("| loss | η | steps | final θ | min cos(turn) | final loss | 
 # wedge between its boundary and the diagonal (about $N\delta$ points for a random wedge, $\delta$ in radians).
 # On separable data, gradient descent turns towards the maximum-margin direction of the sample, whose wedge is
 # empty, but only at a logarithmic rate {cite}`soudry2018implicit`: at a finite number of steps a point very
-# close to the diagonal can still sit on the wrong side. 004 reports that each of its trainings ended with every
+# close to the diagonal can still sit on the wrong side. {cite:t}`sauter2023fisher` reports that each of its trainings ended with every
 # data point classified correctly (F-CLASSIFY):
 
 # %%
-misclassified = {loss: int(np.sum(~nd.classified_correctly(paths[loss][-1], x, y))) for loss in LOSSES}
+misclassified = {
+    loss: int(np.sum(~nd.classified_correctly(paths[loss][-1], x, y))) for loss in LOSSES
+}
 helpers.findings.record(
-    "F-CLASSIFY", source="004 Sec. 5.2.3",
-    criterion="every training point is classified correctly at the end of each of the three trainings",
+    "F-CLASSIFY",
+    source="004 Sec. 5.2.3",
+    criterion=(
+        "every training point is classified correctly at the end of each of the three"
+        " trainings"
+    ),
     measured={f"misclassified {LABEL[k]}": v for k, v in misclassified.items()},
     rule=lambda m: all(v == 0 for v in m.values()),
-    note="misclassified = points in the wedge between the final boundary and the diagonal");
+    note="misclassified = points in the wedge between the final boundary and the diagonal",
+);
 
 # %% [markdown]
 # ## Loss surfaces
@@ -178,32 +206,57 @@ def compute(loss):
     ricci = nd.in_orthonormal_coordinates(geometry.ricci_scalar)
     grid = nd.surfaces(loss, TH, x, y, ricci_fn=ricci, chunk=cfg["chunk"])
     along = nd.surfaces(loss, path[idx], x, y, ricci_fn=ricci, chunk=cfg["chunk"])
-    along["R_raw"] = nd.surfaces(loss, path[idx], x, y, ricci_fn=geometry.ricci_scalar)["R"]  # raw θ coordinates
-    return {"idx": idx, **{f"grid_{k}": v for k, v in grid.items()}, **{f"path_{k}": v for k, v in along.items()}}
+    along["R_raw"] = nd.surfaces(loss, path[idx], x, y, ricci_fn=geometry.ricci_scalar)[
+        "R"
+    ]  # raw θ coordinates
+    return {
+        "idx": idx,
+        **{f"grid_{k}": v for k, v in grid.items()},
+        **{f"path_{k}": v for k, v in along.items()},
+    }
 
 
 key = {k: cfg[k] for k in ("n_points", "grid", "theta1", "theta2", "path_samples", "gd")}
-t_grid = time.time()
-res = {loss: helpers.cache.cached(f"ch8-surfaces-{loss}", dict(key, loss=loss, data_seed=data_seed),
-                                  lambda loss=loss: compute(loss)) for loss in LOSSES}
-grid = {loss: {k[5:]: v for k, v in r.items() if k.startswith("grid_")} for loss, r in res.items()}
-along = {loss: {k[5:]: v for k, v in r.items() if k.startswith("path_")} for loss, r in res.items()}
-grid_seconds = time.time() - t_grid
-print(f"surfaces for 3 losses on {TH.shape[0] * TH.shape[1]} grid points: {grid_seconds:.1f} s")
+res = {
+    loss: helpers.cache.cached(
+        f"ch8-surfaces-{loss}",
+        dict(key, loss=loss, data_seed=data_seed),
+        lambda loss=loss: compute(loss),
+    )
+    for loss in LOSSES
+}
+grid = {
+    loss: {k[5:]: v for k, v in r.items() if k.startswith("grid_")} for loss, r in res.items()
+}
+along = {
+    loss: {k[5:]: v for k, v in r.items() if k.startswith("path_")} for loss, r in res.items()
+}
 
 # %%
-fig, axes = helpers.plotting.subplots(1, 3, width=4.6, height=4.0)
+fig, axes = helpers.plotting.subplots(2, 2, width=3.75, height=3.4)
+axes = axes.ravel()
+axes[3].axis("off")
 for ax, loss in zip(axes, LOSSES):
-    nd.plot_surface(ax, t1, t2, grid[loss]["loss"], "log", path=paths[loss], title=LABEL[loss],
-                    label=r"$L(\theta)$ (log scale)", clip=100)
-fig.suptitle(r"Loss surfaces with the gradient-descent path from $\theta = (0.5, 0.5)$ (○ start, ★ end)")
+    nd.plot_surface(
+        ax,
+        t1,
+        t2,
+        grid[loss]["loss"],
+        "log",
+        path=paths[loss],
+        title=LABEL[loss],
+        label=r"$L(\theta)$ (log scale)",
+        clip=100,
+    )
+fig.suptitle("Loss surfaces with the gradient-descent path from $\\theta = (0.5, 0.5)$\n"
+             "(○ start, ★ end)")
 plt.show()
 
 # %% [markdown]
 # Each surface has a valley running from the start towards the upper left. The network output exceeds ½
 # where $\theta\cdot x > 0$; points above the diagonal (label 1) want $\theta_1 x_1 + \theta_2 x_2 > 0$ and
 # points below want it negative, which holds for every point when $\theta_1 = -\theta_2 < 0$, the more
-# sharply the larger $|\theta|$. (004's text states the inequality the other way round; its conclusion, the
+# sharply the larger $|\theta|$. ({cite:t}`sauter2023fisher`'s text states the inequality the other way round; its conclusion, the
 # valley along $\theta_1 = -\theta_2$ deepening towards large $\theta_2$, is right.) The three losses differ
 # in the shape of the valley: the mean-power and L2-norm losses saturate on both sides (an example can cost at
 # most 1), the cross-entropy grows linearly away from it.
@@ -219,21 +272,32 @@ valley = {}
 for loss in LOSSES:
     t1star = nd.valley_floor(loss, x, y, cs)
     angle = np.degrees(np.abs(np.arctan2(cs, t1star) - 0.75 * np.pi))
-    valley[loss] = {"t1": t1star, "max_angle": float(angle.max()), "slope": float(np.polyfit(cs, t1star, 1)[0])}
-    print(f"{LABEL[loss]:>20}: max angle to (-1, 1) {angle.max():.2f}°, "
-          f"fitted slope dθ1*/dθ2 = {valley[loss]['slope']:.3f}")
+    valley[loss] = {
+        "t1": t1star,
+        "max_angle": float(angle.max()),
+        "slope": float(np.polyfit(cs, t1star, 1)[0]),
+    }
+    print(
+        f"{LABEL[loss]:>20}: max angle to (-1, 1) {angle.max():.2f}°, "
+        f"fitted slope dθ1*/dθ2 = {valley[loss]['slope']:.3f}"
+    )
 helpers.findings.record(
-    "F-VALLEY", source="004 Sec. 5.2.3, Fig. 5.3",
+    "F-VALLEY",
+    source="004 Sec. 5.2.3, Fig. 5.3",
     criterion="the loss valleys lie along θ₁ = −θ₂",
     measured={f"max angle {LABEL[k]} (deg)": v["max_angle"] for k, v in valley.items()},
     rule=lambda m: all(v <= 5.0 for v in m.values()),
-    note="minimiser of L on 19 lines θ₂ = c ∈ [1, 10]; reproduced when every minimiser is within 5° of (−1, 1)");
+    note=(
+        "minimiser of L on 19 lines θ₂ = c ∈ [1, 10]; reproduced when every minimiser is"
+        " within 5° of (−1, 1)"
+    ),
+);
 
 # %% [markdown]
 # ## The Fisher metric of the network and the NTK trace
 #
-# With $p_\theta = e^{-\ell}$ (004 Sec. 3.2.5) the Fisher metric is the *empirical* Fisher of the training
-# data, built from per-example loss gradients and averaged over the data (004 eqs. 3.2.11, 5.1.1):
+# With $p_\theta = e^{-\ell}$ ({cite:t}`sauter2023fisher` Sec. 3.2.5) the Fisher metric is the *empirical* Fisher of the training
+# data, built from per-example loss gradients and averaged over the data ({cite:t}`sauter2023fisher` eqs. 3.2.11, 5.1.1):
 #
 # $$ I_{ab}(\theta) = \frac1N \sum_{i=1}^N \partial_a \ell_i \,\partial_b \ell_i
 #   = \frac1N \sum_{i=1}^N w_i\, x_{ia} x_{ib}, \qquad w_i = \Big(5\,\frac{\partial \ell_i}{\partial z_i}\Big)^2 . $$
@@ -244,7 +308,7 @@ helpers.findings.record(
 # $\Lambda_{ij} = \nabla_\theta f_i \cdot \nabla_\theta f_j$, and its trace sums over the examples:
 # $\operatorname{tr}\Lambda = \sum_i \lvert\nabla_\theta f_i\rvert^2 = \sum_i 25\,\sigma(z_i)^2\sigma(-z_i)^2 \lvert x_i\rvert^2$.
 #
-# **Why the L2-norm traces are proportional.** 004 eq. 5.1.2 with one output reads
+# **Why the L2-norm traces are proportional.** {cite:t}`sauter2023fisher` eq. 5.1.2 with one output reads
 #
 # $$ \operatorname{tr} I = \frac1N \sum_i \Big(\frac{\partial \ell}{\partial f_i}\Big)^2 \Lambda_{ii}. $$
 #
@@ -262,11 +326,17 @@ G = nd.per_example_gradients("l2_norm", p, x, y).numpy()  # (T, N, 2)
 J = nd.output_jacobian(p, x).numpy()  # (T, N, 2)
 trI_ad, trL_ad = np.mean(np.sum(G**2, -1), -1), np.sum(J**2, axis=(1, 2))
 err_l2 = np.max(np.abs(trI_ad - trL_ad / N) / (trL_ad / N))
-print(f"I-L2EXACT: max relative |tr I - tr Λ/N| / (tr Λ/N) over {len(p)} path points = {err_l2:.1e}")
+print(
+    f"I-L2EXACT: max relative |tr I - tr Λ/N| / (tr Λ/N) over {len(p)} path points ="
+    f" {err_l2:.1e}"
+)
 assert err_l2 <= 1e-8
 for loss in ("mean_power2", "cross_entropy"):
     ratio = N * along[loss]["trI"] / along[loss]["trNTK"]
-    print(f"{LABEL[loss]:>20}: N tr I / tr Λ along the path ranges over [{ratio.min():.3g}, {ratio.max():.3g}]")
+    print(
+        f"{LABEL[loss]:>20}: N tr I / tr Λ along the path ranges over [{ratio.min():.3g},"
+        f" {ratio.max():.3g}]"
+    )
 
 # %% [markdown]
 # ## The curvature, and two independent routes to it
@@ -303,7 +373,11 @@ for loss in ("mean_power2", "cross_entropy"):
 # error in the maximum norm.
 
 # %%
-finite = {f"{loss}:{k}": bool(np.all(np.isfinite(v))) for loss in LOSSES for k, v in {**grid[loss], **along[loss]}.items()}
+finite = {
+    f"{loss}:{k}": bool(np.all(np.isfinite(v)))
+    for loss in LOSSES
+    for k, v in {**grid[loss], **along[loss]}.items()
+}
 assert all(finite.values()), [k for k, v in finite.items() if not v]
 print(f"I-FINITE: all {sum(v.size for l in LOSSES for v in grid[l].values())} grid values "
       f"({len(finite)} surfaces and path curves) are finite")
@@ -312,26 +386,45 @@ for loss in LOSSES:
     for where, S in (("grid", grid[loss]), ("path", along[loss])):
         diff = np.abs(S["R"] - S["R_brioschi"])
         scale = np.max(np.abs(S["R_brioschi"]))
-        assert np.all(diff <= 1e-8 * np.abs(S["R_brioschi"]) + 1e-12 * scale), (loss, where, np.max(diff / scale))
+        assert np.all(diff <= 1e-8 * np.abs(S["R_brioschi"]) + 1e-12 * scale), (
+            loss,
+            where,
+            np.max(diff / scale),
+        )
         rel2d[loss, where] = np.max(diff) / np.max(np.abs(S["R_brioschi"]))
     A = along[loss]
     raw2d[loss] = np.max(np.abs(A["R_raw"] - A["R_brioschi"]) / np.abs(A["R_brioschi"]))
-    print(f"I-2D {LABEL[loss]:>20}: max-norm relative error grid {rel2d[loss, 'grid']:.1e}, "
-          f"path {rel2d[loss, 'path']:.1e}; raw coordinates on the path: pointwise up to {raw2d[loss]:.1e}")
+    print(
+        f"I-2D {LABEL[loss]:>20}: max-norm relative error grid {rel2d[loss, 'grid']:.1e},"
+        f" path {rel2d[loss, 'path']:.1e}; raw coordinates on the path: pointwise up to"
+        f" {raw2d[loss]:.1e}"
+    )
 
 # %%
-fig, axes = helpers.plotting.subplots(1, 3, width=4.2, height=3.4, sharey=True)
+fig, axes = helpers.plotting.subplots(2, 2, width=3.75, height=3.2, sharey=True)
+axes = axes.ravel()
+routes = (
+    ("grid", "R", "grid, orthonormal coords"),
+    ("path", "R", "path, orthonormal coords"),
+    ("path", "R_raw", "path, raw coords"),
+)
 for ax, loss in zip(axes, LOSSES):
-    for S, key, name in ((grid[loss], "R", "grid, orthonormal coords"), (along[loss], "R", "path, orthonormal coords"),
-                         (along[loss], "R_raw", "path, raw coords")):
+    for where, key, name in routes:
+        S = grid[loss] if where == "grid" else along[loss]
         g = np.stack([S["I11"], S["I12"], S["I12"], S["I22"]], -1).reshape(-1, 2, 2)
-        rel = np.abs(S[key] - S["R_brioschi"]).ravel() / np.maximum(np.abs(S["R_brioschi"]).ravel(), 1e-300)
-        ax.loglog(np.linalg.cond(g), np.clip(rel, 1e-17, None), ".", ms=2, alpha=0.5, label=name)
+        ref = np.abs(S["R_brioschi"]).ravel()
+        rel = np.abs(S[key] - S["R_brioschi"]).ravel() / np.maximum(ref, 1e-300)
+        ax.loglog(
+            np.linalg.cond(g), np.clip(rel, 1e-17, None), ".", ms=2, alpha=0.5, label=name
+        )
     ax.axhline(1e-8, color="k", ls="--", lw=1)
     ax.set(xlabel=r"condition number of $I(\theta)$", title=LABEL[loss])
-axes[0].set_ylabel("relative difference geometry vs Brioschi")
-axes[-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), markerscale=4)
-fig.suptitle("Two routes to R: pointwise agreement versus the conditioning of the metric (dashed: 1e-8)")
+axes[0].set_ylabel("relative difference,\ngeometry vs Brioschi")
+axes[2].set_ylabel("relative difference,\ngeometry vs Brioschi")
+axes[3].axis("off")
+axes[3].legend(*axes[0].get_legend_handles_labels(), loc="center", markerscale=4)
+fig.suptitle("Two routes to R: pointwise agreement versus the conditioning of the metric\n"
+             "(dashed: 1e-8)")
 plt.show()
 
 # %% [markdown]
@@ -352,20 +445,39 @@ plt.show()
 # rare extreme values at the grid's corners do not swallow the colour range.
 
 # %%
-panels = [("I11", "log", r"$I_{11}$"), ("I12", "log", r"$I_{12}$"), ("I22", "log", r"$I_{22}$"),
-          ("trI", "log", r"$\mathrm{tr}\, I$"), ("trNTK", "log", r"$\mathrm{tr}\, \Lambda$"), ("R", "symlog", "$R$")]
+panels = [
+    ("I11", "log", r"$I_{11}$"),
+    ("I12", "log", r"$I_{12}$"),
+    ("I22", "log", r"$I_{22}$"),
+    ("trI", "log", r"$\mathrm{tr}\, I$"),
+    ("trNTK", "log", r"$\mathrm{tr}\, \Lambda$"),
+    ("R", "symlog", "$R$"),
+]
 
 
 def metric_figure(loss):
-    fig, axes = helpers.plotting.subplots(2, 3, width=4.3, height=3.8)
+    fig, axes = helpers.plotting.subplots(3, 2, width=3.75, height=3.3)
     for ax, (k, scale, name) in zip(axes.ravel(), panels):
-        nd.plot_surface(ax, t1, t2, grid[loss][k], scale, path=None if k == "R" else paths[loss], title=name,
-                        label=name, clip=100 if scale == "log" else 99.5)
-    r_ax = axes.ravel()[-1]  # on R, a thin dashed path: the R valley is about as narrow as the usual path line
+        nd.plot_surface(
+            ax,
+            t1,
+            t2,
+            grid[loss][k],
+            scale,
+            path=None if k == "R" else paths[loss],
+            title=name,
+            label=name,
+            clip=100 if scale == "log" else 99.5,
+        )
+    r_ax = axes.ravel()[
+        -1
+    ]  # on R, a thin dashed path: the R valley is about as narrow as the usual path line
     r_ax.plot(*paths[loss].T, color="k", lw=0.7, ls=(0, (3, 3)))
     r_ax.plot(*paths[loss][0], "o", ms=6, mfc="white", mec="black")
     r_ax.plot(*paths[loss][-1], "*", ms=11, mfc="white", mec="black")
-    fig.suptitle(f"{LABEL[loss]} loss: Fisher metric, traces and scalar curvature ({N} points)")
+    fig.suptitle(
+        f"{LABEL[loss]} loss: Fisher metric, traces and scalar curvature\n({N} points)"
+    )
     plt.show()
 
 
@@ -388,7 +500,7 @@ metric_figure("cross_entropy")
 #   data point: that point then dominates the sum.
 # - Blue marks negative $R$. For the cross-entropy the path runs in a narrow blue trench; for the mean-power
 #   and L2-norm losses $R$ is rougher: with few data points the boundary sweeps across individual points as
-#   $\theta$ turns, and each crossing leaves a ridge or a furrow in $R$ (004 saw the L2-norm valley of $R$ only in
+#   $\theta$ turns, and each crossing leaves a ridge or a furrow in $R$ ({cite:t}`sauter2023fisher` saw the L2-norm valley of $R$ only in
 #   the curve along the path, not in its heat map). Red marks $R > 0$; whether a path ever enters such a region is
 #   measured next (F-RNEG).
 #
@@ -408,17 +520,33 @@ def r_band(loss, num_along=40, half_width=1.5, num_across=161):  # R on lines ac
     return fracs, s, nd.surfaces(loss, np.stack(lines), x, y)["R"]  # (num_along, num_across)
 
 
-fig, axes = helpers.plotting.subplots(1, 3, width=4.4, height=3.2)
+fig, axes = helpers.plotting.subplots(2, 2, width=3.75, height=3.2)
+axes = axes.ravel()
+axes[3].axis("off")
 for ax, loss in zip(axes, LOSSES):
     fracs, s_band, R_band = r_band(loss)
-    if R_band.max() < 0:  # all negative: the whole colour range for |R|, darker = more negative
-        mesh = ax.pcolormesh(fracs, s_band, -R_band.T, cmap="Blues", shading="auto",
-                             norm=plt.matplotlib.colors.LogNorm())
+    if (
+        R_band.max() < 0
+    ):  # all negative: the whole colour range for |R|, darker = more negative
+        mesh = ax.pcolormesh(
+            fracs,
+            s_band,
+            -R_band.T,
+            cmap="Blues",
+            shading="auto",
+            norm=plt.matplotlib.colors.LogNorm(),
+        )
         fig.colorbar(mesh, ax=ax, pad=0.02, label="$-R$ (log scale)")
     else:
         top = np.abs(R_band).max()
-        mesh = ax.pcolormesh(fracs, s_band, R_band.T, cmap="RdBu_r", shading="auto",
-                             norm=plt.matplotlib.colors.SymLogNorm(linthresh=1.0, vmin=-top, vmax=top))
+        mesh = ax.pcolormesh(
+            fracs,
+            s_band,
+            R_band.T,
+            cmap="RdBu_r",
+            shading="auto",
+            norm=plt.matplotlib.colors.SymLogNorm(linthresh=1.0, vmin=-top, vmax=top),
+        )
         fig.colorbar(mesh, ax=ax, pad=0.02, label="$R$ (symmetric log scale)")
     ax.set(xlabel="fraction of training", ylabel="s (across the path)", title=LABEL[loss])
     ax.grid(False)
@@ -437,24 +565,25 @@ plt.show()
 # end). The dashed line is $\operatorname{tr}\Lambda / N$.
 
 # %%
-fig, axes = helpers.plotting.subplots(2, 3, width=4.3, height=3.0, sharex="col")
+fig, axes = helpers.plotting.subplots(3, 2, width=3.75, height=2.6, sharex="row")
 for j, loss in enumerate(LOSSES):
     steps = res[loss]["idx"] + 1
     A = along[loss]
-    axes[0, j].loglog(steps, A["trI"], label=r"$\mathrm{tr}\, I$")
-    axes[0, j].loglog(steps, A["trNTK"] / N, "--", label=r"$\mathrm{tr}\, \Lambda / N$")
-    axes[0, j].set(title=LABEL[loss], ylabel="trace")
-    axes[1, j].semilogx(steps, A["R"], color=helpers.plotting.PALETTE[3])
-    axes[1, j].axvline(steps[-1] / 2, color="gray", ls=":", lw=1)
-    axes[1, j].set(xlabel="GD step + 1", ylabel="$R$")
+    axes[j, 0].loglog(steps, A["trI"], label=r"$\mathrm{tr}\, I$")
+    axes[j, 0].loglog(steps, A["trNTK"] / N, "--", label=r"$\mathrm{tr}\, \Lambda / N$")
+    axes[j, 0].set(title=f"{LABEL[loss]}: traces", ylabel="trace", xlabel="GD step + 1")
+    axes[j, 1].semilogx(steps, A["R"], color=helpers.plotting.PALETTE[3])
+    axes[j, 1].axvline(steps[-1] / 2, color="gray", ls=":", lw=1)
+    axes[j, 1].set(title=f"{LABEL[loss]}: $R$", xlabel="GD step + 1", ylabel="$R$")
 axes[0, 0].legend(loc="lower left")
-fig.suptitle("Fisher trace, NTK trace and scalar curvature along the paths (dotted: half of training)")
+fig.suptitle("Fisher trace, NTK trace and scalar curvature along the paths\n"
+             "(dotted: half of training)")
 plt.show()
 
 # %% [markdown]
 # For the L2-norm loss the two trace curves coincide (they are the same function up to the factor $N$);
 # for the other two they follow different shapes, because the loss factor $(\partial\ell/\partial f_i)^2$
-# shrinks with the errors as training proceeds. 004 reports (F-RNEG) that $R$ is always negative along the paths
+# shrinks with the errors as training proceeds. {cite:t}`sauter2023fisher` reports (F-RNEG) that $R$ is always negative along the paths
 # and descends roughly linearly at first. We measure the largest $R$ on each path and, over the first half of
 # the steps, Spearman's rank correlation between step and $R$; "decreases" means $\rho \le -0.9$ and
 # $R$ at half time below $R$ at the start.
@@ -464,23 +593,41 @@ rneg = {}
 for loss in LOSSES:
     idx, R = res[loss]["idx"], along[loss]["R"]
     first = idx <= idx[-1] // 2
-    rneg[loss] = {"max R": float(R.max()), "rho": float(spearmanr(idx[first], R[first]).correlation),
-                  "drop": float(R[first][-1] - R[0])}
-    print(f"{LABEL[loss]:>20}: max R on path {R.max():.3g}; first half: rho = {rneg[loss]['rho']:.3f}, "
-          f"R(T/2) - R(0) = {rneg[loss]['drop']:.3g}; R at the end {R[-1]:.3g}")
+    rneg[loss] = {
+        "max R": float(R.max()),
+        "rho": float(spearmanr(idx[first], R[first]).correlation),
+        "drop": float(R[first][-1] - R[0]),
+    }
+    print(
+        f"{LABEL[loss]:>20}: max R on path {R.max():.3g}; first half: rho ="
+        f" {rneg[loss]['rho']:.3f}, R(T/2) - R(0) = {rneg[loss]['drop']:.3g}; R at the end"
+        f" {R[-1]:.3g}"
+    )
 helpers.findings.record(
-    "F-RNEG", source="004 Sec. 5.2.3, Figs. 5.8-5.10",
-    criterion="R is negative everywhere along the three paths and decreases during the first half of training",
-    measured={**{f"max R {LABEL[k]}": v["max R"] for k, v in rneg.items()},
-              **{f"rho first half {LABEL[k]}": v["rho"] for k, v in rneg.items()},
-              **{f"R(T/2) - R(0) {LABEL[k]}": v["drop"] for k, v in rneg.items()}},
-    rule=lambda m: all((v < 0) if k.startswith(("max R", "R(T/2)")) else (v <= -0.9) for k, v in m.items()),
-    note="decrease: Spearman rho(step, R) <= -0.9 over the first half of the steps and R(T/2) < R(0)");
+    "F-RNEG",
+    source="004 Sec. 5.2.3, Figs. 5.8-5.10",
+    criterion=(
+        "R is negative everywhere along the three paths and decreases during the first half"
+        " of training"
+    ),
+    measured={
+        **{f"max R {LABEL[k]}": v["max R"] for k, v in rneg.items()},
+        **{f"rho first half {LABEL[k]}": v["rho"] for k, v in rneg.items()},
+        **{f"R(T/2) - R(0) {LABEL[k]}": v["drop"] for k, v in rneg.items()},
+    },
+    rule=lambda m: all(
+        (v < 0) if k.startswith(("max R", "R(T/2)")) else (v <= -0.9) for k, v in m.items()
+    ),
+    note=(
+        "decrease: Spearman rho(step, R) <= -0.9 over the first half of the steps and R(T/2)"
+        " < R(0)"
+    ),
+);
 
 # %% [markdown]
 # ## How narrow is the valley of R? (F-NARROW)
 #
-# 004 observes that the path runs down into a valley of strongly negative curvature, and that this valley is
+# {cite:t}`sauter2023fisher` observes that the path runs down into a valley of strongly negative curvature, and that this valley is
 # narrower than the valley of the loss. We measure widths on cross-sections: at 25%, 50%, 75% and 100% of each
 # training, on the line through the path point perpendicular to the path (the direction of the last 50 steps),
 # for $s \in [-5, 5]$ (1001 points in the quick profile). For a profile $v(s)$ the *floor* is its minimum, the *rim* the median of
@@ -497,59 +644,103 @@ def cross_sections(loss, fractions=(0.25, 0.5, 0.75, 1.0)):
     for frac in fractions:
         k = int(round(frac * (len(p) - 1)))
         tangent = p[k] - p[max(k - 50, 0)]
-        s, line = nd.cross_section(p[k], [tangent[1], -tangent[0]], 5.0, cfg["section_points"])
+        s, line = nd.cross_section(
+            p[k], [tangent[1], -tangent[0]], 5.0, cfg["section_points"]
+        )
         S = nd.surfaces(loss, line, x, y)
         wl = nd.valley_width(s, S["loss"])
         core = (wl["s_min"] - wl["width"] / 2, wl["s_min"] + wl["width"] / 2)
         wr = nd.valley_width(s, S["R"], search=core)
-        out.append({"frac": frac, "s": s, "S": S, "wl": wl, "wr": wr,
-                    "prominence": (wr["rim"] - wr["floor"]) / abs(wr["rim"])})
+        out.append({
+            "frac": frac,
+            "s": s,
+            "S": S,
+            "wl": wl,
+            "wr": wr,
+            "prominence": (wr["rim"] - wr["floor"]) / abs(wr["rim"]),
+        })
     return out
 
 
 sections = {loss: cross_sections(loss) for loss in LOSSES}
 for loss in LOSSES:
-    print(f"{LABEL[loss]:>20}: " + "; ".join(
-        f"{c['frac']:.0%}: loss {c['wl']['width']:.2f}, R {c['wr']['width']:.2f} (prom. {c['prominence']:.2g})"
-        for c in sections[loss]))
+    print(
+        f"{LABEL[loss]:>20}: "
+        + "; ".join(
+            f"{c['frac']:.0%}: loss {c['wl']['width']:.2f}, R {c['wr']['width']:.2f} (prom."
+            f" {c['prominence']:.2g})"
+            for c in sections[loss]
+        )
+    )
 
 # %%
-fig, axes = helpers.plotting.subplots(1, 3, width=4.4, height=3.4)
+fig, axes = helpers.plotting.subplots(2, 2, width=3.75, height=3.2)
+axes = axes.ravel()
+axes[3].axis("off")
 for ax, loss in zip(axes, LOSSES):
     c = sections[loss][1]
     ax.plot(c["s"], c["S"]["R"], color=helpers.plotting.PALETTE[3], lw=1.2, label="$R$")
-    ax.axhspan(c["wr"]["level"], c["wr"]["floor"], color=helpers.plotting.PALETTE[3], alpha=0.2)
+    ax.axhspan(
+        c["wr"]["level"], c["wr"]["floor"], color=helpers.plotting.PALETTE[3], alpha=0.2
+    )
     ax.axhline(c["wr"]["rim"], color=helpers.plotting.PALETTE[3], ls="--", lw=1)
-    ax.set(xlabel="s (across the path)", ylabel="$R$", title=f"{LABEL[loss]}, half of training")
+    ax.set(
+        xlabel="s (across the path)", ylabel="$R$", title=f"{LABEL[loss]}, half of training"
+    )
     tw = ax.twinx()
     tw.plot(c["s"], c["S"]["loss"], color="k", lw=1.5, label="loss")
     tw.axhline(c["wl"]["level"], color="k", ls=":", lw=1)
     tw.set_ylabel("loss $L$")
     tw.grid(False)
-fig.suptitle("Across the path: loss (black; dotted: half depth) and R (red; dashed: rim, shaded: floor to half depth)")
+fig.suptitle("Across the path: loss (black; dotted: half depth) and R\n"
+             "(red; dashed: rim, shaded: floor to half depth)")
 plt.show()
 
 # %%
-narrow = {loss: {"max width ratio R/loss": max(c["wr"]["width"] / c["wl"]["width"] for c in sections[loss]),
-                 "min prominence": min(c["prominence"] for c in sections[loss])} for loss in LOSSES}
+narrow = {
+    loss: {
+        "max width ratio R/loss": max(
+            c["wr"]["width"] / c["wl"]["width"] for c in sections[loss]
+        ),
+        "min prominence": min(c["prominence"] for c in sections[loss]),
+    }
+    for loss in LOSSES
+}
 helpers.findings.record(
-    "F-NARROW", source="004 Sec. 5.2.3",
-    criterion="the valley of R around the path is narrower than the loss valley (width at half depth across the path)",
+    "F-NARROW",
+    source="004 Sec. 5.2.3",
+    criterion=(
+        "the valley of R around the path is narrower than the loss valley (width at half"
+        " depth across the path)"
+    ),
     measured={f"{k} {LABEL[loss]}": v for loss in LOSSES for k, v in narrow[loss].items()},
     rule=lambda m: all(v < 1 for k, v in m.items() if k.startswith("max width ratio")),
-    note="4 cross-sections per path (25/50/75/100% of training), s in [-5, 5]; the prominences are diagnostics")
+    note=(
+        "4 cross-sections per path (25/50/75/100% of training), s in [-5, 5]; the prominences"
+        " are diagnostics"
+    ),
+)
 
 
 def describe_narrow(loss):
     m = narrow[loss]
     width = "narrower than" if m["max width ratio R/loss"] < 1 else "not narrower than"
-    return (f"- **{LABEL[loss]}**: the R valley is {width} the loss valley (largest width ratio "
-            f"{m['max width ratio R/loss']:.2f}); its smallest prominence is {m['min prominence']:.2g}.")
+    return (
+        f"- **{LABEL[loss]}**: the R valley is {width} the loss valley (largest width ratio"
+        f" {m['max width ratio R/loss']:.2f}); its smallest prominence is"
+        f" {m['min prominence']:.2g}."
+    )
 
 
-display(Markdown("\n".join(describe_narrow(loss) for loss in LOSSES) + "\n\n"
-                 + f"Verdict for F-NARROW: **{helpers.findings.get('F-NARROW').verdict}**. A prominence well "
-                   "below 1 means the R valley is shallow next to its rim, and its width is then a weak statement."))
+display(
+    Markdown(
+        "\n".join(describe_narrow(loss) for loss in LOSSES)
+        + "\n\n"
+        + f"Verdict for F-NARROW: **{helpers.findings.get('F-NARROW').verdict}**. A"
+        " prominence well below 1 means the R valley is shallow next to its rim, and its"
+        " width is then a weak statement."
+    )
+)
 
 # %% [markdown]
 # ## How robust are the verdicts?
@@ -565,22 +756,42 @@ for k in range(1, 6):
     other = helpers.data.unit_square(N, seed=helpers.seed("ch8-unit-square", k))
     xo, yo = other.x_train.astype(np.float64), other.y_train.astype(np.float64)
     for loss in LOSSES:
-        m = robust[k, loss] = nd.finding_measurements(loss, xo, yo, *cfg["gd"][loss],
-                                                      section_points=cfg["section_points"])
-        robust_rows.append(f"| {k} | {LABEL[loss]} | {m['misclassified']} | {m['valley_angle']:.2f} | "
-                           f"{m['max_R']:.3g} | {m['rho']:.2f} | {m['width_ratio']:.2f} | {m['prominence']:.2g} |")
-display(Markdown("| sample | loss | misclassified | valley angle (°) | max R on path | ρ first half | "
-                 "R/loss width | prominence |\n|---|---|---|---|---|---|---|---|\n" + "\n".join(robust_rows)))
+        m = robust[k, loss] = nd.finding_measurements(
+            loss, xo, yo, *cfg["gd"][loss], section_points=cfg["section_points"]
+        )
+        robust_rows.append(
+            f"| {k} | {LABEL[loss]} | {m['misclassified']} | {m['valley_angle']:.2f} |"
+            f" {m['max_R']:.3g} | {m['rho']:.2f} | {m['width_ratio']:.2f} |"
+            f" {m['prominence']:.2g} |"
+        )
+display(
+    Markdown(
+        "| sample | loss | misclassified | valley angle (°) | max R on path | ρ first half | "
+        "R/loss width | prominence |\n|---|---|---|---|---|---|---|---|\n"
+        + "\n".join(robust_rows)
+    )
+)
 
 # %%
-criteria = {"F-CLASSIFY": lambda m: m["misclassified"] == 0, "F-VALLEY": lambda m: m["valley_angle"] <= 5.0,
-            "F-RNEG": lambda m: m["max_R"] < 0 and m["rho"] <= -0.9 and m["drop"] < 0,
-            "F-NARROW": lambda m: m["width_ratio"] < 1}
-held = {fid: sum(all(rule(robust[k, loss]) for loss in LOSSES) for k in range(1, 6)) for fid, rule in criteria.items()}
-display(Markdown("On the five further samples the criteria (same rules as above, all three losses at once) hold "
-                 "for: " + ", ".join(f"{fid} {n} of 5" for fid, n in held.items()) + ". A finding that holds on "
-                 "some samples and not on others is a property of the sample as much as of the model; the findings "
-                 "table reports the book's own sample."))
+criteria = {
+    "F-CLASSIFY": lambda m: m["misclassified"] == 0,
+    "F-VALLEY": lambda m: m["valley_angle"] <= 5.0,
+    "F-RNEG": lambda m: m["max_R"] < 0 and m["rho"] <= -0.9 and m["drop"] < 0,
+    "F-NARROW": lambda m: m["width_ratio"] < 1,
+}
+held = {
+    fid: sum(all(rule(robust[k, loss]) for loss in LOSSES) for k in range(1, 6))
+    for fid, rule in criteria.items()
+}
+display(
+    Markdown(
+        "On the five further samples the criteria (same rules as above, all three losses at"
+        " once) hold for: "
+        + ", ".join(f"{fid} {n} of 5" for fid, n in held.items())
+        + ". A finding that holds on some samples and not on others is a property of the"
+        " sample as much as of the model; the findings table reports the book's own sample."
+    )
+)
 
 # %% [markdown]
 # ## Explore a point of the plane
@@ -604,30 +815,68 @@ def show_point(axes, loss="cross_entropy", theta1=-3.0, theta2=3.0):
         ax.contour(u, u, out, levels=[0.5], colors="k", linewidths=1.5)
     ok = nd.classified_correctly(th, x, y)
     for label in (0, 1):
-        ax.scatter(*x[y == label].T, s=14, color=helpers.plotting.PALETTE[label], edgecolors="k", linewidths=0.3)
+        ax.scatter(
+            *x[y == label].T,
+            s=14,
+            color=helpers.plotting.PALETTE[label],
+            edgecolors="k",
+            linewidths=0.3,
+        )
     ax.scatter(*x[~ok].T, s=60, facecolors="none", edgecolors="red", linewidths=1.2)
-    ax.set(xlabel="$x_1$", ylabel="$x_2$", title=f"output, {int((~ok).sum())} misclassified", aspect="equal")
+    ax.set(
+        xlabel="$x_1$",
+        ylabel="$x_2$",
+        title=f"output, {int((~ok).sum())} misclassified",
+        aspect="equal",
+    )
     ax.grid(False)
     g = nd.fisher_metric(loss, th, x, y).numpy()
-    nd.plot_surface(axes[1], t1, t2, grid[loss]["loss"], "log", path=paths[loss], title=f"L = {float(nd.mean_loss(loss, th, x, y)):.3g}",
-                    label="$L$", clip=100)
+    nd.plot_surface(
+        axes[1],
+        t1,
+        t2,
+        grid[loss]["loss"],
+        "log",
+        path=paths[loss],
+        title=f"L = {float(nd.mean_loss(loss, th, x, y)):.3g}",
+        label="$L$",
+        clip=100,
+    )
     ell = nd.metric_ellipse(g, th, size=1.5)
     axes[1].plot(ell[:, 0], ell[:, 1], color="red", lw=2)
     axes[1].plot(*th, "P", color="red", ms=9, mec="white")
     r = float(nd.ricci_scalar_brioschi(loss, th, x, y))
-    nd.plot_surface(axes[2], t1, t2, grid[loss]["R"], "symlog", path=paths[loss], title=f"R = {r:.3g}", label="$R$")
+    nd.plot_surface(
+        axes[2],
+        t1,
+        t2,
+        grid[loss]["R"],
+        "symlog",
+        path=paths[loss],
+        title=f"R = {r:.3g}",
+        label="$R$",
+    )
     axes[2].plot(*th, "P", color="red", ms=9, mec="white")
 
 
 helpers.widgets.explore(
     show_point,
-    controls={"loss": list(LOSSES), "theta1": (-10.0, 4.0, 0.25, -3.0), "theta2": (-4.0, 10.0, 0.25, 3.0)},
-    presets=[{"loss": "cross_entropy", "theta1": 0.5, "theta2": 0.5},
-             {"loss": "cross_entropy", "theta1": -5.0, "theta2": 5.25},
-             {"loss": "mean_power2", "theta1": -3.0, "theta2": 6.0},
-             {"loss": "l2_norm", "theta1": 2.0, "theta2": -2.0}],
-    panels=3, width=4.4, height=3.8,
-    title=lambda v: f"{LABEL[v['loss']]} loss at θ = ({v['theta1']:.2f}, {v['theta2']:.2f})")
+    controls={
+        "loss": list(LOSSES),
+        "theta1": (-10.0, 4.0, 0.25, -3.0),
+        "theta2": (-4.0, 10.0, 0.25, 3.0),
+    },
+    presets=[
+        {"loss": "cross_entropy", "theta1": 0.5, "theta2": 0.5},
+        {"loss": "cross_entropy", "theta1": -5.0, "theta2": 5.25},
+        {"loss": "mean_power2", "theta1": -3.0, "theta2": 6.0},
+        {"loss": "l2_norm", "theta1": 2.0, "theta2": -2.0},
+    ],
+    panels=3,
+    width=4.4,
+    height=3.8,
+    title=lambda v: f"{LABEL[v['loss']]} loss at θ = ({v['theta1']:.2f}, {v['theta2']:.2f})",
+)
 
 # %% [markdown]
 # ## Exercises
@@ -716,23 +965,27 @@ helpers.widgets.explore(
 # - Two independent routes to $R$ (automatic differentiation of the metric through Christoffel symbols, and
 #   Brioschi's formula with closed-form derivatives) agree (I-2D).
 # - For the L2-norm loss the Fisher trace is the NTK trace divided by $N$, exactly (I-L2EXACT); for the others
-#   the loss factor of 004 eq. 5.1.2 varies between examples and the traces part ways.
-# - The findings of 004 Sec. 5.2 are measured below; the text above states each measurement rule next to the
+#   the loss factor of {cite:t}`sauter2023fisher` eq. 5.1.2 varies between examples and the traces part ways.
+# - The findings of {cite:t}`sauter2023fisher` Sec. 5.2 are measured below; the text above states each measurement rule next to the
 #   spec's criterion, and the verdicts follow from the numbers. Repeating the measurements on other data
 #   samples shows which verdicts are robust and which depend on the sample: with 100 points, a few examples
 #   near the diagonal decide whether every point is classified after a fixed budget of steps and how the
 #   curvature landscape of the saturating losses looks around the path.
 
 # %%
-elapsed = time.time() - chapter_start
-display(Markdown(
-    f"**Measured in this run** ({cfg['profile']} profile, {N} points, {cfg['grid']}×{cfg['grid']} grid): "
-    f"I-L2EXACT max relative error {err_l2:.1e}; I-2D max-norm relative error {max(rel2d.values()):.1e} "
-    f"(raw coordinates on the paths: pointwise up to {max(raw2d.values()):.1e}); "
-    f"every grid value finite (I-FINITE). Misclassified at the end: "
-    + ", ".join(f"{LABEL[k]} {v}" for k, v in misclassified.items())
-    + "; largest valley angle " + ", ".join(f"{LABEL[k]} {v['max_angle']:.2f}°" for k, v in valley.items())
-    + "; largest R on the paths " + ", ".join(f"{LABEL[k]} {v['max R']:.3g}" for k, v in rneg.items())
-    + f". The chapter executed in {elapsed:.0f} s, of which {grid_seconds:.0f} s went to computing (or loading from "
-    "the cache) the surfaces and path curves."))
+display(
+    Markdown(
+        f"**Measured in this run** ({cfg['profile']} profile, {N} points,"
+        f" {cfg['grid']}×{cfg['grid']} grid): I-L2EXACT max relative error {err_l2:.1e}; I-2D"
+        f" max-norm relative error {max(rel2d.values()):.1e} (raw coordinates on the paths:"
+        f" pointwise up to {max(raw2d.values()):.1e}); every grid value finite (I-FINITE)."
+        " Misclassified at the end: "
+        + ", ".join(f"{LABEL[k]} {v}" for k, v in misclassified.items())
+        + "; largest valley angle "
+        + ", ".join(f"{LABEL[k]} {v['max_angle']:.2f}°" for k, v in valley.items())
+        + "; largest R on the paths "
+        + ", ".join(f"{LABEL[k]} {v['max R']:.3g}" for k, v in rneg.items())
+        + "."
+    )
+)
 helpers.findings.table();

@@ -102,3 +102,43 @@ def test_train_cached_loads_the_same_weights(tmp_path, monkeypatch):
     for a, b in zip(r2["snapshots"][0], build().get_weights()):
         assert np.array_equal(a, b)
     assert len(r2["history"]["loss"]) == 3 and r2["seconds"] == r1["seconds"]
+
+
+def test_accumulated_weights_and_correct_predictions_match_the_accumulation_curve():
+    m = _model()
+    x, y = _data()
+    rng = np.random.default_rng(4)
+    P = params.num_params(m.trainable_variables)
+    V = np.linalg.qr(rng.normal(size=(P, P)))[0]
+    w = params.get_flat(m.trainable_variables).numpy()
+    order = rng.permutation(P)
+    assert np.allclose(ht.accumulated_weights(V, w, P, order), w)
+    assert np.allclose(ht.accumulated_weights(V, w, 0), 0.0)
+    wk = ht.accumulated_weights(V, w, 7, order)
+    _, acc = ht.accumulation_curve(m, losses.cross_entropy, x, y, V, [7], order=order, w=w)
+    ok = ht.correct_predictions(m, x, y, wk)
+    assert ok.dtype == bool and ok.shape == (len(y),) and ok.mean() == pytest.approx(acc[0])
+    assert np.allclose(params.get_flat(m.trainable_variables).numpy(), w)  # weights restored
+
+
+def test_paired_accuracy_difference_and_its_standard_error():
+    a = np.array([1, 1, 1, 0, 1, 0, 1, 1], bool)
+    b = np.array([1, 0, 1, 0, 1, 1, 0, 1], bool)
+    d = a.astype(float) - b
+    diff, se = ht.paired_accuracy_difference(a, b)
+    assert diff == pytest.approx(a.mean() - b.mean())
+    assert se == pytest.approx(np.std(d, ddof=1) / np.sqrt(len(d)))
+    assert ht.paired_accuracy_difference(a, a) == (0.0, 0.0)
+
+
+def test_accumulation_helpers_check_their_arguments():
+    m = _model()
+    x, y = _data()
+    with pytest.raises(ValueError, match="k must be"):
+        ht.accumulated_weights(np.eye(3), np.ones(3), 4)
+    with pytest.raises(ValueError, match="vectors must be"):
+        ht.accumulated_weights(np.eye(3), np.ones(4), 1)
+    with pytest.raises(ValueError, match="entries"):
+        ht.correct_predictions(m, x, y, np.zeros(3))
+    with pytest.raises(ValueError, match="same length"):
+        ht.paired_accuracy_difference([True, False], [True])
