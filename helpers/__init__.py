@@ -13,6 +13,8 @@ Modules (one idea each; ``import helpers`` then use ``helpers.<module>``, loaded
 - ``geometry``, ``information``: Riemannian curvature of a metric, Fisher information of families
 - ``random_matrix``, ``weight_spectra``, ``trajectories``: RMT tools, spectra of weight layers (Meng-Yao
   criterion, LT/BT/HT), trajectory recording and PCA
+- ``layerwise``, ``callbacks``, ``distributed``: a per-layer curvature table for any Keras model, a
+  ``model.fit`` callback that logs it, products averaged over the replicas of a ``tf.distribute`` strategy
 """
 from . import config  # noqa: F401  (first: sets TensorFlow's environment before TF is imported)
 from .config import global_seed, pick, profile, seed, set_determinism, setup  # noqa: F401

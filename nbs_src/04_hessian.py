@@ -93,7 +93,7 @@ cfg = helpers.setup(
 # $g\cdot v$ ("double backward"). The forward-over-reverse form pushes $v$ forward (a Jacobian-vector product)
 # through the computation of $g$, which is cheaper in memory. Both, written out for a Keras model:
 
-# %%
+# %% tags=["hide-input"]
 def hvp_double_backward(model, x, y, v):
     """000 Listing 5.1: the outer tape differentiates the gradient in the direction v."""
     w = [params.tf_variable(t) for t in model.trainable_variables]
@@ -119,7 +119,7 @@ def hvp_forward_over_reverse(model, x, y, v):
 # memory and is diagonalised in a second). We check both products against the dense Hessian, computed
 # independently as the Jacobian of the gradient, in float64 on a batch of examples (I-HVP).
 
-# %%
+# %% tags=["hide-input"]
 def load(spec):
     """Load a data set named in the configuration (MNIST/CIFAR-10 from local files)."""
     return getattr(data, spec["name"])(**spec["kwargs"])
@@ -174,7 +174,7 @@ yb = ds_a.y_train[: cfg["hvp_batch"]]
 P_a = models.count_params(m64)
 print(f"P = {P_a} parameters")
 
-# %%
+# %% tags=["hide-input"]
 def dense_hessian_by_jacobian(model, x, y):
     w = [params.tf_variable(t) for t in model.trainable_variables]
     with tf.GradientTape(persistent=True) as t2:
@@ -218,7 +218,7 @@ assert max(hvp_errors.values()) <= 1e-10, hvp_errors
 # training image ({cite:t}`haink2023hessian` Sec. 5.4 allows the whole training set or a large enough part of it) and
 # diagonalise it, once at initialisation and once after training.
 
-# %%
+# %% tags=["hide-input"]
 net_a, run_a, key_net_a = train_mlp(ds_a, cfg["data_a"], cfg["hidden_a"], cfg["train_a"], 1.0)
 hist_a = run_a["history"]
 acc_final = float(hist_a["test_acc"][-1])
@@ -278,7 +278,7 @@ print(
 # re-orthogonalisation against all previous $q_j$ removes the ghosts. Here is the recursion run on the trained
 # network's Hessian, with and without it:
 
-# %%
+# %% tags=["hide-input"]
 m_steps = 120
 v0 = np.random.default_rng(helpers.seed("lanczos-v0")).normal(size=P_a)
 matvec = lambda q: op_a.matvec(q).numpy()
@@ -300,7 +300,7 @@ print(
     f" {copies_of_top(ritz_full, lam[0])}"
 )
 
-# %%
+# %% tags=["hide-input"]
 fig, ax = plotting.subplots(1, 1, width=7.5, height=3.2)
 top = np.sort(lam)[::-1][:12]
 for y0, ritz, name in (
@@ -355,7 +355,7 @@ assert lanczos_err <= 1e-8
 # moves by exactly $2\lambda$ ({cite:t}`haink2023hessian` Sec. 7.5). We check it on every eigenvalue of the output layer's Hessian
 # block and on the top 10 of the full Hessian (I-WD):
 
-# %%
+# %% tags=["hide-input"]
 lam_wd = cfg["weight_decay"]
 last = models.weight_layers(net64)[-1]
 blocks = [
@@ -391,7 +391,7 @@ assert wd_err <= 1e-9
 # counted everything above the first gap wider than $2\sigma$ above the median (`spectra.count_outliers`);
 # that rule also counts the sparse upper shoulder of the bulk, and its count is reported beside the verdict.
 
-# %%
+# %% tags=["hide-input"]
 C = ds_a.num_classes
 n_out, edge = spectra.ratio_outliers(lam, 3 * C)
 n_out0, edge0 = spectra.ratio_outliers(lam0, 3 * C)
@@ -414,7 +414,7 @@ for ax, values, name, k, e in ((axes[0], lam, "trained", n_out, edge),
     ax.legend(fontsize=8, loc="upper right")
 plt.show()
 
-# %%
+# %% tags=["hide-input"]
 m_out = {"outliers": n_out, "C": C, "negative fraction": float(np.mean(lam < -1e-9 * lam[0])),
          "lambda_min/lambda_max": float(lam[-1] / lam[0]),
          "median |lambda| / lambda_max": float(np.median(np.abs(lam)) / lam[0])}
@@ -476,7 +476,7 @@ plt.show()
 # vector lies along each eigenvector. {cite:t}`haink2023hessian` finds it small for the largest eigenvalues and larger further down
 # (F-WPROD: mean over the top 1% of indices below the mean over the 10th-30th percentile).
 
-# %%
+# %% tags=["hide-input"]
 wprod = ht.weight_product(Vh, w_flat)
 idx = np.arange(1, P_a + 1)
 top1 = float(wprod[: max(1, P_a // 100)].mean())
@@ -514,7 +514,7 @@ _ = findings.record(
 # components but without the negative ones stays below full accuracy (we require it to be at least one
 # percentage point below the final test accuracy).
 
-# %%
+# %% tags=["hide-input"]
 counts = np.unique(np.r_[np.linspace(0, P_a, 41).astype(int), np.sum(lam >= 0)])
 order_alg = np.arange(P_a)
 order_abs = np.argsort(-np.abs(lam), kind="stable")
@@ -546,7 +546,7 @@ axes[1].set(
 axes[0].legend(fontsize=8)
 plt.show()
 
-# %%
+# %% tags=["hide-input"]
 l_abs, a_abs = curves["by magnitude"]
 reach = np.nonzero(a_abs >= 0.95 * acc_final)[0]
 frac95 = float(counts[reach[0]] / P_a) if reach.size else 1.0
@@ -597,7 +597,7 @@ _ = findings.record(
 # model within 10% for $|\delta| \le 0.1$ (we measure $|L - L_{\rm quad}|/L$, and report the deviation relative to
 # the loss *change* $L - L(w)$ as well, a much stricter test).
 
-# %%
+# %% tags=["hide-input"]
 with tf.GradientTape() as tape:
     loss_h = tf.reduce_mean(losses.cross_entropy(yh, net64(xh)))
 g_flat = params.flatten(
@@ -653,7 +653,7 @@ _ = findings.record(
 # $F_{ij} = |h_i\cdot \tilde w_j|/\|\tilde w_j\|$ ({cite:t}`haink2023hessian` eq. 7.4). {cite:t}`haink2023hessian` studies the $(128, 64)$ layer of MLP 256 on
 # CIFAR-10 (paper profile); the quick profile uses the middle layer of the digits MLP.
 
-# %%
+# %% tags=["hide-input"]
 ds_l = load(cfg["data_l"])
 net_l, run_l, key_l = train_mlp(
     ds_l, cfg["data_l"], cfg["hidden_l"], cfg["train_l"], cfg["lr_decay_l"]
@@ -725,7 +725,7 @@ for lname, sl in slices.items():
     overlap_maps[lname] = np.abs(Vh[:, :50].T @ V_pad)
     best_by_layer[lname] = ht.max_overlaps(V_pad[:, :5], Vh[:, :50])
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = plotting.subplots(1, 2, width=3.75, height=3.4)
 for ax, lname in zip(axes, [models.weight_layers(net64)[0], mid_layer]):
     im = ax.imshow(overlap_maps[lname], cmap="magma", vmin=0, vmax=1,
@@ -756,7 +756,7 @@ _ = findings.record(
 # participation ratio $\mathrm{ipr}(h_i) = \sum_j h_{ij}^4$ is $1/P$ for a vector spread evenly, about $3/P$ for a
 # random Gaussian one and 1 for a single component ({cite:t}`haink2023hessian` Fig. 7.21).
 
-# %%
+# %% tags=["hide-input"]
 conc = ht.layer_concentration(Vh, slices)
 share_params = {n: (s.stop - s.start) / P_a for n, s in slices.items()}
 ipr = rmt.inverse_participation_ratio(Vh)
@@ -818,7 +818,7 @@ _ = findings.record(
 # $\langle r\rangle = \langle \min(s_i, s_{i+1})/\max(s_i, s_{i+1})\rangle$, which needs no unfolding at all:
 # about 0.386 for uncorrelated levels (Poisson) and 0.531 for the GOE (Atas et al., 2013).
 
-# %%
+# %% tags=["hide-input"]
 null = np.abs(lam) <= 1e-9 * lam[0]
 pos = np.sort(lam[(~null) & (lam > 0)])
 s_hess = rmt.level_spacings(pos, method="local", window=10)
@@ -850,7 +850,7 @@ print(
     f" {np.median(pt_ctrl):.2g}"
 )
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = plotting.subplots(1, 2, width=3.75, height=3.2)
 s = np.linspace(0, 4, 200)
 axes[0].hist(
@@ -907,7 +907,7 @@ _ = findings.record(
 # $8\times8$ digits in the quick profile) trained with SGD and momentum 0.9, and keep its weights at several
 # epochs.
 
-# %%
+# %% tags=["hide-input"]
 ds_b = load(cfg["data_b"])
 
 
@@ -938,7 +938,7 @@ print(f"{cfg['net_b']}: {models.count_params(net_b)} parameters in layers {layer
 # with $m \ll P$ products. On the MLP of Part 2, where the exact spectrum is known, I-SLQ compares the SLQ measure
 # with the exact one: their Wasserstein-1 distance must be at most 2% of the spectral width.
 
-# %%
+# %% tags=["hide-input"]
 n_probes, n_steps = cfg["slq"]
 slq_err = {}
 for name, op, exact in (
@@ -965,7 +965,7 @@ assert max(slq_err.values()) <= 0.02
 # %% [markdown]
 # **I-SLQ holds.** Now the layerwise spectra of the LeNet and of its Gauss-Newton part, by SLQ ({cite:t}`sankar2021deeper` Fig. 1):
 
-# %%
+# %% tags=["hide-input"]
 # one model whose weights we swap, and its operators (built, and traced into graphs, once)
 m_b = build_b()
 ops_b = {
@@ -1047,7 +1047,7 @@ _ = findings.record(
 # Wasserstein-1 distance is taken, and the Jensen-Shannon distance compares the smoothed densities of those
 # rescaled measures on one grid.
 
-# %%
+# %% tags=["hide-input"]
 def exact_layer_spectra(weights):
     m_b.set_weights(weights)
     return {
@@ -1094,7 +1094,7 @@ for r in rows:
         f" {'yes' if r[0] in middle else ''}"
     )
 
-# %%
+# %% tags=["hide-input"]
 within = [abs(r[2] - C_b) <= 3 for r in rows]
 _ = findings.record(
     "F-LAYEROUT",
@@ -1142,7 +1142,7 @@ _ = findings.record(
 # standard error of a 200-probe estimate is printed below); we assert on the mean absolute relative error over 20
 # independent repetitions.
 
-# %%
+# %% tags=["hide-input"]
 exact_tr = float(lam.sum())
 err_h = [
     abs(
@@ -1175,7 +1175,7 @@ assert np.mean(err_h) <= 0.03 and np.mean(err_pp) <= np.mean(err_h)
 # %% [markdown]
 # **I-TRACE holds.** Now the evolution over the LeNet's training, full and per layer:
 
-# %%
+# %% tags=["hide-input"]
 def monitor(weights):
     m_b.set_weights(weights)
     out = {}
@@ -1221,7 +1221,7 @@ fig.legend(
 )
 plt.show()
 
-# %%
+# %% tags=["hide-input"]
 def final_over_peak(q, lname="full"):
     series = np.array([float(ev[f"{q}|{lname}"]) for ev in evol])
     return float(series[-1] / series.max()), int(epochs_b[int(np.argmax(series))])
@@ -1259,7 +1259,7 @@ _ = findings.record(
 # the LeNet with 3 seeds each: without HTR, with HTR on all layers, on the middle layers only, and HTR together
 # with weight decay ({cite:t}`sankar2021deeper` Tables 1-3); then the wall-clock cost for other values of $f_r$ ({cite:t}`sankar2021deeper` Table 4).
 
-# %%
+# %% tags=["hide-input"]
 def htr_run(seed, variant, every=None):
     run_seed = helpers.seed(
         "htr-run", seed
@@ -1333,7 +1333,7 @@ for v in variants:
     )
 display(Markdown("\n".join(table)))
 
-# %%
+# %% tags=["hide-input"]
 ratios = {}
 for f in [cfg["htr_every"]] + list(cfg["htr_every_ablation"]):
     runs = (
@@ -1390,7 +1390,7 @@ display(
 # Pick a layer (or the full network) and an epoch of the LeNet's training; the panel shows the SLQ density of
 # its Hessian (solid) and Gauss-Newton part (dashed). In the static book the presets below are drawn.
 
-# %%
+# %% tags=["hide-input"]
 slq_epochs = [epochs_b[0], epochs_b[len(epochs_b) // 2], final_epoch]
 slq_by_epoch = {e: slq_at(e) for e in slq_epochs}
 

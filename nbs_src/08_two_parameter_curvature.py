@@ -109,7 +109,7 @@ plt.show()
 # returns $-\infty$. The next cell evaluates the naive float32 cross-entropy on this chapter's grid and
 # counts what it loses; a plausible reason for {cite:t}`sauter2023fisher`'s holes.
 
-# %%
+# %% tags=["hide-input"]
 t1, t2, TH = nd.theta_grid(cfg["theta1"], cfg["theta2"], cfg["grid"])
 
 
@@ -138,7 +138,7 @@ print(
 # each path to about the same place, $|\theta| \approx 12$, inside the plotted window. The gradients differ a
 # lot between the losses (the mean-power loss has the smallest), hence the different budgets.
 
-# %%
+# %% tags=["hide-input"]
 paths, rows = {}, []
 for loss in LOSSES:
     lr, steps = cfg["gd"][loss]
@@ -198,7 +198,7 @@ helpers.findings.record(
 # so a second execution is fast. `nd.surfaces` returns the loss, the Fisher components, both traces and the
 # Ricci scalar $R$ from `helpers.geometry.ricci_scalar`, plus $R$ from the independent 2-D formula below.
 
-# %%
+# %% tags=["hide-input"]
 def compute(loss):
     lr, steps = cfg["gd"][loss]
     path = nd.gradient_descent(loss, x, y, (0.5, 0.5), lr, int(steps))
@@ -232,7 +232,7 @@ along = {
     loss: {k[5:]: v for k, v in r.items() if k.startswith("path_")} for loss, r in res.items()
 }
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = helpers.plotting.subplots(2, 2, width=3.75, height=3.4)
 axes = axes.ravel()
 axes[3].axis("off")
@@ -266,7 +266,7 @@ plt.show()
 # measure the angle between the minimiser $(\theta_1^*, c)$ and the direction $(-1, 1)$. We call the valley
 # "along $\theta_1 = -\theta_2$" when every such angle is at most 5°.
 
-# %%
+# %% tags=["hide-input"]
 cs = np.linspace(1.0, 10.0, 19)
 valley = {}
 for loss in LOSSES:
@@ -320,7 +320,7 @@ helpers.findings.record(
 # $\theta$ moves. We check I-L2EXACT along the whole path through an independent route: per-example gradients
 # and output Jacobians by automatic differentiation, not the closed forms.
 
-# %%
+# %% tags=["hide-input"]
 p = paths["l2_norm"]
 G = nd.per_example_gradients("l2_norm", p, x, y).numpy()  # (T, N, 2)
 J = nd.output_jacobian(p, x).numpy()  # (T, N, 2)
@@ -372,7 +372,7 @@ for loss in ("mean_power2", "cross_entropy"):
 # matters where $R$ passes through zero, e.g. at $\theta = 0$ for the L2-norm loss), and report the relative
 # error in the maximum norm.
 
-# %%
+# %% tags=["hide-input"]
 finite = {
     f"{loss}:{k}": bool(np.all(np.isfinite(v)))
     for loss in LOSSES
@@ -400,7 +400,7 @@ for loss in LOSSES:
         f" {raw2d[loss]:.1e}"
     )
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = helpers.plotting.subplots(2, 2, width=3.75, height=3.2, sharey=True)
 axes = axes.ravel()
 routes = (
@@ -444,7 +444,7 @@ plt.show()
 # negative and red for positive, linear within $\pm 1$, saturating beyond the 99.5th percentile of $|R|$ so the
 # rare extreme values at the grid's corners do not swallow the colour range.
 
-# %%
+# %% tags=["hide-input"]
 panels = [
     ("I11", "log", r"$I_{11}$"),
     ("I12", "log", r"$I_{12}$"),
@@ -509,7 +509,7 @@ metric_figure("cross_entropy")
 # (horizontal: position along the training, vertical: signed distance $s$ from the path, perpendicular to it,
 # as in the F-NARROW cross-sections below), with the colour range set by the values in this band:
 
-# %%
+# %% tags=["hide-input"]
 def r_band(loss, num_along=40, half_width=1.5, num_across=161):  # R on lines across the path
     p, fracs, lines = paths[loss], np.linspace(0.025, 1.0, num_along), []
     for frac in fracs:
@@ -588,7 +588,7 @@ plt.show()
 # the steps, Spearman's rank correlation between step and $R$; "decreases" means $\rho \le -0.9$ and
 # $R$ at half time below $R$ at the start.
 
-# %%
+# %% tags=["hide-input"]
 rneg = {}
 for loss in LOSSES:
     idx, R = res[loss]["idx"], along[loss]["R"]
@@ -638,7 +638,7 @@ helpers.findings.record(
 # verdict we report how much the R valley stands out, its *prominence* (rim − floor)/|rim|: a valley hardly
 # deeper than the ripples next to it has a width that means little, and the reader should see that.
 
-# %%
+# %% tags=["hide-input"]
 def cross_sections(loss, fractions=(0.25, 0.5, 0.75, 1.0)):
     p, out = paths[loss], []
     for frac in fractions:
@@ -673,7 +673,7 @@ for loss in LOSSES:
         )
     )
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = helpers.plotting.subplots(2, 2, width=3.75, height=3.2)
 axes = axes.ravel()
 axes[3].axis("off")
@@ -696,7 +696,7 @@ fig.suptitle("Across the path: loss (black; dotted: half depth) and R\n"
              "(red; dashed: rim, shaded: floor to half depth)")
 plt.show()
 
-# %%
+# %% tags=["hide-input"]
 narrow = {
     loss: {
         "max width ratio R/loss": max(
@@ -750,7 +750,7 @@ display(
 # measurements (same definitions, with the Brioschi route for $R$, no grids) on five further samples of the
 # same size, drawn from other seeds.
 
-# %%
+# %% tags=["hide-input"]
 robust_rows, robust = [], {}
 for k in range(1, 6):
     other = helpers.data.unit_square(N, seed=helpers.seed("ch8-unit-square", k))
@@ -772,7 +772,7 @@ display(
     )
 )
 
-# %%
+# %% tags=["hide-input"]
 criteria = {
     "F-CLASSIFY": lambda m: m["misclassified"] == 0,
     "F-VALLEY": lambda m: m["valley_angle"] <= 5.0,
@@ -803,7 +803,7 @@ display(
 # orientation and axis ratio are the metric's; it is long in directions where a step changes the per-example
 # losses little). Right: $R$ with the point. In the static book the panels are drawn for a few preset points.
 
-# %%
+# %% tags=["hide-input"]
 def show_point(axes, loss="cross_entropy", theta1=-3.0, theta2=3.0):
     th = np.array([theta1, theta2])
     u = np.linspace(0, 1, 101)
@@ -972,7 +972,7 @@ helpers.widgets.explore(
 #   near the diagonal decide whether every point is classified after a fixed budget of steps and how the
 #   curvature landscape of the saturating losses looks around the path.
 
-# %%
+# %% tags=["hide-input"]
 display(
     Markdown(
         f"**Measured in this run** ({cfg['profile']} profile, {N} points,"

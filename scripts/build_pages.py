@@ -58,7 +58,7 @@ def cite_sources(text: str) -> str:
 
 MODULE_ORDER = ["config", "cache", "findings", "plotting", "widgets", "data", "models", "losses", "training",
                 "params", "operators", "eigensolvers", "estimators", "ntk", "geometry", "information",
-                "random_matrix", "weight_spectra", "trajectories"]
+                "random_matrix", "weight_spectra", "trajectories", "layerwise", "callbacks", "distributed"]
 
 
 def write_if_changed(path: Path, text: str) -> None:

@@ -140,8 +140,6 @@ def test_no_chapter_cell_displays_a_finding_repr():
 
 #: the code box of the HTML theme holds 94 characters at a 1400 px window; a longer line scrolls sideways
 CODE_LINE_LIMIT = 94
-#: chapters rewrapped on another branch at the same time (issue 15); empty this set when that branch is merged
-PENDING_LINE_LIMIT = {"04_hessian", "08_two_parameter_curvature"}
 
 
 def long_code_lines(path: Path, limit: int = CODE_LINE_LIMIT) -> list[str]:
@@ -159,8 +157,6 @@ def long_code_lines(path: Path, limit: int = CODE_LINE_LIMIT) -> list[str]:
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=[c.stem for c in CHAPTERS])
 def test_code_lines_fit_the_code_box(path):
-    if path.stem in PENDING_LINE_LIMIT:
-        pytest.skip(f"{path.stem} is rewrapped on another branch (PENDING_LINE_LIMIT in tests/test_pipeline.py)")
     long = long_code_lines(path)
     assert not long, f"{len(long)} code lines over {CODE_LINE_LIMIT} characters:\n" + "\n".join(long[:20])
 
@@ -188,16 +184,11 @@ def test_source_numbers_become_citations_outside_mathematics_and_code():
 #: the most lines a code cell shown open on the page may have (STYLE.md: "rarely over 15 lines")
 CELL_LINE_LIMIT = 15
 #: chapters whose long cells are reworked on another branch at the same time; empty it at that merge
-PENDING_CELL_LIMIT = {"04_hessian", "08_two_parameter_curvature"}
-
-
 @pytest.mark.parametrize("path", CHAPTERS, ids=[c.stem for c in CHAPTERS])
 def test_long_code_cells_are_collapsed(path):
     """A code cell over 15 lines is collapsed (hide-input) or removed; better still, it becomes a helper."""
     import jupytext
 
-    if path.stem in PENDING_CELL_LIMIT:
-        pytest.skip(f"{path.stem} is reworked on another branch (PENDING_CELL_LIMIT in tests/test_pipeline.py)")
     open_long = [f"cell {i} ({len(c.source.splitlines())} lines)" for i, c in enumerate(jupytext.read(path).cells)
                  if c.cell_type == "code" and len(c.source.splitlines()) > CELL_LINE_LIMIT
                  and not {"hide-input", "remove-input", "remove-cell"} & set(c.metadata.get("tags", []))]
