@@ -49,7 +49,7 @@ from helpers import callbacks, data, layerwise, losses
 # before the softmax; given a model that ends in a softmax together with `helpers.losses.cross_entropy`,
 # they refuse it with a message saying what to pass, instead of returning numbers that are silently wrong.
 
-# %% tags=["hide-input"]
+# %%
 ds = data.digits(test_fraction=0.25, image=True, seed=helpers.seed("ch9-digits"))
 keras.utils.set_random_seed(helpers.seed("ch9-cnn"))
 
@@ -64,6 +64,8 @@ model = keras.Sequential([
     keras.layers.Dense(32, activation="relu", name="dense"),
     keras.layers.Dense(10, name="logits"),
 ])
+
+# %%
 model.compile(optimizer=keras.optimizers.Adam(cfg["lr"]), metrics=["accuracy"],
               loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
 print(f"{ds.name}: {len(ds.x_train)} training and {len(ds.x_test)} test images; "
