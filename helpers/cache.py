@@ -93,10 +93,21 @@ def save(path: Path, arrays: Mapping[str, np.ndarray], header: dict) -> None:
     header = dict(header, digest=_payload_digest(arrays))
     buf = io.BytesIO()
     np.savez(buf, **arrays, **{_HEADER: np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)})
+    write_atomic(path, buf.getvalue())
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a reader sees the old file or the whole new one, never a part:
+    a temporary file in the same folder, fsync, ``os.replace``; the temporary file is removed on any error.
+
+    Used by :func:`save` and by ``helpers.callbacks`` (the CSV log).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(buf.getvalue())
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -15,34 +15,17 @@ import csv
 import io
 import math
 import numbers
-import os
-import tempfile
 from pathlib import Path
 
 import keras
 
-from . import layerwise
+from . import cache, layerwise
 
 __all__ = ["CurvatureCallback", "CSV_COLUMNS"]
 
 #: the columns of the CSV file (one row per layer and evaluation, long format)
 CSV_COLUMNS = ["epoch", "layer", "type", "num_params", "lambda_max", "converged", "trace", "trace_stderr",
                "trace_method", "num_products", "seconds"]
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class CurvatureCallback(keras.callbacks.Callback):
@@ -125,7 +108,7 @@ class CurvatureCallback(keras.callbacks.Callback):
                 writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
                 writer.writeheader()
                 writer.writerows(self._rows)
-                _write_atomic(self.csv_path, buf.getvalue())
+                cache.write_atomic(self.csv_path, buf.getvalue().encode())
         elif self._names is not None or self.every > 1:
             # keep one History entry per epoch: NaN where not measured (names known after the first evaluation;
             # before it, the names come from the model's weight layers)
