@@ -8,7 +8,6 @@ STAMP  := $(VENV)/.installed
 # are exported so every kernel has them before it imports TensorFlow, whatever a notebook imports first.
 export BOOK_STATIC := 1
 export TF_CPP_MIN_LOG_LEVEL := 3
-export TF_ENABLE_ONEDNN_OPTS := 0
 export PYTHONHASHSEED := 0
 
 .PHONY: book test unit nbval notebooks lab bench robustness clean env

@@ -273,8 +273,8 @@ def settings_costs(reps: int):
     import json
     import subprocess
 
-    configs = [("as `import helpers` leaves it (oneDNN off, TF default threads)", {}),
-               ("oneDNN on (`TF_ENABLE_ONEDNN_OPTS=1`)", {"TF_ENABLE_ONEDNN_OPTS": "1"}),
+    configs = [("as `import helpers` leaves it (oneDNN on, TF default threads)", {}),
+               ("oneDNN off (`TF_ENABLE_ONEDNN_OPTS=0`)", {"TF_ENABLE_ONEDNN_OPTS": "0"}),
                ("one inter-op thread", {"PROBE_INTER": "1"}),
                ("op determinism on (as `helpers.setup()` does)", {"PROBE_DETERMINISM": "1"}),
                ("gradient compiled with XLA (`jit_compile=True`)", {"PROBE_JIT": "1"})]
@@ -283,7 +283,7 @@ def settings_costs(reps: int):
         for i, (name, env) in enumerate(configs):
             e = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **env)
             if "TF_ENABLE_ONEDNN_OPTS" not in env:
-                e["TF_ENABLE_ONEDNN_OPTS"] = "0"
+                e.pop("TF_ENABLE_ONEDNN_OPTS", None)
             out = subprocess.run([sys.executable, "-c", SETTINGS_PROBE, str(ROOT), str(reps)], env=e,
                                  capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
             results.append((i, json.loads(out)))

@@ -68,3 +68,29 @@ def test_setup_and_determinism(monkeypatch, tmp_path, capsys):
     assert "profile quick" in capsys.readouterr().out
     for a, b in zip(*runs):
         np.testing.assert_array_equal(a, b)
+
+
+_TRAIN_TWICE = """
+import hashlib, sys
+import helpers
+import numpy as np
+from helpers import losses, models, training
+helpers.set_determinism(3)
+rng = np.random.default_rng(0)
+x, y = rng.normal(size=(96, 8, 8, 1)).astype("float32"), rng.integers(0, 10, 96)
+m = models.build("lenet_small", (8, 8, 1), 10, seed=1)
+training.train_sgd(m, losses.cross_entropy, (x, y), epochs=2, batch_size=32, lr=0.05, momentum=0.9, seed=2)
+print(hashlib.sha1(b"".join(w.tobytes() for w in m.get_weights())).hexdigest())
+"""
+
+
+def test_cpu_training_gives_the_same_bits_in_two_processes():
+    """With the kernels `import helpers` leaves on (oneDNN included), a CNN trains to the same bits twice."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    digests = [subprocess.run([sys.executable, "-c", _TRAIN_TWICE], env=env, capture_output=True, text=True,
+                              check=True).stdout.split()[-1] for _ in range(2)]
+    assert digests[0] == digests[1]
