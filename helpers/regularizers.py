@@ -140,6 +140,8 @@ class HessianTraceRegularizer:
         every: the update frequency f_r (>= 1).
         num_probes: Hutchinson probes per application. seed: int for the probes.
     Attributes:
+        gamma, seed: settable between runs (another positive gamma, another seed) without retracing the
+            training graph that ``train_sgd`` keeps with the model.
         num_applied: how many times the term was evaluated (Python-side count of eager calls).
     Used in chapter 4 (F-HTR).
     """
@@ -156,19 +158,51 @@ class HessianTraceRegularizer:
             raise ValueError(f"distribution must be 'rademacher' or 'gaussian', got {distribution!r}.")
         if not isinstance(num_probes, numbers.Integral) or num_probes < 1:
             raise ValueError(f"num_probes must be a positive integer, got {num_probes!r}.")
-        self.model, self.loss_fn, self.gamma = model, loss_fn, float(gamma)
+        self.model, self.loss_fn = model, loss_fn
         self.layers, self.every, self.num_probes = layers, int(every), int(num_probes)
-        self.seed, self.distribution = int(seed), distribution
+        self.distribution = distribution
+        # gamma and the seed are read from variables inside the training graph, so a regulariser reused for
+        # another run (another seed or gamma) keeps the graph train_sgd compiled for it.
+        self._gamma, self._gamma_var = float(gamma), tf.Variable(float(gamma), dtype=tf.float64, trainable=False)
+        self._seed_var = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.seed = seed
         self.variables = params.select_variables(model, layers)
         self.num_applied = 0
+
+    @property
+    def gamma(self) -> float:
+        return self._gamma
+
+    @gamma.setter
+    def gamma(self, value):
+        if not isinstance(value, numbers.Real) or not value > 0 or value == float("inf"):
+            raise ValueError(f"gamma can be changed to another positive number, got {value!r}; a regulariser "
+                             "built with gamma > 0 keeps its penalty in the graph (use gamma=0 at construction "
+                             "for none).")
+        if self._gamma == 0.0:
+            raise ValueError("this regulariser was built with gamma = 0 (no penalty in the graph); build a new "
+                             "one with gamma > 0.")
+        self._gamma = float(value)
+        self._gamma_var.assign(self._gamma)
+
+    @property
+    def seed(self) -> int:
+        return self._seed
+
+    @seed.setter
+    def seed(self, value):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {value!r}.")
+        self._seed = int(value)
+        self._seed_var.assign(self._seed)
 
     def penalty(self, step, xb, yb):
         """``gamma * tr(H_S)`` on this batch (always evaluated)."""
         self.num_applied += 1
-        seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(step, tf.int64)])
+        seed = tf.stack([tf.identity(self._seed_var), tf.cast(step, tf.int64)])
         tr = hessian_trace_penalty(self.model, self.loss_fn, xb, yb, self.variables, self.num_probes, seed,
                                    self.distribution)
-        return tf.cast(self.gamma, tr.dtype) * tr
+        return tf.cast(self._gamma_var, tr.dtype) * tr
 
     def __call__(self, step, xb, yb):
         dtype = params.tf_variable(self.variables[0]).dtype

@@ -355,6 +355,92 @@ def train(model, loss_fn, data, epochs: int, batch_size: int | None, lr, optimiz
                       on_epoch_end, adam_kwargs, verbose, monitors, project_gradient)
 
 
+_EPOCH_FNS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+class _EpochState:
+    """The variables and the compiled epoch of one training graph (see ``_train``)."""
+
+
+def _epoch_state(model, loss_fn, variables, decay_mask, lr0, dtype, n, batch_size, steps_per_epoch, momentum,
+                 weight_decay, extra_loss, project_gradient, optimizer, adam_kwargs, recorder, monitors):
+    st = _EpochState()
+    st.keep = (loss_fn, extra_loss, project_gradient)  # alive, so the ids in the reuse key stay unique
+    st.lr_var = tf.Variable(lr0, dtype=dtype, trainable=False)
+    st.step_var = step_var = tf.Variable(0, dtype=tf.int64, trainable=False)
+    st.bad_step = bad_step = tf.Variable(-1, dtype=tf.int64, trainable=False)
+    beta = tf.constant(float(momentum), dtype)
+    lam = tf.constant(float(weight_decay), dtype)
+    st.velocities = velocities = [tf.Variable(tf.zeros(v.shape, dtype), trainable=False) for v in variables]
+    step_monitors = [m for m in monitors if m.every_steps is not None]
+    if recorder is not None:
+        index_of = {id(v): i for i, v in enumerate(variables)}
+        layer_idx = {name: [index_of[id(v)] for v in vs] for name, vs in recorder.variables.items()}
+    st.opt = opt = None
+    if optimizer == "adam":
+        import keras
+
+        st.opt = opt = keras.optimizers.Adam(learning_rate=lr0, **dict(adam_kwargs or {}))
+        opt.build(variables)
+        prev = [tf.Variable(tf.zeros(v.shape, dtype), trainable=False) for v in variables]
+
+    model_ref = weakref.ref(model)  # the state lives with the model (a weak key), so it must not hold it
+
+    def batch_loss(xb, yb):
+        out = model_ref()(xb, training=True)
+        loss = tf.reduce_mean(loss_fn(yb, out))
+        total = loss
+        if weight_decay:
+            total = total + lam * tf.add_n([tf.reduce_sum(tf.square(v)) for v, m in zip(variables, decay_mask) if m])
+        if extra_loss is not None:
+            total = total + tf.cast(extra_loss(step_var, xb, yb), dtype)
+        return loss, total
+
+    def velocity_of(name):
+        return tf.concat([tf.reshape(velocities[i], [-1]) for i in layer_idx[name]], axis=0)
+
+    st.velocity_of = velocity_of
+
+    @tf.function
+    def run_epoch(perm, x_dev, y_dev):
+        loss_sum = tf.constant(0.0, dtype)
+        count = tf.constant(0.0, dtype)
+        for i in tf.range(steps_per_epoch):
+            idx = perm[i * batch_size: tf.minimum((i + 1) * batch_size, n)]
+            xb, yb = tf.gather(x_dev, idx), tf.gather(y_dev, idx)
+            with tf.GradientTape() as tape:
+                loss, total = batch_loss(xb, yb)
+            if not tf.math.is_finite(total):
+                bad_step.assign(step_var)
+                break
+            grads = tape.gradient(total, variables)
+            if project_gradient is not None:
+                grads = _projected(project_gradient, grads, variables)
+            if optimizer == "sgd":
+                for v, vel, g in zip(variables, velocities, grads):
+                    vel.assign(beta * vel - st.lr_var * g)   # v(t+1) = -eta grad + beta v(t)
+                    v.assign_add(vel)                     # w(t+1) = w(t) + v(t+1)
+            else:
+                for p, v in zip(prev, variables):
+                    p.assign(v)
+                opt.apply_gradients(zip(grads, variables))
+                for vel, p, v in zip(velocities, prev, variables):
+                    vel.assign(v - p)
+            step_var.assign_add(1)
+            loss_sum += loss * tf.cast(tf.shape(idx)[0], dtype)
+            count += tf.cast(tf.shape(idx)[0], dtype)
+            if recorder is not None and recorder.every_steps is not None:
+                if step_var % recorder.every_steps == 0:
+                    recorder.write(velocity_of)
+            for m in step_monitors:
+                if step_var % m.every_steps == 0:
+                    m.write()
+        return loss_sum / tf.maximum(count, 1.0)
+
+    st.run_epoch = run_epoch
+    return st
+
+
 def _train(model, loss_fn, data, epochs, batch_size, lr, optimizer, momentum, weight_decay, weight_decay_layers,
            seed, record, extra_loss, eval_data, eval_every, drop_remainder, on_epoch_end, adam_kwargs, verbose,
            monitors=(), project_gradient=None):
@@ -399,75 +485,35 @@ def _train(model, loss_fn, data, epochs, batch_size, lr, optimizer, momentum, we
 
     x_dev = tf.constant(np.asarray(x), dtype=dtype)
     y_dev = tf.constant(np.asarray(y).astype(np.int64))
-    lr_var = tf.Variable(schedule(0), dtype=dtype, trainable=False)
-    step_var = tf.Variable(0, dtype=tf.int64, trainable=False)
-    bad_step = tf.Variable(-1, dtype=tf.int64, trainable=False)
-    beta = tf.constant(float(momentum), dtype)
-    lam = tf.constant(float(weight_decay), dtype)
-    velocities = [tf.Variable(tf.zeros(v.shape, dtype), trainable=False) for v in variables]
     recorder = Recorder(model, record, epochs, steps_per_epoch) if record is not None else None
     for m in monitors:
         m.bind(epochs, steps_per_epoch)
-    step_monitors = [m for m in monitors if m.every_steps is not None]
+    # The compiled epoch is kept with the model and reused by a later call with the same graph (same loss,
+    # extra loss and projection objects, batch layout, momentum and decay): retraining a model, e.g. from
+    # another initialisation or seed, then traces nothing. Recorders, monitors and Adam hold per-call state,
+    # so those calls compile their own epoch.
+    reusable = recorder is None and not monitors and optimizer == "sgd"
+    key = (id(loss_fn), id(extra_loss), id(project_gradient), n, batch_size, steps_per_epoch, float(momentum),
+           float(weight_decay), tuple(decay_mask), tuple(id(v) for v in variables), dtype.name,
+           tuple(x_dev.shape[1:]))
+    state = _EPOCH_FNS.get(model, {}).get(key) if reusable else None
+    if state is None:
+        state = _epoch_state(model, loss_fn, variables, decay_mask, schedule(0), dtype, n, batch_size,
+                             steps_per_epoch, momentum, weight_decay, extra_loss, project_gradient, optimizer,
+                             adam_kwargs, recorder, monitors)
+        if reusable:
+            _EPOCH_FNS.setdefault(model, {})[key] = state
+    else:
+        for vel in state.velocities:
+            vel.assign(tf.zeros_like(vel))
+    state.step_var.assign(0)
+    state.bad_step.assign(-1)
+    lr_var, step_var, bad_step, opt = state.lr_var, state.step_var, state.bad_step, state.opt
+    velocity_of = state.velocity_of
     epoch_monitors = [m for m in monitors if m.every_steps is None]
-    if recorder is not None:
-        index_of = {id(v): i for i, v in enumerate(variables)}
-        layer_idx = {name: [index_of[id(v)] for v in vs] for name, vs in recorder.variables.items()}
-    if optimizer == "adam":
-        import keras
 
-        opt = keras.optimizers.Adam(learning_rate=schedule(0), **dict(adam_kwargs or {}))
-        opt.build(variables)
-        prev = [tf.Variable(tf.zeros(v.shape, dtype), trainable=False) for v in variables]
-
-    def batch_loss(xb, yb):
-        out = model(xb, training=True)
-        loss = tf.reduce_mean(loss_fn(yb, out))
-        total = loss
-        if weight_decay:
-            total = total + lam * tf.add_n([tf.reduce_sum(tf.square(v)) for v, m in zip(variables, decay_mask) if m])
-        if extra_loss is not None:
-            total = total + tf.cast(extra_loss(step_var, xb, yb), dtype)
-        return loss, total
-
-    def velocity_of(name):
-        return tf.concat([tf.reshape(velocities[i], [-1]) for i in layer_idx[name]], axis=0)
-
-    @tf.function
     def run_epoch(perm):
-        loss_sum = tf.constant(0.0, dtype)
-        count = tf.constant(0.0, dtype)
-        for i in tf.range(steps_per_epoch):
-            idx = perm[i * batch_size: tf.minimum((i + 1) * batch_size, n)]
-            xb, yb = tf.gather(x_dev, idx), tf.gather(y_dev, idx)
-            with tf.GradientTape() as tape:
-                loss, total = batch_loss(xb, yb)
-            if not tf.math.is_finite(total):
-                bad_step.assign(step_var)
-                break
-            grads = tape.gradient(total, variables)
-            if project_gradient is not None:
-                grads = _projected(project_gradient, grads, variables)
-            if optimizer == "sgd":
-                for v, vel, g in zip(variables, velocities, grads):
-                    vel.assign(beta * vel - lr_var * g)   # v(t+1) = -eta grad + beta v(t)
-                    v.assign_add(vel)                     # w(t+1) = w(t) + v(t+1)
-            else:
-                for p, v in zip(prev, variables):
-                    p.assign(v)
-                opt.apply_gradients(zip(grads, variables))
-                for vel, p, v in zip(velocities, prev, variables):
-                    vel.assign(v - p)
-            step_var.assign_add(1)
-            loss_sum += loss * tf.cast(tf.shape(idx)[0], dtype)
-            count += tf.cast(tf.shape(idx)[0], dtype)
-            if recorder is not None and recorder.every_steps is not None:
-                if step_var % recorder.every_steps == 0:
-                    recorder.write(velocity_of)
-            for m in step_monitors:
-                if step_var % m.every_steps == 0:
-                    m.write()
-        return loss_sum / tf.maximum(count, 1.0)
+        return state.run_epoch(perm, x_dev, y_dev)
 
     eval_pair = _eval_pair(eval_data)
     history = {k: [] for k in ("epoch", "lr", "batch_loss", "loss", "acc")}

@@ -1260,23 +1260,24 @@ _ = findings.record(
 # with weight decay ({cite:t}`sankar2021deeper` Tables 1-3); then the wall-clock cost for other values of $f_r$ ({cite:t}`sankar2021deeper` Table 4).
 
 # %% tags=["hide-input"]
+shared_b = {}  # one model and regulariser per (variant, f_r), reused by every seed: traced once
+
+
 def htr_run(seed, variant, every=None):
-    run_seed = helpers.seed(
-        "htr-run", seed
-    )  # batch order and HTR probes follow BOOK_SEED too
+    run_seed = helpers.seed("htr-run", seed)  # batch order and HTR probes follow BOOK_SEED too
     gamma = 0.0 if variant == "baseline" else cfg["htr_gamma"]
     every = cfg["htr_every"] if every is None else every
     sel = regularizers.middle_layers(layers_b) if variant == "HTR middle layers" else None
     wd = cfg["htr_wd"] if variant == "HTR + weight decay" else 0.0
-    make = (
-        (
-            lambda m: regularizers.HessianTraceRegularizer(
-                m, losses.cross_entropy, gamma, layers=sel, every=every, seed=run_seed
-            )
-        )
-        if gamma
-        else None
-    )
+    if (variant, every) not in shared_b:
+        m = build_b()
+        reg = regularizers.HessianTraceRegularizer(
+            m, losses.cross_entropy, gamma, layers=sel, every=every, seed=run_seed
+        ) if gamma else None
+        shared_b[variant, every] = m, reg
+    m, reg = shared_b[variant, every]
+    if reg is not None:
+        reg.seed = run_seed
     kw = dict(
         cfg["htr_train"],
         weight_decay=wd,
@@ -1293,7 +1294,8 @@ def htr_run(seed, variant, every=None):
         key,
         kw,
         eval_data=(ds_b.x_test, ds_b.y_test),
-        extra_loss_fn=make,
+        extra_loss_fn=(lambda _: reg) if reg is not None else None,
+        model=m,
     )
     m_b.set_weights(model.get_weights())  # the final trace, on the shared operator of Part 5
     tr = helpers.cache.cached(
@@ -1311,7 +1313,7 @@ def htr_run(seed, variant, every=None):
     return {
         "test error %": 100 * (1 - float(run["history"]["test_acc"][-1])),
         "trace": float(tr["trace"]),
-        "seconds": run["seconds"],
+        "seconds": run["epoch_seconds"],
         "train acc": float(run["history"]["acc"][-1]),
         "train loss": float(run["history"]["loss"][-1]),
     }
@@ -1346,7 +1348,7 @@ for f in [cfg["htr_every"]] + list(cfg["htr_every_ablation"]):
     )
 display(
     Markdown(
-        "| update frequency $f_r$ | wall-clock ratio HTR / plain SGD |\n|---|---|\n"
+        "| update frequency $f_r$ | time per epoch, HTR / plain SGD |\n|---|---|\n"
         + "\n".join(f"| {f} | {r:.2f} |" for f, r in sorted(ratios.items()))
     )
 )
@@ -1472,14 +1474,14 @@ helpers.widgets.explore(
 #
 # :::{admonition} Solution
 # :class: dropdown
-# Call `htr_run(0, "HTR all layers", every=f)` for each $f$ and read `trace` and `seconds` (divide by the
-# baseline's seconds). A simple cost model says the ratio falls like $1 + c/f$: one HVP (about two extra
-# backward passes) every $f$ steps. Compare it with the measured ratios in the table of Part 6: at this
-# scale they hardly depend on $f_r$ (and can even grow with it), so the HVP is not what costs here. For a
-# network this small a training step takes about a millisecond, and the fixed overhead of the regularised
-# loop (a second traced step function, the switch between the two, the probe draws) outweighs the HVP;
-# the model $1 + c/f$ describes large networks, where the HVP dominates. A single seed's wall-clock time
-# on a shared CPU is also noisy. {cite:t}`sankar2021deeper` ran its main comparison (Table 1) with $f_r = 50$ and reports that
+# Call `htr_run(0, "HTR all layers", every=f)` for each $f$ and read `trace` and `seconds` (the median
+# time of an epoch after the first, so TensorFlow's tracing is left out; divide by the baseline's). A
+# simple cost model says the ratio falls like $1 + c/f$: one HVP and its gradient (a few extra backward
+# passes) every $f$ steps. Compare it with the measured ratios in the table of Part 6. Where they fall less
+# than $1 + c/f$ predicts, a fixed overhead of the regularised loop (the switch between the two branches,
+# the probe draws) weighs against the HVP, as it does for a network this small, whose training step takes
+# milliseconds; the model describes large networks, where the HVP dominates. A single seed's time on a
+# shared CPU is also noisy. {cite:t}`sankar2021deeper` ran its main comparison (Table 1) with $f_r = 50$ and reports that
 # rarer updates still worked well (Fig. 8); its Table 4 gives per-epoch time ratios of 1.00-1.14 for
 # LeNet on MNIST and 1.42-3.85 for VGG11 on CIFAR-10, depending on $f_r$. Where to put $f_r$ is then
 # decided by the trace: take the largest $f_r$ whose final trace is still clearly below the baseline's.
