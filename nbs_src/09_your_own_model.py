@@ -97,7 +97,7 @@ print(f"trained {cfg['epochs']} epochs in {fit_seconds:.0f} s (curvature include
       f"test accuracy {history.history['val_accuracy'][-1]:.3f}; "
       f"{len(follow.reports)} evaluations logged in {csv_path.name}")
 
-# %%
+# %% mystnb={"figure": {"caption": "The curvature callback's log for your model: the largest Hessian eigenvalue (left) and the Hessian trace (right) of each layer's block, at the epochs where it was measured. Look for the layer whose curvature grows or dominates."}, "image": {"alt": "Two panels against epoch, one line with markers per layer: largest eigenvalue on a log axis and trace on a symmetric log axis."}}
 epochs = np.arange(1, cfg["epochs"] + 1)
 names = [r.name for r in follow.reports[-1][1]]
 fig, axes = helpers.plotting.subplots(1, 2, width=8.6, height=3.3)
@@ -169,7 +169,7 @@ print(f"largest block eigenvalue {top_block.lambda_max:.4g} ({top_block.name}) <
 # The spectral density of the full Hessian, with the band of two standard errors of the mean over the
 # probes (the spread across probes: where the band is wide, more probes would change the picture):
 
-# %%
+# %% mystnb={"figure": {"caption": "The spectral density of the model's full Hessian from stochastic Lanczos quadrature, on a log axis, with a band of two standard errors over the probes. Where the band is wide, more probes would change the picture."}, "image": {"alt": "A density curve against eigenvalue on a logarithmic vertical axis with a shaded error band."}}
 dens = net.density
 fig, ax = helpers.plotting.subplots(1, 1, width=6.0, height=3.3)
 ax.fill_between(dens.grid, np.maximum(dens.density - 2 * dens.stderr, 1e-12),
