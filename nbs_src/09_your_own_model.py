@@ -14,7 +14,8 @@
 #
 # **It assumes** chapter 4 (Hessian-vector products, Lanczos, Hutch++, stochastic Lanczos quadrature and
 # the layerwise Hessian of {cite}`sankar2021deeper`) and, for the weight metrics, chapter 3. It follows
-# no source document of its own; the per-layer blocks are 003's layerwise Hessians.
+# no source document of its own; the per-layer blocks are the layerwise Hessians of
+# {cite:t}`sankar2021deeper`.
 #
 # **Checks.** Two inequalities that any correct per-layer table satisfies are asserted below: the network's
 # trace is the sum of the layers' block traces, and no layer's block has a larger top eigenvalue than the
@@ -209,8 +210,8 @@ plt.show()
 # ```
 # $G = \frac1N\sum_i J_i^\top \nabla_z^2\ell\, J_i$ with the softmax cross-entropy's output Hessian
 # $\mathrm{diag}\,p - pp^\top \succeq 0$, so $G \succeq 0$. The difference Hess - G is the residual term of
-# 003, weighted by the output gradients $\partial_z\ell = p - e_y$; it is largest for the layers far from
-# the output, whose second derivatives $\nabla^2_\theta f$ are largest, and shrinks as the training loss falls.
+# {cite:t}`sankar2021deeper`, weighted by the output gradients $\partial_z\ell = p - e_y$; it is largest for
+# the layers far from the output, whose second derivatives $\nabla^2_\theta f$ are largest, and shrinks as the training loss falls.
 # :::
 #
 # 2. The last layer `logits` is linear in its weights. Show that its Hessian block is
