@@ -584,7 +584,7 @@ def draw_toy(axes, eta, beta, noise):
                 title="Loss along the paths")
     ax.legend(fontsize=8, loc="lower right")
 
-# %% mystnb={"figure": {"caption": "Gradient descent, SGD and momentum on the two-dimensional quadratic $\\frac12(w_1^2 + 10 w_2^2)$, for three settings (one figure each): a small step with strong momentum, a large step near the stability limit of the steep direction, and noisy gradients. Left: the paths over the contour lines; right: the loss along them."}, "image": {"alt": "One of three settings, two panels: optimiser paths from the same start over elliptic contour lines, and the loss of each path against step on a log axis."}}
+# %% mystnb={"figure": {"caption": "Gradient descent, SGD and momentum on the two-dimensional quadratic $\\frac12(w_1^2 + 10 w_2^2)$, for three settings (one row each): a small step with strong momentum, a large step near the stability limit of the steep direction, and noisy gradients. Left: the paths over the contour lines; right: the loss along them."}, "image": {"alt": "One of three settings, two panels: optimiser paths from the same start over elliptic contour lines, and the loss of each path against step on a log axis."}}
 controls = {"eta": (0.01, 0.25, 0.01, 0.05), "beta": (0.0, 0.99, 0.01, 0.9),
             "noise": (0.0, 3.0, 0.1, 0.5)}
 presets = [{"eta": 0.02, "beta": 0.9, "noise": 0.0},

@@ -694,7 +694,7 @@ def draw_component(axes, component):
             title="Loss along the component")
 
 
-# %% mystnb={"figure": {"caption": "The explorer drawn for components 1, 2 and 10 (one figure each): the projection $\\theta_i(t)$ over the window (left) and the change of the loss when the weights move along $p_i$, in units of that component's spread (right). Only the first component is a steady drift."}, "image": {"alt": "One of three components, two panels: its projection against step, and the percentage change of the loss against displacement along that component."}}
+# %% mystnb={"figure": {"caption": "The explorer drawn for components 1, 2 and 10 (one row each): the projection $\\theta_i(t)$ over the window (left) and the change of the loss when the weights move along $p_i$, in units of that component's spread (right). Only the first component is a steady drift."}, "image": {"alt": "One of three components, two panels: its projection against step, and the percentage change of the loss against displacement along that component."}}
 presets = [{"component": 1}, {"component": 2}, {"component": 10}]
 widgets.explore(draw_component, {"component": (1, 10, 1, 1)}, presets, panels=2,
                 width=4.4, height=3.2)

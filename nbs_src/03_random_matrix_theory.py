@@ -803,7 +803,7 @@ plt.show()
 # statistic during training with the thresholds $C = 0.4$ and $0.6$. The book shows three runs; run the
 # notebook for the controls (combinations that were not trained say so).
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "The explorer drawn for three runs (one figure each): high SNR, low SNR, and the largest number of classes. Left: the final spectrum with its Marchenko-Pastur fit and spectral type. Right: the scaled statistic during training, with the thresholds $C = 0.4$ and $0.6$."}, "image": {"alt": "One of three runs, two panels: an eigenvalue histogram with a fitted density, and the scaled statistic against epoch with two horizontal threshold lines."}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The explorer drawn for three runs (one row each): high SNR, low SNR, and the largest number of classes. Left: the final spectrum with its Marchenko-Pastur fit and spectral type. Right: the scaled statistic during training, with the thresholds $C = 0.4$ and $0.6$."}, "image": {"alt": "One of three runs, two panels: an eigenvalue histogram with a fitted density, and the scaled statistic against epoch with two horizontal threshold lines."}}
 def draw_run(axes, delta, K):
     ax1, ax2 = axes
     key = (net0, K, delta)

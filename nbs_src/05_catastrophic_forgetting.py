@@ -442,7 +442,7 @@ print(f"at eta = {0.5 * eta_max:.2g}: after 3 epochs A {ok['acc_A'][-1]:.3f}, B 
 # diverges is marked and drawn at zero. In a live notebook the slider picks $\lambda$; the book shows three
 # values of the grid.
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "The strength sweep of the two penalties on the single layer, drawn for three values of $\\lambda$ (one figure each). Left: task-A and task-B accuracy during task-B training for $L_{cf}$ (solid) and $L_{sv}$ (dashed). Right: the best sum of the two accuracies over the whole grid, with the drawn $\\lambda$ marked."}, "image": {"alt": "One of three penalty strengths, two panels: test accuracy against epoch for two methods and two tasks, and the best summed accuracy against the penalty strength on a log axis with a vertical marker."}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The strength sweep of the two penalties on the single layer, drawn for three values of $\\lambda$ (one row each). Left: task-A and task-B accuracy during task-B training for $L_{cf}$ (solid) and $L_{sv}$ (dashed). Right: the best sum of the two accuracies over the whole grid, with the drawn $\\lambda$ marked."}, "image": {"alt": "One of three penalty strengths, two panels: test accuracy against epoch for two methods and two tasks, and the best summed accuracy against the penalty strength on a log axis with a vertical marker."}}
 def sweep():
     out = {}
     for method in ("hessian", "sv"):

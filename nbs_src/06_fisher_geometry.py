@@ -523,7 +523,7 @@ except ValueError as err:
 # static book, three presets are drawn. Circles around sharp distributions look small in coordinates
 # (every step is long there), and all circles are pushed towards larger $\sigma$.
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "Geodesics of unit speed leaving one Gaussian in 48 directions, and the geodesic circle through their end points (red), for three starting points and radii (one figure each). Circles around narrow distributions look small in these coordinates, and all are pushed towards larger $\\sigma$."}, "image": {"alt": "One of three settings: a fan of geodesic curves from a black point in the mean and standard deviation plane and a closed red curve through their ends."}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Geodesics of unit speed leaving one Gaussian in 48 directions, and the geodesic circle through their end points (red), for three starting points and radii (one row each). Circles around narrow distributions look small in these coordinates, and all are pushed towards larger $\\sigma$."}, "image": {"alt": "One of three settings: a fan of geodesic curves from a black point in the mean and standard deviation plane and a closed red curve through their ends."}}
 def plot_geodesics(ax, mu0=0.0, sigma0=1.0, distance=1.0):
     angles = np.linspace(0, 2 * np.pi, 48, endpoint=False)
     g0 = np.diag(information.gaussian_fisher_closed_form(sigma0))

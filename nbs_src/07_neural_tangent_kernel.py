@@ -519,7 +519,7 @@ display(Markdown(
 # Pick a loss and a width to see the mean ± std of both traces over the seeds, before normalisation: the Fisher
 # trace on the left axis, the NTK trace per example on the right. In the static book, three choices are drawn.
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "The trace explorer drawn for three choices of loss and width (one figure each): the Fisher trace (left axis, blue) and the NTK trace per example (right axis, red) before normalisation, with their mean correlation in the title."}, "image": {"alt": "One of three settings: two curves with shaded bands against epoch, on separate left and right vertical axes."}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The trace explorer drawn for three choices of loss and width (one row each): the Fisher trace (left axis, blue) and the NTK trace per example (right axis, red) before normalisation, with their mean correlation in the title."}, "image": {"alt": "One of three settings: two curves with shaded bands against epoch, on separate left and right vertical axes."}}
 def trace_panel(ax, loss="L2-norm", width=cfg["widths"][0]):
     name, t = LOSSES[loss], epochs_m
     for what, colour, lab, axis in (("fisher", PALETTE[0], r"$\mathrm{tr}F$", ax),
