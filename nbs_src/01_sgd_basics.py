@@ -118,7 +118,7 @@ print("batch-norm output per channel: mean", np.round(normed.mean(axis=(0, 1, 2)
 residual = feat + normed  # a residual connection: the block's input added to its output
 print("shapes:", image.shape[1:], "-> conv", feat.shape[1:], "-> pool", pooled.shape[1:])
 
-# %%
+# %% mystnb={"figure": {"caption": "One 8x8 digit passed through a convolution, max-pooling and a batch-normalised residual branch. Pooling halves the grid to 4x4; the residual branch adds the normalised map back to the filter's output."}, "image": {"alt": "Five grey-scale pixel images in a grid: the input digit, two convolution feature maps, the max-pooled map and the residual sum."}}
 fig, axes = subplots(2, 3, width=2.2, height=2.1)
 panels = [(image[0, :, :, 0], "input digit\n8x8"),
           (feat[0, :, :, 0], "conv filter 0\n8x8"),
@@ -198,7 +198,7 @@ print(f"ResNet20: {conv_dense:,} conv/dense parameters + {bn:,} batch-norm param
 # is the binary one, $p = \sigma(f)$). With a single output every $L_p$-norm is the same function,
 # $|f - 1|$; they differ only when several outputs are wrong at once.
 
-# %%
+# %% mystnb={"figure": {"caption": "The per-example losses of the book against the network output $f$ for target 1. The MSE, the mean-power losses and the Lp-norm vanish at $f = 1$; the cross-entropy keeps falling as $f$ grows. The higher the power, the flatter the loss near the target and the steeper far from it."}, "image": {"alt": "Line plot of loss against network output from -2 to 4 for cross-entropy, MSE, mean power 4 and 6 and the Lp-norm."}}
 f = np.linspace(-2.0, 4.0, 301)[:, None]
 target = np.ones(len(f))
 curves = {"cross-entropy": losses.cross_entropy, "MSE = mean power n=2": losses.mse,
@@ -268,7 +268,7 @@ for beta in (0.0, 0.5, 0.9, 0.99):
     # v(t) of the two bias entries (the last two of the layer vector), t = 1..steps
     momentum_runs[beta] = h["velocities"]["dense_1"][1:, -2:]
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "SGD with momentum on a constant gradient: the step length, in units of $\\eta|g|$, climbs to the dotted level $1/(1-\\beta)$ and stays there (I-MOMENTUM). Larger $\\beta$ takes longer to get there and ends higher."}, "image": {"alt": "Log-log plot of step length over eta times gradient norm against step, one curve per momentum beta, each levelling off at a dotted line."}}
 momentum_errors = {}
 for beta, v in momentum_runs.items():
     mean_step = v[-100:].mean(axis=0)  # mean step over the last 100 steps
@@ -364,7 +364,7 @@ print("distance to the flow at T:", ", ".join(f"{e:.2e}" for e in flow["errors"]
 print(f"log-log slope {slope:.3f}")
 assert abs(slope - 1.0) <= 0.1  # I-FLOW: error O(eta)
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Left: the training loss of gradient descent for three learning rates, plotted against time $t = $ steps $\\times\\,\\eta$, lies on the gradient-flow curve. Right: the distance to the flow at the final time falls in proportion to $\\eta$ (slope 1, I-FLOW)."}, "image": {"alt": "Two panels: loss against time for gradient flow and three gradient-descent runs; log-log distance to the flow against learning rate with a slope-1 reference line."}}
 fig, (ax1, ax2) = subplots(1, 2, width=4.8, height=3.5)
 ax1.plot(flow["grid"], flow["flow_loss"], "k", lw=1.5, zorder=5, label="gradient flow")
 for eta_k, c in zip(etas[[0, 2, 4]], PALETTE):
@@ -444,7 +444,7 @@ _ = findings.record(
     rule=lambda m: m["t100_epoch"] is not None and m["epochs"] - m["t100_epoch"] >= 10
     and m["final_loss"] < m["loss_at_t100"] and m["share_of_epochs_decreasing"] >= 0.9)
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "MLP 50 trained with plain SGD on the digits. In the shaded stretch the training accuracy is already 100%, yet the training loss keeps falling and the output weights keep growing: the exploration phase (F-EXPLORE)."}, "image": {"alt": "Three panels against epoch: training and test loss on a log axis, training and test accuracy, and the norm of the output-layer weights, with the late epochs shaded."}}
 epochs_axis = np.arange(1, len(loss_tr) + 1)
 fig, (ax1, ax2, ax3) = subplots(1, 3, width=3.9, height=3.3)
 ax1.semilogy(epochs_axis, loss_tr, label="training")
@@ -520,7 +520,7 @@ def compare_optimisers():
 comparison = cache.cached("ch1-optimisers", {**cfg, "n_train": len(ds.x_train)},
                           compare_optimisers)
 
-# %%
+# %% mystnb={"figure": {"caption": "The same network trained by four optimisers. Compare how fast the training loss falls (left) with where the test accuracy settles (right): speed and final accuracy need not go together."}, "image": {"alt": "Two panels against epoch for SGD, SGD with momentum, SGD with weight decay and Adam: training loss on a log axis and test accuracy in percent."}}
 fig, (ax1, ax2) = subplots(1, 2, width=4.8, height=3.5)
 for i, (label, c) in enumerate(zip(variants, PALETTE)):
     e = np.arange(1, len(comparison[f"loss_{i}"]) + 1)
@@ -584,7 +584,7 @@ def draw_toy(axes, eta, beta, noise):
                 title="Loss along the paths")
     ax.legend(fontsize=8, loc="lower right")
 
-# %%
+# %% mystnb={"figure": {"caption": "Gradient descent, SGD and momentum on the two-dimensional quadratic $\\frac12(w_1^2 + 10 w_2^2)$, for three settings (one row each): a small step with strong momentum, a large step near the stability limit of the steep direction, and noisy gradients. Left: the paths over the contour lines; right: the loss along them."}, "image": {"alt": "One of three settings, two panels: optimiser paths from the same start over elliptic contour lines, and the loss of each path against step on a log axis."}}
 controls = {"eta": (0.01, 0.25, 0.01, 0.05), "beta": (0.0, 0.99, 0.01, 0.9),
             "noise": (0.0, 3.0, 0.1, 0.5)}
 presets = [{"eta": 0.02, "beta": 0.9, "noise": 0.0},

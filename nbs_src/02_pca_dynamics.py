@@ -159,7 +159,7 @@ _ = findings.record(
               "linear fit to θ₂..θ₁₀ is ≤ 0.5",
     rule=lambda m: m["r2_theta1"] >= 0.98 and m["median_r2_theta2_10"] <= 0.5)
 
-# %%
+# %% mystnb={"figure": {"caption": "Projections of the hidden layer's trajectory on its principal components. The first one (left) is a straight line in time, the drift (F-DRIFT); components 2, 3, 4 and 10 (right) wander without a trend."}, "image": {"alt": "Two panels against step: the first projection with a dashed linear fit, and four further projections, centred, as irregular curves."}}
 fig, (ax1, ax2) = subplots(1, 2, width=4.4, height=3.3)
 ax1.plot(t, pc.projections[:, 0], color=PALETTE[0], lw=2.5, label="θ₁(t)")
 ax1.plot(t, fit1["fitted"], "k--", lw=1, label=f"linear fit, R² = {fit1['r2']:.4f}")
@@ -228,7 +228,7 @@ _ = findings.record(
     rule=lambda m: abs(m["exponent_T"] - 2) <= 0.3
     and abs(m["exponent_eta"] - 2) <= 0.4)
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Variance of the first component against the window length $T$ (left) and the learning rate $\\eta$ (right), on log-log axes. Points that follow the dotted slope-2 lines mean $\\sigma_1^2 \\propto \\eta^2 T^2$ (F-ETA2T2); the title gives the fitted exponents."}, "image": {"alt": "Two log-log panels of the first PC variance, against window length for several learning rates and against learning rate for several window lengths, with slope-2 reference lines."}}
 fig, (ax1, ax2) = subplots(1, 2, width=4.4, height=3.3)
 for a, (eta, c) in enumerate(zip(etas, PALETTE)):
     ax1.loglog(Ts, grid[a], "o-", color=c, label=f"η = {eta:g}")
@@ -282,7 +282,7 @@ _ = findings.record(
               "more than 10 components are needed",
     rule=lambda m: m["ratio_1pc_no_wd"] >= 0.8 and m["components_for_80pct_wd"] > 10)
 
-# %%
+# %% mystnb={"figure": {"caption": "Test accuracy of the network when the layer is rebuilt from its first $i$ principal components only, with and without weight decay. Compare how many components each run needs to get back to its final accuracy; the dotted line marks 10 (F-PCACC)."}, "image": {"alt": "Test accuracy in percent against the number of components on a log axis, one curve per weight-decay value, with a vertical line at 10."}}
 fig, ax = subplots(1, 1, width=6.0, height=3.4)
 for (wd, acc), c in zip(acc_add.items(), PALETTE):
     ax.semilogx(np.maximum(counts, 0.7), 100 * acc, "o-", ms=3, color=c,
@@ -412,7 +412,7 @@ _ = findings.record(
               "exponential; the exponential fit beats the linear fit (residual ratio ≤ 0.5)",
     rule=lambda m: m["rss_ratio_exp_over_linear"] <= 0.5)
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Left: the regularised loss along the drift direction $p_1$ around the trained network (red line) is a well, and a parabola fits its bottom (F-WELL). Right: over a long run with weight decay, $\\theta_1(t)$ bends away from a line and saturates like an exponential (F-RELAX)."}, "image": {"alt": "Two panels: loss against displacement along the first component with coarse and fine scans and a quadratic fit; the first projection against epoch with linear, exponential and quadratic-model fits."}}
 fig, (ax1, ax2) = subplots(1, 2, width=4.4, height=3.3)
 (xs, ys), (fx, fy) = well["coarse"], well["fine"]
 ax1.plot(xs, ys, "o", ms=3, color="0.6", label="coarse scan")
@@ -501,7 +501,7 @@ _ = findings.record(
     rule=lambda m: m["r2_log_loss_linear_no_wd"] >= 0.95
     and abs(m["exponent_wd"] - 2) <= 0.2)
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The loss when the weights of a layer are multiplied by $\\alpha$. Without weight decay (left) $\\log L$ falls on a straight line for large $\\alpha$; with weight decay (right) the regularised loss grows as a power of $\\alpha$, with the fitted exponent in the legend (F-SCALE)."}, "image": {"alt": "Two panels against the scale factor alpha: log loss with a dashed line for large alpha, one curve per layer; regularised loss on log-log axes with a power-law fit."}}
 fig, (ax1, ax2) = subplots(1, 2, width=4.4, height=3.3)
 for (name, curve), c in zip(log_l_layers.items(), PALETTE[1:]):
     if name != LAYER:
@@ -563,7 +563,7 @@ _ = findings.record(
               "weight PCs (mean of max overlaps over the top 10 is larger for velocities)",
     rule=lambda m: m["mean_max_overlap_velocities"] > m["mean_max_overlap_weights"])
 
-# %%
+# %% mystnb={"figure": {"caption": "Overlaps $|p_i \\cdot h_j|$ between the top principal components of the layer (columns) and its top Hessian eigenvectors (rows), for the weights (left) and for the velocities (right). Bright cells near the diagonal mean the components line up with curvature directions (F-VELPCA)."}, "image": {"alt": "Two heat maps of overlaps from 0 to 1, principal component index against Hessian eigenvector index, for weights and velocities, with a shared colour bar."}}
 fig, axes = subplots(1, 2, width=4.0, height=3.6)
 for ax, (name, o) in zip(axes, overlaps.items()):
     im = ax.imshow(o, vmin=0, vmax=1, cmap="magma", origin="lower")
@@ -626,7 +626,7 @@ _ = findings.record(
               "within a factor 3)",
     rule=lambda m: 1 / 3 <= m["ratio_measured_over_predicted"] <= 3)
 
-# %%
+# %% mystnb={"figure": {"caption": "Variance of each principal component over one epoch against the curvature $h_i$ along it, on log-log axes, with the crossover predicted by the variance-flatness relation (dashed) and the fitted one (dotted). F-VARFLAT compares the two."}, "image": {"alt": "Log-log scatter of PC variance against Hessian eigenvalue with two vertical lines for the predicted and the fitted crossover."}}
 fig, ax = subplots(1, 1, width=6.0, height=3.6)
 hk = hess["h"][:k]
 ax.loglog(hk[hk > 0], pc_epoch.variances[hk > 0], ".", color=PALETTE[0],
@@ -694,7 +694,7 @@ def draw_component(axes, component):
             title="Loss along the component")
 
 
-# %%
+# %% mystnb={"figure": {"caption": "The explorer drawn for components 1, 2 and 10 (one row each): the projection $\\theta_i(t)$ over the window (left) and the change of the loss when the weights move along $p_i$, in units of that component's spread (right). Only the first component is a steady drift."}, "image": {"alt": "One of three components, two panels: its projection against step, and the percentage change of the loss against displacement along that component."}}
 presets = [{"component": 1}, {"component": 2}, {"component": 10}]
 widgets.explore(draw_component, {"component": (1, 10, 1, 1)}, presets, panels=2,
                 width=4.4, height=3.2)

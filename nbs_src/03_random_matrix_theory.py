@@ -108,7 +108,7 @@ for c in (0.1, 0.3, 0.7):
     print(f"c = {ratio:.2f}: KS distance to MP = {mp_samples[c][1]:.4f}")
     assert mp_samples[c][1] <= 0.05  # I-MP
 
-# %%
+# %% mystnb={"figure": {"caption": "Eigenvalue histograms of $WW^T/N$ for Gaussian random matrices of three aspect ratios $c$, with the Marchenko-Pastur density (red). The histograms fill the law's support and follow its shape; the titles give the Kolmogorov-Smirnov distance (I-MP)."}, "image": {"alt": "Three histograms of eigenvalues, one per aspect ratio, each overlaid with a red Marchenko-Pastur density curve."}}
 fig, axes = subplots(1, 3, width=2.9, height=2.7)
 for ax, (c, (ev, ks)) in zip(axes, mp_samples.items()):
     ax.hist(ev, bins=40, density=True, color=PALETTE[0], alpha=0.6, label="eigenvalues")
@@ -180,7 +180,7 @@ show_table(["c", "n", "min", "median", "max", "share in [0.1, 0.3]", "share in [
 for (c, n), v in null.items():
     assert np.mean((v >= 0.1) & (v <= 0.3)) >= 0.9, (c, n)  # I-NULLSTAT
 
-# %%
+# %% mystnb={"figure": {"caption": "The scaled Meng-Yao statistic of matrices drawn from the null model, 50 repetitions for each size $n$ and aspect ratio $c$. Almost all values fall between 0.1 and 0.3 (I-NULLSTAT); the grey band is the range Meng and Yao report."}, "image": {"alt": "Histograms of the scaled statistic, one panel per aspect ratio, one colour per matrix size, over a grey band from 0.15 to 0.25."}}
 fig, axes = subplots(1, len(cfg["null_c"]), width=2.9, height=2.7, sharey=True)
 for ax, c in zip(axes, cfg["null_c"]):
     for n, col in zip(cfg["null_n"], PALETTE):
@@ -252,7 +252,7 @@ net = svd_network(0.0)
 spectra = ws.model_spectra(net)
 show_table(*ws.spectra_table(spectra))
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Eigenvalue densities of two trained layers on a log scale with the fitted Marchenko-Pastur bulk (red) and its upper edge (dotted). The eigenvalues to the right of the edge are the outliers counted in the titles (F-BULK)."}, "image": {"alt": "Two histograms of layer eigenvalues on a logarithmic density axis with a red fitted density and a dotted vertical line at its edge."}}
 def draw_esd(ax, spec, title, bins=50):
     """Histogram of a layer's eigenvalues with the fitted MP density and its upper edge."""
     ev = spec.eigenvalues
@@ -359,7 +359,7 @@ f_wig = findings.record(
               "Wigner surmise (KS p > 0.01)",
     rule=lambda m: all(v > 0.01 for k, v in m.items() if k.startswith("p_")))
 
-# %%
+# %% mystnb={"figure": {"caption": "Histograms of unfolded level spacings, for a random GOE matrix (control, left) and for trained weight matrices, against the Wigner surmise (red) and the Poisson law (dashed). Spacings that follow the red curve show level repulsion (F-WIGNERW); the titles give the KS p-values."}, "image": {"alt": "Several histograms of spacings from 0 to 3.5, each with a red Wigner surmise curve and a dashed exponential curve."}}
 fig, axes = subplots(1, len(wig) + 1, width=2.9, height=2.7, sharey=True)
 x = np.linspace(0, 3.5, 200)
 for ax, (name, (sp, r)) in zip(axes, [("GOE control", (s_goe, ks_goe)), *wig.items()]):
@@ -415,7 +415,7 @@ f_svpc = findings.record(
     rule=lambda m: m["outliers_no_wd"] >= 1 and m["mean_top5_outliers_no_wd"]
     > m["mean_top5_bulk_no_wd"])
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Top: overlaps of the first 30 principal components of the trajectory (rows) with the layer's singular matrices ordered by singular value (columns), without and with weight decay; the dashed line separates outliers (left of it) from the bulk. Bottom: the overlaps of the top 5 components. Look for weight concentrated left of the line (F-SVPC)."}, "image": {"alt": "A two-by-two grid: two heat maps of overlaps, PC index against singular value index, and below them line plots of the overlaps of five PCs, each with a vertical line at the MP edge."}}
 fig, axes = subplots(2, 2, width=4.2, height=3.0)
 for col, (wd, (S, k_out)) in enumerate(S_of.items()):
     label = "no weight decay" if wd == 0 else f"weight decay λ = {wd:g}"
@@ -493,7 +493,7 @@ display(Markdown(
 # last hidden layer, $256 \times 128$); the tables also report FC2 (`dense_2`), as Meng and Yao's do, and FC1 and FC2
 # of NN2-like.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Final eigenvalue spectra of the watched layer of the NN1-like network on Gaussian ANOVA data, from the easiest task (highest SNR) to the hardest, with the fitted Marchenko-Pastur density. The titles give the spectral type assigned to each (F-PHASES)."}, "image": {"alt": "Four histograms of eigenvalues on a logarithmic density axis, one per signal-to-noise ratio, each with a red fitted density curve."}}
 NETS = {"NN1": (cfg["nn1_dim"], cfg["nn1"]), "NN2": (cfg["nn2_dim"], cfg["nn2"])}
 WATCH = {"NN1": ["dense_2", "dense_3"], "NN2": ["dense_1", "dense_2"]}
 MEASURED = ("NN1", "dense_3")
@@ -601,7 +601,7 @@ f_ph = findings.record(
               "(classification rule stated in the chapter)",
     rule=lambda m: m["class_high"] == "LT" and m["class_low"] == "HT")
 
-# %%
+# %% mystnb={"figure": {"caption": "The distance of the final spectrum from Marchenko-Pastur, $\\hat s_n$, against the signal-to-noise ratio (left) and the number of classes $K$ (right), for two layers. F-DIFFICULTY asks that it rise as the SNR falls and as $K$ grows."}, "image": {"alt": "Two line plots of the statistic s-hat for two layers: against SNR and against the number of classes."}}
 fig, (ax1, ax2) = subplots(1, 2, width=4.2, height=3.2)
 ax1.plot(diff_m["snr_levels"], s_by_snr, "o-", color=PALETTE[0], label=f"{layer0}")
 ax1.plot(diff_m["snr_levels"], [final_s(k, "dense_2") for k in snr_keys], "s--",
@@ -689,7 +689,7 @@ f_stop = findings.record(
     and m["test_acc_at_fire"] >= m["test_acc_final"] - 0.01 and m["fired_epoch_high_snr"]
     == 0)
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The spectral early-stopping criterion during training. Left: the scaled statistic for each SNR, with the thresholds $C$ (dotted). Right: the test accuracy, with a triangle where the criterion fires at $C = 0.4$. F-EARLYSTOP asks that it fire on the hard task near its best accuracy and never on the easy one."}, "image": {"alt": "Two panels against epoch, one colour per SNR: the scaled statistic with two horizontal threshold lines, and test accuracy with triangle markers."}}
 fig, (ax1, ax2) = subplots(1, 2, width=4.2, height=3.2)
 for key, c in zip(snr_keys, PALETTE):
     cr = crits[key]
@@ -771,7 +771,7 @@ show_table(["network / data (batch, test acc)", "layer", "n×N", "α ± se", "α
             "MP soft rank",
             "spikes", "class"], rows)
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Tails of the eigenvalue distributions of networks trained on real data: the share of eigenvalues at least $\\lambda$ (dots, one colour per layer) and the fitted power laws above $x_{\\min}$ (lines). A straight tail on these log-log axes is a heavy, power-law tail."}, "image": {"alt": "Log-log complementary distribution plots of layer eigenvalues, one panel per network, with straight power-law fit lines."}}
 fig, axes = subplots(1, len(real), width=4.2, height=3.2, squeeze=False)
 for ax, ((name, kind, batch), (model, acc)) in zip(axes[0], real.items()):
     for (lname, s), c in zip(ws.model_spectra(model).items(), PALETTE):
@@ -803,7 +803,7 @@ plt.show()
 # statistic during training with the thresholds $C = 0.4$ and $0.6$. The book shows three runs; run the
 # notebook for the controls (combinations that were not trained say so).
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The explorer drawn for three runs (one row each): high SNR, low SNR, and the largest number of classes. Left: the final spectrum with its Marchenko-Pastur fit and spectral type. Right: the scaled statistic during training, with the thresholds $C = 0.4$ and $0.6$."}, "image": {"alt": "One of three runs, two panels: an eigenvalue histogram with a fitted density, and the scaled statistic against epoch with two horizontal threshold lines."}}
 def draw_run(axes, delta, K):
     ax1, ax2 = axes
     key = (net0, K, delta)

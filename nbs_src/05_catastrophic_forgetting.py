@@ -212,7 +212,7 @@ _ = findings.record("F-FORGET", source="000 Sec. 7.7", measured=forget,
                 criterion="naive sequential training loses ≥ 50 points of task-A accuracy",
                 rule=lambda m: m["drop_points_all_layers"] >= 50)
 
-# %%
+# %% mystnb={"figure": {"caption": "Task-A (blue) and task-B (orange) test accuracy while the network trained on A is trained naively on B, updating all layers (left) or one layer (right); mean and spread over the seeds. The fall of the task-A curve is the forgetting that F-FORGET measures."}, "image": {"alt": "Two panels of test accuracy in percent against epoch of task-B training, one curve per task with a shaded band."}}
 fig, axes = subplots(1, 2, width=4.3, height=3.2, sharey=True)
 epochs = np.arange(1, cfg["epochs_b"] + 1)
 for ax, key, title in zip(axes, ("all", "one"), ("all layers", f"one layer ({LAYER})")):
@@ -319,7 +319,7 @@ _ = findings.record("F-LOSSGRAD", source="000 Sec. 7.7, Fig. 7.22", measured=los
                 rule=lambda m: min(m["sum_hessian"], m["sum_sv"])
                     > max(m["sum_grad_hessian"], m["sum_grad_sv"]))
 
-# %%
+# %% mystnb={"figure": {"caption": "Task-A and task-B test accuracy at the selected epoch for each method of protecting one layer, mean and standard deviation over the seeds. A good method keeps the task-A bar high without lowering the task-B bar; joint training on both tasks is the reference."}, "image": {"alt": "Grouped bar chart with error bars: task A and task B accuracy for eight methods from naive to joint training."}}
 fig, ax = subplots(1, 1, width=6.4, height=3.6)
 order = list(S)
 for j, (col, label, c) in enumerate(((0, "task A", PALETTE[0]), (1, "task B", PALETTE[1]))):
@@ -442,7 +442,7 @@ print(f"at eta = {0.5 * eta_max:.2g}: after 3 epochs A {ok['acc_A'][-1]:.3f}, B 
 # diverges is marked and drawn at zero. In a live notebook the slider picks $\lambda$; the book shows three
 # values of the grid.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The strength sweep of the two penalties on the single layer, drawn for three values of $\\lambda$ (one row each). Left: task-A and task-B accuracy during task-B training for $L_{cf}$ (solid) and $L_{sv}$ (dashed). Right: the best sum of the two accuracies over the whole grid, with the drawn $\\lambda$ marked."}, "image": {"alt": "One of three penalty strengths, two panels: test accuracy against epoch for two methods and two tasks, and the best summed accuracy against the penalty strength on a log axis with a vertical marker."}}
 def sweep():
     out = {}
     for method in ("hessian", "sv"):
@@ -503,7 +503,7 @@ widgets.explore(draw_strength, {"strength": list(cfg["sweep"])},
 # overlaps with the $N_{\mathrm{out}}$ outlier singular matrices. A random unit vector would get
 # $N_{\mathrm{out}}/n_{\mathrm{kernel}}$.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Left: overlaps between the layer's top Hessian eigenvectors (rows) and its singular matrices (columns). Right: the share of each eigenvector's norm inside the span of the outlier singular matrices, against what a random vector would get (dotted). The higher the points above that line, the more the stiff directions lie in a few singular directions."}, "image": {"alt": "A heat map of overlaps, eigenvector index against singular value index, and a scatter of captured share against eigenvector index with a horizontal random-baseline line."}}
 kernel = params.select_variables(model, LAYER)[0]
 model.set_weights(state.weights)
 h, V = fg.hessian_directions(model, losses.cross_entropy, task_a.train,

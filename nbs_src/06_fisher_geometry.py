@@ -111,7 +111,7 @@ print(f"{len(sequences)} records vs {len(counts)} counts; largest relative devia
       f"n/(θ(1-θ)): {err_coin:.1e}")
 assert err_coin < 1e-12  # I-COIN
 
-# %%
+# %% mystnb={"figure": {"caption": "Fisher information of $n$ coin flips computed from the full records and from the head count alone, against the probability of heads; both lie on the closed form $n/(\\theta(1-\\theta))$ (grey). A sufficient statistic loses no information (I-COIN)."}, "image": {"alt": "Line plot on a log axis of Fisher information against the probability of heads: two curves on top of a thick grey closed-form curve."}}
 fig, ax = subplots(1, 1, width=6.0, height=3.4)
 ax.semilogy(thetas, I_exact, color="k", lw=4, alpha=0.25, label=r"$n/(\theta(1-\theta))$")
 ax.semilogy(thetas, I_seq, color=PALETTE[0],
@@ -213,7 +213,7 @@ assert max(err_gauss.values()) < 1e-10  # I-GAUSS, both forms
 # $I_{\mu\mu}$ and $I_{\sigma\sigma}$ at $(\mu, \sigma) = (0.5, 2)$ with their standard errors, against the
 # exact values.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Monte-Carlo estimates of the diagonal Fisher entries of a Gaussian, from squared scores and from minus the second derivative, with standard errors, against the number of samples. Both converge to the exact value (dashed), with different spreads."}, "image": {"alt": "Two panels of estimates with error bars against the number of samples on a log axis, two estimators each, and a dashed horizontal line at the exact value."}}
 def gaussian_sampler(theta, num, rng):
     return rng.normal(theta[0], theta[1], size=num)
 
@@ -264,7 +264,7 @@ axes[0].legend();
 # and short where $\sigma$ is large. The figure draws the metric's circles (the steps of length 0.2)
 # at a grid of points, next to the distributions those points are.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Left: circles of Fisher length 0.2 over the $(\\mu, \\sigma)$ half-plane. They are small where $\\sigma$ is small: there a small step already changes the distribution a lot. Right: the three marked points as the Gaussian densities they stand for."}, "image": {"alt": "Left: a grid of small ellipses in the mean and standard deviation plane that grow with sigma, and three coloured points. Right: three Gaussian density curves."}}
 fig, (ax, ax2) = subplots(1, 2, width=5.0, height=3.6)
 tt = np.linspace(0, 2 * np.pi, 100)
 marked = [(-1.5, 0.5), (0.0, 1.5), (1.5, 0.8)]
@@ -294,7 +294,7 @@ ax2.legend();
 # principal directions of the resulting cloud gives a picture of the Gaussian family as a surface (a
 # projection, so lengths are only approximately preserved).
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The Gaussian family drawn as a surface: the square roots of the densities over a grid of $(\\mu, \\sigma)$, projected on their first three principal components, coloured by $\\sigma$. The narrow distributions (dark) spread far apart, the wide ones crowd together."}, "image": {"alt": "A three-dimensional curved surface with axes PC 1, PC 2 and PC 3, shaded from dark to light with the standard deviation."}}
 xs = np.linspace(-12, 12, 1200)
 Mu, Sig = np.meshgrid(np.linspace(-2, 2, 25), np.geomspace(0.4, 3.0, 25), indexing="ij")
 root_p = np.sqrt(np.exp(-0.5 * ((xs - Mu[..., None]) / Sig[..., None]) ** 2)
@@ -363,7 +363,7 @@ print(f"closed-form distance {d_AB:.10f}; geodesic length {L_geo:.10f} (relative
       f"endpoint miss {np.abs(geo[-1] - B).max():.1e}; straight line {L_line:.6f}")
 assert err_geo < 1e-8 and np.abs(geo[-1] - B).max() < 1e-8  # I-GEODESIC
 
-# %%
+# %% mystnb={"figure": {"caption": "Two Gaussians joined by a straight line in $(\\mu, \\sigma)$ and by the Fisher geodesic. The geodesic arcs up through wider distributions and is shorter in the Fisher metric; the legend gives both lengths (I-GEODESIC)."}, "image": {"alt": "Two curves between two black points in the mean and standard deviation plane: a straight line and an arc that bulges towards larger sigma."}}
 fig, ax = subplots(1, 1, width=6.0, height=3.4)
 ax.plot(*line.T, color=PALETTE[1], label=f"straight line, length {L_line:.3f}")
 ax.plot(*geo.T, color=PALETTE[0], label=f"geodesic, length {L_geo:.3f}")
@@ -405,7 +405,7 @@ display(Markdown(
 # coordinates is still a straight line once drawn in Cartesian coordinates: Christoffel symbols describe the
 # coordinates, not the space.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Geodesics of the flat plane integrated in polar coordinates from one point, drawn in Cartesian coordinates: they are straight lines, although the Christoffel symbols are not zero. The legend gives each path's largest distance from a line."}, "image": {"alt": "Three straight coloured paths leaving one black point in the x-y plane."}}
 # noqa: E731
 polar = lambda th: tf.linalg.diag(tf.stack([tf.ones_like(th[..., 0]), th[..., 0] ** 2], -1))
 gam = geometry.christoffel(polar, [2.0, 0.3])
@@ -523,7 +523,7 @@ except ValueError as err:
 # static book, three presets are drawn. Circles around sharp distributions look small in coordinates
 # (every step is long there), and all circles are pushed towards larger $\sigma$.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Geodesics of unit speed leaving one Gaussian in 48 directions, and the geodesic circle through their end points (red), for three starting points and radii (one row each). Circles around narrow distributions look small in these coordinates, and all are pushed towards larger $\\sigma$."}, "image": {"alt": "One of three settings: a fan of geodesic curves from a black point in the mean and standard deviation plane and a closed red curve through their ends."}}
 def plot_geodesics(ax, mu0=0.0, sigma0=1.0, distance=1.0):
     angles = np.linspace(0, 2 * np.pi, 48, endpoint=False)
     g0 = np.diag(information.gaussian_fisher_closed_form(sigma0))
@@ -647,7 +647,7 @@ spec = cache.cached("ch6-nn-spectra",
                                "trace_products")},
                     spectra_of_the_three)
 
-# %%
+# %% mystnb={"figure": {"caption": "The top eigenvalues of the Hessian, the true Fisher and the empirical Fisher of the network, at initialisation (left) and after training (right), on a log axis. Compare how closely the three curves follow each other at the two stages; the table above gives the leading values and traces."}, "image": {"alt": "Two panels of eigenvalue against index on a log axis, one curve each for the Hessian, the true Fisher and the empirical Fisher."}}
 names = {"hessian": "Hessian", "true": "true Fisher", "empirical": "empirical Fisher"}
 fig, axes = subplots(1, 2, width=4.6, height=3.4, sharey=True)
 rows = []
@@ -758,7 +758,7 @@ for L, lev in ising.items():
     print(f"L = {L}: {len(lev.energy)} levels; peaks at T = "
           + ", ".join(f"{k} {v:.3f}" for k, v in peaks.items()))
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The two-dimensional Ising model on lattices of several sizes: Fisher information in the temperature (left) and in the field (middle) per site, and the Ricci scalar of the thermodynamic metric (right), against temperature. The peaks sit near Onsager's $T_c$ (dashed); the shading marks 10% around the specific-heat peak that F-PHASE uses."}, "image": {"alt": "Three panels against temperature, one curve per lattice size: two Fisher information curves with peaks and the curvature, with a dashed vertical line at the critical temperature."}}
 fig, axes = subplots(1, 3, width=4.0, height=3.3)
 for j, (L, res) in enumerate(ising_results.items()):
     axes[0].plot(T_grid, res["fisher_temperature"] / L**2, color=PALETTE[j], label=f"L = {L}")
@@ -798,7 +798,7 @@ axes[1].legend(*axes[0].get_legend_handles_labels(), loc="upper right", fontsize
 # nearly vanish, and the curvature becomes large and negative; the transition itself lives on the line
 # $h = 0$, which is where `F-PHASE` looks.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Left: how far the Fisher peak and the curvature maximum lie from the lattice's own specific-heat peak (circles) and from Onsager's $T_c$ (squares), in percent, against the lattice size; the dotted line is the 10% of F-PHASE. Right: the per-site curvature peak grows with the lattice."}, "image": {"alt": "Two panels against lattice size: percentage offsets for two quantities and two references with a dotted line at 10%, and the maximum per-site curvature."}}
 trend = {L: {"T_C": r["peaks"]["heat_capacity"], "T_I": r["peaks"]["fisher_temperature"],
              "T_R": r["peaks"]["R"],
              "T_chi": r["peaks"]["susceptibility"],
@@ -830,7 +830,7 @@ plt.show()
 # and of the curvature maximum from the lattice's own specific-heat peak (circles) and from Onsager's $T_c$
 # (squares).
 #
-# %%
+# %% mystnb={"figure": {"caption": "The Ricci scalar of the thermodynamic metric of the largest Ising lattice over temperature and field, on a symmetric log colour scale, with Onsager's $T_c$ dashed. It is large and negative at low temperature in a field, where the spins are frozen."}, "image": {"alt": "A colour map of curvature over temperature and field, red for positive and blue for negative, with a dashed vertical line at the critical temperature."}}
 Tm, Hm = np.meshgrid(np.linspace(0.5 * T_c, 2.0 * T_c, 61), np.linspace(-0.6, 0.6, 41),
                      indexing="ij")
 R_map = geometry.ricci_scalar(spin_models.thermodynamic_metric(ising[L_big]),
@@ -937,7 +937,7 @@ display(Markdown("\n".join(alt_lines) + "\n\n" + alt_summary))
 # on scaling relations that mean-field models do not obey; {cite}`janke2004information` discuss which models
 # show the divergence.)
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The mean-field Curie-Weiss model for several sizes $N$: Fisher information in the temperature per spin (left) and the Ricci scalar at zero field (right). Both change most steeply near $T_c = J$ (dashed), more sharply for the larger system, but the largest magnitude of the curvature lies far from the transition."}, "image": {"alt": "Two panels against temperature, one curve per system size, each with a dashed vertical line at T = 1."}}
 T_cw = np.linspace(0.5, 1.6, cfg["num_temperatures"])
 fig, axes = subplots(1, 2, width=4.6, height=3.3)
 cw_peaks = {}

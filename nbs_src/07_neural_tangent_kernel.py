@@ -124,7 +124,7 @@ net.set_weights(theta0)
 print(f"relative errors {np.array2string(rel_err, precision=2)}; log-log slope {slope:.3f}")
 assert abs(slope - 1) <= 0.1  # I-NTKSTEP: the relative error shrinks linearly with η
 
-# %%
+# %% mystnb={"figure": {"caption": "Error of the NTK's prediction of one gradient-descent step, against the learning rate, on log-log axes. The absolute error follows slope 2 and the relative error slope 1: the linearised network is right to first order (I-NTKSTEP)."}, "image": {"alt": "Log-log plot of absolute and relative prediction error against learning rate with dotted slope-2 and dashed slope-1 reference lines."}}
 fig, ax = subplots(1, 1, width=6.0, height=3.6)
 ax.loglog(etas, abs_err, "o-", color=PALETTE[0],
           label=r"absolute error $\|\Delta f - \Delta f_{\rm NTK}\|$")
@@ -199,7 +199,7 @@ lazy = cache.cached("ch7-lazy", lazy_key,
                     lambda: {k: v for w in cfg["lazy_widths"] for k,
                              v in lazy_runs(w).items()})
 
-# %%
+# %% mystnb={"figure": {"caption": "The empirical NTK of the narrowest network on probe examples sorted by class, at initialisation (left) and after training (right); the white lines separate the classes. Compare the blocks on the diagonal (same class) with those off it."}, "image": {"alt": "Two heat maps of kernel values, probe example against probe example grouped into ten classes, each with a colour bar."}}
 w_small = cfg["lazy_widths"][0]
 fig, axes = subplots(1, 2, width=3.6, height=3.4)
 for ax, key, when in zip(axes, ("K0", "K1"), ("at initialisation", "after training")):
@@ -223,7 +223,7 @@ for ax, key, when in zip(axes, ("K0", "K1"), ("at initialisation", "after traini
 # blocks stand out more than at initialisation, the network has learned features in which examples of one
 # class move together. How large that change is depends on the width.
 
-# %%
+# %% mystnb={"figure": {"caption": "Relative change of the NTK during SGD training for each width, mean and spread over the seeds. The wider the network, the less its kernel moves: the lazy regime (F-LAZY)."}, "image": {"alt": "Line plot of relative kernel change against epoch, one curve with a shaded band per network width."}}
 lazy_final = {w: np.array([lazy[f"{w}/{s}/change"][-1] for s in range(cfg["seeds"])])
               for w in cfg["lazy_widths"]}
 fig, ax = subplots(1, 1, width=6.0, height=3.4)
@@ -388,7 +388,7 @@ def curves(width, name, what):  # (seeds, times)
 # axis (mean ± one standard deviation over the seeds). Dividing by the initial value puts the two curves
 # on one axis; two traces that evolve proportionally then lie on top of each other.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The Fisher trace and the NTK trace per example during Adam training, each divided by its value at initialisation, for seven losses; one figure per width, mean and spread over the seeds. Where the two curves lie on top of each other, the traces evolve in proportion."}, "image": {"alt": "For one width, a grid of seven small log-scale panels against epoch with two curves and shaded bands per loss."}}
 def plot_traces(ax, width, name, label, legend=False):
     for what, colour, text in (("fisher", PALETTE[0], r"$\mathrm{tr}F$"),
                                ("ntk", PALETTE[3], r"$\mathrm{tr}\Lambda/n$")):
@@ -519,7 +519,7 @@ display(Markdown(
 # Pick a loss and a width to see the mean ± std of both traces over the seeds, before normalisation: the Fisher
 # trace on the left axis, the NTK trace per example on the right. In the static book, three choices are drawn.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The trace explorer drawn for three choices of loss and width (one row each): the Fisher trace (left axis, blue) and the NTK trace per example (right axis, red) before normalisation, with their mean correlation in the title."}, "image": {"alt": "One of three settings: two curves with shaded bands against epoch, on separate left and right vertical axes."}}
 def trace_panel(ax, loss="L2-norm", width=cfg["widths"][0]):
     name, t = LOSSES[loss], epochs_m
     for what, colour, lab, axis in (("fisher", PALETTE[0], r"$\mathrm{tr}F$", ax),

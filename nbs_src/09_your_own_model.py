@@ -14,7 +14,8 @@
 #
 # **It assumes** chapter 4 (Hessian-vector products, Lanczos, Hutch++, stochastic Lanczos quadrature and
 # the layerwise Hessian of {cite}`sankar2021deeper`) and, for the weight metrics, chapter 3. It follows
-# no source document of its own; the per-layer blocks are 003's layerwise Hessians.
+# no source document of its own; the per-layer blocks are the layerwise Hessians of
+# {cite:t}`sankar2021deeper`.
 #
 # **Checks.** Two inequalities that any correct per-layer table satisfies are asserted below: the network's
 # trace is the sum of the layers' block traces, and no layer's block has a larger top eigenvalue than the
@@ -97,7 +98,7 @@ print(f"trained {cfg['epochs']} epochs in {fit_seconds:.0f} s (curvature include
       f"test accuracy {history.history['val_accuracy'][-1]:.3f}; "
       f"{len(follow.reports)} evaluations logged in {csv_path.name}")
 
-# %%
+# %% mystnb={"figure": {"caption": "The curvature callback's log for your model: the largest Hessian eigenvalue (left) and the Hessian trace (right) of each layer's block, at the epochs where it was measured. Look for the layer whose curvature grows or dominates."}, "image": {"alt": "Two panels against epoch, one line with markers per layer: largest eigenvalue on a log axis and trace on a symmetric log axis."}}
 epochs = np.arange(1, cfg["epochs"] + 1)
 names = [r.name for r in follow.reports[-1][1]]
 fig, axes = helpers.plotting.subplots(1, 2, width=8.6, height=3.3)
@@ -169,7 +170,7 @@ print(f"largest block eigenvalue {top_block.lambda_max:.4g} ({top_block.name}) <
 # The spectral density of the full Hessian, with the band of two standard errors of the mean over the
 # probes (the spread across probes: where the band is wide, more probes would change the picture):
 
-# %%
+# %% mystnb={"figure": {"caption": "The spectral density of the model's full Hessian from stochastic Lanczos quadrature, on a log axis, with a band of two standard errors over the probes. Where the band is wide, more probes would change the picture."}, "image": {"alt": "A density curve against eigenvalue on a logarithmic vertical axis with a shaded error band."}}
 dens = net.density
 fig, ax = helpers.plotting.subplots(1, 1, width=6.0, height=3.3)
 ax.fill_between(dens.grid, np.maximum(dens.density - 2 * dens.stderr, 1e-12),
@@ -209,8 +210,8 @@ plt.show()
 # ```
 # $G = \frac1N\sum_i J_i^\top \nabla_z^2\ell\, J_i$ with the softmax cross-entropy's output Hessian
 # $\mathrm{diag}\,p - pp^\top \succeq 0$, so $G \succeq 0$. The difference Hess - G is the residual term of
-# 003, weighted by the output gradients $\partial_z\ell = p - e_y$; it is largest for the layers far from
-# the output, whose second derivatives $\nabla^2_\theta f$ are largest, and shrinks as the training loss falls.
+# {cite:t}`sankar2021deeper`, weighted by the output gradients $\partial_z\ell = p - e_y$; it is largest for
+# the layers far from the output, whose second derivatives $\nabla^2_\theta f$ are largest, and shrinks as the training loss falls.
 # :::
 #
 # 2. The last layer `logits` is linear in its weights. Show that its Hessian block is

@@ -13,6 +13,7 @@ have settled the script records
 - tables left as Markdown pipe text (a line of ``|---|``) outside code,
 - sideways overflow of the page itself at the given width (wide code, tables and equations must scroll in
   their own box),
+- figures without alt text on a chapter page (``ALT_PENDING`` lists the chapters still without),
 - every figure's displayed width over its natural width (``img.clientWidth / img.naturalWidth``) and its alt
   text: at a desktop width (1000 px or more) a figure shown below ``MIN_FIGURE_RATIO`` of its natural size is a
   problem. The book draws figures at 110 dpi with 9 pt tick labels, 13.75 px at natural size; below 0.8 they
@@ -44,6 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 #: at a desktop width, a figure shown below this fraction of its natural width is too small to read (see above)
 MIN_FIGURE_RATIO = 0.8
 DESKTOP_WIDTH = 1000
+#: chapter pages whose figures get their alt text on another branch at the same time; empty it at that merge
+ALT_PENDING = {"04_hessian", "08_two_parameter_curvature"}
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--disable-default-apps", "--hide-scrollbars", "--mute-audio"]
@@ -207,8 +210,12 @@ class Browser:
         shutil.rmtree(self.profile, ignore_errors=True)
 
 
-def problems(report: dict) -> list[str]:
-    """The problems of one page's report, as sentences (empty when the page is fine)."""
+def problems(report: dict, page: str = "") -> list[str]:
+    """The problems of one page's report, as sentences (empty when the page is fine).
+
+    ``page`` (the path relative to the book, e.g. ``book/chapters/01_sgd_basics.html``) adds the checks of
+    chapter pages: every figure there has alt text (a screen reader has nothing else to go on).
+    """
     out = []
     if report["tex"]:
         out.append(f"unrendered TeX: {report['tex'][0]!r}")
@@ -227,6 +234,11 @@ def problems(report: dict) -> list[str]:
         worst = min(small, key=lambda f: f["ratio"])
         out.append(f"{len(small)} figure(s) shown below {MIN_FIGURE_RATIO:.0%} of their natural size, e.g. "
                    f"{worst['src']} at {worst['ratio']:.2f} ({worst['shown']} of {worst['natural']} px)")
+    if page.startswith("book/chapters/") and Path(page).stem not in ALT_PENDING:
+        bare = [f["src"] for f in report.get("figures", []) if not f["alt"].strip()]
+        if bare:
+            out.append(f"{len(bare)} figure(s) without alt text, e.g. {bare[0]} (give the cell "
+                       "mystnb.image.alt metadata)")
     return out
 
 
@@ -282,7 +294,7 @@ def main(argv=None) -> int:
         Path(args.json).write_text(json.dumps(reports, indent=1))
     bad = 0
     for page, rep in reports.items():
-        issues = problems(rep)
+        issues = problems(rep, page)
         bad += bool(issues)
         status = "ok" if not issues else "; ".join(issues)
         print(f"{page}: {rep['math']} formulas typeset; {figure_summary(rep)}; {status}")

@@ -39,7 +39,18 @@ def test_the_check_catches_raw_tex_pipe_tables_broken_images_outside_requests_an
         "<html><body><main><p>Plain text that costs $5 and 6 dollars.</p><pre>$$ a code block $$</pre>"
         "<div style='overflow-x:auto'><div style='width:3000px'>scrolls in its own box</div></div>"
         "<img src='wide.png' alt='shown at its natural size'></main></body></html>")
-    reports = check_pages.check(tmp_path, pages=["bad.html", "good.html"])
+    chapters = tmp_path / "book" / "chapters"
+    chapters.mkdir(parents=True)
+    for name, alt in (("01_demo", ""), ("02_demo", " alt='A line rising to the right.'"),
+                      (sorted(check_pages.ALT_PENDING)[0], "")):
+        (chapters / f"{name}.html").write_text(f"<html><body><main><img src='../../wide.png'{alt}>"
+                                               "</main></body></html>")
+    reports = check_pages.check(tmp_path, pages=["bad.html", "good.html", "book/chapters/01_demo.html",
+                                                 "book/chapters/02_demo.html",
+                                                 f"book/chapters/{sorted(check_pages.ALT_PENDING)[0]}.html"])
+    alt_found = {page: check_pages.problems(rep, page) for page, rep in reports.items() if "chapters" in page}
+    assert [bool(v) for v in alt_found.values()] == [True, False, False], alt_found
+    assert "without alt text" in alt_found["book/chapters/01_demo.html"][0]
     found = " ".join(check_pages.problems(reports["bad.html"]))
     for what in ("unrendered TeX", "pipe text", "did not load", "outside the book", "overflows sideways",
                  "below 80% of their natural size"):
@@ -55,7 +66,8 @@ def test_every_page_of_the_built_book_reads_cleanly():
     if not (html / "index.html").exists():
         pytest.skip("the book is not built: run `make book` first (CI builds it before the tests)")
     reports = check_pages.check(html, screenshots=ROOT / "_build" / "screenshots")
-    bad = {page: check_pages.problems(rep) for page, rep in reports.items() if check_pages.problems(rep)}
+    bad = {page: check_pages.problems(rep, page) for page, rep in reports.items()
+           if check_pages.problems(rep, page)}
     assert len(reports) >= 5
     for page, rep in sorted(reports.items()):  # shown with -s, and in the failure message below
         print(f"{page}: {check_pages.figure_summary(rep)}")

@@ -221,3 +221,89 @@ def test_bibliography_labels_are_author_year_and_tell_the_thesis_from_its_card()
     assert labels["haink2023hessian"] == "Haink 2023a" and labels["haink2023card"] == "Haink 2023b"
     assert labels["meng2023impact"] == "Meng and Yao 2023"
     assert labels["sankar2021deeper"] == "Sankar et al. 2021"
+
+
+#: a code cell draws a figure when it shows one, opens one, or calls the widget explorer (static panels)
+_DRAWS_FIGURE = re.compile(r"plt\.show\(\)|\bsubplots\(|plt\.figure\(|widgets\.explore\(")
+#: chapters whose figure captions are written on another branch at the same time; empty it at that merge
+CAPTIONS_PENDING = {"04_hessian", "08_two_parameter_curvature"}
+
+
+def figure_cells_without_caption(path: Path) -> list[str]:
+    """The code cells of ``path`` that draw a figure but lack mystnb.figure.caption or mystnb.image.alt."""
+    import jupytext
+
+    out = []
+    for i, cell in enumerate(jupytext.read(path).cells):
+        if cell.cell_type != "code" or not _DRAWS_FIGURE.search(cell.source):
+            continue
+        meta = cell.metadata.get("mystnb", {})
+        missing = [k for k, v in (("caption", meta.get("figure", {}).get("caption")),
+                                  ("alt text", meta.get("image", {}).get("alt"))) if not str(v or "").strip()]
+        if missing:
+            out.append(f"cell {i} ({cell.source.splitlines()[0][:50]}...): no {' and no '.join(missing)}")
+    return out
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=[c.stem for c in CHAPTERS])
+def test_every_figure_has_a_caption_and_alt_text(path):
+    """STYLE.md: every figure says what to see; screen readers get a description (issue 15)."""
+    if path.stem in CAPTIONS_PENDING:
+        pytest.skip(f"{path.stem}: captions pending on another branch (CAPTIONS_PENDING)")
+    bare = figure_cells_without_caption(path)
+    assert not bare, ("figure cells need `# %% mystnb={\"figure\": {\"caption\": ...}, \"image\": {\"alt\": ...}}` "
+                      "in their header:\n" + "\n".join(bare))
+
+
+def test_the_caption_check_finds_bare_figures_and_the_notebook_keeps_the_metadata(tmp_path, monkeypatch):
+    src = tmp_path / "nbs_src"
+    src.mkdir()
+    (src / "01_demo.py").write_text(
+        "# %%\nfig, ax = subplots(1, 1)\nplt.show()\n\n"
+        '# %% mystnb={"figure": {"caption": "What to see."}, "image": {"alt": "A line."}}\n'
+        "plt.plot([1, 2])\nplt.show()\n\n"
+        '# %% mystnb={"figure": {"caption": "Only a caption."}}\nwidgets.explore(draw, {}, [{}])\n')
+    found = figure_cells_without_caption(src / "01_demo.py")
+    assert len(found) == 2 and found[0].startswith("cell 0") and "no alt text" in found[1]
+    mk = _load_script("make_notebooks")
+    monkeypatch.setattr(mk, "SRC", src)
+    monkeypatch.setattr(mk, "OUT", tmp_path / "book" / "chapters")
+    monkeypatch.setattr(mk, "ROOT", tmp_path)
+    assert mk.main() == 0
+    nb = nbformat.read(tmp_path / "book" / "chapters" / "01_demo.ipynb", as_version=4)
+    assert nb.cells[1].metadata["mystnb"] == {"figure": {"caption": "What to see."}, "image": {"alt": "A line."}}
+
+
+def test_jupytext_pairing_keeps_the_figure_metadata():
+    """A notebook saved in JupyterLab is written back to nbs_src/ through jupytext.toml's filter."""
+    import jupytext
+    from jupytext.config import load_jupytext_configuration_file
+
+    config = load_jupytext_configuration_file(str(ROOT / "jupytext.toml"))
+    nb = jupytext.reads('# %%\nx = 1\n', fmt="py:percent")
+    nb.cells[0].metadata["mystnb"] = {"figure": {"caption": "c"}, "image": {"alt": "a"}}
+    nb.metadata["jupytext"] = {"cell_metadata_filter": config.cell_metadata_filter}
+    back = jupytext.reads(jupytext.writes(nb, fmt="py:percent"), fmt="py:percent")
+    assert back.cells[0].metadata.get("mystnb") == nb.cells[0].metadata["mystnb"]
+
+
+def test_one_figure_and_one_caption_per_cell():
+    """book/_ext/cell_figures.py: panels of one cell share a figure; a table output leaves its figure."""
+    from docutils import nodes
+    from docutils.utils import new_document
+
+    def figure(mime):
+        bundle = nodes.container(nb_element="mime_bundle")
+        bundle += nodes.container(mime_type=mime)
+        return nodes.figure("", bundle, nodes.caption("", "", nodes.Text("What to see.")))
+
+    doc = new_document("test")
+    out = nodes.container(nb_element="cell_code_output")
+    for mime in ("text/html", "image/png", "image/png", "image/png"):
+        out += figure(mime)
+    doc += out
+    _load_ext("cell_figures").one_figure_per_cell(None, doc)
+    figures = list(doc.findall(nodes.figure))
+    assert len(figures) == 1 and len(list(doc.findall(nodes.caption))) == 1
+    assert len([b for b in figures[0].children if b.get("nb_element") == "mime_bundle"]) == 3
+    assert out.children[0].get("nb_element") == "mime_bundle"  # the table, unwrapped, stays first
