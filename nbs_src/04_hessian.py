@@ -1260,11 +1260,11 @@ _ = findings.record(
 # with weight decay ({cite:t}`sankar2021deeper` Tables 1-3); then the wall-clock cost for other values of $f_r$ ({cite:t}`sankar2021deeper` Table 4).
 
 # %% tags=["hide-input"]
-shared_b = {}  # one model and regulariser per (variant, f_r), reused by every seed: traced once
+shared_b = {}  # a model and regulariser per (variant, f_r), reused by each seed: traced once
 
 
 def htr_run(seed, variant, every=None):
-    run_seed = helpers.seed("htr-run", seed)  # batch order and HTR probes follow BOOK_SEED too
+    run_seed = helpers.seed("htr-run", seed)  # batch order and probes follow BOOK_SEED too
     gamma = 0.0 if variant == "baseline" else cfg["htr_gamma"]
     every = cfg["htr_every"] if every is None else every
     sel = regularizers.middle_layers(layers_b) if variant == "HTR middle layers" else None
