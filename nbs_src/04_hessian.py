@@ -300,7 +300,7 @@ print(
     f" {copies_of_top(ritz_full, lam[0])}"
 )
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Ritz values after the Lanczos steps, without (upper row) and with (lower row) full re-orthogonalisation, against the exact top eigenvalues (grey lines). Points stacked on one grey line are copies of one eigenvalue: ghosts of the plain recursion."}, "image": {"alt": "Two rows of dots along an eigenvalue axis with vertical grey lines at the exact largest eigenvalues; the upper row has several dots on the same lines."}}
 fig, ax = plotting.subplots(1, 1, width=7.5, height=3.2)
 top = np.sort(lam)[::-1][:12]
 for y0, ritz, name in (
@@ -391,7 +391,7 @@ assert wd_err <= 1e-9
 # counted everything above the first gap wider than $2\sigma$ above the median (`spectra.count_outliers`);
 # that rule also counts the sparse upper shoulder of the bulk, and its count is reported beside the verdict.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Smoothed density of the full Hessian spectrum on a log scale, trained (left) and at initialisation (right). The dashed line is the bulk edge of the ratio rule and the triangles mark the eigenvalues counted as outliers (F-OUT, F-INIT)."}, "image": {"alt": "Two log-scale density curves of Hessian eigenvalues, each with a dashed vertical bulk edge and triangles marking outliers to its right."}}
 C = ds_a.num_classes
 n_out, edge = spectra.ratio_outliers(lam, 3 * C)
 n_out0, edge0 = spectra.ratio_outliers(lam0, 3 * C)
@@ -446,7 +446,7 @@ _ = findings.record(
     lambda m: m["outliers at initialisation (first-gap rule)"] >= 2,
 )
 
-# %%
+# %% mystnb={"figure": {"caption": "The bulk of the trained spectrum near zero, with and without weight decay: weight decay moves the whole density by $2\\lambda$ (dashed line), as I-WD states."}, "image": {"alt": "Two density curves of the eigenvalues near zero, the second shifted right by a constant, with a dashed vertical line at the shift."}}
 fig, ax = plotting.subplots(1, 1, width=7.5, height=3.0)
 near0 = lam[np.abs(lam) < 0.02]
 plot_density(ax, near0, "trained", sigma=5e-4)
@@ -476,7 +476,7 @@ plt.show()
 # vector lies along each eigenvector. {cite:t}`haink2023hessian` finds it small for the largest eigenvalues and larger further down
 # (F-WPROD: mean over the top 1% of indices below the mean over the 10th-30th percentile).
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The weight product $|h_i \\cdot w|/\\|w\\|$ of each Hessian eigenvector $h_i$ with the trained weights, eigenvalues in decreasing order: how much of the weight vector lies along each direction (F-WPROD)."}, "image": {"alt": "Scatter of weight products against eigenvector index, from the largest eigenvalue on the left to the smallest on the right."}}
 wprod = ht.weight_product(Vh, w_flat)
 idx = np.arange(1, P_a + 1)
 top1 = float(wprod[: max(1, P_a // 100)].mean())
@@ -514,7 +514,7 @@ _ = findings.record(
 # components but without the negative ones stays below full accuracy (we require it to be at least one
 # percentage point below the final test accuracy).
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Test accuracy (left) and test loss (right) of the weights rebuilt from the first $k$ eigenvectors, $w_{add}(k)$, against the fraction of eigenvectors added, for several orders of adding them (F-ACC20). The dashed line is 95% of the trained network's accuracy, the dotted line the last non-negative eigenvalue."}, "image": {"alt": "Two line plots against the fraction of eigenvectors added, test accuracy and test loss, one line per ordering, with reference lines at 95% of the final accuracy and at the last non-negative eigenvalue."}}
 counts = np.unique(np.r_[np.linspace(0, P_a, 41).astype(int), np.sum(lam >= 0)])
 order_alg = np.arange(P_a)
 order_abs = np.argsort(-np.abs(lam), kind="stable")
@@ -597,7 +597,7 @@ _ = findings.record(
 # model within 10% for $|\delta| \le 0.1$ (we measure $|L - L_{\rm quad}|/L$, and report the deviation relative to
 # the loss *change* $L - L(w)$ as well, a much stricter test).
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The training loss along single eigenvector directions, $w + \\alpha h_i$, for a few eigenvectors; each panel's title gives the eigenvalue and the weight's component along $h_i$. The dashed curve is the quadratic model of the eigenvalue; the grey line marks the trained weights (F-QUAD)."}, "image": {"alt": "Small line plots of training loss against the step alpha along one eigenvector each, with a dashed quadratic model for comparison."}}
 with tf.GradientTape() as tape:
     loss_h = tf.reduce_mean(losses.cross_entropy(yh, net64(xh)))
 g_flat = params.flatten(
@@ -675,7 +675,7 @@ print(
     " singular values"
 )
 
-# %%
+# %% mystnb={"figure": {"caption": "Overlap $|h_i \cdot \tilde w_j|/\|\tilde w_j\|$ of the layer Hessian's eigenvectors $h_i$ with the layer's singular matrices $\tilde w_j$ (brighter is larger): whether the top eigenvectors are built from the weight matrix's top singular directions."}, "image": {"alt": "Heatmap with Hessian eigenvector index on the horizontal axis and singular value index on the vertical axis."}}
 fig, ax = plotting.subplots(1, 1, width=7.5, height=3.4)
 n_show = min(len(lam_l), 400)
 im = ax.imshow(F[:n_show].T, aspect="auto", cmap="magma", interpolation="nearest",
@@ -725,7 +725,7 @@ for lname, sl in slices.items():
     overlap_maps[lname] = np.abs(Vh[:, :50].T @ V_pad)
     best_by_layer[lname] = ht.max_overlaps(V_pad[:, :5], Vh[:, :50])
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Overlaps $|h_i \cdot \tilde h^{(l)}_j|$ of each layer's Hessian eigenvectors with the full network's eigenvectors (F-LAYERFULL), from 0 (dark) to 1 (bright); a bright entry means a layer eigenvector is close to a full-network one."}, "image": {"alt": "Heatmaps, one per layer, of overlaps between layer eigenvectors and full-network eigenvectors."}}
 fig, axes = plotting.subplots(1, 2, width=3.75, height=3.4)
 for ax, lname in zip(axes, [models.weight_layers(net64)[0], mid_layer]):
     im = ax.imshow(overlap_maps[lname], cmap="magma", vmin=0, vmax=1,
@@ -756,7 +756,7 @@ _ = findings.record(
 # participation ratio $\mathrm{ipr}(h_i) = \sum_j h_{ij}^4$ is $1/P$ for a vector spread evenly, about $3/P$ for a
 # random Gaussian one and 1 for a single component ({cite:t}`haink2023hessian` Fig. 7.21).
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Left: the share of each eigenvector's squared norm that falls in each layer (000 eq. 7.8), in bins of eigenvector index. Right: the inverse participation ratio of each eigenvector, against the levels of a random Gaussian vector (3/P, dashed) and a fully spread one (1/P, dotted)."}, "image": {"alt": "Left, stacked shares per layer against binned eigenvector index; right, inverse participation ratio against eigenvector index."}}
 conc = ht.layer_concentration(Vh, slices)
 share_params = {n: (s.stop - s.start) / P_a for n, s in slices.items()}
 ipr = rmt.inverse_participation_ratio(Vh)
@@ -850,7 +850,7 @@ print(
     f" {np.median(pt_ctrl):.2g}"
 )
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Left: the distribution of unfolded level spacings of the Hessian's positive part and of a GOE control, against the Wigner surmise and the Poisson law (F-NOTRANDOM). Right: the sorted components of the top eigenvector, scaled by $\sqrt{P}$, against rank (Porter-Thomas)."}, "image": {"alt": "Left, two histograms of spacings with two reference curves; right, sorted eigenvector components against rank."}}
 fig, axes = plotting.subplots(1, 2, width=3.75, height=3.2)
 s = np.linspace(0, 4, 200)
 axes[0].hist(
@@ -1001,7 +1001,7 @@ def slq_at(epoch):
 final_epoch = cfg["snapshots"][-1]
 slq_final = slq_at(final_epoch)
 
-# %%
+# %% mystnb={"figure": {"caption": "SLQ spectral densities of each LeNet layer's Hessian (solid) and its Gauss-Newton part (dashed) after training, log scale; the last panel is the full network. Where the two curves agree the residual term is small."}, "image": {"alt": "Six log-scale density plots, one per layer and one for the full network, each with a solid Hessian curve and a dashed Gauss-Newton curve."}}
 fig, axes = plotting.subplots(3, 2, width=3.75, height=2.8)
 for ax, lname in zip(axes.ravel(), layers_b + ["full"]):
     for kind, style in (("hess", "-"), ("gn", "--")):
@@ -1175,7 +1175,7 @@ assert np.mean(err_h) <= 0.03 and np.mean(err_pp) <= np.mean(err_h)
 # %% [markdown]
 # **I-TRACE holds.** Now the evolution over the LeNet's training, full and per layer:
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The largest eigenvalue (left) and the Hutchinson trace (right) of each layer's Hessian and of the full Hessian (thick black) over the training epochs, log scale (F-FLATTEN)."}, "image": {"alt": "Two log-scale line plots against epoch, one line per layer and a thick black line for the full network."}}
 def monitor(weights):
     m_b.set_weights(weights)
     out = {}
@@ -1392,7 +1392,7 @@ display(
 # Pick a layer (or the full network) and an epoch of the LeNet's training; the panel shows the SLQ density of
 # its Hessian (solid) and Gauss-Newton part (dashed). In the static book the presets below are drawn.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Static panels of the explorer: the SLQ density of a chosen layer at a chosen epoch, Hessian solid and Gauss-Newton dashed. In the live notebook the layer and epoch are drop-down menus."}, "image": {"alt": "Log-scale density plots of eigenvalues, one row per preset of layer and epoch, each with a solid and a dashed curve."}}
 slq_epochs = [epochs_b[0], epochs_b[len(epochs_b) // 2], final_epoch]
 slq_by_epoch = {e: slq_at(e) for e in slq_epochs}
 
