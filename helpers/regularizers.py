@@ -140,8 +140,8 @@ class HessianTraceRegularizer:
         every: the update frequency f_r (>= 1).
         num_probes: Hutchinson probes per application. seed: int for the probes.
     Attributes:
-        gamma, seed: settable between runs (another positive gamma, another seed) without retracing the
-            training graph that ``train_sgd`` keeps with the model.
+        gamma, every, seed: settable between runs (another positive gamma, another f_r, another seed)
+            without retracing the training graph that ``train_sgd`` keeps with the model.
         num_applied: how many times the term was evaluated (Python-side count of eager calls).
     Used in chapter 4 (F-HTR).
     """
@@ -152,17 +152,17 @@ class HessianTraceRegularizer:
             raise TypeError("loss_fn must be a per-example loss function (y_true, y_pred) -> (batch,).")
         if not isinstance(gamma, numbers.Real) or gamma < 0 or gamma != gamma:
             raise ValueError(f"gamma must be a non-negative number, got {gamma!r}.")
-        if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1:
-            raise ValueError(f"every (the update frequency f_r) must be a positive integer, got {every!r}.")
         if distribution not in ("rademacher", "gaussian"):
             raise ValueError(f"distribution must be 'rademacher' or 'gaussian', got {distribution!r}.")
         if not isinstance(num_probes, numbers.Integral) or num_probes < 1:
             raise ValueError(f"num_probes must be a positive integer, got {num_probes!r}.")
         self.model, self.loss_fn = model, loss_fn
-        self.layers, self.every, self.num_probes = layers, int(every), int(num_probes)
+        self.layers, self.num_probes = layers, int(num_probes)
         self.distribution = distribution
-        # gamma and the seed are read from variables inside the training graph, so a regulariser reused for
-        # another run (another seed or gamma) keeps the graph train_sgd compiled for it.
+        # gamma, f_r and the seed are read from variables inside the training graph, so a regulariser reused
+        # for another run (another seed, gamma or f_r) keeps the graph train_sgd compiled for it.
+        self._every_var = tf.Variable(1, dtype=tf.int64, trainable=False)
+        self.every = every
         self._gamma, self._gamma_var = float(gamma), tf.Variable(float(gamma), dtype=tf.float64, trainable=False)
         self._seed_var = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.seed = seed
@@ -184,6 +184,17 @@ class HessianTraceRegularizer:
                              "one with gamma > 0.")
         self._gamma = float(value)
         self._gamma_var.assign(self._gamma)
+
+    @property
+    def every(self) -> int:
+        return self._every
+
+    @every.setter
+    def every(self, value):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"every (the update frequency f_r) must be a positive integer, got {value!r}.")
+        self._every = int(value)
+        self._every_var.assign(self._every)
 
     @property
     def seed(self) -> int:
@@ -211,5 +222,5 @@ class HessianTraceRegularizer:
         if isinstance(step, numbers.Integral):
             return self.penalty(step, xb, yb) if step % self.every == 0 else tf.zeros((), dtype)
         step = tf.convert_to_tensor(step)
-        return tf.cond(tf.equal(tf.math.floormod(tf.cast(step, tf.int64), self.every), 0),
+        return tf.cond(tf.equal(tf.math.floormod(tf.cast(step, tf.int64), self._every_var), 0),
                        lambda: self.penalty(step, xb, yb), lambda: tf.zeros((), dtype))

@@ -370,7 +370,9 @@ def _epoch_state(model, loss_fn, variables, decay_mask, lr0, dtype, n, batch_siz
     st.step_var = step_var = tf.Variable(0, dtype=tf.int64, trainable=False)
     st.bad_step = bad_step = tf.Variable(-1, dtype=tf.int64, trainable=False)
     beta = tf.constant(float(momentum), dtype)
-    lam = tf.constant(float(weight_decay), dtype)
+    # lambda is a variable, so runs with other decay values share the graph; the term is in the graph whenever
+    # some variable is decayed (with lambda = 0 it adds exact zeros, so the bits equal a graph without it)
+    st.wd_var = lam = tf.Variable(float(weight_decay), dtype=dtype, trainable=False)
     st.velocities = velocities = [tf.Variable(tf.zeros(v.shape, dtype), trainable=False) for v in variables]
     step_monitors = [m for m in monitors if m.every_steps is not None]
     if recorder is not None:
@@ -390,7 +392,7 @@ def _epoch_state(model, loss_fn, variables, decay_mask, lr0, dtype, n, batch_siz
         out = model_ref()(xb, training=True)
         loss = tf.reduce_mean(loss_fn(yb, out))
         total = loss
-        if weight_decay:
+        if any(decay_mask):
             total = total + lam * tf.add_n([tf.reduce_sum(tf.square(v)) for v, m in zip(variables, decay_mask) if m])
         if extra_loss is not None:
             total = total + tf.cast(extra_loss(step_var, xb, yb), dtype)
@@ -494,7 +496,7 @@ def _train(model, loss_fn, data, epochs, batch_size, lr, optimizer, momentum, we
     # so those calls compile their own epoch.
     reusable = recorder is None and not monitors and optimizer == "sgd"
     key = (id(loss_fn), id(extra_loss), id(project_gradient), n, batch_size, steps_per_epoch, float(momentum),
-           float(weight_decay), tuple(decay_mask), tuple(id(v) for v in variables), dtype.name,
+           tuple(decay_mask), tuple(id(v) for v in variables), dtype.name,
            tuple(x_dev.shape[1:]))
     state = _EPOCH_FNS.get(model, {}).get(key) if reusable else None
     if state is None:
@@ -506,6 +508,7 @@ def _train(model, loss_fn, data, epochs, batch_size, lr, optimizer, momentum, we
     else:
         for vel in state.velocities:
             vel.assign(tf.zeros_like(vel))
+        state.wd_var.assign(float(weight_decay))
     state.step_var.assign(0)
     state.bad_step.assign(-1)
     lr_var, step_var, bad_step, opt = state.lr_var, state.step_var, state.bad_step, state.opt

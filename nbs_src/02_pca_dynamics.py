@@ -525,7 +525,7 @@ display(Markdown(
     f"Measured: without weight decay log L is a line in α (R² = {fit_lin['r2']:.4f}, slope "
     f"{fit_lin['slope']:.2f}); with weight decay the regularised loss grows with exponent "
     f"{fit_pow['slope']:.2f}. Verdict for F-SCALE: **{f_scale.verdict}**. The drift direction and the "
-    f"layer's weights have |p₁·w|/‖w‖ = {p1_w:.2f} without weight decay (000 reports about 0.7) and "
+    f"layer's weights have |p₁·w|/‖w‖ = {p1_w:.2f} without weight decay (Haink 2023a reports about 0.7) and "
     f"{p1_w_wd:.2f} with it: the network drifts roughly, but not exactly, along the direction in which "
     "scaling would lower the loss."))
 
@@ -648,7 +648,7 @@ text = (f"Measured: mean largest overlap with the top 10 Hessian eigenvectors "
         f"{velpca['mean_max_overlap_weights']:.2f} for weight PCs (verdict for F-VELPCA: **{f_vel.verdict}**). "
         f"The fitted crossover lies at {cross['h_cross']:.2g}, {varflat['ratio_measured_over_predicted']:.2g} "
         f"times the predicted {h_cross:.2g}, with {cross['n_above']} of {cross['used']} pairs above it and an "
-        f"exponent {cross['alpha']:.2f} below it (000's eq. 3.9 has 1); verdict for F-VARFLAT: "
+        f"exponent {cross['alpha']:.2f} below it (Haink 2023a, eq. 3.9, has 1); verdict for F-VARFLAT: "
         f"**{f_var.verdict}**.")
 if not f_var.reproduced:
     above = varflat["pairs_above_predicted"]

@@ -190,7 +190,7 @@ for ax, c in zip(axes, cfg["null_c"]):
     ax.set(xlabel=SCALED, title=f"c = {c:g}")
 axes[0].set_ylabel("repetitions (of 50)")
 axes[-1].legend(fontsize=8, loc="upper right")
-fig.suptitle("Null distribution of the scaled statistic; grey: 002's range [0.15, 0.25]")
+fig.suptitle("Null distribution of the scaled statistic; grey: Meng and Yao's range [0.15, 0.25]")
 plt.show()
 
 # %% [markdown]
@@ -631,7 +631,7 @@ if not f_ph.reproduced and c_lo.label == "BT":
              f"{c_lo.num_spikes} spikes (K − 1 = {K0 - 1}): without them the bulk's scaled statistic is "
              f"{c_lo.scaled_bulk:.2f}" + (" (at most C, still MP)" if c_lo.scaled_bulk <= 0.4 else "")
              + (f", and the tail exponent is {c_lo.alpha:.1f}" + (" (not below 4)" if c_lo.alpha >= 4 else
-                " (below 4, but driven by the spikes)")) + ". The network memorises its training set with a low-rank change of the weights; the heavy-tailed bulk 002 sees after 10⁵ steps on "
+                " (below 4, but driven by the spikes)")) + ". The network memorises its training set with a low-rank change of the weights; the heavy-tailed bulk Meng and Yao 2023 see after 10⁵ steps on "
              "7,500 points per class does not form within the quick profile's steps; the paper profile is the test.")
 if not f_ph.reproduced and c_hi.label != "LT":
     text += f" At the highest SNR the spectrum is already {c_hi.label}, not LT."

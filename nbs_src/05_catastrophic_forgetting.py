@@ -237,7 +237,7 @@ text = (f"Measured: naive sequential training of the whole network loses {drop_a
         f"tasks reaches {joint_a:.1f}% on A and {joint_b:.1f}% on B, the upper bound of "
         "every method below.")
 if drop_one < 50:
-    text += (" A single layer forgets much less here than in 000's LeNet on CIFAR-10: the "
+    text += (" A single layer forgets much less here than in the LeNet on CIFAR-10 of Haink 2023a: the "
              "frozen layers of this "
              "small network were trained on all ten digits and separate them well, so the "
              "retrained layer can "

@@ -222,12 +222,14 @@ def test_more_error_paths():
 
 
 def test_retraining_a_model_reuses_its_graph_and_gives_the_same_bits():
-    """A second train_sgd call on the same model traces nothing and matches a fresh model trained alike."""
+    """A second train_sgd call on the same model traces nothing and matches a fresh model trained alike,
+    also when the weight decay, the regulariser's gamma and its update frequency change between runs."""
     from helpers import regularizers
 
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(64, 6)).astype(np.float32), rng.integers(0, 3, 64)
     kw = dict(epochs=3, batch_size=16, lr=0.1, momentum=0.9)
+    runs = {1: dict(wd=0.0, gamma=1e-2, every=2), 2: dict(wd=1e-2, gamma=3e-2, every=3)}
 
     def fresh(seed):
         return models.mlp(6, hidden=(5,), num_classes=3, seed=seed)
@@ -235,20 +237,26 @@ def test_retraining_a_model_reuses_its_graph_and_gives_the_same_bits():
     shared = fresh(1)
     reg = regularizers.HessianTraceRegularizer(shared, losses.cross_entropy, 1e-2, every=2, seed=4)
     finals = []
-    for seed in (1, 2):
+    for seed, r in runs.items():
         shared.set_weights(fresh(seed).get_weights())
-        reg.seed = 10 + seed
-        training.train_sgd(shared, losses.cross_entropy, (x, y), extra_loss=reg, seed=seed, **kw)
+        reg.seed, reg.gamma, reg.every = 10 + seed, r["gamma"], r["every"]
+        training.train_sgd(shared, losses.cross_entropy, (x, y), extra_loss=reg, seed=seed,
+                           weight_decay=r["wd"], **kw)
         finals.append([w.copy() for w in shared.get_weights()])
     states = list(training._EPOCH_FNS[shared].values())
     assert len(states) == 1 and states[0].run_epoch.experimental_get_tracing_count() == 1
-    for seed, final in zip((1, 2), finals):
+    for (seed, r), final in zip(runs.items(), finals):
         m = fresh(seed)
-        r = regularizers.HessianTraceRegularizer(m, losses.cross_entropy, 1e-2, every=2, seed=10 + seed)
-        training.train_sgd(m, losses.cross_entropy, (x, y), extra_loss=r, seed=seed, **kw)
+        reg_m = regularizers.HessianTraceRegularizer(m, losses.cross_entropy, r["gamma"], every=r["every"],
+                                                     seed=10 + seed)
+        training.train_sgd(m, losses.cross_entropy, (x, y), extra_loss=reg_m, seed=seed, weight_decay=r["wd"],
+                           **kw)
         for a, b in zip(final, m.get_weights()):
             np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(finals[0][0], finals[1][0])
     with pytest.raises(ValueError, match="positive"):
         reg.gamma = 0.0
+    with pytest.raises(ValueError, match="every"):
+        reg.every = 0
     with pytest.raises(ValueError, match="seed"):
         reg.seed = -1
