@@ -22,6 +22,7 @@ import contextlib
 import logging
 import math
 import numbers
+import types
 import weakref
 from typing import Callable, Mapping, Sequence
 
@@ -358,15 +359,11 @@ def train(model, loss_fn, data, epochs: int, batch_size: int | None, lr, optimiz
 _EPOCH_FNS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-class _EpochState:
-    """The variables and the compiled epoch of one training graph (see ``_train``)."""
-
-
 def _epoch_state(model, loss_fn, variables, decay_mask, lr0, dtype, n, batch_size, steps_per_epoch, momentum,
                  weight_decay, extra_loss, project_gradient, optimizer, adam_kwargs, recorder, monitors):
-    st = _EpochState()
+    st = types.SimpleNamespace()  # the variables and the compiled epoch of one training graph (see _train)
     st.keep = (loss_fn, extra_loss, project_gradient)  # alive, so the ids in the reuse key stay unique
-    st.lr_var = tf.Variable(lr0, dtype=dtype, trainable=False)
+    st.lr_var = lr_var = tf.Variable(lr0, dtype=dtype, trainable=False)
     st.step_var = step_var = tf.Variable(0, dtype=tf.int64, trainable=False)
     st.bad_step = bad_step = tf.Variable(-1, dtype=tf.int64, trainable=False)
     beta = tf.constant(float(momentum), dtype)
@@ -420,7 +417,7 @@ def _epoch_state(model, loss_fn, variables, decay_mask, lr0, dtype, n, batch_siz
                 grads = _projected(project_gradient, grads, variables)
             if optimizer == "sgd":
                 for v, vel, g in zip(variables, velocities, grads):
-                    vel.assign(beta * vel - st.lr_var * g)   # v(t+1) = -eta grad + beta v(t)
+                    vel.assign(beta * vel - lr_var * g)   # v(t+1) = -eta grad + beta v(t)
                     v.assign_add(vel)                     # w(t+1) = w(t) + v(t+1)
             else:
                 for p, v in zip(prev, variables):
@@ -515,9 +512,6 @@ def _train(model, loss_fn, data, epochs, batch_size, lr, optimizer, momentum, we
     velocity_of = state.velocity_of
     epoch_monitors = [m for m in monitors if m.every_steps is None]
 
-    def run_epoch(perm):
-        return state.run_epoch(perm, x_dev, y_dev)
-
     eval_pair = _eval_pair(eval_data)
     history = {k: [] for k in ("epoch", "lr", "batch_loss", "loss", "acc")}
     if eval_pair is not None:
@@ -537,7 +531,7 @@ def _train(model, loss_fn, data, epochs, batch_size, lr, optimizer, momentum, we
         if optimizer == "adam":
             opt.learning_rate = eta
         perm = tf.constant(rng.permutation(n), dtype=tf.int32)
-        mean_batch_loss = float(run_epoch(perm))
+        mean_batch_loss = float(state.run_epoch(perm, x_dev, y_dev))
         if int(bad_step.numpy()) >= 0:
             raise TrainingDiverged(
                 f"the training loss became non-finite (NaN or inf) at epoch {epoch + 1} (global step {int(bad_step.numpy())}, learning rate {eta:g}); the step is "
