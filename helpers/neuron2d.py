@@ -627,7 +627,8 @@ def cross_section(centre, direction, half_width: float, num: int = 801):
 
 
 def valley_floor(loss: str, x, y, theta2_values, theta1_range=(-20.0, 10.0), num: int = 3001) -> np.ndarray:
-    """For each horizontal line θ₂ = c, the θ₁ that minimises the training loss (one vectorised call).
+    """For each horizontal line θ₂ = c, the θ₁ that minimises the training loss (one vectorised call per line,
+    so memory stays at num·N values however many lines are asked for).
 
     Args:
         loss, x (N, 2), y (N,); theta2_values: (M,) the lines; theta1_range, num: where and how finely to search.
@@ -638,8 +639,9 @@ def valley_floor(loss: str, x, y, theta2_values, theta1_range=(-20.0, 10.0), num
     t1 = np.linspace(theta1_range[0], theta1_range[1], int(num))
     if c.size == 0 or not theta1_range[0] < theta1_range[1] or num < 3:
         raise ValueError("give at least one θ₂ value, a range (low, high) with low < high and num >= 3.")
-    th = np.stack(np.meshgrid(t1, c, indexing="xy"), axis=-1)
-    return t1[np.argmin(mean_loss(loss, th, x, y).numpy(), axis=1)]
+    xt, yt = _as_data(x, y)
+    lines = (np.column_stack([t1, np.full_like(t1, v)]) for v in c)
+    return np.array([t1[np.argmin(mean_loss(loss, line, xt, yt).numpy())] for line in lines])
 
 
 def path_cross_section(loss: str, path, fraction: float, x, y, half_width: float = 5.0, num: int = 1001,

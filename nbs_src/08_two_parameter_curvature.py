@@ -871,7 +871,7 @@ helpers.widgets.explore(
 # ```
 # No line through the origin classifies every point now, so F-CLASSIFY must fail (roughly the flipped points
 # stay misclassified). The cross-entropy has a finite minimiser: a misclassified point costs about $|u|$, which
-# grows with $|\theta|$, so its path stops at a small $|\theta|$ (print it) where several points keep
+# grows with $|\theta|$, so its path stops at a small $|\theta|$ (the solution prints it) where several points keep
 # sizeable weights $w_i$; the curvature there is small and need not be negative. The mean-power and L2-norm
 # losses saturate at 1 per point, so the flipped points' penalty stays bounded and their paths keep creeping
 # outwards along the valley, slowly, with $R$ staying negative.
