@@ -150,18 +150,22 @@ def _weight_and_derivatives(loss: str, s, p, q):
     With ∂ℓ/∂z = −2 s p q² (mean-power 2), −s p q (L2-norm), −s q (cross-entropy).
     """
     c = SCALE * SCALE
+    # products, not powers: tf.pow is a general (exp-log) kernel, about 30 times slower on (grid, N) arrays
+    pq = p * q
     if loss == "mean_power2":
-        w = 4.0 * c * p**2 * q**4
-        w1 = 8.0 * c * s * p**2 * q**4 * (q - 2.0 * p)
-        w2 = 8.0 * c * p**2 * q**4 * (2.0 * (q - 2.0 * p) ** 2 - 3.0 * p * q)
+        b = q - 2.0 * p
+        w = 4.0 * c * (pq * q) * (pq * q)
+        w1 = 2.0 * s * w * b
+        w2 = 2.0 * w * (2.0 * b * b - 3.0 * pq)
     elif loss == "l2_norm":
-        w = c * p**2 * q**2
-        w1 = 2.0 * c * s * p**2 * q**2 * (q - p)
-        w2 = 4.0 * c * p**2 * q**2 * ((q - p) ** 2 - p * q)
+        b = q - p
+        w = c * pq * pq
+        w1 = 2.0 * s * w * b
+        w2 = 4.0 * w * (b * b - pq)
     else:
-        w = c * q**2
-        w1 = -2.0 * c * s * p * q**2
-        w2 = 2.0 * c * p * q**2 * (2.0 * p - q)
+        w = c * q * q
+        w1 = -2.0 * s * w * p
+        w2 = 2.0 * w * p * (2.0 * p - q)
     return w, w1, w2
 
 
@@ -274,37 +278,53 @@ def ntk_trace(theta, x) -> tf.Tensor:
     x = tf.constant(x, DTYPE)
     p, q = _sigmoid_pair(logits(theta, x))
     pq = p * q
-    return tf.reduce_sum(SCALE**2 * pq**2 * tf.reduce_sum(x * x, axis=-1), axis=-1)
+    return tf.reduce_sum(SCALE * SCALE * (pq * pq) * tf.reduce_sum(x * x, axis=-1), axis=-1)
+
+
+def _chain_rule_jacobian(elementwise, theta, x) -> tf.Tensor:
+    """∂h_i/∂θ for h_i = elementwise(z)_i with z_i = 5 θ·x_i: (B, 2) -> (B, N, 2), by the chain rule.
+
+    h_i depends on θ only through its own logit z_i, so the reverse-mode gradient of Σ_i h_i with respect to
+    z is the diagonal ∂h_i/∂z_i, one backward pass for the whole batch; ∂z_i/∂θ = 5 x_i is exact. This is
+    what ``batch_jacobian`` computes, without its (B, N, N) intermediate (24 GB at B = 3000, N = 1000).
+    """
+    with tf.GradientTape() as tape:
+        z = logits(theta, x)
+        tape.watch(z)
+        h = elementwise(z)
+    dh_dz = tape.gradient(h, z)  # (B, N)
+    return SCALE * dh_dz[..., None] * x[None, :, :]
 
 
 def per_example_gradients(loss: str, theta, x, y) -> tf.Tensor:
     """∇_θ ℓ_i by automatic differentiation, for a batch of θ: (B, 2) -> (B, N, 2).
 
-    An independent route to the Fisher metric (``einsum('bni,bnj->bij', G, G) / N``), used to check the
-    closed forms. Used in chapter 8.
+    The derivative ∂ℓ_i/∂z_i comes from TensorFlow's reverse mode through the loss as written (not the closed
+    forms of :func:`dloss_dlogit`), then the chain rule through z_i = 5 θ·x_i. An independent route to the
+    Fisher metric (``einsum('bni,bnj->bij', G, G) / N``), used to check the closed forms. Used in chapter 8.
     """
     _check_loss(loss)
     x, y = _as_data(x, y)
     theta = _as_theta(theta)
     if theta.shape.rank != 2:
         raise ValueError(f"per_example_gradients takes a flat batch of θ with shape (B, 2), got {theta.shape}.")
-    with tf.GradientTape() as tape:
-        tape.watch(theta)
-        _, u, _, q = _margins(theta, x, y)
-        ell = _loss_from_margin(loss, u, q)
-    return tape.batch_jacobian(ell, theta)
+    s = 2.0 * y - 1.0
+
+    def ell(z):
+        u = s * z
+        return _loss_from_margin(loss, u, _sigmoid_pair(u)[1])
+
+    return _chain_rule_jacobian(ell, theta, x)
 
 
 def output_jacobian(theta, x) -> tf.Tensor:
-    """∇_θ f_i by automatic differentiation: (B, 2) -> (B, N, 2) (rows of the NTK's feature map). Chapter 8."""
+    """∇_θ f_i by automatic differentiation (chain rule through z_i, see :func:`per_example_gradients`):
+    (B, 2) -> (B, N, 2), the rows of the NTK's feature map. Chapter 8."""
     theta = _as_theta(theta)
     if theta.shape.rank != 2:
         raise ValueError(f"output_jacobian takes a flat batch of θ with shape (B, 2), got {theta.shape}.")
     x = tf.constant(np.asarray(x, dtype=np.float64), DTYPE)
-    with tf.GradientTape() as tape:
-        tape.watch(theta)
-        f = outputs(theta, x)
-    return tape.batch_jacobian(f, theta)
+    return _chain_rule_jacobian(lambda z: _sigmoid_pair(z)[0], theta, x)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -607,7 +627,8 @@ def cross_section(centre, direction, half_width: float, num: int = 801):
 
 
 def valley_floor(loss: str, x, y, theta2_values, theta1_range=(-20.0, 10.0), num: int = 3001) -> np.ndarray:
-    """For each horizontal line θ₂ = c, the θ₁ that minimises the training loss (one vectorised call).
+    """For each horizontal line θ₂ = c, the θ₁ that minimises the training loss (one vectorised call per line,
+    so memory stays at num·N values however many lines are asked for).
 
     Args:
         loss, x (N, 2), y (N,); theta2_values: (M,) the lines; theta1_range, num: where and how finely to search.
@@ -618,8 +639,58 @@ def valley_floor(loss: str, x, y, theta2_values, theta1_range=(-20.0, 10.0), num
     t1 = np.linspace(theta1_range[0], theta1_range[1], int(num))
     if c.size == 0 or not theta1_range[0] < theta1_range[1] or num < 3:
         raise ValueError("give at least one θ₂ value, a range (low, high) with low < high and num >= 3.")
-    th = np.stack(np.meshgrid(t1, c, indexing="xy"), axis=-1)
-    return t1[np.argmin(mean_loss(loss, th, x, y).numpy(), axis=1)]
+    xt, yt = _as_data(x, y)
+    lines = (np.column_stack([t1, np.full_like(t1, v)]) for v in c)
+    return np.array([t1[np.argmin(mean_loss(loss, line, xt, yt).numpy())] for line in lines])
+
+
+def path_cross_section(loss: str, path, fraction: float, x, y, half_width: float = 5.0, num: int = 1001,
+                       lookback: int = 50) -> dict:
+    """The loss and R valleys on the line across a GD path, with their widths at half depth (F-NARROW).
+
+    The line runs through the path point at ``fraction`` of the training, perpendicular to the direction of
+    the last ``lookback`` steps, for s in [−half_width, half_width]. The loss valley is measured with
+    :func:`valley_width`; the R valley (R from the Brioschi route) likewise, with its floor searched inside
+    the loss valley's half-depth interval, i.e. around the path. When the loss profile has no valley there
+    is no interval to search and the R width is NaN as well.
+
+    Args:
+        loss; path (T, 2); fraction in (0, 1]; x (N, 2); y (N,); half_width, num: the line.
+    Returns:
+        dict with ``s`` (num,), ``S`` (the :func:`surfaces` on the line), ``wl`` and ``wr`` (the
+        :func:`valley_width` results of loss and R), ``ratio`` (R width / loss width, NaN without both
+        valleys) and ``prominence`` ((rim − floor)/|rim| of the R valley, a diagnostic). Used in chapter 8.
+    """
+    path = np.asarray(path, dtype=np.float64)
+    if path.ndim != 2 or path.shape[1] != 2 or path.shape[0] < 2:
+        raise ValueError(f"path must have shape (T, 2) with T >= 2, got {path.shape}.")
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must lie in (0, 1], got {fraction!r}.")
+    k = int(round(fraction * (len(path) - 1)))
+    tangent = path[k] - path[max(k - int(lookback), 0)]
+    s, line = cross_section(path[k], [tangent[1], -tangent[0]], half_width, num)
+    S = surfaces(loss, line, x, y)
+    wl = valley_width(s, S["loss"])
+    if np.isnan(wl["width"]):
+        nan = float("nan")
+        wr = {"width": nan, "s_min": nan, "floor": nan, "rim": nan, "level": nan}
+    else:
+        wr = valley_width(s, S["R"], search=(wl["s_min"] - wl["width"] / 2, wl["s_min"] + wl["width"] / 2))
+    return {"fraction": float(fraction), "s": s, "S": S, "wl": wl, "wr": wr,
+            "ratio": wr["width"] / wl["width"], "prominence": (wr["rim"] - wr["floor"]) / abs(wr["rim"])}
+
+
+def largest_width_ratio(ratios) -> float:
+    """The largest R/loss width ratio over cross-sections; NaN when any section has no valley to measure.
+
+    F-NARROW holds when this is below 1. NaN propagates (``np.max``, unlike Python's ``max``, which skips a
+    NaN unless it comes first), so a cross-section without a valley makes the finding *not reproduced*
+    instead of being left out. Used in chapter 8.
+    """
+    r = np.asarray(ratios, dtype=np.float64).reshape(-1)
+    if r.size == 0:
+        raise ValueError("pass at least one width ratio.")
+    return float(np.max(r))
 
 
 def metric_ellipse(g, centre, size: float = 1.0, num: int = 100) -> np.ndarray:
@@ -711,19 +782,10 @@ def finding_measurements(loss: str, x, y, learning_rate: float, steps: int, path
     idx = np.unique(np.linspace(0, steps, path_samples).round().astype(int))
     R = ricci_scalar_brioschi(loss, path[idx], x, y).numpy()
     first = idx <= idx[-1] // 2
-    ratios, proms = [], []
-    for frac in fractions:
-        k = int(round(frac * steps))
-        tangent = path[k] - path[max(k - 50, 0)]
-        s, line = cross_section(path[k], [tangent[1], -tangent[0]], half_width, section_points)
-        L = mean_loss(loss, line, x, y).numpy()
-        wl = valley_width(s, L)
-        wr = valley_width(s, ricci_scalar_brioschi(loss, line, x, y).numpy(),
-                          search=(wl["s_min"] - wl["width"] / 2, wl["s_min"] + wl["width"] / 2))
-        ratios.append(wr["width"] / wl["width"])
-        proms.append((wr["rim"] - wr["floor"]) / abs(wr["rim"]))
+    sections = [path_cross_section(loss, path, frac, x, y, half_width, section_points) for frac in fractions]
     return {"misclassified": int(np.sum(~classified_correctly(path[-1], x, y))),
             "valley_angle": float(np.degrees(np.abs(np.arctan2(cs, t1) - 0.75 * np.pi)).max()),
             "max_R": float(R.max()), "rho": float(spearmanr(idx[first], R[first]).correlation),
-            "drop": float(R[first][-1] - R[0]), "width_ratio": float(np.max(ratios)),
-            "prominence": float(np.min(proms))}
+            "drop": float(R[first][-1] - R[0]),
+            "width_ratio": largest_width_ratio([c["ratio"] for c in sections]),
+            "prominence": float(np.min([c["prominence"] for c in sections]))}

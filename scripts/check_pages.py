@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MIN_FIGURE_RATIO = 0.8
 DESKTOP_WIDTH = 1000
 #: chapter pages whose figures get their alt text on another branch at the same time; empty it at that merge
-ALT_PENDING = {"08_two_parameter_curvature"}
+ALT_PENDING: set[str] = set()
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--disable-default-apps", "--hide-scrollbars", "--mute-audio"]

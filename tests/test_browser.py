@@ -21,7 +21,7 @@ needs_chromium = pytest.mark.skipif(check_pages.find_chromium() is None,
 
 
 @needs_chromium
-def test_the_check_catches_raw_tex_pipe_tables_broken_images_outside_requests_and_overflow(tmp_path):
+def test_the_check_catches_raw_tex_pipe_tables_broken_images_outside_requests_and_overflow(tmp_path, monkeypatch):
     (tmp_path / "index.html").write_text("<html><body><main><p>ok</p></main></body></html>")
     import matplotlib
 
@@ -41,13 +41,15 @@ def test_the_check_catches_raw_tex_pipe_tables_broken_images_outside_requests_an
         "<img src='wide.png' alt='shown at its natural size'></main></body></html>")
     chapters = tmp_path / "book" / "chapters"
     chapters.mkdir(parents=True)
+    # a chapter still waiting for its alt text on another branch is spared (today none is: a stand-in)
+    monkeypatch.setattr(check_pages, "ALT_PENDING", {"03_pending_demo"})
     for name, alt in (("01_demo", ""), ("02_demo", " alt='A line rising to the right.'"),
-                      (sorted(check_pages.ALT_PENDING)[0], "")):
+                      ("03_pending_demo", "")):
         (chapters / f"{name}.html").write_text(f"<html><body><main><img src='../../wide.png'{alt}>"
                                                "</main></body></html>")
     reports = check_pages.check(tmp_path, pages=["bad.html", "good.html", "book/chapters/01_demo.html",
                                                  "book/chapters/02_demo.html",
-                                                 f"book/chapters/{sorted(check_pages.ALT_PENDING)[0]}.html"])
+                                                 "book/chapters/03_pending_demo.html"])
     alt_found = {page: check_pages.problems(rep, page) for page, rep in reports.items() if "chapters" in page}
     assert [bool(v) for v in alt_found.values()] == [True, False, False], alt_found
     assert "without alt text" in alt_found["book/chapters/01_demo.html"][0]

@@ -479,3 +479,79 @@ def test_finding_measurements_are_consistent(data):
     path = nd.gradient_descent("cross_entropy", x, y, (0.5, 0.5), 0.2, 400)
     assert m["misclassified"] == int(np.sum(~nd.classified_correctly(path[-1], x, y)))
     assert -1.0 <= m["rho"] <= 1.0 and 0.0 <= m["valley_angle"] <= 180.0
+
+
+# --------------------------------------------------------------------------------------------------
+# routes that chapter 8 needs at N = 1000: chain-rule Jacobians, the Brioschi grid, the NaN-width rule
+# --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("loss", LOSSES)
+def test_chain_rule_jacobians_equal_tensorflow_batch_jacobian(loss, data):
+    """∂ℓ_i/∂θ and ∂f_i/∂θ through z_i = 5 θ·x_i equal TensorFlow's batch_jacobian of the whole map."""
+    x, y = data
+    th = tf.constant(_random_thetas(7, scale=3.0), tf.float64)
+    xt, yt = tf.constant(x, tf.float64), tf.constant(y, tf.float64)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(th)
+        ell = nd.per_example_loss(loss, th, x, y)
+        f = nd.outputs(th, xt)
+    np.testing.assert_allclose(nd.per_example_gradients(loss, th, x, y).numpy(),
+                               tape.batch_jacobian(ell, th).numpy(), rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(nd.output_jacobian(th, x).numpy(), tape.batch_jacobian(f, th).numpy(),
+                               rtol=1e-12, atol=1e-300)
+    assert nd.per_example_gradients(loss, th, xt, yt).shape == (7, len(y), 2)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("helpers.geometry") is None, reason="helpers.geometry not written yet")
+@pytest.mark.parametrize("loss", LOSSES)
+def test_brioschi_grid_agrees_with_the_general_routine_on_a_sub_grid(loss):
+    """Chapter 8 draws R on the full grid with Brioschi and checks every k-th point with helpers.geometry."""
+    from helpers import geometry
+
+    x = np.random.default_rng(17).uniform(size=(300, 2))
+    y = nd.label_above_diagonal(x)
+    _, _, th = nd.theta_grid((-10.0, 4.0), (-4.0, 10.0), 13)
+    full = nd.surfaces(loss, th, x, y)  # Brioschi only
+    sub = nd.surfaces(loss, th[::4, ::4], x, y, ricci_fn=nd.in_orthonormal_coordinates(geometry.ricci_scalar))
+    scale = np.max(np.abs(sub["R_brioschi"]))
+    # the same closed form; only the batch composition (summation order) differs
+    np.testing.assert_allclose(sub["R_brioschi"], full["R"][::4, ::4], rtol=1e-8, atol=1e-14 * scale)
+    assert np.all(np.abs(sub["R"] - sub["R_brioschi"]) <= 1e-8 * np.abs(sub["R_brioschi"]) + 1e-12 * scale)
+
+
+def test_metric_weights_are_finite_and_positive_far_out(data):
+    """The product forms of w, w', w'' underflow to 0 (never NaN) deep on either side of the boundary."""
+    x, y = data
+    for loss in LOSSES:
+        g, dg, d2g = nd.fisher_metric_and_derivatives(loss, np.array([[-400.0, 400.0], [400.0, -400.0]]), x, y)
+        assert all(np.all(np.isfinite(v.numpy())) for v in (g, dg, d2g))
+        assert np.all(np.linalg.eigvalsh(g.numpy()) >= 0)
+
+
+def test_largest_width_ratio_propagates_a_missing_valley():
+    """A cross-section without a valley (NaN width) makes F-NARROW fail; Python's max would drop it."""
+    ratios = [0.2, float("nan"), 0.4]
+    assert max(ratios) == 0.4  # the trap: the built-in skips a NaN that does not come first
+    got = nd.largest_width_ratio(ratios)
+    assert np.isnan(got) and not got < 1  # the F-NARROW rule `ratio < 1` then says: not reproduced
+    assert nd.largest_width_ratio([0.2, 0.4]) == 0.4
+    with pytest.raises(ValueError):
+        nd.largest_width_ratio([])
+
+
+def test_path_cross_section_without_a_valley_gives_nan(data, monkeypatch):
+    x, y = data
+    path = nd.gradient_descent("cross_entropy", x, y, (0.5, 0.5), 0.2, 200)
+    c = nd.path_cross_section("cross_entropy", path, 0.5, x, y, half_width=2.0, num=201)
+    assert c["wl"]["width"] > 0 and c["ratio"] == c["wr"]["width"] / c["wl"]["width"]
+    assert c["S"]["R"].shape == c["s"].shape == (201,)
+    real = nd.surfaces
+
+    def flat_loss(*args, **kw):  # a loss profile with no valley at all
+        out = real(*args, **kw)
+        return dict(out, loss=np.ones_like(out["loss"]))
+
+    monkeypatch.setattr(nd, "surfaces", flat_loss)
+    c = nd.path_cross_section("cross_entropy", path, 0.5, x, y, half_width=2.0, num=201)
+    assert np.isnan(c["wl"]["width"]) and np.isnan(c["ratio"]) and np.isnan(c["wr"]["width"])
+    with pytest.raises(ValueError):
+        nd.path_cross_section("cross_entropy", path, 0.0, x, y)

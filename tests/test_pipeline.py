@@ -226,7 +226,7 @@ def test_bibliography_labels_are_author_year_and_tell_the_thesis_from_its_card()
 #: a code cell draws a figure when it shows one, opens one, or calls the widget explorer (static panels)
 _DRAWS_FIGURE = re.compile(r"plt\.show\(\)|\bsubplots\(|plt\.figure\(|widgets\.explore\(")
 #: chapters whose figure captions are written on another branch at the same time; empty it at that merge
-CAPTIONS_PENDING = {"08_two_parameter_curvature"}
+CAPTIONS_PENDING: set[str] = set()
 
 
 def figure_cells_without_caption(path: Path) -> list[str]:
