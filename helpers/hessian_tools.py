@@ -383,3 +383,38 @@ def paired_accuracy_difference(correct_a, correct_b) -> tuple[float, float]:
         raise ValueError(f"correct_a and correct_b must have the same length >= 2, got {a.size} and {b.size}.")
     d = a - b
     return float(d.mean()), float(d.std(ddof=1) / np.sqrt(d.size))
+
+
+def value_at_loss(losses, values, target: float) -> float:
+    """A quantity of a training run read off where the run's loss first falls to ``target``.
+
+    Between the two recorded points that bracket the first crossing, ``log value`` is interpolated linearly in
+    ``log loss`` (traces and losses change by orders of magnitude). This compares two runs at matched
+    training loss rather than at a matched epoch, e.g. the Hessian trace of a regularised run that trains
+    more slowly against the baseline's at the loss the regularised run ends with (003 Fig. 7).
+
+    Args:
+        losses: (T,) positive training losses at the recorded points, in training order.
+        values: (T,) positive values at the same points (e.g. Hessian traces).
+        target: the loss to match (> 0).
+    Returns:
+        The interpolated value; the first point's value when the run starts at or below ``target``; NaN
+        when the run never gets down to ``target``. Used in chapter 4 (F-HTR diagnostics).
+    """
+    loss = np.asarray(losses, dtype=np.float64).reshape(-1)
+    vals = np.asarray(values, dtype=np.float64).reshape(-1)
+    if loss.size == 0 or loss.shape != vals.shape:
+        raise ValueError(f"losses and values must be non-empty and of one length, got {loss.size} and {vals.size}.")
+    if not (np.all(np.isfinite(loss)) and np.all(loss > 0) and np.all(np.isfinite(vals)) and np.all(vals > 0)):
+        raise ValueError("losses and values must be finite and positive (they are compared on a log scale).")
+    if not (isinstance(target, (int, float, np.floating)) and np.isfinite(target) and target > 0):
+        raise ValueError(f"target must be a positive loss, got {target!r}.")
+    below = np.nonzero(loss <= target)[0]
+    if below.size == 0:
+        return float("nan")
+    j = int(below[0])
+    if j == 0:
+        return float(vals[0])
+    x0, x1 = np.log(loss[j - 1]), np.log(loss[j])
+    t = (np.log(target) - x0) / (x1 - x0)
+    return float(np.exp(np.log(vals[j - 1]) + t * (np.log(vals[j]) - np.log(vals[j - 1]))))

@@ -142,3 +142,19 @@ def test_accumulation_helpers_check_their_arguments():
         ht.correct_predictions(m, x, y, np.zeros(3))
     with pytest.raises(ValueError, match="same length"):
         ht.paired_accuracy_difference([True, False], [True])
+
+
+def test_value_at_loss_interpolates_at_the_first_crossing_on_log_scales():
+    losses_ = [2.0, 1.0, 0.1, 0.3, 0.01]
+    values = [10.0, 100.0, 1000.0, 5.0, 1.0]
+    # the first crossing of 0.316 lies between 1.0 and 0.1: half way in log loss, so half way in log value
+    assert ht.value_at_loss(losses_, values, 10 ** -0.5) == pytest.approx(10 ** 2.5)
+    assert ht.value_at_loss(losses_, values, 0.1) == pytest.approx(1000.0)  # a recorded point
+    assert ht.value_at_loss(losses_, values, 5.0) == 10.0  # starts below the target
+    assert np.isnan(ht.value_at_loss(losses_, values, 1e-3))  # never gets there
+    for bad in (dict(losses=[1.0], values=[1.0, 2.0]), dict(losses=[1.0, -1.0], values=[1.0, 2.0]),
+                dict(losses=[], values=[])):
+        with pytest.raises(ValueError, match="losses"):
+            ht.value_at_loss(bad["losses"], bad["values"], 0.5)
+    with pytest.raises(ValueError, match="target"):
+        ht.value_at_loss(losses_, values, 0.0)
