@@ -148,7 +148,11 @@ def _generic_kernel(model, kind, tf_vars, dtype, loss_fn=None):
         return grads
 
     def vmap(fn, args):
-        return tf.vectorized_map(fn, args, fallback_to_while_loop=True)
+        # pfor mis-shapes some backward passes (a broadcasting Add, TensorFlow 2.21) for a batch of exactly one
+        # example; one extra copy of the first example, dropped afterwards, avoids it at the cost of one example
+        n = tf.shape(tf.nest.flatten(args)[0])[0]
+        padded = tf.nest.map_structure(lambda a: tf.concat([a, a[:1]], axis=0), args)
+        return tf.nest.map_structure(lambda r: r[:n], tf.vectorized_map(fn, padded, fallback_to_while_loop=True))
 
     def grad(xb, yb):
         return vmap(lambda a: _flat(gradient(a), []), (xb, yb))
@@ -194,14 +198,15 @@ def _kernel(model, kind, tf_vars, dtype, loss_fn=None):
 def _compiled(model, kind, tf_vars, dtype, specs, loss_fn=None):
     """``_kernel`` as a ``tf.function`` with a fixed input signature (batch dimension None), cached on the model:
     repeated calls, with any number of examples, never retrace."""
-    key = (kind, loss_fn, tuple(id(v) for v in tf_vars), tuple((tuple(s.shape), s.dtype.name) for s in specs))
+    key = (kind, loss_fn, tuple(id(v) for v in tf_vars), tuple((tuple(s.shape), s.dtype.name) for s in specs),
+           USE_DENSE_CHAIN)
     return _cached(model, key, lambda: tf.function(_kernel(model, kind, tf_vars, dtype, loss_fn),
                                                    input_signature=list(specs)))
 
 
 def _public(model, kind, tf_vars, dtype, loss_fn=None):
     """``_kernel`` as a ``tf.function`` for callers' own tensors and graphs (shapes generalised on retracing)."""
-    key = ("public", kind, loss_fn, tuple(id(v) for v in tf_vars))
+    key = ("public", kind, loss_fn, tuple(id(v) for v in tf_vars), USE_DENSE_CHAIN)
     return _cached(model, key, lambda: tf.function(_kernel(model, kind, tf_vars, dtype, loss_fn),
                                                    reduce_retracing=True))
 
@@ -674,7 +679,8 @@ def _find_dense_chain(model, tf_vars, dtype):
         op, node_index, _ = t._keras_history
         node = op._inbound_nodes[node_index]
         args, kwargs = node.arguments.args, node.arguments.kwargs
-        if len(args) != 1 or kwargs or len(node.outputs) != 1 or node.outputs[0] is not t:
+        # (a recorded `training` flag is overridden by the call's training=False)
+        if len(args) != 1 or set(kwargs) - {"training"} or len(node.outputs) != 1 or node.outputs[0] is not t:
             return None
         ops.append(op)
         t = args[0]
@@ -699,10 +705,10 @@ def _find_dense_chain(model, tf_vars, dtype):
                 owner[id(bias)] = (len(layers), "bias")
             linear = op.activation is keras.activations.linear
             layers.append((kernel, bias, [] if linear else [op.activation]))
-        elif kind in (L.Flatten, L.Dropout) and not layers and not op.weights:
+        elif kind is L.Flatten and not layers and not op.weights:
             prefix.append(op)
-        elif kind is L.Dropout and not op.weights:
-            continue  # identity with training=False
+        elif kind is L.Dropout and not op.trainable_weights:
+            continue  # the identity with training=False (its only weight is the state of its random generator)
         elif kind is L.Activation and layers and not op.weights and id(op.activation) in acts:
             if op.compute_dtype != dtype.name:
                 return None
