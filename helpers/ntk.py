@@ -579,16 +579,22 @@ class _DenseChain:
                 a = h
         return a, ins, ders
 
-    def backward(self, ders, top):
-        """delta_l for every layer from ``top`` = d f / d h_L with shape (N, K, w_L) (K = C rows, or 1 for a loss)."""
+    def backward(self, ders, top, n):
+        """delta_l for every layer from ``top`` = d f / d h_L with shape (N, K, w_L) (K = C rows, or 1 for a loss);
+        ``top`` None stands for the identity (a linear output layer: delta_L = I for every example) and stays
+        None in the result, so that the kernels use the identity without products."""
         deltas = [None] * len(self.layers)
         d = top
         for l in range(len(self.layers) - 1, -1, -1):
             deltas[l] = d
             if l > 0:
-                n, k, w = tf.shape(d)[0], tf.shape(d)[1], tf.shape(d)[2]
                 kernel = self.layers[l][0]
-                d = tf.reshape(tf.matmul(tf.reshape(d, [n * k, w]), kernel, transpose_b=True), [n, k, -1])
+                if d is None:  # I W^T for every example
+                    d = tf.transpose(kernel)[None]
+                    d = tf.broadcast_to(d, [n, d.shape[1], d.shape[2]]) if ders[l - 1] is None else d
+                else:
+                    k, w = tf.shape(d)[1], tf.shape(d)[2]
+                    d = tf.reshape(tf.matmul(tf.reshape(d, [n * k, w]), kernel, transpose_b=True), [n, k, -1])
                 if ders[l - 1] is not None:
                     d = d * ders[l - 1][:, None, :]
         return deltas
@@ -596,11 +602,8 @@ class _DenseChain:
     def jacobian_factors(self, x):
         """(layer inputs, deltas (N, C, w)) of the output Jacobian."""
         z, ins, ders = self.forward(x)
-        c = self.num_outputs
-        top = tf.broadcast_to(tf.eye(c, dtype=z.dtype), [tf.shape(z)[0], c, c])
-        if ders[-1] is not None:
-            top = top * ders[-1][:, None, :]
-        return ins, self.backward(ders, top)
+        top = None if ders[-1] is None else tf.linalg.diag(ders[-1])  # diag(s'_L(h_L))
+        return ins, self.backward(ders, top, tf.shape(z)[0])
 
     def weights(self, ins1, ins2, pairwise):
         """Per layer, the factor multiplying delta . delta: k (a_i . a_j) + b, with k and b the numbers of selected
@@ -625,13 +628,14 @@ class _DenseChain:
         """The flat per-example rows (N, K, P) in the order of the selected variables (K = C or 1)."""
         parts = []
         for l, kind in self.slots:
-            d = deltas[l]
+            d, a = deltas[l], ins[l]
+            n = tf.shape(a)[0]
+            if d is None:  # the identity
+                d = tf.broadcast_to(tf.eye(self.num_outputs, dtype=a.dtype), [n, self.num_outputs, self.num_outputs])
             if kind == "bias":
                 parts.append(d)
             else:
-                a = ins[l]
-                n, k = tf.shape(d)[0], tf.shape(d)[1]
-                parts.append(tf.reshape(a[:, None, :, None] * d[:, :, None, :], [n, k, -1]))
+                parts.append(tf.reshape(a[:, None, :, None] * d[:, :, None, :], [n, tf.shape(d)[1], -1]))
         return tf.concat(parts, axis=-1)
 
 
@@ -728,6 +732,7 @@ def _find_dense_chain(model, tf_vars, dtype):
 
 def _chain_kernel(chain, kind):
     """The Python function (traced by the caller) of one NTK quantity on a dense chain."""
+    c = chain.num_outputs
 
     def full(x1, x2=None):
         ins1, d1 = chain.jacobian_factors(x1)
@@ -738,20 +743,24 @@ def _chain_kernel(chain, kind):
                 continue
             # (C, C, N1, N2): a batch of C^2 products delta_a delta_b^T, scaled by w (N1, N2) along the
             # contiguous axes (measured faster than one (N1 C) x (N2 C) product scaled across strided axes)
-            a, b = tf.transpose(a, [1, 0, 2]), tf.transpose(b, [1, 0, 2])
-            k = tf.matmul(a[:, None], b[None], transpose_b=True) * w
+            if a is None:  # identity deltas: delta_a . delta_b = [a = b]
+                k = tf.eye(c, dtype=w.dtype)[:, :, None, None] * w
+            else:
+                a, b = tf.transpose(a, [1, 0, 2]), tf.transpose(b, [1, 0, 2])
+                k = tf.matmul(a[:, None], b[None], transpose_b=True) * w
             total = k if total is None else total + k
         return tf.transpose(total, [2, 3, 0, 1])
 
     def trace(x1, x2=None):
         ins1, d1 = chain.jacobian_factors(x1)
         ins2, d2 = (ins1, d1) if x2 is None else chain.jacobian_factors(x2)
-        n1, n2 = tf.shape(x1)[0], tf.shape(d2[0])[0]
+        n1, n2 = tf.shape(x1)[0], tf.shape(ins2[0])[0]
         total = None
         for w, a, b in zip(chain.weights(ins1, ins2, True), d1, d2):
             if w is None:
                 continue
-            k = tf.matmul(tf.reshape(a, [n1, -1]), tf.reshape(b, [n2, -1]), transpose_b=True) * w
+            k = (float(c) * w if a is None
+                 else tf.matmul(tf.reshape(a, [n1, -1]), tf.reshape(b, [n2, -1]), transpose_b=True) * w)
             total = k if total is None else total + k
         return total
 
@@ -761,13 +770,13 @@ def _chain_kernel(chain, kind):
         for w, a in zip(chain.weights(ins, ins, False), d):
             if w is None:
                 continue
-            k = tf.matmul(a, a, transpose_b=True) * w[:, None, None]
+            k = (tf.eye(c, dtype=w.dtype) if a is None else tf.matmul(a, a, transpose_b=True)) * w[:, None, None]
             total = k if total is None else total + k
         return total
 
     def sqnorm(x):
         ins, d = chain.jacobian_factors(x)
-        terms = [tf.reduce_sum(tf.square(a), axis=[1, 2]) * w
+        terms = [(float(c) if a is None else tf.reduce_sum(tf.square(a), axis=[1, 2])) * w
                  for w, a in zip(chain.weights(ins, ins, False), d) if w is not None]
         return tf.add_n(terms)
 
@@ -793,7 +802,7 @@ def _chain_gradients(chain, loss_fn, squared, generic):
         d = tape.gradient(loss, z, unconnected_gradients=_ZERO)  # of the sum; row i depends on example i only
         if ders[-1] is not None:
             d = d * ders[-1]
-        deltas = chain.backward(ders, d[:, None, :])
+        deltas = chain.backward(ders, d[:, None, :], tf.shape(d)[0])
         if not squared:
             return chain.per_example_rows(ins, deltas)[:, 0, :]
         ins64 = [tf.cast(a, tf.float64) for a in ins]

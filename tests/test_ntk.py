@@ -186,15 +186,21 @@ def test_fisher_trace_from_ntk_blocks_errors():
 # ---- the dense-chain factorisation (exact, for models that provably are chains of Dense layers) ----------
 
 def chain_models():
-    """Dense chains of several forms: with Dropout, a Flatten prefix (helpers.models.mlp on 2-D inputs), a
-    Sequential model with an Activation layer and a layer without bias, ReLU units."""
+    """Dense chains of several forms: with Dropout, linear hidden and output layers, one layer, a Flatten prefix
+    (helpers.models.mlp on 2-D inputs) with ReLU units, a Sequential model with an Activation layer, a layer without
+    bias and a non-linear output."""
     from helpers import models
     keras.utils.set_random_seed(3)
     seq = keras.Sequential([keras.Input((5,), dtype="float64"),
                             keras.layers.Dense(7, use_bias=False, dtype="float64"),
                             keras.layers.Activation("sigmoid", dtype="float64"),
                             keras.layers.Dense(C, activation="softplus", dtype="float64", name="out")])
+    inp = keras.Input((5,), dtype="float64")
+    linear = keras.Model(inp, keras.layers.Dense(C, dtype="float64")(keras.layers.Dense(4, dtype="float64")(inp)))
+    inp = keras.Input((5,), dtype="float64")
+    one = keras.Model(inp, keras.layers.Dense(C, dtype="float64")(inp))
     return [("mlp", mlp(), (5,)), ("mlp+dropout", mlp(dropout=True), (5,)),
+            ("linear layers", linear, (5,)), ("one layer", one, (5,)),
             ("models.mlp relu", models.mlp((5, 1), hidden=(6, 4), num_classes=C, seed=2, dtype="float64"), (5, 1)),
             ("sequential", seq, (5,))]
 
