@@ -12,13 +12,25 @@ With outputs :math:`f(x_i;\\theta)\\in\\mathbb R^C` and per-example losses :math
   :math:`\\frac1N\\sum_i\\sum_{a,b}\\partial_a\\ell_i\\,\\partial_b\\ell_i\\,\\Lambda_{iiab}`;
 - :func:`fisher_trace_from_ntk_blocks`: the same contraction on arrays (loss derivatives and diagonal NTK
   blocks a reader types in or computed elsewhere);
-- :func:`gradient_function`, :func:`jacobian_function`, :func:`ntk_trace_function`: the compiled batch functions behind the above, for
-  use inside another ``tf.function`` (the training-time recording of :mod:`helpers.kernel_dynamics`).
+- :func:`gradient_function`, :func:`gradient_norm_function`, :func:`jacobian_function`, :func:`ntk_trace_function`:
+  the compiled batch functions behind the above, for use inside another ``tf.function`` (the training-time
+  recording of :mod:`helpers.kernel_dynamics`).
 
-Per-example quantities are computed with ``tf.vectorized_map`` over the examples of a batch (each example's
-backward pass vectorised, no N-fold waste), inside ``tf.function`` on TensorFlow's device, in batches of
-``batch_size`` examples. The model runs with ``training=False``. Results are TensorFlow tensors
-(``np.asarray`` converts them).
+Two exact paths compute every quantity, inside ``tf.function`` on TensorFlow's device, in batches of ``batch_size``
+examples, with the model run as ``training=False``:
+
+- *dense chains* (a Keras functional or Sequential model that provably is a chain of ``Dense`` layers with
+  elementwise activations, optionally with ``Flatten`` in front and ``Dropout``/``Activation`` layers between; see
+  :func:`_dense_chain` for the exact conditions): for a dense layer the Jacobian of output a at example i with
+  respect to the kernel is the outer product :math:`a_i\otimes\delta_{ia}` of the layer's input and the
+  back-propagated output derivative, so :math:`\Lambda_{ijab} = \sum_l (a^l_i\cdot a^l_j + 1)
+  (\delta^l_{ia}\cdot\delta^l_{jb})` (the 1 for the bias). Kernels, traces and squared norms then need only the
+  (N, width) inputs and the (N, C, width) deltas of each layer, never a row of P numbers;
+- every other model: ``tf.vectorized_map`` over the examples of a batch (each example's backward pass
+  vectorised, no N-fold waste), the kernel as one matrix product of the flattened Jacobians.
+
+Each compiled function has a fixed input signature (any number of examples), is cached on the model and never
+retraces. Results are TensorFlow tensors (``np.asarray`` converts them).
 
 Used in chapters 6 and 7 (identities I-NTKSTEP, I-FISHERNTK) and 8.
 """
@@ -31,7 +43,7 @@ from . import params
 
 __all__ = ["per_example_gradients", "per_example_jacobians", "empirical_ntk", "ntk_trace", "fisher_trace",
            "fisher_trace_via_ntk", "fisher_trace_from_ntk_blocks", "output_gradients", "gradient_function",
-           "jacobian_function", "ntk_trace_function"]
+           "gradient_norm_function", "jacobian_function", "ntk_trace_function"]
 
 _ZERO = tf.UnconnectedGradients.ZERO
 
@@ -274,9 +286,11 @@ def empirical_ntk(model, x1, x2=None, mode: str = "full", variables=None,
         mode: ``"full"`` -> (N1, N2, C, C); ``"trace"`` -> (N1, N2) with :math:`\\sum_a\\Lambda_{ijaa}`;
             ``"diagonal"`` -> (N1, C, C) with the blocks :math:`\\Lambda_{iiab}` (x2 must be None).
         variables: None (all trainable), layer name(s) or a list of variables.
-        batch_size: examples per Jacobian batch; the Jacobians of x2 are kept (N2 x C x P), x1 is streamed.
+        batch_size: examples of x1 per batch. Generic path: the Jacobians of x2 are kept (N2 x C x P), x1 is
+            streamed. Dense chains: the layer factors of x2 are kept (N2 x about C x the widths) and each batch of
+            x1 makes its rows of the kernel (memory about 2 x batch_size x N2 x C^2 numbers besides the result).
             None (default): as many examples per batch as fit in ``BATCH_BYTES`` (usually all of them: each
-            batch is one more call, and the first of a new size one more trace).
+            batch is one more call).
     Returns:
         tensor of the shape given by ``mode``.
     Used in chapter 7 (the NTK and the lazy regime, identity I-NTKSTEP).
@@ -394,7 +408,9 @@ def _examples(x, y=None):
 def fisher_trace(model, loss_fn, x, y, variables=None, batch_size: int | None = None) -> float:
     """Trace of the empirical Fisher, :math:`\\mathrm{tr}F = \\frac1N\\sum_i\\|\\nabla_\\theta\\ell_i\\|^2` (004 eq. 5.1.3).
 
-    Computed from per-example gradients in batches (never stores all N x P at once).
+    Computed from the squared norms of per-example gradients in batches (never stores all N x P at once; on a
+    dense chain, no gradient row at all: :math:`\|g_i\|^2 = \sum_l (\|a^l_i\|^2 + 1)\|e^l_i\|^2` with the layer
+    inputs a and the back-propagated loss derivatives e), summed in float64.
     Args: as :func:`per_example_gradients`. Returns: a Python float.
     Used in chapters 6 and 7 (identity I-FISHERNTK, finding F-L2PROP) and 8.
     """
@@ -481,15 +497,26 @@ def _float_array(a, name):
 def gradient_function(model, loss_fn, variables=None):
     """The compiled batch function ``(x_batch, y_batch) -> (B, P)`` of per-example loss gradients.
 
-    The same function :func:`per_example_gradients` uses (a ``tf.vectorized_map`` over the examples); it can be
-    called inside another ``tf.function``, so a training loop can measure without leaving its graph. Inputs must
-    already be tensors of the model's dtype (labels as integers or the model's dtype).
+    The same computation :func:`per_example_gradients` uses (the dense-chain factorisation or a
+    ``tf.vectorized_map`` over the examples); it can be called inside another ``tf.function``, so a training loop
+    can measure without leaving its graph. Inputs must already be tensors of the model's dtype (labels as
+    integers or the model's dtype).
     Used by :mod:`helpers.kernel_dynamics` (chapter 7).
     """
     if not callable(loss_fn):
         raise TypeError("loss_fn must be a per-example loss, loss(y_true, y_pred) -> (batch,).")
     tf_vars, dtype = _setup(model, variables)
     return _public(model, "grad", tf_vars, dtype, loss_fn)
+
+
+def gradient_norm_function(model, loss_fn, variables=None):
+    """The compiled batch function ``(x_batch, y_batch) -> (B,)`` of squared per-example gradient norms
+    :math:`\|\nabla_\theta\ell_i\|^2` in float64 (as :func:`fisher_trace`, without the (B, P) rows on a dense chain).
+    Inputs as :func:`gradient_function`. Used by :mod:`helpers.kernel_dynamics` (chapter 7)."""
+    if not callable(loss_fn):
+        raise TypeError("loss_fn must be a per-example loss, loss(y_true, y_pred) -> (batch,).")
+    tf_vars, dtype = _setup(model, variables)
+    return _public(model, "grad_sq", tf_vars, dtype, loss_fn)
 
 
 def jacobian_function(model, variables=None):
@@ -503,7 +530,8 @@ def ntk_trace_function(model, variables=None):
     """The compiled batch function ``x_batch -> (B,)`` of :math:`\\sum_a\\Lambda_{iiaa} = \\|J_i\\|_F^2` per example.
 
     Sums the squared output gradients inside the vectorised map, so the (B, C, P) Jacobian is never stored
-    (about four times faster than squaring :func:`jacobian_function`'s result for a wide MLP).
+    (about four times faster than squaring :func:`jacobian_function`'s result for a wide MLP); on a dense chain,
+    :math:`\sum_l (\|a^l_i\|^2 + 1)\|\delta^l_i\|_F^2` from the layer factors.
     Used by :func:`ntk_trace` and :mod:`helpers.kernel_dynamics` (chapter 7).
     """
     tf_vars, dtype = _setup(model, variables)

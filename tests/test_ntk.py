@@ -181,6 +181,10 @@ def test_fisher_trace_from_ntk_blocks_errors():
         ntk.fisher_trace_from_ntk_blocks(np.array([["a", "b", "c"]] * 2), L)
     with pytest.raises(TypeError, match="per-example loss"):
         ntk.gradient_function(mlp(), None)
+    with pytest.raises(TypeError, match="per-example loss"):
+        ntk.gradient_norm_function(mlp(), None)
+    with pytest.raises(TypeError, match="per-example loss"):
+        ntk.fisher_trace(mlp(), None, np.ones((2, 5)), np.zeros(2))
 
 
 # ---- the dense-chain factorisation (exact, for models that provably are chains of Dense layers) ----------
@@ -219,7 +223,8 @@ def all_quantities(m, x, y, variables=None):
             "fisher": ntk.fisher_trace(m, ce, x, y, variables=variables),
             "fisher via ntk": ntk.fisher_trace_via_ntk(m, ce, x, y, variables=variables),
             "trace function": ntk.ntk_trace_function(m, variables)(tf.constant(x)).numpy(),
-            "gradient function": ntk.gradient_function(m, ce, variables)(tf.constant(x), tf.constant(y)).numpy()}
+            "gradient function": ntk.gradient_function(m, ce, variables)(tf.constant(x), tf.constant(y)).numpy(),
+            "gradient norms": ntk.gradient_norm_function(m, ce, variables)(tf.constant(x), tf.constant(y)).numpy()}
 
 
 def reference(g, J, n_pair=4):
@@ -227,7 +232,8 @@ def reference(g, J, n_pair=4):
             "pair trace": np.einsum("iap,jap->ij", J[:n_pair], J[n_pair:]), "self trace": np.einsum("iap,jap->ij", J, J),
             "chunked full": np.einsum("iap,jbp->ijab", J, J), "diagonal": np.einsum("iap,ibp->iab", J, J),
             "ntk_trace": (J ** 2).sum(), "jacobians": J, "one example": J[:1], "gradients": g, "fisher": (g ** 2).sum(1).mean(),
-            "fisher via ntk": (g ** 2).sum(1).mean(), "trace function": (J ** 2).sum((1, 2)), "gradient function": g}
+            "fisher via ntk": (g ** 2).sum(1).mean(), "trace function": (J ** 2).sum((1, 2)), "gradient function": g,
+            "gradient norms": (g ** 2).sum(1)}
 
 
 @pytest.mark.parametrize("name", [c[0] for c in chain_models()])
