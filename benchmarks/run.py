@@ -303,8 +303,9 @@ def settings_costs(reps: int):
 
 
 def ntk_costs(reps: int, baseline: str | None):
-    """The empirical NTK of 200 inputs on an 8-16-16-3 MLP (float32): full tensor, trace mode and the kernel's
-    trace, against the implementation at git revision ``baseline`` (loaded from ``git show``) in the same run."""
+    """The empirical NTK of 200 inputs on an 8-16-16-3 MLP (float32): full tensor, trace mode, the kernel's
+    trace and the Fisher trace (per-example gradients), against the implementation at git revision ``baseline``
+    (loaded from ``git show``) in the same run, the functions taking turns."""
     import importlib.util
     import subprocess
 
@@ -318,6 +319,7 @@ def ntk_costs(reps: int, baseline: str | None):
     h = keras.layers.Dense(16, activation="tanh")(h)
     m = keras.Model(inp, keras.layers.Dense(3)(h))
     x = np.random.default_rng(0).normal(size=(200, 8)).astype(np.float32)
+    y = np.random.default_rng(1).integers(0, 3, 200)
     impls = [("now", ntk)]
     if baseline:
         src = subprocess.run(["git", "-C", str(ROOT), "show", f"{baseline}:helpers/ntk.py"], capture_output=True,
@@ -331,18 +333,27 @@ def ntk_costs(reps: int, baseline: str | None):
     fns = []
     for _, mod in impls:
         fns += [lambda mod=mod: mod.empirical_ntk(m, x), lambda mod=mod: mod.empirical_ntk(m, x, mode="trace"),
-                lambda mod=mod: tf.constant(mod.ntk_trace(m, x))]
+                lambda mod=mod: tf.constant(mod.ntk_trace(m, x)),
+                lambda mod=mod: tf.constant(mod.fisher_trace(m, losses.cross_entropy, x, y))]
+    k = len(fns) // len(impls)
+    start = load()
     t = median_times(fns, reps)
     ref = impls[0][1]
-    err = 0.0
+    notes = []
     if baseline:
-        a, b = ref.empirical_ntk(m, x).numpy(), impls[1][1].empirical_ntk(m, x).numpy()
-        err = float(np.abs(a - b).max() / np.abs(b).max())
-    rows = [[label] + [f"{v * 1e3:.2f}" for v in t[3 * i: 3 * i + 3]] for i, (label, _) in enumerate(impls)]
+        for mode in ("full", "trace"):
+            a, b = ref.empirical_ntk(m, x, mode=mode).numpy(), impls[1][1].empirical_ntk(m, x, mode=mode).numpy()
+            notes.append(f"{mode} {np.abs(a - b).max() / np.abs(b).max():.1e}")
+        a, b = ref.fisher_trace(m, losses.cross_entropy, x, y), impls[1][1].fisher_trace(m, losses.cross_entropy, x, y)
+        notes.append(f"Fisher trace {abs(a - b) / abs(b):.1e}")
+    rows = [[label] + [f"{v * 1e3:.2f}" for v in t[k * i: k * i + k]] for i, (label, _) in enumerate(impls)]
     if baseline:
-        rows.append(["speed-up"] + [f"{t[3 + j] / t[j]:.2f}x" for j in range(3)])
-    table = md_table(["implementation", "full (200, 200, 3, 3) ms", "mode='trace' (200, 200) ms", "ntk_trace ms"], rows)
-    return table + (f"\n\nLargest difference between the two full kernels: {err:.1e} (relative)." if baseline else "")
+        rows.append(["speed-up"] + [f"{t[k + j] / t[j]:.2f}x" for j in range(k)])
+    table = md_table(["implementation", "full (200, 200, 3, 3) ms", "mode='trace' (200, 200) ms", "ntk_trace ms",
+                      "fisher_trace ms"], rows)
+    table += f"\n\nMedians of {reps} interleaved repetitions; load average {start} at the start, {load()} at the end."
+    return table + (f"\n\nLargest relative differences between the two implementations (float32): "
+                    f"{', '.join(notes)}." if baseline else "")
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -497,8 +508,8 @@ def main():
     ap.add_argument("--cap-gib", type=float, default=2.0, help="memory cap for the MLP 50 materialisation (GiB)")
     ap.add_argument("--baseline", default=None,
                     help="git revision whose helpers/ntk.py section 1c times beside the current one")
-    ap.add_argument("--only", choices=["products", "settings"], default=None,
-                    help="products: section 1 only; settings: sections 1b and 1c only")
+    ap.add_argument("--only", choices=["products", "settings", "ntk"], default=None,
+                    help="products: section 1 only; settings: sections 1b and 1c only; ntk: section 1c only")
     args = ap.parse_args()
     OUT.parent.mkdir(parents=True, exist_ok=True)
     reps = 5 if args.quick else 20
@@ -518,14 +529,14 @@ def main():
            "`shared`: the forward pass and first backward pass over the data are computed once per loop and reused "
            "for every vector (`ModelOperator.prepare`); `recomputed`: every product repeats them (`reuse_max_bytes "
            "= 0`, the behaviour before). Ratios are to one gradient of the same model on the same data.", ""]
-    for dev in ["/CPU:0"] + [g.name for g in gpus] if args.only != "settings" else []:
+    for dev in ["/CPU:0"] + [g.name for g in gpus] if args.only not in ("settings", "ntk") else []:
         sec += [f"Device `{dev}`:", "", loop_costs(dev, reps, args.quick), ""]
-    if args.only != "settings":
+    if args.only not in ("settings", "ntk"):
         sec += ["Other operators (Lanczos, 10 steps):", "", ggn_fisher_costs(reps), ""]
-    print("\n".join(sec), flush=True)
-    parts += sec
+        print("\n".join(sec), flush=True)
+        parts += sec
     sec = ["## 1b. Process-wide settings (each in its own process; two alternating rounds)", "",
-           settings_costs(5 if args.quick else 20), ""]
+           settings_costs(5 if args.quick else 20), ""] if args.only != "ntk" else []
     print("\n".join(sec), flush=True)
     parts += sec
     sec = ["## 1c. Empirical NTK (200 inputs, MLP 8-16-16-3, float32)", "", ntk_costs(reps, args.baseline), ""]

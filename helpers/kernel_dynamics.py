@@ -11,8 +11,9 @@
 - optionally, the full NTK :math:`\\Lambda_{ijab}` on a fixed probe set and its relative change
   :math:`\\|\\Lambda(t)-\\Lambda(0)\\|_F/\\|\\Lambda(0)\\|_F` (the lazy regime, jacot2018neural, lee2019wide).
 
-Per-example gradients, NTK traces and Jacobians come from :func:`helpers.ntk.gradient_function`,
-:func:`helpers.ntk.ntk_trace_function` and :func:`helpers.ntk.jacobian_function` (``tf.vectorized_map`` over the examples of a batch), called from one
+Squared per-example gradient norms, NTK traces and Jacobians come from :func:`helpers.ntk.gradient_norm_function`,
+:func:`helpers.ntk.ntk_trace_function` and :func:`helpers.ntk.jacobian_function` (the exact dense-chain
+factorisation for MLPs, else ``tf.vectorized_map`` over the examples of a batch), called from one
 ``tf.function``; results are written into preallocated variables on the device, so nothing returns to NumPy
 until training ends. :func:`train_with_kernel_monitor` wraps the two for SGD or Adam.
 
@@ -84,7 +85,7 @@ class KernelMonitor:
         self.n = len(x)
         self.x = tf.constant(x.astype(self.dtype.as_numpy_dtype) if np.issubdtype(x.dtype, np.floating) else x)
         self.y = tf.constant(y.astype(np.int64) if y.dtype.kind in "iu" else y.astype(self.dtype.as_numpy_dtype))
-        self.grad_fn = ntk.gradient_function(model, loss_fn)
+        self.grad_norm_fn = ntk.gradient_norm_function(model, loss_fn)
         self.jac_fn = ntk.jacobian_function(model)
         self.trace_fn = ntk.ntk_trace_function(model)
         self.probe = None
@@ -127,7 +128,7 @@ class KernelMonitor:
         t_sum = tf.constant(0.0, tf.float64)
         for s in range(0, self.n, self.batch_size):  # a few batches, unrolled in the graph
             xb, yb = self.x[s:s + self.batch_size], self.y[s:s + self.batch_size]
-            f_sum += tf.reduce_sum(tf.square(tf.cast(self.grad_fn(xb, yb), tf.float64)))
+            f_sum += tf.reduce_sum(self.grad_norm_fn(xb, yb))
             t_sum += tf.reduce_sum(tf.cast(self.trace_fn(xb), tf.float64))
         return f_sum / self.n, t_sum / self.n
 

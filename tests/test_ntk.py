@@ -1,6 +1,7 @@
 """helpers.ntk against direct per-example computations in float64 (one tape per example), on a small MLP
 and a small CNN; the Fisher-trace identity 004 eq. 5.1.2 (I-FISHERNTK) for several losses; error paths."""
 import helpers  # noqa: F401
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -180,3 +181,181 @@ def test_fisher_trace_from_ntk_blocks_errors():
         ntk.fisher_trace_from_ntk_blocks(np.array([["a", "b", "c"]] * 2), L)
     with pytest.raises(TypeError, match="per-example loss"):
         ntk.gradient_function(mlp(), None)
+    with pytest.raises(TypeError, match="per-example loss"):
+        ntk.gradient_norm_function(mlp(), None)
+    with pytest.raises(TypeError, match="per-example loss"):
+        ntk.fisher_trace(mlp(), None, np.ones((2, 5)), np.zeros(2))
+
+
+# ---- the dense-chain factorisation (exact, for models that provably are chains of Dense layers) ----------
+
+def chain_models():
+    """Dense chains of several forms: with Dropout, linear hidden and output layers, one layer, a Flatten prefix
+    (helpers.models.mlp on 2-D inputs) with ReLU units, a Sequential model with an Activation layer, a layer without
+    bias and a non-linear output."""
+    from helpers import models
+    keras.utils.set_random_seed(3)
+    seq = keras.Sequential([keras.Input((5,), dtype="float64"),
+                            keras.layers.Dense(7, use_bias=False, dtype="float64"),
+                            keras.layers.Activation("sigmoid", dtype="float64"),
+                            keras.layers.Dense(C, activation="softplus", dtype="float64", name="out")])
+    inp = keras.Input((5,), dtype="float64")
+    linear = keras.Model(inp, keras.layers.Dense(C, dtype="float64")(keras.layers.Dense(4, dtype="float64")(inp)))
+    inp = keras.Input((5,), dtype="float64")
+    one = keras.Model(inp, keras.layers.Dense(C, dtype="float64")(inp))
+    return [("mlp", mlp(), (5,)), ("mlp+dropout", mlp(dropout=True), (5,)),
+            ("linear layers", linear, (5,)), ("one layer", one, (5,)),
+            ("models.mlp relu", models.mlp((5, 1), hidden=(6, 4), num_classes=C, seed=2, dtype="float64"), (5, 1)),
+            ("sequential", seq, (5,))]
+
+
+def all_quantities(m, x, y, variables=None):
+    return {"full": ntk.empirical_ntk(m, x, variables=variables).numpy(),
+            "pair full": ntk.empirical_ntk(m, x[:4], x[4:], variables=variables).numpy(),
+            "pair trace": ntk.empirical_ntk(m, x[:4], x[4:], mode="trace", variables=variables).numpy(),
+            "self trace": ntk.empirical_ntk(m, x, mode="trace", variables=variables).numpy(),
+            "chunked full": ntk.empirical_ntk(m, x, variables=variables, batch_size=5).numpy(),
+            "diagonal": ntk.empirical_ntk(m, x, mode="diagonal", variables=variables).numpy(),
+            "ntk_trace": ntk.ntk_trace(m, x, variables=variables),
+            "jacobians": ntk.per_example_jacobians(m, x, variables=variables).numpy(),
+            "one example": ntk.per_example_jacobians(m, x[:1], variables=variables).numpy(),  # a batch of one
+            "gradients": ntk.per_example_gradients(m, ce, x, y, variables=variables).numpy(),
+            "fisher": ntk.fisher_trace(m, ce, x, y, variables=variables),
+            "fisher via ntk": ntk.fisher_trace_via_ntk(m, ce, x, y, variables=variables),
+            "trace function": ntk.ntk_trace_function(m, variables)(tf.constant(x)).numpy(),
+            "gradient function": ntk.gradient_function(m, ce, variables)(tf.constant(x), tf.constant(y)).numpy(),
+            "gradient norms": ntk.gradient_norm_function(m, ce, variables)(tf.constant(x), tf.constant(y)).numpy()}
+
+
+def reference(g, J, n_pair=4):
+    return {"full": np.einsum("iap,jbp->ijab", J, J), "pair full": np.einsum("iap,jbp->ijab", J[:n_pair], J[n_pair:]),
+            "pair trace": np.einsum("iap,jap->ij", J[:n_pair], J[n_pair:]), "self trace": np.einsum("iap,jap->ij", J, J),
+            "chunked full": np.einsum("iap,jbp->ijab", J, J), "diagonal": np.einsum("iap,ibp->iab", J, J),
+            "ntk_trace": (J ** 2).sum(), "jacobians": J, "one example": J[:1], "gradients": g, "fisher": (g ** 2).sum(1).mean(),
+            "fisher via ntk": (g ** 2).sum(1).mean(), "trace function": (J ** 2).sum((1, 2)), "gradient function": g,
+            "gradient norms": (g ** 2).sum(1)}
+
+
+@pytest.mark.parametrize("name", [c[0] for c in chain_models()])
+def test_dense_chain_matches_the_dense_reference_and_the_generic_path(name, monkeypatch):
+    _, m, shape = next(c for c in chain_models() if c[0] == name)
+    x, y = data(shape)
+    vs = [params.tf_variable(v) for v in m.trainable_variables]
+    assert ntk._dense_chain(m, vs, vs[0].dtype) is not None  # the fast path applies
+    g, J = direct(m, x, y, ce)
+    fast, want = all_quantities(m, x, y), reference(g, J)
+    monkeypatch.setattr(ntk, "USE_DENSE_CHAIN", False)
+    assert ntk._dense_chain(m, vs, vs[0].dtype) is None
+    generic = all_quantities(m, x, y)
+    for key in want:
+        np.testing.assert_allclose(fast[key], want[key], rtol=1e-10, atol=1e-12, err_msg=key)
+        np.testing.assert_allclose(generic[key], want[key], rtol=1e-10, atol=1e-12, err_msg=key)
+
+
+def columns(m, chosen):
+    """The flat columns of the chosen variables in the order of all trainable variables."""
+    sizes = [int(np.prod(v.shape)) for v in m.trainable_variables]
+    starts = np.cumsum([0] + sizes)
+    pos = {id(v): np.arange(s, s + n) for v, s, n in zip(m.trainable_variables, starts, sizes)}
+    return np.concatenate([pos[id(v)] for v in chosen])
+
+
+def test_dense_chain_on_a_subset_of_variables(small):
+    m, (x, y) = small
+    g, J = direct(m, x, y, ce)
+    d1, out = m.get_layer("d1"), m.get_layer("out")
+    for variables in ("d2", ["out", "d1"], [d1.bias, d1.kernel, out.bias], [out.bias, out.bias]):
+        chosen = variables if isinstance(variables[0], keras.Variable) else params.select_variables(m, variables)
+        vs = [params.tf_variable(v) for v in chosen]
+        assert ntk._dense_chain(m, vs, vs[0].dtype) is not None
+        idx = columns(m, chosen)
+        got, want = all_quantities(m, x, y, variables), reference(g[:, idx], J[:, :, idx])
+        for key in want:
+            np.testing.assert_allclose(got[key], want[key], rtol=1e-10, atol=1e-12, err_msg=f"{variables}: {key}")
+
+
+class ScaledDense(keras.layers.Dense):
+    """A Dense subclass whose call differs: the fast path must not take it for a Dense layer."""
+
+    def call(self, inputs, training=None):
+        return 2.0 * super().call(inputs)
+
+
+def not_chains():
+    """Models the factorisation must leave to the generic path (each differs from a dense chain in one way)."""
+    f64 = "float64"
+    keras.utils.set_random_seed(4)
+    out = []
+    inp = keras.Input((5,), dtype=f64)
+    out.append(("subclassed Dense", keras.Model(inp, ScaledDense(C, dtype=f64)(keras.layers.Dense(4, "tanh", dtype=f64)(inp)))))
+    inp = keras.Input((5,), dtype=f64)
+    out.append(("softmax output", keras.Model(inp, keras.layers.Dense(C, "softmax", dtype=f64)(inp))))
+    inp = keras.Input((5,), dtype=f64)
+    h = keras.layers.LayerNormalization(dtype=f64)(keras.layers.Dense(4, "tanh", dtype=f64)(inp))
+    out.append(("layer norm", keras.Model(inp, keras.layers.Dense(C, dtype=f64)(h))))
+    inp = keras.Input((5,), dtype=f64)
+    shared = keras.layers.Dense(5, "tanh", dtype=f64)
+    out.append(("shared layer", keras.Model(inp, keras.layers.Dense(C, dtype=f64)(shared(shared(inp))))))
+    inp = keras.Input((5,), dtype=f64)
+    h = keras.layers.Dense(5, "tanh", dtype=f64)(inp)
+    out.append(("residual", keras.Model(inp, keras.layers.Dense(C, dtype=f64)(keras.layers.Add(dtype=f64)([h, inp])))))
+    inner = keras.Sequential([keras.Input((5,), dtype=f64), keras.layers.Dense(4, "tanh", dtype=f64)])
+    inp = keras.Input((5,), dtype=f64)
+    out.append(("nested model", keras.Model(inp, keras.layers.Dense(C, dtype=f64)(inner(inp)))))
+    out.append(("cnn", cnn()))
+    return out
+
+
+@pytest.mark.parametrize("name", [n for n, _ in not_chains()])
+def test_models_that_are_not_dense_chains_take_the_generic_path(name):
+    m = dict(not_chains())[name]
+    shape = (6, 6, 1) if name == "cnn" else (5,)
+    x, y = data(shape)
+    vs = [params.tf_variable(v) for v in m.trainable_variables]
+    assert ntk._dense_chain(m, vs, vs[0].dtype) is None
+    g, J = direct(m, x, y, ce)
+    got, want = all_quantities(m, x, y), reference(g, J)
+    for key in want:
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-10, atol=1e-12, err_msg=key)
+
+
+def test_a_variable_outside_the_chain_takes_the_generic_path(small):
+    m, (x, _) = small
+    extra = tf.Variable(np.ones(2))
+    vs = [params.tf_variable(v) for v in m.trainable_variables]
+    assert ntk._dense_chain(m, vs + [extra], tf.float64) is None
+    J = ntk.per_example_jacobians(m, x, variables=list(m.trainable_variables) + [extra]).numpy()
+    _, J_ref = direct(m, x)
+    np.testing.assert_allclose(J[:, :, :-2], J_ref, atol=1e-12)
+    assert not J[:, :, -2:].any()  # the model does not depend on it
+
+
+def test_a_loss_without_one_value_per_example_falls_back_to_per_example_tapes(small):
+    """The factorisation takes dl_i/df(x_i) from one batched gradient, which needs one loss per example; a loss
+    returning a batch mean goes through the generic path, where each example is its own batch of one."""
+    m, (x, y) = small
+    g, _ = direct(m, x, y, ce)
+    mean_ce = lambda y_, z: tf.reduce_mean(ce(y_, z))  # noqa: E731
+    np.testing.assert_allclose(ntk.per_example_gradients(m, mean_ce, x, y).numpy(), g, atol=1e-12)
+    assert ntk.fisher_trace(m, mean_ce, x, y) == pytest.approx((g ** 2).sum(1).mean(), rel=1e-12)
+
+
+@pytest.mark.parametrize("chain", [True, False])
+def test_repeated_calls_never_retrace(chain, monkeypatch):
+    """Every compiled function has a fixed input signature (batch dimension None): after the first call, other
+    numbers of examples and repeated calls trace nothing, on both paths."""
+    monkeypatch.setattr(ntk, "USE_DENSE_CHAIN", chain)
+    m = mlp(seed=5)
+    x, y = data((5,))
+    for n in (N, 7, N, 3):
+        ntk.empirical_ntk(m, x[:n])
+        ntk.empirical_ntk(m, x[:n], mode="trace")
+        ntk.empirical_ntk(m, x[:n], x[:4])
+        ntk.empirical_ntk(m, x[:n], mode="diagonal")
+        ntk.ntk_trace(m, x[:n])
+        ntk.per_example_gradients(m, ce, x[:n], y[:n])
+        ntk.per_example_jacobians(m, x[:n])
+        ntk.fisher_trace(m, ce, x[:n], y[:n])
+    fns = [f for k, f in m.__dict__["_ntk_fn_cache"].items() if k[0] != "public"]
+    assert len(fns) >= 8
+    assert all(f.experimental_get_tracing_count() == 1 for f in fns)
