@@ -190,7 +190,9 @@ for ax, c in zip(axes, cfg["null_c"]):
     ax.set(xlabel=SCALED, title=f"c = {c:g}")
 axes[0].set_ylabel("repetitions (of 50)")
 axes[-1].legend(fontsize=8, loc="upper right")
-fig.suptitle("Null distribution of the scaled statistic; grey: Meng and Yao's range [0.15, 0.25]")
+fig.suptitle(
+    "Null distribution of the scaled statistic; grey: Meng and Yao's range [0.15, 0.25]"
+)
 plt.show()
 
 # %% [markdown]

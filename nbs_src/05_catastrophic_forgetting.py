@@ -237,8 +237,8 @@ text = (f"Measured: naive sequential training of the whole network loses {drop_a
         f"tasks reaches {joint_a:.1f}% on A and {joint_b:.1f}% on B, the upper bound of "
         "every method below.")
 if drop_one < 50:
-    text += (" A single layer forgets much less here than in the LeNet on CIFAR-10 of Haink 2023a: the "
-             "frozen layers of this "
+    text += (" A single layer forgets much less here than in the LeNet on CIFAR-10 of"
+             " Haink 2023a: the frozen layers of this "
              "small network were trained on all ten digits and separate them well, so the "
              "retrained layer can "
              "serve task B without giving up task A. This caps how much any method can "
