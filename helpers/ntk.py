@@ -22,9 +22,9 @@ examples, with the model run as ``training=False``:
 - *dense chains* (a Keras functional or Sequential model that provably is a chain of ``Dense`` layers with
   elementwise activations, optionally with ``Flatten`` in front and ``Dropout``/``Activation`` layers between; see
   :func:`_dense_chain` for the exact conditions): for a dense layer the Jacobian of output a at example i with
-  respect to the kernel is the outer product :math:`a_i\otimes\delta_{ia}` of the layer's input and the
-  back-propagated output derivative, so :math:`\Lambda_{ijab} = \sum_l (a^l_i\cdot a^l_j + 1)
-  (\delta^l_{ia}\cdot\delta^l_{jb})` (the 1 for the bias). Kernels, traces and squared norms then need only the
+  respect to the kernel is the outer product :math:`a_i\\otimes\\delta_{ia}` of the layer's input and the
+  back-propagated output derivative, so :math:`\\Lambda_{ijab} = \\sum_l (a^l_i\\cdot a^l_j + 1)
+  (\\delta^l_{ia}\\cdot\\delta^l_{jb})` (the 1 for the bias). Kernels, traces and squared norms then need only the
   (N, width) inputs and the (N, C, width) deltas of each layer, never a row of P numbers;
 - every other model: ``tf.vectorized_map`` over the examples of a batch (each example's backward pass
   vectorised, no N-fold waste), the kernel as one matrix product of the flattened Jacobians.
@@ -409,7 +409,7 @@ def fisher_trace(model, loss_fn, x, y, variables=None, batch_size: int | None = 
     """Trace of the empirical Fisher, :math:`\\mathrm{tr}F = \\frac1N\\sum_i\\|\\nabla_\\theta\\ell_i\\|^2` (004 eq. 5.1.3).
 
     Computed from the squared norms of per-example gradients in batches (never stores all N x P at once; on a
-    dense chain, no gradient row at all: :math:`\|g_i\|^2 = \sum_l (\|a^l_i\|^2 + 1)\|e^l_i\|^2` with the layer
+    dense chain, no gradient row at all: :math:`\\|g_i\\|^2 = \\sum_l (\\|a^l_i\\|^2 + 1)\\|e^l_i\\|^2` with the layer
     inputs a and the back-propagated loss derivatives e), summed in float64.
     Args: as :func:`per_example_gradients`. Returns: a Python float.
     Used in chapters 6 and 7 (identity I-FISHERNTK, finding F-L2PROP) and 8.
@@ -511,7 +511,7 @@ def gradient_function(model, loss_fn, variables=None):
 
 def gradient_norm_function(model, loss_fn, variables=None):
     """The compiled batch function ``(x_batch, y_batch) -> (B,)`` of squared per-example gradient norms
-    :math:`\|\nabla_\theta\ell_i\|^2` in float64 (as :func:`fisher_trace`, without the (B, P) rows on a dense chain).
+    :math:`\\|\\nabla_\\theta\\ell_i\\|^2` in float64 (as :func:`fisher_trace`, without the (B, P) rows on a dense chain).
     Inputs as :func:`gradient_function`. Used by :mod:`helpers.kernel_dynamics` (chapter 7)."""
     if not callable(loss_fn):
         raise TypeError("loss_fn must be a per-example loss, loss(y_true, y_pred) -> (batch,).")
@@ -531,7 +531,7 @@ def ntk_trace_function(model, variables=None):
 
     Sums the squared output gradients inside the vectorised map, so the (B, C, P) Jacobian is never stored
     (about four times faster than squaring :func:`jacobian_function`'s result for a wide MLP); on a dense chain,
-    :math:`\sum_l (\|a^l_i\|^2 + 1)\|\delta^l_i\|_F^2` from the layer factors.
+    :math:`\\sum_l (\\|a^l_i\\|^2 + 1)\\|\\delta^l_i\\|_F^2` from the layer factors.
     Used by :func:`ntk_trace` and :mod:`helpers.kernel_dynamics` (chapter 7).
     """
     tf_vars, dtype = _setup(model, variables)

@@ -38,7 +38,8 @@ def hutchinson_quadratic(model, loss_fn, x, y, variables: Sequence, probes: Sequ
     """Average of ``v^T H v`` over given probes ``v`` (each a list of tensors shaped like ``variables``).
 
     ``H`` is the Hessian of the mean loss on ``(x, y)`` with respect to ``variables``; each product is a
-    double-backward HVP (000 Listing 5.1). The result is differentiable with respect to the weights.
+    double-backward HVP (000 Listing 5.1), and the probes share one forward and one first backward pass.
+    The result is differentiable with respect to the weights.
 
     Args:
         model: a Keras model producing what ``loss_fn`` expects. loss_fn: per-example loss ``(y, out) -> (B,)``.
@@ -50,19 +51,23 @@ def hutchinson_quadratic(model, loss_fn, x, y, variables: Sequence, probes: Sequ
     if not probes:
         raise ValueError("hutchinson_quadratic needs at least one probe vector.")
     tvars = [params.tf_variable(v) for v in variables]
-    total = tf.zeros((), dtype=tvars[0].dtype)
     for probe in probes:
         if len(probe) != len(tvars):
             raise ValueError(f"each probe needs one tensor per variable ({len(tvars)}), got {len(probe)}.")
-        with tf.GradientTape(watch_accessed_variables=False) as outer:
-            outer.watch(tvars)
-            with tf.GradientTape(watch_accessed_variables=False) as inner:
-                inner.watch(tvars)
-                loss = _mean_loss(model, loss_fn, x, y)
-            grads = inner.gradient(loss, tvars, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-            gv = tf.add_n([tf.reduce_sum(g * tf.cast(p, g.dtype)) for g, p in zip(grads, probe)])
+    # one forward pass and one first backward pass serve every probe: H v_k = d(g . v_k)/dw
+    with tf.GradientTape(persistent=len(probes) > 1, watch_accessed_variables=False) as outer:
+        outer.watch(tvars)
+        with tf.GradientTape(watch_accessed_variables=False) as inner:
+            inner.watch(tvars)
+            loss = _mean_loss(model, loss_fn, x, y)
+        grads = inner.gradient(loss, tvars, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        gvs = [tf.add_n([tf.reduce_sum(g * tf.cast(p, g.dtype)) for g, p in zip(grads, probe)])
+               for probe in probes]
+    total = tf.zeros((), dtype=tvars[0].dtype)
+    for gv, probe in zip(gvs, probes):
         hv = outer.gradient(gv, tvars, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         total += tf.add_n([tf.reduce_sum(h * tf.cast(p, h.dtype)) for h, p in zip(hv, probe)])
+    del outer
     return total / len(probes)
 
 

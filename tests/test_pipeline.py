@@ -307,3 +307,16 @@ def test_one_figure_and_one_caption_per_cell():
     assert len(figures) == 1 and len(list(doc.findall(nodes.caption))) == 1
     assert len([b for b in figures[0].children if b.get("nb_element") == "mime_bundle"]) == 3
     assert out.children[0].get("nb_element") == "mime_bundle"  # the table, unwrapped, stays first
+
+
+def test_helpers_sources_have_no_invalid_escape_sequences():
+    """A single backslash in a docstring (``\\nabla`` read as a newline) breaks the API page's -W build."""
+    import warnings
+
+    found = []
+    for path in sorted((ROOT / "helpers").glob("*.py")):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            compile(path.read_text(), str(path), "exec")
+        found += [f"{path.name}:{w.lineno}: {w.message}" for w in caught]
+    assert not found, "double the backslashes (or use a raw string): " + "; ".join(found)

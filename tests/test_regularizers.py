@@ -77,6 +77,25 @@ def test_penalty_gradient_matches_finite_differences():
     assert abs(fd - grad @ direction) <= 1e-6 * max(1.0, abs(fd))
 
 
+def test_probes_sharing_one_forward_pass_give_the_mean_of_single_probe_values_and_gradients():
+    model, x, y = _setup(4)
+    variables = params.select_variables(model)
+    tvars = [params.tf_variable(v) for v in variables]
+    rng = np.random.default_rng(7)
+    probes = [params.unflatten(tf.constant(rng.normal(size=params.num_params(variables))), variables)
+              for _ in range(3)]
+
+    def value_and_grad(ps):
+        with tf.GradientTape() as tape:
+            val = regularizers.hutchinson_quadratic(model, losses.cross_entropy, x, y, variables, ps)
+        return val.numpy(), params.flatten(tape.gradient(val, tvars)).numpy()
+
+    together = value_and_grad(probes)
+    alone = [value_and_grad([p]) for p in probes]
+    assert together[0] == pytest.approx(np.mean([a[0] for a in alone]), rel=1e-12)
+    np.testing.assert_allclose(together[1], np.mean([a[1] for a in alone], axis=0), rtol=1e-10, atol=1e-14)
+
+
 def test_regularizer_schedule_eager_and_graph():
     model, x, y = _setup(7)
     reg = regularizers.HessianTraceRegularizer(model, losses.cross_entropy, gamma=0.5, every=3, seed=1)
