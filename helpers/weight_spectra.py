@@ -345,6 +345,53 @@ class SpectralCriterion:
 
 
 # -------------------------------------------------------------------------------------- tails and metrics
+def train_with_spectral_criterion(model, data, layers: Sequence[str] | str, epochs: int, batch_size: int, lr,
+                                  C: Sequence[float] = (0.4, 0.6), seed: int = 0, loss_fn=None,
+                                  eval_data=None) -> dict:
+    """Train ``model`` with SGD while :class:`SpectralCriterion` watches ``layers``; return everything recorded.
+
+    002's experiment for any network: the criterion is observed before the first epoch (epoch 0) and after
+    every epoch, training runs to the end (it only records), and the final spectrum of every watched layer is
+    kept, so the firing epochs and the final spectral types can be read off afterwards.
+
+    Args:
+        model: a Keras model whose ``layers`` have dense (2-D) or convolution (4-D) kernels.
+        data: a :class:`helpers.data.Dataset` or ``(x, y)``, trained on.
+        eval_data: evaluated after every epoch (default ``data``: a Dataset's test split).
+        layers: names of the watched layers, e.g. ``["dense_2", "dense_3"]``.
+        epochs, batch_size, lr: as for :func:`helpers.training.train_sgd` (lr a rate or a schedule).
+        C: the constants of the criterion (002's range is 0.4-0.6). seed: the SGD seed.
+        loss_fn: per-example loss (default :func:`helpers.losses.cross_entropy`).
+    Returns:
+        dict of arrays: ``acc`` and ``test_acc`` per epoch, :meth:`SpectralCriterion.as_arrays` (rebuild the
+        criterion with :meth:`SpectralCriterion.from_arrays`), and per watched layer ``ev_<layer>`` (the final
+        eigenvalues of W W^T / N, ascending) and ``ratio_<layer>`` (c = n / N).
+    Used in chapter 3.
+    """
+    from . import losses, training
+
+    names = [layers] if isinstance(layers, str) else layers
+    if not isinstance(names, Sequence) or not names or not all(isinstance(n, str) for n in names):
+        raise TypeError(f"layers must be a non-empty list of layer names such as ['dense_2'], got {layers!r}.")
+    by_name = {l.name: l for l in _kernel_layers(model)} if hasattr(model, "layers") else None
+    if by_name is None:
+        raise TypeError(f"model must be a Keras model, got {type(model).__name__}.")
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise ValueError(f"the model has no dense or convolution layers {missing}; "
+                         f"its weight layers are {list(by_name)}.")
+    crit = SpectralCriterion(list(names), C)
+    crit.observe(0, model)
+    hist = training.train_sgd(model, losses.cross_entropy if loss_fn is None else loss_fn, data,
+                              epochs=epochs, batch_size=batch_size, lr=lr,
+                              eval_data=data if eval_data is None else eval_data,
+                              on_epoch_end=crit, seed=seed)
+    out = {"test_acc": hist["test_acc"], "acc": hist["acc"], **crit.as_arrays()}
+    for name in crit.layers:
+        _, out[f"ev_{name}"], out[f"ratio_{name}"] = matrix_spectrum(layer_matrix(by_name[name].kernel.numpy()))
+    return out
+
+
 def power_law_alpha(eigenvalues, min_tail: int = 10) -> dict:
     """Power-law exponent α of the upper tail of a spectrum, ``p(λ) ~ λ^{-α}`` for ``λ >= x_min``.
 

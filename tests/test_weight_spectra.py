@@ -172,3 +172,47 @@ def test_model_spectra_table_remove_bulk_and_singular_matrices():
     assert ws.spectra_table({"s": small})[1][0][-1] == "–"
     with pytest.raises(ValueError):
         ws.meng_yao_statistic([1.0, 2.0])
+
+
+def _spectral_run_setup(seed=3, n=60):
+    from helpers import models
+
+    rng = np.random.default_rng(seed)
+    x, y = rng.normal(size=(n, 20)).astype("float32"), rng.integers(0, 3, size=n)
+    return models.mlp(20, hidden=(24, 16), num_classes=3, seed=seed), (x, y)
+
+
+def test_train_with_spectral_criterion_is_the_criterion_hook_plus_the_final_spectra():
+    from helpers import losses, training
+
+    model, xy = _spectral_run_setup()
+    out = ws.train_with_spectral_criterion(model, xy, ["dense_1", "dense_2"], epochs=3, batch_size=16,
+                                           lr=0.1, C=(0.4,), seed=5)
+    # the same run by hand, from the same initialisation and minibatch seed
+    ref_model, _ = _spectral_run_setup()
+    crit = ws.SpectralCriterion(["dense_1", "dense_2"], (0.4,))
+    crit.observe(0, ref_model)
+    h = training.train_sgd(ref_model, losses.cross_entropy, xy, 3, 16, 0.1, eval_data=xy, on_epoch_end=crit,
+                           seed=5)
+    np.testing.assert_array_equal(out["crit_epochs"], [0, 1, 2, 3])
+    np.testing.assert_array_equal(out["test_acc"], h["test_acc"])
+    np.testing.assert_array_equal(out["crit_s_dense_1"], crit.as_arrays()["crit_s_dense_1"])
+    assert len(out["acc"]) == 3
+    for name in ("dense_1", "dense_2"):  # the final spectrum: eigenvalues of W^T W / N, dense float64
+        W = model.get_layer(name).kernel.numpy().astype(np.float64)
+        N, n = max(W.shape), min(W.shape)
+        np.testing.assert_allclose(out[f"ev_{name}"], np.linalg.eigvalsh(W.T @ W / N)[-n:], rtol=1e-8,
+                                   atol=1e-12)
+        assert out[f"ratio_{name}"] == pytest.approx(n / N)
+    again = ws.SpectralCriterion.from_arrays(out, ["dense_1", "dense_2"], (0.4,))
+    assert again.epochs == [0, 1, 2, 3] and len(again.scaled["dense_2"]) == 4
+
+
+def test_train_with_spectral_criterion_says_which_layers_exist():
+    model, xy = _spectral_run_setup()
+    with pytest.raises(ValueError, match=r"no dense or convolution layers \['dense_9'\].*dense_1"):
+        ws.train_with_spectral_criterion(model, xy, ["dense_9"], epochs=1, batch_size=16, lr=0.1)
+    with pytest.raises(TypeError, match="non-empty list of layer names"):
+        ws.train_with_spectral_criterion(model, xy, [], epochs=1, batch_size=16, lr=0.1)
+    with pytest.raises(TypeError, match="Keras model"):
+        ws.train_with_spectral_criterion("mlp", xy, ["dense_1"], epochs=1, batch_size=16, lr=0.1)
