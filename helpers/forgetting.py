@@ -611,6 +611,60 @@ def train_task_b(model, state: TaskAState, method: str, task_a_train, tests: Map
     return out
 
 
+#: the methods whose penalty has a strength lambda (the gradient constraints use gamma instead)
+PENALTY_METHODS = ("hessian", "sv", "pca", "ewc")
+
+
+def strength_sweep(model, state: TaskAState, methods: Sequence[str], strengths: Sequence[float], task_a_train,
+                   tests: Mapping[str, tuple], task_b_train, epochs: int, batch_size: int,
+                   lr_fraction: float = 0.01, momentum: float = 0.0, weight_decay: float = 0.0,
+                   settings: MethodSettings | None = None, seed: int = 0, loss_fn=None) -> dict:
+    """Train on task B from the same task-A state for every penalty ``method`` and strength lambda of a grid.
+
+    Each run is :func:`train_task_b` with ``settings`` but ``strength = lambda``; a run that diverges (its loss
+    becomes non-finite, typically when lambda times the penalty's largest curvature exceeds what the learning
+    rate tolerates) is kept as NaN accuracies instead of stopping the sweep.
+
+    Args:
+        model, state: the network and its :class:`TaskAState` (the start of every run).
+        methods: loss-based methods of :data:`PENALTY_METHODS`, e.g. ``["hessian", "sv"]``.
+        strengths: the grid of lambda, e.g. ``[10, 100, 1000, 10000]``.
+        task_a_train, tests, task_b_train, epochs, batch_size, lr_fraction, momentum, weight_decay, seed,
+            loss_fn: as for :func:`train_task_b` (every run uses the same ``seed``).
+        settings: :class:`MethodSettings` for everything but the strength (default: its defaults).
+    Returns:
+        {``f"{method}_{lambda:g}_{name}"``: (epochs,) test accuracies} for every test set ``name`` of ``tests``;
+        all NaN for a diverged run. Used in chapter 5 (drawn by :func:`helpers.plotting.penalty_strength_sweep`).
+    """
+    import dataclasses
+
+    from . import training
+
+    methods = [methods] if isinstance(methods, str) else list(methods)
+    bad = [m for m in methods if m not in PENALTY_METHODS]
+    if not methods or bad:
+        raise ValueError(f"strength_sweep needs methods with a penalty strength, some of {PENALTY_METHODS}; "
+                         f"got {methods!r} (the gradient constraints are tuned by gamma, naive has no knob).")
+    lams = list(strengths)
+    if not lams or any(not isinstance(l, numbers.Real) or not math.isfinite(l) or l <= 0 for l in lams):
+        raise ValueError(f"strengths must be a non-empty list of positive numbers, got {strengths!r}.")
+    s = MethodSettings() if settings is None else settings
+    if not isinstance(s, MethodSettings):
+        raise TypeError("settings must be a helpers.forgetting.MethodSettings.")
+    out = {}
+    for method in methods:
+        for lam in lams:
+            try:
+                r = train_task_b(model, state, method, task_a_train, tests, task_b_train, epochs, batch_size,
+                                 lr_fraction, momentum, weight_decay, dataclasses.replace(s, strength=lam),
+                                 seed=seed, loss_fn=loss_fn)
+                accs = {name: r[f"acc_{name}"] for name in tests}
+            except training.TrainingDiverged:
+                accs = {name: np.full(epochs, np.nan) for name in tests}
+            out.update({f"{method}_{lam:g}_{name}": acc for name, acc in accs.items()})
+    return out
+
+
 def run_protocol(build: Callable[[int], object], data, layer_sets: Mapping[str, tuple], cfg: Mapping, seed: int,
                  settings: MethodSettings | None = None, verbose: bool = False) -> dict:
     """000 Sec. 7.7 in one call, for one seed: train ``build(seed)`` on all classes of ``data``; then for each

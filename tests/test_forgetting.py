@@ -235,3 +235,34 @@ def test_divergence_names_method_and_step():
     with pytest.raises(training.TrainingDiverged, match=r"method 'sv'.*global step \d+"):
         fg.train_task_b(model, state, "sv", (x, y), {"A": (x, y), "B": (x, y)}, (x, y), epochs=60, batch_size=8,
                         lr_fraction=1.0, settings=s)
+
+
+def test_strength_sweep_is_train_task_b_per_strength_and_keeps_divergence_as_nan():
+    model, x, y = _setup(16, n=24)
+    state = fg.TaskAState(weights=model.get_weights(), layers=["dense_2"], trajectories={}, final_lr=1.0,
+                          epochs=1, train_acc=1.0)
+    tests = {"A": (x[:12], y[:12]), "B": (x[12:], y[12:])}
+    s = fg.MethodSettings(n_out=1)
+    grid = fg.strength_sweep(model, state, ["sv"], [1.0, 1e6], (x, y), tests, (x, y), epochs=60,
+                             batch_size=8, lr_fraction=1.0, settings=s, seed=4)
+    assert set(grid) == {"sv_1_A", "sv_1_B", "sv_1e+06_A", "sv_1e+06_B"}
+    assert np.isnan(grid["sv_1e+06_A"]).all() and grid["sv_1e+06_B"].shape == (60,)
+    ref = fg.train_task_b(model, state, "sv", (x, y), tests, (x, y), epochs=60, batch_size=8, lr_fraction=1.0,
+                          settings=fg.MethodSettings(strength=1.0, n_out=1), seed=4)
+    np.testing.assert_array_equal(grid["sv_1_A"], ref["acc_A"])
+    np.testing.assert_array_equal(grid["sv_1_B"], ref["acc_B"])
+
+
+def test_strength_sweep_refuses_methods_without_a_strength_and_bad_grids():
+    model, x, y = _setup(0)
+    state = fg.TaskAState(weights=model.get_weights(), layers=["dense_2"], trajectories={}, final_lr=1.0,
+                          epochs=1, train_acc=1.0)
+    args = ((x, y), {"A": (x, y), "B": (x, y)}, (x, y), 1, 8)
+    with pytest.raises(ValueError, match="tuned by gamma"):
+        fg.strength_sweep(model, state, ["grad_sv"], [1.0], *args)
+    with pytest.raises(ValueError, match="positive numbers"):
+        fg.strength_sweep(model, state, ["sv"], [1.0, -10.0], *args)
+    with pytest.raises(ValueError, match="positive numbers"):
+        fg.strength_sweep(model, state, ["sv"], [], *args)
+    with pytest.raises(TypeError, match="MethodSettings"):
+        fg.strength_sweep(model, state, ["sv"], [1.0], *args, settings={"strength": 1.0})
