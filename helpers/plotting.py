@@ -1,6 +1,6 @@
 """One plotting style for the whole book, and small figure utilities.
 
-Used by every chapter (``helpers.setup`` applies the style).
+Used by every chapter (``helpers.setup`` applies the style); the figure functions of chapters 1, 3 and 5.
 """
 from __future__ import annotations
 
@@ -98,6 +98,134 @@ def heatmap(ax, values, colorbar: str | None = None, **kw):
     if colorbar is not None:
         ax.figure.colorbar(image, ax=ax, label=colorbar, shrink=0.9)
     return image
+
+
+def _axes_pair(axes, what: str):
+    try:
+        pair = list(axes)
+    except TypeError:
+        pair = []
+    if len(pair) != 2 or not all(hasattr(ax, "plot") for ax in pair):
+        raise TypeError(f"{what} draws on two Axes; pass a pair such as subplots(1, 2)[1], got {axes!r}.")
+    return pair
+
+
+def quadratic_paths(axes, paths, curvatures, styles=None, xlim=(-5.0, 5.0), ylim=(-2.5, 2.5),
+                    loss_ylim=(1e-4, 1e3), title: str = "Paths"):
+    """Optimiser paths on a two-dimensional quadratic L(w) = ½ Σ_i a_i w_i², and the loss along them.
+
+    Args:
+        axes: two Axes: the paths over the contour lines of L, and L(w_t) against the step t (log axis).
+        paths: {label: (T + 1, 2) array of iterates w_0, ..., w_T}.
+        curvatures: the two curvatures (a_1, a_2) of L.
+        styles: optional {label: dict of ``plot`` keywords}, e.g. ``{"GD": {"color": "k", "ls": "--"}}``;
+            unstyled paths take the colours of :data:`PALETTE` in turn.
+        xlim, ylim: the window of the contour plot. loss_ylim: the range of the loss axis.
+        title: the title of the path panel.
+    Returns:
+        the two Axes. Used in chapter 1 (the GD / SGD / momentum explorer).
+    """
+    import numpy as np
+
+    ax, ax_loss = _axes_pair(axes, "quadratic_paths")
+    a = np.asarray(curvatures, dtype=float)
+    if a.shape != (2,) or not np.all(np.isfinite(a)) or np.any(a <= 0):
+        raise ValueError(f"curvatures must be two positive numbers (a_1, a_2), got {curvatures!r}.")
+    if not paths:
+        raise ValueError("paths is empty; pass {label: (T + 1, 2) array of iterates}.")
+    styles = {} if styles is None else dict(styles)
+    unknown = set(styles) - set(paths)
+    if unknown:
+        raise ValueError(f"styles names paths that are not drawn: {sorted(unknown)}; paths are {list(paths)}.")
+    g1, g2 = np.meshgrid(np.linspace(*xlim, 200), np.linspace(*ylim, 200))
+    ax.contour(g1, g2, 0.5 * (a[0] * g1**2 + a[1] * g2**2), levels=12, colors="0.75", linewidths=0.8)
+    for i, (label, p) in enumerate(paths.items()):
+        p = np.asarray(p, dtype=float)
+        if p.ndim != 2 or p.shape[1] != 2:
+            raise ValueError(f"path {label!r} must be a (T + 1, 2) array of iterates, got shape {p.shape}.")
+        kw = {"color": PALETTE[i % len(PALETTE)], "ls": "-", **styles.get(label, {})}
+        ax.plot(p[:, 0], p[:, 1], ".", ms=3, lw=1.2, label=label, **kw)
+        loss_path = 0.5 * (a * p**2).sum(axis=1) + 1e-12  # + 1e-12: the minimum stays on the log axis
+        ax_loss.semilogy(loss_path, label=label, **kw)
+    ax.set(xlim=xlim, ylim=ylim, xlabel="w₁", ylabel="w₂", title=title)
+    ax_loss.set(xlabel="step", ylabel="loss L(w)", ylim=loss_ylim, title="Loss along the paths")
+    ax.legend(fontsize=8, loc="lower right")
+    return ax, ax_loss
+
+
+def esd_with_mp_fit(ax, eigenvalues, ratio: float, bins: int = 40, title: str = "",
+                    xlabel: str = "eigenvalue λ"):
+    """A histogram of eigenvalues on a log density axis with the fitted Marchenko-Pastur density.
+
+    Args:
+        ax: the Axes. eigenvalues: (n,) eigenvalues of W W^T / N of a layer (``weight_spectra``).
+        ratio: c = n / N of the layer. bins: histogram bins. title, xlabel: the labels.
+    Returns:
+        the :class:`helpers.random_matrix.MPFit` drawn. Used in chapter 3.
+    """
+    import numpy as np
+    from matplotlib.ticker import NullFormatter
+
+    from . import random_matrix as rmt
+
+    ev = np.asarray(eigenvalues, dtype=float)
+    if ev.ndim != 1 or ev.size < 2 or not np.all(np.isfinite(ev)):
+        raise ValueError(f"eigenvalues must be a 1-D array of at least 2 finite values, got shape {ev.shape}.")
+    if not isinstance(bins, (int, np.integer)) or bins < 1:
+        raise ValueError(f"bins must be a positive integer, got {bins!r}.")
+    fit = rmt.mp_fit(ev, ratio)
+    ax.hist(ev, bins=bins, density=True, color=PALETTE[0], alpha=0.6)
+    x = np.linspace(fit.lower, fit.upper, 300)
+    ax.plot(x, rmt.marchenko_pastur_pdf(x, ratio, fit.sigma2), color=PALETTE[3], lw=1.8)
+    ax.set(xlabel=xlabel, ylabel="density", yscale="log", title=title)
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    return fit
+
+
+def penalty_strength_sweep(axes, results, strength: float, strengths, methods):
+    """A sweep over the strength λ of continual-learning penalties: the curves at one λ, the best sums at all.
+
+    Args:
+        axes: two Axes: task-A and task-B test accuracy per epoch of task-B training at ``strength`` (one line
+            style per method), and the best A + B sum over the epochs against λ (log axis), ``strength`` marked.
+        results: {``f"{method}_{λ:g}_{task}"``: (epochs,) accuracies in [0, 1]}, tasks ``A`` and ``B``, NaN for
+            a diverged run (drawn at zero), as :func:`helpers.forgetting.strength_sweep` returns.
+        strength: the λ whose curves are drawn (one of ``strengths``). strengths: the λ of the sweep.
+        methods: {method: label}, e.g. ``{"hessian": "L_cf", "sv": "L_sv"}`` (at most four).
+    Returns:
+        the two Axes. Used in chapter 5.
+    """
+    import numpy as np
+
+    ax1, ax2 = _axes_pair(axes, "penalty_strength_sweep")
+    lams = np.asarray(strengths, dtype=float)
+    if lams.ndim != 1 or lams.size == 0 or np.any(lams <= 0):
+        raise ValueError(f"strengths must be a non-empty list of positive λ, got {strengths!r}.")
+    if strength not in list(lams):
+        raise ValueError(f"strength {strength!r} is not in the sweep {list(strengths)}; pick one of them.")
+    if not methods or len(methods) > 4:
+        raise ValueError(f"methods must map 1-4 method names to labels, got {methods!r}.")
+    missing = [f"{m}_{l:g}_{t}" for m in methods for l in lams for t in "AB" if f"{m}_{l:g}_{t}" not in results]
+    if missing:
+        raise ValueError(f"results lack {missing[:3]}...; pass the dict of forgetting.strength_sweep.")
+
+    def acc(method, lam, task):
+        return np.asarray(results[f"{method}_{lam:g}_{task}"], dtype=float)
+
+    for (method, label), ls in zip(methods.items(), ("-", "--", ":", "-.")):
+        for task, c in (("A", PALETTE[0]), ("B", PALETTE[1])):
+            y = 100 * acc(method, strength, task)
+            ax1.plot(np.arange(1, len(y) + 1), np.nan_to_num(y), ls, color=c, label=f"{label}, {task}")
+    ax1.set(xlabel="epoch of task-B training", ylabel="test accuracy (%)", ylim=(-5, 105),
+            title=f"λ = {strength:g}")
+    ax1.legend(fontsize=8, loc="center right")
+    for i, ((method, label), fmt) in enumerate(zip(methods.items(), ("o-", "s--", "^:", "D-."))):
+        sums = [np.nan_to_num(100 * (acc(method, l, "A") + acc(method, l, "B"))).max() for l in lams]
+        ax2.semilogx(lams, sums, fmt, color=PALETTE[2 + i], label=label)
+    ax2.axvline(strength, color="0.5", lw=1)
+    ax2.set(xlabel="strength λ", ylabel="best A + B (%)", title="Sum at the selected epoch")
+    ax2.legend(fontsize=8, loc="lower left")
+    return ax1, ax2
 
 
 class _Table:
