@@ -568,21 +568,12 @@ def toy_path(eta, beta, noise, steps=60, seed=0):
 
 # %% tags=["hide-input"]
 def draw_toy(axes, eta, beta, noise):
-    ax, ax_loss = axes
-    g1, g2 = np.meshgrid(np.linspace(-5, 5, 200), np.linspace(-2.5, 2.5, 200))
-    ax.contour(g1, g2, 0.5 * (g1**2 + 10 * g2**2), levels=12, colors="0.75", linewidths=0.8)
-    runs = {f"SGD (noise {noise:g})": (toy_path(eta, 0.0, noise), PALETTE[1], "-"),
-            f"momentum β={beta:g}": (toy_path(eta, beta, noise), PALETTE[2], "-"),
-            "GD": (toy_path(eta, 0.0, 0.0), "k", "--")}
-    for label, (p, c, ls) in runs.items():
-        ax.plot(p[:, 0], p[:, 1], ".", ls=ls, ms=3, lw=1.2, color=c, label=label)
-        loss_path = 0.5 * (CURVATURES * p**2).sum(axis=1) + 1e-12
-        ax_loss.semilogy(loss_path, ls=ls, color=c, label=label)
-    ax.set(xlim=(-5, 5), ylim=(-2.5, 2.5), xlabel="w₁", ylabel="w₂",
-           title=f"Paths, η = {eta:g}")
-    ax_loss.set(xlabel="step", ylabel="loss L(w)", ylim=(1e-4, 1e3),
-                title="Loss along the paths")
-    ax.legend(fontsize=8, loc="lower right")
+    sgd, mom = f"SGD (noise {noise:g})", f"momentum β={beta:g}"
+    paths = {sgd: toy_path(eta, 0.0, noise), mom: toy_path(eta, beta, noise),
+             "GD": toy_path(eta, 0.0, 0.0)}
+    styles = {sgd: {"color": PALETTE[1]}, mom: {"color": PALETTE[2]},
+              "GD": {"color": "k", "ls": "--"}}
+    plotting.quadratic_paths(axes, paths, CURVATURES, styles, title=f"Paths, η = {eta:g}")
 
 # %% mystnb={"figure": {"caption": "Gradient descent, SGD and momentum on the two-dimensional quadratic $\\frac12(w_1^2 + 10 w_2^2)$, for three settings (one row each): a small step with strong momentum, a large step near the stability limit of the steep direction, and noisy gradients. Left: the paths over the contour lines; right: the loss along them."}, "image": {"alt": "One of three settings, two panels: optimiser paths from the same start over elliptic contour lines, and the loss of each path against step on a log axis."}}
 controls = {"eta": (0.01, 0.25, 0.01, 0.05), "beta": (0.0, 0.99, 0.01, 0.9),
