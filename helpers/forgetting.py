@@ -39,7 +39,7 @@ from . import config, params
 __all__ = ["Block", "QuadraticPenalty", "GradientProjection", "hessian_directions", "singular_directions",
            "flatness", "pca_directions", "fisher_diagonal", "kernel_matrix", "METHODS", "MethodSettings",
            "build_method", "TaskAState", "train_all_classes", "train_task_a", "train_task_b", "run_protocol",
-           "best_epoch"]
+           "best_epoch", "PENALTY_METHODS", "strength_sweep"]
 
 #: the methods :func:`build_method` knows
 METHODS = ("naive", "hessian", "sv", "pca", "ewc", "grad_hessian", "grad_sv")

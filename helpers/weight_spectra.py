@@ -28,7 +28,8 @@ from . import random_matrix as rmt
 
 __all__ = [
     "layer_matrix", "matrix_spectrum", "LayerSpectrum", "layer_spectrum", "model_spectra", "spectra_table",
-    "MengYao", "meng_yao_statistic", "spectral_threshold", "SpectralCriterion", "classify_spectrum",
+    "MengYao", "meng_yao_statistic", "spectral_threshold", "SpectralCriterion", "train_with_spectral_criterion",
+    "classify_spectrum",
     "Classification", "power_law_alpha", "quality_metrics", "remove_bulk", "singular_matrices",
     "singular_matrix_pc_overlaps", "SPECTRUM_CLASSES",
 ]
