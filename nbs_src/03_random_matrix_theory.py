@@ -59,7 +59,7 @@ import numpy as np
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
-from helpers import cache, data, findings, losses, models, training, widgets
+from helpers import cache, data, findings, losses, models, plotting, training, widgets
 from helpers import random_matrix as rmt, trajectories as tj, weight_spectra as ws
 from helpers.plotting import PALETTE, show_table, subplots
 from matplotlib.ticker import NullFormatter
@@ -495,7 +495,7 @@ display(Markdown(
 # last hidden layer, $256 \times 128$); the tables also report FC2 (`dense_2`), as Meng and Yao's do, and FC1 and FC2
 # of NN2-like.
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "Final eigenvalue spectra of the watched layer of the NN1-like network on Gaussian ANOVA data, from the easiest task (highest SNR) to the hardest, with the fitted Marchenko-Pastur density. The titles give the spectral type assigned to each (F-PHASES)."}, "image": {"alt": "Four histograms of eigenvalues on a logarithmic density axis, one per signal-to-noise ratio, each with a red fitted density curve."}}
+# %% tags=["hide-input"]
 NETS = {"NN1": (cfg["nn1_dim"], cfg["nn1"]), "NN2": (cfg["nn2_dim"], cfg["nn2"])}
 WATCH = {"NN1": ["dense_2", "dense_3"], "NN2": ["dense_1", "dense_2"]}
 MEASURED = ("NN1", "dense_3")
@@ -513,20 +513,12 @@ def anova_run(net, K, delta):
     ds = anova_data(net, K, delta)
     model = models.mlp(NETS[net][0], NETS[net][1], K,
                        seed=helpers.seed("ch3-anova-init", net, K))
-    crit = ws.SpectralCriterion(WATCH[net], Cs)
-    crit.observe(0, model)
-    h = training.train_sgd(model, losses.cross_entropy, ds, epochs=cfg["anova_epochs"],
-                           batch_size=cfg["anova_batch"],
-                           lr=cfg["anova_lr"], eval_data=ds, on_epoch_end=crit,
-                           seed=helpers.seed("ch3-anova-sgd", net, K))
-    out = {"test_acc": h["test_acc"], "acc": h["acc"], "snr": ds.info["snr"],
-           **crit.as_arrays()}
-    for name in WATCH[net]:
-        kernel = model.get_layer(name).kernel.numpy()
-        _, out[f"ev_{name}"], out[f"ratio_{name}"] = ws.matrix_spectrum(kernel)
-    return out
+    out = ws.train_with_spectral_criterion(model, ds, WATCH[net], cfg["anova_epochs"],
+                                           cfg["anova_batch"], cfg["anova_lr"], Cs,
+                                           seed=helpers.seed("ch3-anova-sgd", net, K))
+    return {**out, "snr": ds.info["snr"]}
 
-
+# %% tags=["hide-input"]
 grid = [("NN1", cfg["K_main"], d) for d in cfg["deltas"]]
 grid += [("NN1", K, cfg["delta_for_K"]) for K in cfg["K_grid"] if K != cfg["K_main"]]
 grid += [("NN2", cfg["K_main"], d) for d in (min(cfg["deltas"]), max(cfg["deltas"]))]
@@ -537,7 +529,6 @@ crits = {key: ws.SpectralCriterion.from_arrays(r, WATCH[key[0]], Cs) for key,
          r in anova.items()}
 
 
-
 def final_class(key, name, C=0.4):
     r = anova[key]
     return ws.classify_spectrum(r[f"ev_{name}"], C=C, ratio=float(r[f"ratio_{name}"]))
@@ -546,21 +537,15 @@ def final_class(key, name, C=0.4):
 def final_s(key, name):
     return ws.meng_yao_statistic(anova[key][f"ev_{name}"]).s_hat
 
-
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Final eigenvalue spectra of the watched layer of the NN1-like network on Gaussian ANOVA data, from the easiest task (highest SNR) to the hardest, with the fitted Marchenko-Pastur density. The titles give the spectral type assigned to each (F-PHASES)."}, "image": {"alt": "Four histograms of eigenvalues on a logarithmic density axis, one per signal-to-noise ratio, each with a red fitted density curve."}}
 K0, net0, layer0 = cfg["K_main"], *MEASURED
 # from high to low SNR
 snr_keys = [(net0, K0, d) for d in sorted(cfg["deltas"], reverse=True)]
 fig, axes = subplots(2, 2, width=3.6, height=2.6)
 for ax, key in zip(axes.ravel(), snr_keys):
-    ev, cl = anova[key][f"ev_{layer0}"], final_class(key, layer0)
-    fit = rmt.mp_fit(ev, float(anova[key][f"ratio_{layer0}"]))
-    ax.hist(ev, bins=40, density=True, color=PALETTE[0], alpha=0.6)
-    x = np.linspace(fit.lower, fit.upper, 300)
-    ax.plot(x, rmt.marchenko_pastur_pdf(x, float(anova[key][f"ratio_{layer0}"]), fit.sigma2),
-            color=PALETTE[3], lw=1.8)
-    ax.set(xlabel="eigenvalue λ", ylabel="density", yscale="log",
-           title=f"SNR {anova[key]['snr']:.2f}: {cl.label}")
-    ax.yaxis.set_minor_formatter(NullFormatter())
+    r, label = anova[key], final_class(key, layer0).label
+    plotting.esd_with_mp_fit(ax, r[f"ev_{layer0}"], float(r[f"ratio_{layer0}"]),
+                             title=f"SNR {r['snr']:.2f}: {label}")
 fig.suptitle(f"{net0}-like, {layer0}, K = {K0}: final spectra from the easiest to the "
              "hardest task")
 plt.show()
@@ -805,30 +790,24 @@ plt.show()
 # statistic during training with the thresholds $C = 0.4$ and $0.6$. The book shows three runs; run the
 # notebook for the controls (combinations that were not trained say so).
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "The explorer drawn for three runs (one row each): high SNR, low SNR, and the largest number of classes. Left: the final spectrum with its Marchenko-Pastur fit and spectral type. Right: the scaled statistic during training, with the thresholds $C = 0.4$ and $0.6$."}, "image": {"alt": "One of three runs, two panels: an eigenvalue histogram with a fitted density, and the scaled statistic against epoch with two horizontal threshold lines."}}
+# %% tags=["hide-input"]
 def draw_run(axes, delta, K):
-    ax1, ax2 = axes
     key = (net0, K, delta)
     if key not in anova:
         for ax in axes:
             ax.text(0.5, 0.5, f"δ = {delta}, K = {K}\nnot in the precomputed grid",
                     ha="center", transform=ax.transAxes)
         return
-    ev, ratio = anova[key][f"ev_{layer0}"], float(anova[key][f"ratio_{layer0}"])
-    fit = rmt.mp_fit(ev, ratio)
-    ax1.hist(ev, bins=40, density=True, color=PALETTE[0], alpha=0.6)
-    x = np.linspace(fit.lower, fit.upper, 300)
-    ax1.plot(x, rmt.marchenko_pastur_pdf(x, ratio, fit.sigma2), color=PALETTE[3], lw=1.8)
-    ax1.set(xlabel="eigenvalue λ", ylabel="density", yscale="log",
-            title=f"SNR {anova[key]['snr']:.2f}, K = {K}: {final_class(key, layer0).label}")
-    ax1.yaxis.set_minor_formatter(NullFormatter())
+    r, label = anova[key], final_class(key, layer0).label
+    plotting.esd_with_mp_fit(axes[0], r[f"ev_{layer0}"], float(r[f"ratio_{layer0}"]),
+                             title=f"SNR {r['snr']:.2f}, K = {K}: {label}")
     cr = crits[key]
-    ax2.plot(cr.epochs, cr.scaled[layer0], color=PALETTE[0])
+    axes[1].plot(cr.epochs, cr.scaled[layer0], color=PALETTE[0])
     for C in Cs:
-        ax2.axhline(C, color="k", ls=":", lw=1)
-    ax2.set(xlabel="epoch", ylabel=SCALED, title="Scaled statistic during training")
+        axes[1].axhline(C, color="k", ls=":", lw=1)
+    axes[1].set(xlabel="epoch", ylabel=SCALED, title="Scaled statistic during training")
 
-
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The explorer drawn for three runs (one row each): high SNR, low SNR, and the largest number of classes. Left: the final spectrum with its Marchenko-Pastur fit and spectral type. Right: the scaled statistic during training, with the thresholds $C = 0.4$ and $0.6$."}, "image": {"alt": "One of three runs, two panels: an eigenvalue histogram with a fitted density, and the scaled statistic against epoch with two horizontal threshold lines."}}
 widgets.explore(draw_run, {"delta": sorted(cfg["deltas"]), "K": sorted(cfg["K_grid"])},
                 [{"delta": max(cfg["deltas"]), "K": K0},
                  {"delta": min(cfg["deltas"]), "K": K0},
