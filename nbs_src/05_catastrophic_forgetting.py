@@ -57,7 +57,7 @@ from IPython.display import Markdown, display
 
 from helpers import cache, data, findings, hessian_tools, losses, models, params
 from helpers import forgetting as fg
-from helpers import random_matrix, training, widgets
+from helpers import plotting, random_matrix, training, widgets
 from helpers.plotting import PALETTE, show_table, subplots
 
 ds = data.digits() if cfg["dataset"] == "digits" else data.cifar10()
@@ -442,48 +442,21 @@ print(f"at eta = {0.5 * eta_max:.2g}: after 3 epochs A {ok['acc_A'][-1]:.3f}, B 
 # diverges is marked and drawn at zero. In a live notebook the slider picks $\lambda$; the book shows three
 # values of the grid.
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "The strength sweep of the two penalties on the single layer, drawn for three values of $\\lambda$ (one row each). Left: task-A and task-B accuracy during task-B training for $L_{cf}$ (solid) and $L_{sv}$ (dashed). Right: the best sum of the two accuracies over the whole grid, with the drawn $\\lambda$ marked."}, "image": {"alt": "One of three penalty strengths, two panels: test accuracy against epoch for two methods and two tasks, and the best summed accuracy against the penalty strength on a log axis with a vertical marker."}}
+# %% tags=["hide-input"]
 def sweep():
-    out = {}
-    for method in ("hessian", "sv"):
-        for lam in cfg["sweep"]:
-            s = fg.MethodSettings(**{**settings.__dict__, "strength": lam})
-            try:
-                r = fg.train_task_b(model, state, method, task_a.train,
-                                    {"A": task_a.test, "B": task_b.test},
-                                    task_b.train, cfg["epochs_b"], cfg["batch_size"],
-                                    cfg["lr_fraction"],
-                                    cfg["momentum"], cfg["weight_decay"], s,
-                                    seed=helpers.seed("ch5-sweep"))
-                acc_A, acc_B = r["acc_A"], r["acc_B"]
-            except training.TrainingDiverged:
-                acc_A = acc_B = np.full(cfg["epochs_b"], np.nan)
-            out[f"{method}_{lam:g}_A"], out[f"{method}_{lam:g}_B"] = acc_A, acc_B
-    return out
+    return fg.strength_sweep(model, state, ["hessian", "sv"], cfg["sweep"], task_a.train,
+                             {"A": task_a.test, "B": task_b.test}, task_b.train,
+                             cfg["epochs_b"], cfg["batch_size"], cfg["lr_fraction"],
+                             cfg["momentum"], cfg["weight_decay"], settings,
+                             seed=helpers.seed("ch5-sweep"))
 
 
 grid = cache.cached("ch5-sweep", {**cfg, "run_seed": SEEDS[0]}, sweep, verbose=False)
 
-
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The strength sweep of the two penalties on the single layer, drawn for three values of $\\lambda$ (one row each). Left: task-A and task-B accuracy during task-B training for $L_{cf}$ (solid) and $L_{sv}$ (dashed). Right: the best sum of the two accuracies over the whole grid, with the drawn $\\lambda$ marked."}, "image": {"alt": "One of three penalty strengths, two panels: test accuracy against epoch for two methods and two tasks, and the best summed accuracy against the penalty strength on a log axis with a vertical marker."}}
 def draw_strength(axes, strength):
-    ax1, ax2 = axes
-    for method, ls in (("hessian", "-"), ("sv", "--")):
-        for task, c in (("A", PALETTE[0]), ("B", PALETTE[1])):
-            y = 100 * grid[f"{method}_{strength:g}_{task}"]
-            ax1.plot(epochs, np.nan_to_num(y), ls, color=c,
-                     label=f"{'L_cf' if method == 'hessian' else 'L_sv'}, {task}")
-    ax1.set(xlabel="epoch of task-B training", ylabel="test accuracy (%)", ylim=(-5, 105),
-            title=f"λ = {strength:g}")
-    ax1.legend(fontsize=8, loc="center right")
-    lams = np.array(cfg["sweep"])
-    for method, mk in (("hessian", "o-"), ("sv", "s--")):
-        sums = [np.nan_to_num(100 * (grid[f"{method}_{l:g}_A"]
-                                     + grid[f"{method}_{l:g}_B"])).max() for l in lams]
-        ax2.semilogx(lams, sums, mk, color=PALETTE[2] if method == "hessian" else PALETTE[3],
-                     label="L_cf" if method == "hessian" else "L_sv")
-    ax2.axvline(strength, color="0.5", lw=1)
-    ax2.set(xlabel="strength λ", ylabel="best A + B (%)", title="Sum at the selected epoch")
-    ax2.legend(fontsize=8, loc="lower left")
+    plotting.penalty_strength_sweep(axes, grid, strength, cfg["sweep"],
+                                    {"hessian": "L_cf", "sv": "L_sv"})
 
 
 widgets.explore(draw_strength, {"strength": list(cfg["sweep"])},
