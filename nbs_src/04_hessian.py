@@ -1354,8 +1354,9 @@ def htr_model(variant):
 
 def trace_and_loss(snapshots, products, estimator="hutchinson"):
     """Traces of Part 5's operator (512 images) and training losses at the snapshots."""
-    return ht.trace_and_loss(m_b, ops_b["hess", "full"], snapshots, losses.cross_entropy,
-                             ds_b.x_train, ds_b.y_train, products, estimator, helpers.seed("tr"))
+    data = (ds_b.x_train, ds_b.y_train)
+    return ht.trace_and_loss(m_b, ops_b["hess", "full"], snapshots, losses.cross_entropy, *data,
+                             products, estimator, helpers.seed("tr"))
 
 
 # %% tags=["hide-input"]
