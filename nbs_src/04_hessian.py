@@ -1354,9 +1354,9 @@ def htr_model(variant):
 
 def trace_and_loss(snapshots, products, estimator="hutchinson"):
     """Traces of Part 5's operator (512 images) and training losses at the snapshots."""
-    data = (ds_b.x_train, ds_b.y_train)
-    return ht.trace_and_loss(m_b, ops_b["hess", "full"], snapshots, losses.cross_entropy, *data,
-                             products, estimator, helpers.seed("tr"))
+    op, data = ops_b["hess", "full"], (ds_b.x_train, ds_b.y_train)
+    return ht.trace_and_loss(m_b, op, snapshots, losses.cross_entropy, *data, products,
+                             estimator, helpers.seed("tr"))
 
 
 # %% tags=["hide-input"]
