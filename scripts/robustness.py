@@ -6,7 +6,10 @@
 Each seed gets its own result cache and findings folder under ``_build/robustness/seed<s>/`` (so no seed
 reuses another's results), the chapters are executed with nbclient in the quick profile, and the table
 finding x seed (verdict and the first measured figure) is written to ``_build/robustness/robustness.json``,
-which the reproduction report shows. ``make robustness`` runs this.
+which the reproduction report shows. ``make robustness`` runs this; with ``--record`` the table is also kept
+as ``benchmarks/robustness.json`` (a measured record, like BENCHMARKS.md, with the commit and date of each
+chapter's runs), which the report shows, with that provenance, when a build has no table of its own.
+Chapters run in separate invocations are merged: the table is gathered from every seed folder.
 """
 from __future__ import annotations
 
@@ -20,6 +23,19 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "_build" / "robustness"
+RECORD = ROOT / "benchmarks" / "robustness.json"
+
+
+def git_commit() -> str:
+    """The checked-out commit, with "+changes" when helpers/ or nbs_src/ differ from it ("unknown" without git)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "helpers", "nbs_src"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+changes" if dirty else "")
 
 
 def run_chapter(chapter: str, seed: int) -> float:
@@ -53,21 +69,31 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("chapters", nargs="*", help="chapter names such as 02_pca_dynamics (default: all)")
+    parser.add_argument("--record", action="store_true",
+                        help=f"also keep the table as {RECORD.relative_to(ROOT)} (commit it as a measured record)")
     args = parser.parse_args(argv)
     chapters = args.chapters or sorted(p.stem for p in (ROOT / "nbs_src").glob("[0-9][0-9]_*.py"))
     missing = [c for c in chapters if not (ROOT / "book" / "chapters" / f"{c}.ipynb").exists()]
     if missing:
         print(f"no generated notebook for {missing}; run `make notebooks` first.", file=sys.stderr)
         return 2
-    times = {}
+    previous = json.loads((OUT / "robustness.json").read_text()) if (OUT / "robustness.json").exists() else {}
+    times, runs = dict(previous.get("seconds", {})), dict(previous.get("runs", {}))
+    commit = git_commit()
     for seed in args.seeds:
         for chapter in chapters:
-            times[f"{chapter} seed {seed}"] = run_chapter(chapter, seed)
-            print(f"{chapter} at seed {seed}: {times[f'{chapter} seed {seed}']:.0f} s", flush=True)
-    table = gather(args.seeds)
+            name = f"{chapter} seed {seed}"
+            times[name] = run_chapter(chapter, seed)
+            runs[name] = {"commit": commit, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                          "load": round(os.getloadavg()[0], 1)}
+            print(f"{chapter} at seed {seed}: {times[name]:.0f} s", flush=True)
+    seeds = sorted(set(args.seeds) | set(previous.get("seeds", [])))
+    data = {"seeds": seeds, "table": gather(seeds), "seconds": times, "runs": runs}
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "robustness.json").write_text(json.dumps({"seeds": args.seeds, "table": table, "seconds": times},
-                                                    indent=1))
+    (OUT / "robustness.json").write_text(json.dumps(data, indent=1))
+    if args.record:
+        RECORD.write_text(json.dumps(data, indent=1) + "\n")
+    table = data["table"]
     for chapter, rows in table.items():
         for fid, per_seed in rows.items():
             cells = [f"seed {s}: {v['verdict']} ({v['figure']})" for s, v in per_seed.items()]

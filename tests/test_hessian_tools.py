@@ -158,3 +158,29 @@ def test_value_at_loss_interpolates_at_the_first_crossing_on_log_scales():
             ht.value_at_loss(bad["losses"], bad["values"], 0.5)
     with pytest.raises(ValueError, match="target"):
         ht.value_at_loss(losses_, values, 0.0)
+
+
+def test_trace_and_loss_matches_the_estimators_and_evaluate_at_each_snapshot():
+    from helpers import estimators, operators, training
+
+    model = _model()
+    x, y = _data()
+    op = operators.hessian(model, losses.cross_entropy, (x, y))
+    first = model.get_weights()
+    second = [w * 0.5 for w in first]
+    traces, values = ht.trace_and_loss(model, op, [first, second], losses.cross_entropy, x, y, 12, seed=3)
+    assert traces.shape == values.shape == (2,)
+    assert traces[1] == pytest.approx(estimators.hutchinson_trace(op, 12, seed=3).value, rel=1e-12)
+    model.set_weights(first)  # the model kept the last snapshot; now check the first one
+    assert traces[0] == pytest.approx(estimators.hutchinson_trace(op, 12, seed=3).value, rel=1e-12)
+    assert values[0] == pytest.approx(training.evaluate(model, losses.cross_entropy, x, y)[0], rel=1e-12)
+    pp, _ = ht.trace_and_loss(model, op, [first], losses.cross_entropy, x, y, 51, "hutch++", seed=3)
+    assert pp[0] == pytest.approx(estimators.hutchpp_trace(op, 51, seed=3).value, rel=1e-12)
+    with pytest.raises(ValueError, match="estimator"):
+        ht.trace_and_loss(model, op, [first], losses.cross_entropy, x, y, estimator="exact")
+    with pytest.raises(ValueError, match="snapshots"):
+        ht.trace_and_loss(model, op, [], losses.cross_entropy, x, y)
+    bigger = models.mlp(6, hidden=(9, 9), num_classes=3, seed=0, dtype="float64")
+    big_op = operators.hessian(bigger, losses.cross_entropy, (x, y))
+    with pytest.raises(ValueError, match="same model"):
+        ht.trace_and_loss(model, big_op, [first], losses.cross_entropy, x, y)

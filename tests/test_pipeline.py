@@ -115,7 +115,16 @@ def test_robustness_table_gathers_seeds_and_reaches_the_report(tmp_path):
     pages = _load_script("build_pages")
     lines = "\n".join(pages.robustness(path))
     assert "| 99_demo | F-DEMO | reproduced (x = 0.9) | not reproduced at this scale (x = 0.2) | no |" in lines
-    assert "Not run for this build" in "\n".join(pages.robustness(tmp_path / "missing.json"))
+    missing = tmp_path / "missing.json"
+    assert "Not run for this build" in "\n".join(pages.robustness(missing, record=missing))
+    # without a table of its own a build shows the committed record, with the commit of each run
+    record = tmp_path / "record.json"
+    record.write_text(json.dumps({"seeds": [0, 1], "table": table, "seconds": {"99_demo seed 0": 12.3},
+                                  "runs": {"99_demo seed 0": {"commit": "abc1234", "date": "d", "load": 1.0}}}))
+    lines = "\n".join(pages.robustness(missing, record=record))
+    assert "Not run for this build" in lines and "record.json" in lines
+    assert "| 99_demo | F-DEMO | reproduced (x = 0.9)" in lines
+    assert "| 99_demo seed 0 | 12 | `abc1234` | d | 1.0 |" in lines
 
 
 def test_no_chapter_cell_displays_a_finding_repr():

@@ -75,6 +75,18 @@ def test_wigner_surmise_pdf_cdf_consistent():
         assert abs(rmt.wigner_surmise_cdf(x, beta) - c) < 1e-8
 
 
+def test_porter_thomas_equals_scipys_kstest_column_by_column():
+    from scipy import stats
+
+    V = np.random.default_rng(4).normal(size=(300, 6))
+    V[:, 5] = np.r_[np.ones(10), np.zeros(290)]  # localised: a tiny p-value
+    for j, res in enumerate(rmt.porter_thomas_test(V)):
+        x = 300 * V[:, j] ** 2 / np.sum(V[:, j] ** 2)
+        ref = stats.kstest(x, stats.chi2(df=1).cdf)
+        assert res.statistic == pytest.approx(ref.statistic, rel=1e-12)
+        assert res.pvalue == pytest.approx(ref.pvalue, rel=1e-9, abs=1e-300)
+
+
 def test_porter_thomas_accepts_gaussian_rejects_localised():
     rng = np.random.default_rng(4)
     V = rng.normal(size=(2000, 20))

@@ -66,3 +66,23 @@ def test_mean_spacing_ratio_checks_its_arguments():
         spectra.mean_spacing_ratio([1.0, 2.0])
     with pytest.raises(ValueError, match="zero"):
         spectra.mean_spacing_ratio([1.0, 1.0, 1.0])
+
+
+def test_plot_density_draws_the_smoothed_density_with_a_floor_on_a_log_axis():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    values = np.r_[np.linspace(-0.1, 0.1, 50), 5.0]
+    fig, ax = plt.subplots()
+    line = spectra.plot_density(ax, values, num_points=300, floor=1e-3, label="spectrum", ls="--")
+    grid, dens = spectra.smoothed_density(values, num_points=300)
+    np.testing.assert_allclose(line.get_xdata(), grid)
+    np.testing.assert_allclose(line.get_ydata(), np.maximum(dens, 1e-3))
+    assert ax.get_yscale() == "log" and line.get_label() == "spectrum" and line.get_linestyle() == "--"
+    with pytest.raises(ValueError, match="floor"):
+        spectra.plot_density(ax, values, floor=0.0)
+    with pytest.raises(TypeError, match="axes"):
+        spectra.plot_density(None, values)
+    plt.close(fig)
