@@ -621,7 +621,7 @@ varflat = {"h_cross_predicted": h_cross, "h_cross_measured": cross["h_cross"],
            "pairs_above_predicted": int(np.sum(hess["h"][:k] > h_cross))}
 _ = findings.record(
     "F-VARFLAT", source="000 Sec. 3.2 (eqs. 3.8-3.9)", measured=varflat,
-    criterion="σᵢ² versus hᵢ follows 000 eq. 3.9: increasing below h_cross, flat above it "
+    criterion="σ_i² versus h_i follows 000 eq. 3.9: increasing below h_cross, flat above it "
               "(report the measured crossover next to the predicted h_cross; reproduced if "
               "within a factor 3)",
     rule=lambda m: 1 / 3 <= m["ratio_measured_over_predicted"] <= 3)
