@@ -16,6 +16,7 @@ import math
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from . import config
@@ -166,16 +167,57 @@ def markdown_table(records: list[Finding] | None = None) -> str:
     return "\n".join(out)
 
 
+#: where ``make robustness --record`` keeps its finding x seed table (in a clone of the repository)
+ROBUSTNESS_RECORD = Path(__file__).resolve().parents[1] / "benchmarks" / "robustness.json"
+
+
+def seed_verdicts(chapter: str, record: Path | str | None = None) -> tuple[list[str], dict[str, list[str]], str]:
+    """The verdicts of a chapter's findings at every recorded seed, from the record of ``make robustness``.
+
+    Args:
+        chapter: the chapter's name, e.g. ``"04_hessian"``.
+        record: the record file (default :data:`ROBUSTNESS_RECORD`).
+    Returns:
+        ``(seeds, {finding id: ["yes" | "no" | "not run", ...] per seed}, provenance)``, where provenance names
+        the commits and dates of the chapter's runs; ``([], {}, "")`` when there is no record for the chapter.
+    """
+    path = Path(ROBUSTNESS_RECORD if record is None else record)
+    try:
+        data = json.loads(path.read_text())
+        rows_ = data["table"][chapter]
+        seeds = [str(x) for x in data["seeds"]]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError):
+        return [], {}, ""
+    short = {REPRODUCED: "yes", NOT_REPRODUCED: "no"}
+    table_ = {fid: [short.get(per.get(s, {}).get("verdict"), "not run") for s in seeds] for fid, per in rows_.items()}
+    runs = {k: v for k, v in data.get("runs", {}).items() if k.startswith(chapter + " ")}
+    commits = sorted({r.get("commit", "?") for r in runs.values()})
+    dates = sorted(r.get("date", "") for r in runs.values())
+    provenance = (f"commit {', '.join(commits)}, {dates[0][:10]}" if runs else "commit unknown")
+    return seeds, table_, provenance
+
+
 def table() -> None:
     """Display the chapter's findings table (HTML in the book, Markdown in plain front ends).
 
-    Returns None, so a cell ending with ``findings.table()`` shows the table once; the text itself is
-    :func:`markdown_table`.
+    When the record of ``make robustness`` (:func:`seed_verdicts`) covers the chapter and this is the quick
+    profile, a last column gives each finding's verdict at every recorded seed, and a line under the table says
+    which commit that record was measured on. Returns None, so a cell ending with ``findings.table()`` shows
+    the table once; the text itself is :func:`markdown_table`.
     """
     from .plotting import show_table
 
+    header, body = ["id", "source", "criterion", "measured", "verdict"], rows()
+    seeds, by_seed, provenance = seed_verdicts(_state["chapter"] or "") if config.profile() == "quick" else ([], {}, "")
+    if seeds:
+        header.append(f"verdicts at BOOK_SEED = {', '.join(seeds)} (recorded)")
+        body = [r + [" / ".join(by_seed.get(r[0], ["not run"] * len(seeds)))] for r in body]
     # HTML in the built book (its Markdown renderer has no tables), Markdown in plain front ends
-    show_table(["id", "source", "criterion", "measured", "verdict"], rows())
+    show_table(header, body)
+    if seeds:
+        print(f"The last column is the record of `make robustness` ({provenance}): the chapter run at every seed "
+              "with its own cache. A finding whose verdict differs between seeds is not decided at this scale; "
+              "the reproduction report gives the measured figures.")
 
 
 def load_all(folder=None) -> list[dict]:

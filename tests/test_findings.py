@@ -79,3 +79,32 @@ def test_table_renders_html_and_markdown():
     assert "<td>x&lt;y</td>" in t._repr_html_() and "| x<y | 1 |" in t._repr_markdown_()
     with pytest.raises(ValueError):
         plotting.show_table(["a", "b"], [[1]])
+
+
+def test_table_adds_the_recorded_verdicts_per_seed(tmp_path, monkeypatch, capsys):
+    from helpers import plotting
+
+    record = tmp_path / "robustness.json"
+    record.write_text(json.dumps({
+        "seeds": [0, 1, 2],
+        "table": {"99_test": {"F-A": {"0": {"verdict": findings.REPRODUCED, "figure": "ratio = 0.2"},
+                                      "1": {"verdict": findings.NOT_REPRODUCED, "figure": "ratio = 0.9"}}}},
+        "runs": {"99_test seed 0": {"commit": "abc1234", "date": "2026-12-02 22:00 UTC", "load": 1.0}}}))
+    seeds, by_seed, provenance = findings.seed_verdicts("99_test", record)
+    assert seeds == ["0", "1", "2"] and by_seed["F-A"] == ["yes", "no", "not run"]
+    assert provenance == "commit abc1234, 2026-12-02"
+    assert findings.seed_verdicts("98_other", record) == ([], {}, "")
+    assert findings.seed_verdicts("99_test", tmp_path / "missing.json") == ([], {}, "")
+    shown = []
+    monkeypatch.setattr(plotting, "show_table", lambda header, rows: shown.append((header, rows)))
+    monkeypatch.setattr(findings, "ROBUSTNESS_RECORD", record)
+    findings.record("F-A", "000", "ratio <= 0.7", {"ratio": 0.25}, rule, show=False)
+    findings.record("F-B", "000", "ratio <= 0.7", {"ratio": 0.25}, rule, show=False)
+    findings.table()
+    header, rows = shown[-1]
+    assert header[-1] == "verdicts at BOOK_SEED = 0, 1, 2 (recorded)"
+    assert rows[0][-1] == "yes / no / not run" and rows[1][-1] == "not run / not run / not run"
+    assert "commit abc1234" in capsys.readouterr().out
+    monkeypatch.setenv("BOOK_PROFILE", "paper")  # the record is of the quick profile: no column
+    findings.table()
+    assert shown[-1][0][-1] == "verdict"
