@@ -51,17 +51,40 @@ def run_chapter(chapter: str, seed: int) -> float:
     return time.perf_counter() - start
 
 
+def _key_figure(per_seed: dict) -> str:
+    """The measured quantity to show: the first number that differs between the seeds (else the first number)."""
+    names = list(next(iter(per_seed.values())))
+    numeric = [n for n in names if all(isinstance(m.get(n), (int, float)) and not isinstance(m.get(n), bool)
+                                       for m in per_seed.values())]
+    varying = [n for n in numeric if len({m[n] for m in per_seed.values()}) > 1]
+    return (varying or numeric or names or [""])[0]
+
+
+def _figure(name: str, value) -> str:
+    if isinstance(value, list) and all(isinstance(v, (int, float)) for v in value):
+        return f"{name} = [" + ", ".join(f"{v:.3g}" for v in value) + "]"
+    return f"{name} = {value:.4g}" if isinstance(value, float) else f"{name} = {value}"
+
+
 def gather(seeds, out=OUT) -> dict:
-    """{chapter: {finding id: {seed: {"verdict", "figure"}}}} from the seeds' findings folders."""
-    table: dict = {}
+    """{chapter: {finding id: {seed: {"verdict", "figure"}}}} from the seeds' findings folders.
+
+    The figure is one measured quantity per finding, the same at every seed: the first number that differs
+    between the seeds (the one a reader wants to compare), else the first number.
+    """
+    measured: dict = {}
     for seed in seeds:
         for path in sorted((out / f"seed{seed}" / "findings").glob("*/*.json")):
             entry = json.loads(path.read_text())
             for f in entry["findings"]:
-                name, value = next(iter(f["measured"].items()), ("", ""))
-                figure = f"{name} = {value:.4g}" if isinstance(value, float) else f"{name} = {value}"
-                table.setdefault(entry["chapter"], {}).setdefault(f["id"], {})[str(seed)] = {
-                    "verdict": f["verdict"], "figure": figure}
+                measured.setdefault(entry["chapter"], {}).setdefault(f["id"], {})[str(seed)] = f
+    table: dict = {}
+    for chapter, rows in measured.items():
+        for fid, per_seed in rows.items():
+            name = _key_figure({s: f["measured"] for s, f in per_seed.items()})
+            table.setdefault(chapter, {})[fid] = {
+                s: {"verdict": f["verdict"], "figure": _figure(name, f["measured"].get(name, ""))}
+                for s, f in per_seed.items()}
     return table
 
 
