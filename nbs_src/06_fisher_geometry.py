@@ -51,7 +51,7 @@ from IPython.display import Markdown, display
 from matplotlib.colors import SymLogNorm
 from scipy.special import gammaln
 
-from helpers import cache, data, eigensolvers, estimators, findings, geometry, information
+from helpers import cache, data, findings, geometry, information
 from helpers import losses, models, ntk, operators, spin_models, training, widgets
 from helpers.plotting import PALETTE, show_table, subplots
 
@@ -587,7 +587,8 @@ assert err_true_fisher < 1e-10
 # %% [markdown]
 # Now a small network is trained (Adam, cross-entropy) and the three matrices are compared at
 # initialisation and after training, on the same examples: the top eigenvalues by the Lanczos method
-# and the traces by Hutch++ (chapter 4 introduces both).
+# and the traces by Hutch++ (chapter 4 introduces both), both computed by
+# `information.network_fisher_spectra` for any network, loss and set of weights.
 
 # %% tags=["hide-input"]
 def train_network():
@@ -607,23 +608,11 @@ trained_weights = cache.unpack_weights(trained)
 print(f"train accuracy {trained['acc'][-1]:.3f}, test accuracy {trained['test_acc'][-1]:.3f}")
 
 
-def spectra_of_the_three():
-    out = {}
-    for stage, weights in (("init", init_weights), ("trained", trained_weights)):
-        net.set_weights(weights)
-        ops = {"hessian": operators.hessian(net, losses.cross_entropy, (x_f, y_f)),
-               "true": operators.fisher(net, (x_f, y_f), kind="true"),
-               "empirical": operators.fisher(net, (x_f, y_f), kind="empirical",
-                                             loss_fn=losses.cross_entropy)}
-        for name, op in ops.items():
-            eig = eigensolvers.lanczos(op, cfg["top_k"], which="LA", tol=1e-8,
-                                       seed=helpers.seed("ch6-lanczos"))
-            tr = estimators.hutchpp_trace(op, cfg["trace_products"],
-                                          seed=helpers.seed("ch6-trace"))
-            out[f"{stage}/{name}/top"] = np.sort(eig.eigenvalues)[::-1]
-            out[f"{stage}/{name}/trace"] = np.array([tr.value, tr.stderr])
-    net.set_weights(trained_weights)
-    return out
+def spectra_of_the_three():  # top eigenvalues and Hutch++ traces at both stages
+    return information.network_fisher_spectra(
+        net, losses.cross_entropy, (x_f, y_f), {"init": init_weights, "trained": trained_weights},
+        cfg["top_k"], cfg["trace_products"], lanczos_seed=helpers.seed("ch6-lanczos"),
+        trace_seed=helpers.seed("ch6-trace"))
 
 
 spec = cache.cached("ch6-nn-spectra",
