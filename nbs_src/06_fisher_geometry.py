@@ -610,7 +610,8 @@ print(f"train accuracy {trained['acc'][-1]:.3f}, test accuracy {trained['test_ac
 
 def spectra_of_the_three():  # top eigenvalues and Hutch++ traces at both stages
     return information.network_fisher_spectra(
-        net, losses.cross_entropy, (x_f, y_f), {"init": init_weights, "trained": trained_weights},
+        net, losses.cross_entropy, (x_f, y_f),
+        {"init": init_weights, "trained": trained_weights},
         cfg["top_k"], cfg["trace_products"], lanczos_seed=helpers.seed("ch6-lanczos"),
         trace_seed=helpers.seed("ch6-trace"))
 
