@@ -178,7 +178,7 @@ def mlp(width, *seed_key):  # the chapter's network: two hidden ReLU layers of e
                       seed=helpers.seed(*seed_key))
 
 
-def flat(runs, prefix, fields):  # the cache's layout: prefix/seed/field
+def flat(runs, prefix, fields):  # the cache's layout prefix/seed/field; "acc": the final one
     return {f"{prefix}/{s}/{k}": h[f][-1] if k == "acc" else h[f]
             for s, h in enumerate(runs) for k, f in fields.items()}
 
