@@ -35,6 +35,8 @@ __all__ = [
     "geodesic_distance",
     "GeodesicPath",
     "curve_length",
+    "geodesic_circle",
+    "plot_geodesic_circle",
     "check_metric",
     "pointwise_jacobian",
 ]
@@ -626,3 +628,87 @@ def curve_length(metric_fn: MetricFn, path, extrapolate: bool = False) -> float:
     if not extrapolate:
         return fine
     return (4.0 * fine - chord_sum(arr[::2])) / 3.0
+
+
+def geodesic_circle(metric_fn: MetricFn, center, radius: float, num_directions: int = 48,
+                    num_steps: int = 100) -> np.ndarray:
+    """Unit-speed geodesics leaving ``center`` in evenly spaced directions, up to a geodesic distance ``radius``.
+
+    The direction of angle φ_k = 2πk/K is the unit vector (cos φ_k, sin φ_k) of an orthonormal frame of the
+    metric at the centre: with the Cholesky factor g(θ_0) = L Lᵀ, the initial velocity is v_k = L⁻ᵀ(cos φ_k,
+    sin φ_k), so v_kᵀ g(θ_0) v_k = 1 (for a diagonal g, v_k = (cos φ_k / √g_11, sin φ_k / √g_22)). Integrated
+    to parameter time ``radius`` (:func:`geodesic`), the end points lie on the *geodesic circle* of that
+    radius, as long as no two geodesics cross before it.
+
+    Args:
+        metric_fn: a metric of a two-dimensional space, function (..., 2) -> (..., 2, 2) in TensorFlow ops.
+        center: the starting point, shape (2,).
+        radius: the geodesic distance travelled (> 0).
+        num_directions: how many directions K (>= 3).
+        num_steps: Runge-Kutta steps per geodesic (>= 1).
+    Returns:
+        float64 array (num_steps + 1, K, 2): the points of geodesic k at times t_j = j · radius / num_steps;
+        ``paths[-1]`` are the K points of the circle.
+    Raises:
+        ValueError for a centre that is not one 2-D point, a radius that is not positive, fewer than 3
+        directions, or a metric that is not positive definite at the centre (or along the way, see
+        :func:`geodesic`).
+    Used in chapter 6 (widget: geodesics on the Gaussian manifold).
+    """
+    _check_callable(metric_fn)
+    c = np.asarray(center, dtype=np.float64)
+    if c.shape != (2,):
+        raise ValueError(f"center must be one point of a 2-D space, shape (2,); got shape {c.shape}. "
+                         "Geodesic circles are drawn in two dimensions only.")
+    try:
+        radius = float(radius)
+    except (TypeError, ValueError):
+        raise TypeError(f"radius must be a positive number; got {radius!r}.") from None
+    if not np.isfinite(radius) or radius <= 0:
+        raise ValueError(f"radius must be a positive finite geodesic distance; got {radius}.")
+    if isinstance(num_directions, bool) or not isinstance(num_directions, (int, np.integer)) \
+            or num_directions < 3:
+        raise ValueError(f"num_directions must be an integer >= 3 (a circle needs three points); "
+                         f"got {num_directions!r}.")
+    g0 = check_metric(metric_fn, c)
+    angles = np.linspace(0, 2 * np.pi, int(num_directions), endpoint=False)
+    unit = np.stack([np.cos(angles), np.sin(angles)], -1)  # (K, 2), orthonormal frame coordinates
+    chol = np.linalg.cholesky(0.5 * (g0 + g0.T))
+    velocities = np.linalg.solve(chol.T, unit.T).T  # v_k = L^{-T} u_k, so v_k^T g v_k = 1
+    starts = np.tile(c, (len(angles), 1))
+    return geodesic(metric_fn, starts, velocities, t_max=radius, num_steps=num_steps)
+
+
+def plot_geodesic_circle(ax, metric_fn: MetricFn, center, radius: float, num_directions: int = 48,
+                         draw_every: int = 3, num_steps: int = 100, xlabel: str = r"$\theta_1$",
+                         ylabel: str = r"$\theta_2$", title: str | None = None) -> np.ndarray:
+    """Draw the geodesics of :func:`geodesic_circle` from ``center`` and the geodesic circle through their ends.
+
+    Every ``draw_every``-th geodesic is drawn as a thin line (colour C0 of the book's cycle), the circle through
+    all ``num_directions`` end points as a thick closed line (C3, labelled with the radius), the centre as a
+    black dot; the axes get labels, a title (default: the centre) and a legend.
+
+    Args:
+        ax: a matplotlib Axes.
+        metric_fn, center, radius, num_directions, num_steps: as :func:`geodesic_circle`.
+        draw_every: draw geodesics 0, k, 2k, ... (>= 1; 1 draws all).
+        xlabel, ylabel: the coordinate names with units, if any.
+        title: the panel title (None: "geodesics from <center>").
+    Returns:
+        the paths (num_steps + 1, num_directions, 2), as :func:`geodesic_circle`.
+    Used in chapter 6 (widget: geodesics on the Gaussian manifold).
+    """
+    if not hasattr(ax, "plot") or not hasattr(ax, "set"):
+        raise TypeError(f"ax must be a matplotlib Axes, got {type(ax).__name__}.")
+    if isinstance(draw_every, bool) or not isinstance(draw_every, (int, np.integer)) or draw_every < 1:
+        raise ValueError(f"draw_every must be a positive integer (1 draws every geodesic); got {draw_every!r}.")
+    paths = geodesic_circle(metric_fn, center, radius, num_directions, num_steps)
+    for k in range(0, paths.shape[1], int(draw_every)):
+        ax.plot(paths[:, k, 0], paths[:, k, 1], color="C0", lw=1)
+    ends = np.vstack([paths[-1], paths[-1][:1]])  # closed
+    ax.plot(ends[:, 0], ends[:, 1], color="C3", lw=2, label=f"geodesic circle, radius {radius}")
+    ax.plot(*np.asarray(center, dtype=np.float64), "ko")
+    ax.set(xlabel=xlabel, ylabel=ylabel,
+           title=title if title is not None else f"geodesics from {tuple(np.asarray(center).tolist())}")
+    ax.legend(loc="upper right")
+    return paths

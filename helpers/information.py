@@ -14,11 +14,15 @@ quadrature nodes and weights for continuous ones (``E[A] ≈ Σ_m w_m p_θ(x_m) 
 samples drawn from p_θ. Derivatives come from ``tf.GradientTape``; the result is differentiable in θ,
 so :func:`fisher_metric` can be handed to :mod:`helpers.geometry` to get the curvature of a family.
 
+For a network read as a statistical model, :math:`p_\\theta = e^{-\\ell}`, :func:`network_fisher_spectra` compares
+the top eigenvalues and traces of its Hessian, true Fisher and empirical Fisher (the operators of
+:mod:`helpers.operators`) at several weight settings.
+
 Used in chapter 6 (and the spin models of :mod:`helpers.spin_models`).
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -33,6 +37,8 @@ __all__ = [
     "gaussian_log_prob",
     "gaussian_fisher_closed_form",
     "gaussian_fisher_distance",
+    "network_fisher_spectra",
+    "NETWORK_MATRICES",
 ]
 
 LogProb = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
@@ -299,3 +305,100 @@ def gaussian_fisher_distance(theta_a, theta_b) -> np.ndarray:
         raise ValueError("sigma must be positive in both points.")
     arg = 1.0 + ((a[..., 0] - b[..., 0]) ** 2 / 2.0 + (a[..., 1] - b[..., 1]) ** 2) / (2.0 * a[..., 1] * b[..., 1])
     return np.sqrt(2.0) * np.arccosh(arg)
+
+
+#: the curvature matrices of a network that :func:`network_fisher_spectra` compares
+NETWORK_MATRICES = ("hessian", "true", "empirical")
+
+
+def _check_weights(model, weights) -> dict:
+    if not isinstance(weights, Mapping) or not weights:
+        raise TypeError("weights must be a non-empty dict stage name -> weight list (model.get_weights() "
+                        "format), e.g. {'init': w0, 'trained': w1}.")
+    shapes = [np.shape(w) for w in model.get_weights()]
+    out = {}
+    for stage, w in weights.items():
+        if not isinstance(stage, str) or not stage or "/" in stage:
+            raise ValueError(f"stage names must be non-empty strings without '/', got {stage!r} (the "
+                             "result keys are 'stage/matrix/top').")
+        if not isinstance(w, (list, tuple)) or [np.shape(a) for a in w] != shapes:
+            raise ValueError(f"weights[{stage!r}] must be a list of arrays of the model's weight shapes "
+                             f"{shapes} (model.get_weights() of the same architecture).")
+        out[stage] = list(w)
+    return out
+
+
+def _check_count(value, name: str, minimum: int, maximum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}.")
+    if value < minimum or (maximum is not None and value > maximum):
+        upper = f" and at most {maximum}" if maximum is not None else ""
+        raise ValueError(f"{name} must be at least {minimum}{upper}, got {value}.")
+    return int(value)
+
+
+def network_fisher_spectra(model, loss_fn, data, weights: Mapping, top_k: int, trace_products: int,
+                           matrices=NETWORK_MATRICES, lanczos_seed: int = 0, trace_seed: int = 0,
+                           tol: float = 1e-8, likelihood: str = "categorical") -> dict[str, np.ndarray]:
+    """Top eigenvalues and traces of a network's Hessian, true Fisher and empirical Fisher at several weights.
+
+    For each stage (a set of weights) and each matrix: the ``top_k`` largest eigenvalues by the Lanczos method
+    (:func:`helpers.eigensolvers.lanczos`, ``which="LA"``) and the trace by Hutch++
+    (:func:`helpers.estimators.hutchpp_trace`), all on the same examples. The matrices
+    (martens2020new; 004 Sec. 3.2.5) are ``"hessian"``, the Hessian of the mean loss
+    (:func:`helpers.operators.hessian`); ``"true"``, :math:`\\frac1N\\sum_i \\mathbb{E}_{y\\sim p_\\theta(\\cdot|x_i)}
+    [\\nabla\\ell\\,\\nabla\\ell^\\top]` with the model's labels (:func:`helpers.operators.fisher`, the Gauss-Newton
+    form for ``likelihood``); ``"empirical"``, :math:`\\frac1N\\sum_i \\nabla\\ell_i\\nabla\\ell_i^\\top` with the
+    data's labels. The same seeds are used at every stage, so the stages differ only by the weights.
+
+    Args:
+        model: a Keras model; its weights are set to each stage in turn and restored at the end.
+        loss_fn: the per-example loss ``loss(y_true, y_pred) -> (N,)`` of the Hessian and the empirical Fisher.
+        data: the examples ``(x, y)``, x (N, ...) and labels y (N,).
+        weights: stage name -> weight list in ``model.get_weights()`` format, e.g.
+            ``{"init": w0, "trained": w1}``.
+        top_k: eigenvalues per matrix (1 <= top_k <= number of parameters).
+        trace_products: the Hutch++ budget of matrix-vector products (>= 3).
+        matrices: which of :data:`NETWORK_MATRICES` to compute.
+        lanczos_seed, trace_seed: seeds of the Lanczos start vector and the Hutch++ probes.
+        tol: the Lanczos convergence tolerance.
+        likelihood: the true Fisher's output distribution, ``"categorical"`` (softmax; for cross-entropy) or
+            ``"gaussian"``.
+    Returns:
+        dict with, for every stage s and matrix m, ``"s/m/top"`` (top_k,) in descending order and
+        ``"s/m/trace"`` = [trace, its standard error]: a flat dict of arrays, ready for :func:`helpers.cache.cached`.
+    Used in chapter 6.
+    """
+    from . import eigensolvers, estimators, operators
+
+    if not (hasattr(model, "get_weights") and hasattr(model, "set_weights") and callable(model)):
+        raise TypeError(f"model must be a Keras model, got {type(model).__name__}.")
+    if not callable(loss_fn):
+        raise TypeError("loss_fn must be a per-example loss, loss(y_true, y_pred) -> (N,).")
+    if not isinstance(data, (tuple, list)) or len(data) != 2 or len(data[0]) != len(data[1]):
+        raise ValueError("data must be a pair (x, y) with one label per example.")
+    stages = _check_weights(model, weights)
+    if isinstance(matrices, str) or not matrices or set(matrices) - set(NETWORK_MATRICES) \
+            or len(set(matrices)) != len(matrices):
+        raise ValueError(f"matrices must be a non-empty list of distinct names from {NETWORK_MATRICES}, "
+                         f"got {matrices!r}.")
+    num_params = int(sum(np.size(w) for w in model.get_weights()))
+    top_k = _check_count(top_k, "top_k", 1, num_params)
+    trace_products = _check_count(trace_products, "trace_products", 3)
+    entry_weights = model.get_weights()
+    out = {}
+    try:
+        for stage, w in stages.items():
+            model.set_weights(w)
+            build = {"hessian": lambda: operators.hessian(model, loss_fn, data),
+                     "true": lambda: operators.fisher(model, data, kind="true", likelihood=likelihood),
+                     "empirical": lambda: operators.fisher(model, data, kind="empirical", loss_fn=loss_fn)}
+            ops = {name: build[name]() for name in matrices}
+            for name, op in ops.items():
+                eig = eigensolvers.lanczos(op, top_k, which="LA", tol=tol, seed=lanczos_seed)
+                tr = estimators.hutchpp_trace(op, trace_products, seed=trace_seed)
+                out[f"{stage}/{name}/top"] = np.sort(eig.eigenvalues)[::-1]
+                out[f"{stage}/{name}/trace"] = np.array([tr.value, tr.stderr])
+    finally:
+        model.set_weights(entry_weights)
+    return out

@@ -15,7 +15,8 @@ Squared per-example gradient norms, NTK traces and Jacobians come from :func:`he
 :func:`helpers.ntk.ntk_trace_function` and :func:`helpers.ntk.jacobian_function` (the exact dense-chain
 factorisation for MLPs, else ``tf.vectorized_map`` over the examples of a batch), called from one
 ``tf.function``; results are written into preallocated variables on the device, so nothing returns to NumPy
-until training ends. :func:`train_with_kernel_monitor` wraps the two for SGD or Adam.
+until training ends. :func:`train_with_kernel_monitor` wraps the two for SGD or Adam, and
+:func:`train_from_initialisations` repeats a run from several initialisations (seeds) with one monitor.
 
 :func:`relative_kernel_change` and :func:`log_correlation` are the array-level measures chapter 7 applies
 (findings F-LAZY, F-L2PROP, F-WIDTHDEV).
@@ -31,7 +32,8 @@ import tensorflow as tf
 
 from . import ntk
 
-__all__ = ["KernelMonitor", "train_with_kernel_monitor", "relative_kernel_change", "log_correlation"]
+__all__ = ["KernelMonitor", "train_with_kernel_monitor", "train_from_initialisations", "relative_kernel_change",
+           "log_correlation"]
 
 
 def _positive_int(value, name):
@@ -210,6 +212,58 @@ def train_with_kernel_monitor(model, loss_fn, data, epochs: int, batch_size: int
     hist["trace_epoch"] = rec.pop("epoch")
     hist.update(rec)
     return hist
+
+
+def train_from_initialisations(model, loss_fn, data, initial_weights, epochs: int, batch_size: int | None, lr,
+                               measure, batch_seeds, probe_x=None, optimizer: str = "adam", every_epochs: int = 1,
+                               measure_batch_size: int = 64, **train_kw) -> list[dict]:
+    """Train ``model`` once from each of several initialisations while one :class:`KernelMonitor` records.
+
+    The usual design of a seeds experiment: the same architecture, loss and measurement set, re-initialised
+    for every seed. One model and one monitor serve all runs, so the monitor's measurement is traced once;
+    run k starts from ``initial_weights[k]`` and draws its minibatches with ``batch_seeds[k]``. To compare
+    losses from the same initialisations, call it once per loss with the same ``initial_weights``.
+
+    Args:
+        model: the Keras model (its weights end as those of the last run).
+        loss_fn, data, epochs, batch_size, lr, optimizer, **train_kw: as :func:`train_with_kernel_monitor`.
+        initial_weights: one weight list (``model.get_weights()`` format) per run.
+        measure: the measurement set ``(x, y)`` of the traces.
+        batch_seeds: one minibatch-order seed per run (same length as ``initial_weights``).
+        probe_x, every_epochs, measure_batch_size: as :class:`KernelMonitor` (``batch_size`` there).
+    Returns:
+        one history per run, in order, as :func:`train_with_kernel_monitor` returns it (``trace_epoch``,
+        ``fisher_trace``, ``ntk_trace``, ``acc`` and, with ``probe_x``, ``ntk_change``, ``kernel_initial``,
+        ``kernel_final``).
+    Used in chapter 7 (F-LAZY over widths, F-L2PROP and F-WIDTHDEV over losses and widths).
+    """
+    if not hasattr(model, "get_weights") or not hasattr(model, "set_weights"):
+        raise TypeError(f"model must be a Keras model, got {type(model).__name__}.")
+    if isinstance(initial_weights, np.ndarray) or not isinstance(initial_weights, (list, tuple)) \
+            or not initial_weights:
+        raise TypeError("initial_weights must be a non-empty list with one weight list (model.get_weights()) "
+                        "per run.")
+    shapes = [np.shape(w) for w in model.get_weights()]
+    for k, w in enumerate(initial_weights):
+        if not isinstance(w, (list, tuple)) or [np.shape(a) for a in w] != shapes:
+            raise ValueError(f"initial_weights[{k}] must be a list of arrays of the model's weight shapes {shapes} "
+                             "(model.get_weights() of a model of the same architecture).")
+    if isinstance(batch_seeds, (str, bytes)) or not hasattr(batch_seeds, "__len__") \
+            or len(batch_seeds) != len(initial_weights):
+        raise ValueError(f"batch_seeds must hold one seed per run, {len(initial_weights)} for the "
+                         f"{len(initial_weights)} initial weights; got {batch_seeds!r}.")
+    if "seed" in train_kw or "monitor" in train_kw:
+        raise TypeError("pass the minibatch seeds as batch_seeds= (one per run); the monitor is made here.")
+    if not isinstance(measure, (tuple, list)) or len(measure) != 2:
+        raise TypeError("measure must be the measurement set as a tuple (x, y).")
+    mon = KernelMonitor(model, loss_fn, measure[0], measure[1], probe_x=probe_x, batch_size=measure_batch_size,
+                        every_epochs=every_epochs)
+    histories = []
+    for w, seed in zip(initial_weights, batch_seeds):
+        model.set_weights(w)
+        histories.append(train_with_kernel_monitor(model, loss_fn, data, epochs, batch_size, lr,
+                                                   optimizer=optimizer, monitor=mon, seed=seed, **train_kw))
+    return histories
 
 
 def relative_kernel_change(kernel, kernel_initial) -> float:

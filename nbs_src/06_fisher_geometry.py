@@ -51,7 +51,7 @@ from IPython.display import Markdown, display
 from matplotlib.colors import SymLogNorm
 from scipy.special import gammaln
 
-from helpers import cache, data, eigensolvers, estimators, findings, geometry, information
+from helpers import cache, data, findings, geometry, information
 from helpers import losses, models, ntk, operators, spin_models, training, widgets
 from helpers.plotting import PALETTE, show_table, subplots
 
@@ -524,25 +524,11 @@ except ValueError as err:
 # (every step is long there), and all circles are pushed towards larger $\sigma$.
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Geodesics of unit speed leaving one Gaussian in 48 directions, and the geodesic circle through their end points (red), for three starting points and radii (one row each). Circles around narrow distributions look small in these coordinates, and all are pushed towards larger $\\sigma$."}, "image": {"alt": "One of three settings: a fan of geodesic curves from a black point in the mean and standard deviation plane and a closed red curve through their ends."}}
-def plot_geodesics(ax, mu0=0.0, sigma0=1.0, distance=1.0):
-    angles = np.linspace(0, 2 * np.pi, 48, endpoint=False)
-    g0 = np.diag(information.gaussian_fisher_closed_form(sigma0))
-    # unit speed
-    v0 = np.stack([np.cos(angles) / np.sqrt(g0[0]), np.sin(angles) / np.sqrt(g0[1])], -1)
-    starts = np.tile([mu0, sigma0], (len(angles), 1))
-    # (101, 16, 2)
-    paths = geometry.geodesic(gauss_metric, starts, v0, t_max=distance, num_steps=100)
-    # every third geodesic; the circle uses all 48 end points
-    for k in range(0, len(angles), 3):
-        ax.plot(paths[:, k, 0], paths[:, k, 1], color=PALETTE[0], lw=1)
-    ends = np.vstack([paths[-1], paths[-1][:1]])
-    ax.plot(ends[:, 0], ends[:, 1], color=PALETTE[3], lw=2,
-            label=f"geodesic circle, radius {distance}")
-    ax.plot(mu0, sigma0, "ko")
-    ax.set(xlabel=r"mean $\mu$", ylabel=r"standard deviation $\sigma$", xlim=(-4, 4),
-           ylim=(0, 6),
-           title=fr"geodesics from $\mathcal{{N}}({mu0}, {sigma0}^2)$")
-    ax.legend(loc="upper right")
+def plot_geodesics(ax, mu0=0.0, sigma0=1.0, distance=1.0):  # 48 directions, every third drawn
+    geometry.plot_geodesic_circle(ax, gauss_metric, [mu0, sigma0], distance,
+                                  xlabel=r"mean $\mu$", ylabel=r"standard deviation $\sigma$",
+                                  title=fr"geodesics from $\mathcal{{N}}({mu0}, {sigma0}^2)$")
+    ax.set(xlim=(-4, 4), ylim=(0, 6))
 
 
 widgets.explore(plot_geodesics,
@@ -601,7 +587,8 @@ assert err_true_fisher < 1e-10
 # %% [markdown]
 # Now a small network is trained (Adam, cross-entropy) and the three matrices are compared at
 # initialisation and after training, on the same examples: the top eigenvalues by the Lanczos method
-# and the traces by Hutch++ (chapter 4 introduces both).
+# and the traces by Hutch++ (chapter 4 introduces both), both computed by
+# `information.network_fisher_spectra` for any network, loss and set of weights.
 
 # %% tags=["hide-input"]
 def train_network():
@@ -621,23 +608,12 @@ trained_weights = cache.unpack_weights(trained)
 print(f"train accuracy {trained['acc'][-1]:.3f}, test accuracy {trained['test_acc'][-1]:.3f}")
 
 
-def spectra_of_the_three():
-    out = {}
-    for stage, weights in (("init", init_weights), ("trained", trained_weights)):
-        net.set_weights(weights)
-        ops = {"hessian": operators.hessian(net, losses.cross_entropy, (x_f, y_f)),
-               "true": operators.fisher(net, (x_f, y_f), kind="true"),
-               "empirical": operators.fisher(net, (x_f, y_f), kind="empirical",
-                                             loss_fn=losses.cross_entropy)}
-        for name, op in ops.items():
-            eig = eigensolvers.lanczos(op, cfg["top_k"], which="LA", tol=1e-8,
-                                       seed=helpers.seed("ch6-lanczos"))
-            tr = estimators.hutchpp_trace(op, cfg["trace_products"],
-                                          seed=helpers.seed("ch6-trace"))
-            out[f"{stage}/{name}/top"] = np.sort(eig.eigenvalues)[::-1]
-            out[f"{stage}/{name}/trace"] = np.array([tr.value, tr.stderr])
-    net.set_weights(trained_weights)
-    return out
+def spectra_of_the_three():  # top eigenvalues and Hutch++ traces at both stages
+    return information.network_fisher_spectra(
+        net, losses.cross_entropy, (x_f, y_f),
+        {"init": init_weights, "trained": trained_weights},
+        cfg["top_k"], cfg["trace_products"], lanczos_seed=helpers.seed("ch6-lanczos"),
+        trace_seed=helpers.seed("ch6-trace"))
 
 
 spec = cache.cached("ch6-nn-spectra",

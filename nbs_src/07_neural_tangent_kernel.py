@@ -149,8 +149,9 @@ ax.legend(loc="lower right");
 # it for a fixed probe set of training digits sorted by class (`probes_per_class` of each), at
 # initialisation and after training. The probe set is also where the lazy regime is measured: for widths
 # `lazy_widths`, a network is trained with plain SGD on the mean-power loss of order 2 (squared error, the
-# setting of the lazy-regime theory), and the monitor of `helpers.kernel_dynamics` records the relative
-# change of the full 4-index kernel on the probes,
+# setting of the lazy-regime theory), once from each seed's initialisation
+# (`kernel_dynamics.train_from_initialisations`), and the monitor of `helpers.kernel_dynamics` records the
+# relative change of the full 4-index kernel on the probes,
 #
 # $$ \delta\Lambda(t) = \frac{\|\Lambda(t) - \Lambda(0)\|_F}{\|\Lambda(0)\|_F} . $$
 #
@@ -172,27 +173,26 @@ lazy_key = {k: cfg[k]
                                 "batch_size", "seeds", "seed", "profile")}
 
 
-# one network per width, re-initialised for every seed; one monitor (traced once)
-def lazy_runs(width):
-    m = models.mlp(ds.input_shape, hidden=[width] * 2, num_classes=ds.num_classes,
-                   seed=helpers.seed("ch7-lazy", width))
-    mon = kernel_dynamics.KernelMonitor(m, losses.mean_power(2), x_p, y_p, probe_x=x_p,
-                                        every_epochs=cfg["lazy_every_epochs"])
-    out = {}
-    for s in range(cfg["seeds"]):
-        m.set_weights(models.mlp(ds.input_shape, hidden=[width] * 2,
-                                 num_classes=ds.num_classes,
-                                seed=helpers.seed("ch7-lazy", width, s)).get_weights())
-        h = kernel_dynamics.train_with_kernel_monitor(
-            m, mon.loss_fn, ds, cfg["lazy_epochs"], cfg["batch_size"],
-            cfg["lazy_lr_at_32"] * 32 / width, optimizer="sgd",
-            monitor=mon, seed=helpers.seed("ch7-lazy-batches", s),
-            eval_every=cfg["lazy_epochs"])
-        out.update({f"{width}/{s}/change": h["ntk_change"],
-                    f"{width}/{s}/epoch": h["trace_epoch"], f"{width}/{s}/acc": h["acc"][-1],
-                    f"{width}/{s}/K0": h["kernel_initial"],
-                    f"{width}/{s}/K1": h["kernel_final"]})
-    return out
+def mlp(width, *seed_key):  # the chapter's network: two hidden ReLU layers of equal width
+    return models.mlp(ds.input_shape, hidden=[width] * 2, num_classes=ds.num_classes,
+                      seed=helpers.seed(*seed_key))
+
+
+def flat(runs, prefix, fields):  # the cache's layout prefix/seed/field; "acc": the final one
+    return {f"{prefix}/{s}/{k}": h[f][-1] if k == "acc" else h[f]
+            for s, h in enumerate(runs) for k, f in fields.items()}
+
+
+def lazy_runs(width):  # one network per width, re-initialised for every seed; SGD
+    seeds = range(cfg["seeds"])
+    runs = kernel_dynamics.train_from_initialisations(
+        mlp(width, "ch7-lazy", width), losses.mean_power(2), ds,
+        [mlp(width, "ch7-lazy", width, s).get_weights() for s in seeds], cfg["lazy_epochs"],
+        cfg["batch_size"], cfg["lazy_lr_at_32"] * 32 / width, (x_p, y_p),
+        [helpers.seed("ch7-lazy-batches", s) for s in seeds], probe_x=x_p, optimizer="sgd",
+        every_epochs=cfg["lazy_every_epochs"], eval_every=cfg["lazy_epochs"])
+    return flat(runs, width, {"change": "ntk_change", "epoch": "trace_epoch", "acc": "acc",
+                              "K0": "kernel_initial", "K1": "kernel_final"})
 
 
 lazy = cache.cached("ch7-lazy", lazy_key,
@@ -332,7 +332,8 @@ assert max(err_fisher.values()) <= 1e-6  # I-FISHERNTK for every loss
 # batches of 128. The quick profile runs the same design on the digits (the configuration printed at the top):
 # widths 32 and 128, 100 epochs, 3 seeds per loss and width (the same 3 initialisations for every loss), and
 # both traces measured every 5 epochs on a fixed class-balanced subset of `measure_examples` training
-# examples (128 of 1,347), inside the training graph by `kernel_dynamics.KernelMonitor`. The NTK trace is
+# examples (128 of 1,347), inside the training graph by `kernel_dynamics.KernelMonitor` (one per loss, serving
+# all seeds: `kernel_dynamics.train_from_initialisations`). The NTK trace is
 # reported per example, $\frac1n\mathrm{tr}\Lambda$; Sauter's $\mathrm{tr}\Lambda$ is $n$ times it, which changes no
 # correlation below.
 
@@ -350,27 +351,21 @@ trace_key = {k: cfg[k]
                                  "measure_every_epochs", "seed", "profile")}
 
 
-def trace_runs(width):  # one network and one monitor per loss, re-initialised for every seed
-    m = models.mlp(ds.input_shape, hidden=[width] * 2, num_classes=ds.num_classes,
-                   seed=helpers.seed("ch7-init", width))
-    inits = [models.mlp(ds.input_shape, hidden=[width] * 2, num_classes=ds.num_classes,
-                        seed=helpers.seed("ch7-init", width, s)).get_weights()
-             for s in range(cfg["seeds"])]
+TRACE_FIELDS = {"epoch": "trace_epoch", "fisher": "fisher_trace", "ntk": "ntk_trace",
+                "acc": "acc"}
+
+
+def trace_runs(width):  # one network; the same initialisations for every loss; Adam
+    seeds = range(cfg["seeds"])
+    m = mlp(width, "ch7-init", width)
+    inits = [mlp(width, "ch7-init", width, s).get_weights() for s in seeds]
     out = {}
     for name in LOSSES.values():
-        mon = kernel_dynamics.KernelMonitor(m, losses.get(name), x_m, y_m,
-                                            every_epochs=cfg["measure_every_epochs"])
-        for s in range(cfg["seeds"]):
-            m.set_weights(inits[s])  # the same initialisations for every loss
-            h = kernel_dynamics.train_with_kernel_monitor(m, mon.loss_fn, ds, cfg["epochs"],
-                                                          cfg["batch_size"], cfg["lr"],
-                                                          monitor=mon,
-                                                          seed=helpers.seed("ch7-batches", s),
-                                                          eval_every=cfg["epochs"])
-            out.update({f"{width}/{name}/{s}/epoch": h["trace_epoch"],
-                        f"{width}/{name}/{s}/fisher": h["fisher_trace"],
-                        f"{width}/{name}/{s}/ntk": h["ntk_trace"],
-                        f"{width}/{name}/{s}/acc": h["acc"][-1]})
+        runs = kernel_dynamics.train_from_initialisations(
+            m, losses.get(name), ds, inits, cfg["epochs"], cfg["batch_size"], cfg["lr"],
+            (x_m, y_m), [helpers.seed("ch7-batches", s) for s in seeds],
+            every_epochs=cfg["measure_every_epochs"], eval_every=cfg["epochs"])
+        out.update(flat(runs, f"{width}/{name}", TRACE_FIELDS))
     return out
 
 

@@ -334,3 +334,78 @@ def test_geodesic_through_a_singular_metric_names_step_and_point():
     with pytest.raises(ValueError, match=r"left the metric's domain at step \d+ of 40") as err:
         geometry.geodesic(cone, np.array([0.5, 0.0]), np.array([-1.0, 0.0]), t_max=1.0, num_steps=40)
     assert "InvalidArgument" not in str(err.value)
+
+
+# ---------------------------------------------------------------- geodesic circles (chapter 6 widget)
+def _skewed_flat(th):
+    # the Euclidean plane in the sheared coordinates x = (u + v, v): a constant, non-diagonal metric
+    ones = tf.ones_like(th[..., 0])
+    return tf.stack([tf.stack([ones, ones], -1), tf.stack([ones, 2.0 * ones], -1)], -2)
+
+
+def test_geodesic_circle_end_points_are_at_the_radius_on_the_gaussian_manifold():
+    center, radius = np.array([0.5, 0.8]), 1.3
+    paths = geometry.geodesic_circle(gaussian_fisher, center, radius, num_directions=12, num_steps=200)
+    assert paths.shape == (201, 12, 2)
+    np.testing.assert_allclose(paths[0], np.tile(center, (12, 1)))
+    # unit speed: every end point is at Fisher-Rao distance `radius` (closed form)
+    dist = [_gauss_distance(center, p) for p in paths[-1]]
+    np.testing.assert_allclose(dist, radius, rtol=1e-8)
+    # the first direction is the first axis of the orthonormal frame: sigma does not change at t = 0
+    assert abs(paths[1, 0, 1] - center[1]) < abs(paths[1, 0, 0] - center[0])
+
+
+def test_geodesic_circle_of_a_flat_non_diagonal_metric_is_a_euclidean_circle():
+    center, radius = np.array([0.2, -0.4]), 0.7
+    paths = geometry.geodesic_circle(_skewed_flat, center, radius, num_directions=16, num_steps=20)
+    to_xy = lambda p: np.stack([p[..., 0] + p[..., 1], p[..., 1]], -1)  # noqa: E731
+    r = np.linalg.norm(to_xy(paths[-1]) - to_xy(center), axis=-1)
+    np.testing.assert_allclose(r, radius, rtol=1e-12)
+    # straight lines in the Euclidean coordinates: the midpoint lies halfway
+    np.testing.assert_allclose(to_xy(paths[10]) - to_xy(center), 0.5 * (to_xy(paths[-1]) - to_xy(center)),
+                               atol=1e-12)
+
+
+def test_geodesic_circle_checks_its_arguments():
+    with pytest.raises(ValueError, match="shape \\(2,\\)"):
+        geometry.geodesic_circle(gaussian_fisher, [0.0, 1.0, 2.0], 1.0)
+    with pytest.raises(ValueError, match="radius must be a positive"):
+        geometry.geodesic_circle(gaussian_fisher, [0.0, 1.0], 0.0)
+    with pytest.raises(TypeError, match="radius must be a positive number"):
+        geometry.geodesic_circle(gaussian_fisher, [0.0, 1.0], "far")
+    with pytest.raises(ValueError, match="num_directions must be an integer >= 3"):
+        geometry.geodesic_circle(gaussian_fisher, [0.0, 1.0], 1.0, num_directions=2)
+    with pytest.raises(ValueError, match="not finite at the given point"):
+        geometry.geodesic_circle(gaussian_fisher, [0.0, 0.0], 1.0)  # sigma = 0
+    with pytest.raises(TypeError, match="metric_fn"):
+        geometry.geodesic_circle("gaussian", [0.0, 1.0], 1.0)
+
+
+def test_plot_geodesic_circle_draws_the_fan_the_circle_and_the_labels():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    paths = geometry.plot_geodesic_circle(ax, gaussian_fisher, [0.0, 1.0], 1.0, num_directions=12,
+                                          draw_every=3, num_steps=50, xlabel="mean", ylabel="sd",
+                                          title="fan")
+    assert paths.shape == (51, 12, 2)
+    lines = ax.get_lines()
+    assert len(lines) == 12 // 3 + 2  # the drawn geodesics, the circle, the centre
+    circle = lines[-2]
+    np.testing.assert_allclose(circle.get_xydata()[0], circle.get_xydata()[-1])  # closed
+    assert len(circle.get_xydata()) == 13
+    assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_title()) == ("mean", "sd", "fan")
+    assert ax.get_legend().get_texts()[0].get_text() == "geodesic circle, radius 1.0"
+    ax.cla()
+    geometry.plot_geodesic_circle(ax, gaussian_fisher, [0.0, 1.0], 0.5, num_directions=6, draw_every=1,
+                                  num_steps=10)
+    assert len(ax.get_lines()) == 8 and ax.get_title() == "geodesics from (0.0, 1.0)"
+    assert ax.get_xlabel() == r"$\theta_1$"
+    with pytest.raises(ValueError, match="draw_every"):
+        geometry.plot_geodesic_circle(ax, gaussian_fisher, [0.0, 1.0], 1.0, draw_every=0)
+    with pytest.raises(TypeError, match="matplotlib Axes"):
+        geometry.plot_geodesic_circle(fig.number, gaussian_fisher, [0.0, 1.0], 1.0)
+    plt.close(fig)

@@ -220,3 +220,82 @@ def test_hessian_form_metric_can_be_differentiated_for_curvature():
     pts = np.array([[0.0, 1.0], [0.2, 0.95]])
     assert np.allclose(metric(tf.constant(pts)).numpy(), information.gaussian_fisher_closed_form(pts[:, 1]), atol=1e-10)
     assert np.allclose(geometry.ricci_scalar(metric, pts), -1.0, atol=1e-8)
+
+
+# ---------------------------------------------------------------- a network's three curvature matrices
+def _small_network():
+    from helpers import models
+
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(12, 3)), rng.integers(0, 3, size=12)
+    net = models.mlp(3, hidden=[4], num_classes=3, activation="tanh", seed=5, dtype="float64")
+    w0 = net.get_weights()
+    w1 = [w + 0.3 * rng.normal(size=w.shape) for w in w0]
+    return net, (x, y), w0, w1
+
+
+def test_network_fisher_spectra_match_the_dense_matrices():
+    from helpers import losses, operators
+
+    net, data, w0, w1 = _small_network()
+    before = net.get_weights()
+    P = sum(w.size for w in w0)  # 31; Hutch++ with 3 P products sketches the whole space: exact trace
+    spec = information.network_fisher_spectra(net, losses.cross_entropy, data, {"a": w0, "b": w1},
+                                              top_k=4, trace_products=3 * P, lanczos_seed=1, trace_seed=2)
+    assert sorted(spec) == sorted(f"{s}/{m}/{q}" for s in "ab" for m in information.NETWORK_MATRICES
+                                  for q in ("top", "trace"))
+    for stage, w in (("a", w0), ("b", w1)):
+        net.set_weights(w)
+        dense = {"hessian": operators.hessian(net, losses.cross_entropy, data),
+                 "true": operators.fisher(net, data, kind="true"),
+                 "empirical": operators.fisher(net, data, kind="empirical", loss_fn=losses.cross_entropy)}
+        for name, op in dense.items():
+            A = np.asarray(op.to_dense())
+            exact = np.sort(np.linalg.eigvalsh(0.5 * (A + A.T)))[::-1][:4]
+            top = spec[f"{stage}/{name}/top"]
+            assert top.shape == (4,) and np.all(np.diff(top) <= 0)  # descending
+            np.testing.assert_allclose(top, exact, rtol=1e-6, atol=1e-10 * abs(exact[0]))
+            np.testing.assert_allclose(spec[f"{stage}/{name}/trace"][0], np.trace(A), rtol=1e-8)
+    # the true Fisher is the Gauss-Newton part of the cross-entropy Hessian: positive semi-definite
+    assert np.all(spec["b/true/top"] >= 0) and np.all(spec["b/empirical/top"] >= 0)
+    net.set_weights(w1)
+    for a, b in zip(before, w0):
+        np.testing.assert_array_equal(a, b)
+    # the model's weights on entry are restored, and one matrix alone can be asked for
+    only = information.network_fisher_spectra(net, losses.cross_entropy, data, {"b": w1}, 2, 9,
+                                              matrices=["true"])
+    assert sorted(only) == ["b/true/top", "b/true/trace"]
+    for a, b in zip(net.get_weights(), w1):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_network_fisher_spectra_check_their_arguments():
+    from helpers import losses
+
+    net, data, w0, _ = _small_network()
+    ce = losses.cross_entropy
+    call = lambda **kw: information.network_fisher_spectra(  # noqa: E731
+        **{"model": net, "loss_fn": ce, "data": data, "weights": {"init": w0}, "top_k": 2,
+           "trace_products": 9, **kw})
+    with pytest.raises(TypeError, match="Keras model"):
+        call(model="net")
+    with pytest.raises(TypeError, match="per-example loss"):
+        call(loss_fn=None)
+    with pytest.raises(ValueError, match="pair \\(x, y\\)"):
+        call(data=(data[0], data[1][:5]))
+    with pytest.raises(TypeError, match="non-empty dict"):
+        call(weights=w0)
+    with pytest.raises(ValueError, match="without '/'"):
+        call(weights={"a/b": w0})
+    with pytest.raises(ValueError, match="weight shapes"):
+        call(weights={"init": w0[:-1]})
+    with pytest.raises(ValueError, match="matrices must be"):
+        call(matrices=["hessian", "gauss-newton"])
+    with pytest.raises(ValueError, match="matrices must be"):
+        call(matrices="true")
+    with pytest.raises(ValueError, match="top_k must be at least 1 and at most 31"):
+        call(top_k=40)
+    with pytest.raises(TypeError, match="top_k must be an integer"):
+        call(top_k=2.0)
+    with pytest.raises(ValueError, match="trace_products must be at least 3"):
+        call(trace_products=2)

@@ -157,3 +157,55 @@ def test_every_epochs_and_reuse_over_runs():
         kd.train_with_kernel_monitor(m, loss, (x, y), 1, 5, 0.05, (x, y), monitor=mon)
     with pytest.raises(ValueError, match="every_epochs"):
         kd.KernelMonitor(m, loss, x, y, every=2, every_epochs=3)
+
+
+def test_train_from_initialisations_equals_separate_runs():
+    """One monitor over several initialisations gives, run by run, the numbers of a fresh monitor and model
+    trained from the same weights with the same minibatch seed; the runs do not leak into each other."""
+    x, y = data((5,))
+    loss = losses.mean_power(2)
+    inits = [mlp(seed=s).get_weights() for s in (1, 2)]
+    m = mlp(seed=0)
+    runs = kd.train_from_initialisations(m, loss, (x, y), inits, 3, 5, 0.05, (x[:8], y[:8]), batch_seeds=[4, 7],
+                                         probe_x=x[:3], optimizer="sgd", every_epochs=1, measure_batch_size=4)
+    assert len(runs) == 2
+    for w, seed, run in zip(inits, (4, 7), runs):
+        ref = mlp(seed=9)
+        ref.set_weights(w)
+        alone = kd.train_with_kernel_monitor(ref, loss, (x, y), 3, 5, 0.05, (x[:8], y[:8]), optimizer="sgd",
+                                             probe_x=x[:3], measure_batch_size=4, seed=seed)
+        for k in ("trace_epoch", "fisher_trace", "ntk_trace", "ntk_change", "kernel_initial", "kernel_final",
+                  "acc"):
+            np.testing.assert_allclose(run[k], alone[k], rtol=1e-12, atol=1e-15)
+    assert not np.allclose(runs[0]["fisher_trace"], runs[1]["fisher_trace"])
+    for a, b in zip(m.get_weights(), ref.get_weights()):  # the model ends as the last run
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+    adam = kd.train_from_initialisations(m, losses.cross_entropy, (x, y), inits[:1], 2, None, 1e-3, (x, y),
+                                         batch_seeds=[0], every_epochs=2)
+    np.testing.assert_allclose(adam[0]["trace_epoch"], [0, 2])
+    assert "ntk_change" not in adam[0]
+
+
+def test_train_from_initialisations_checks_its_arguments():
+    x, y = data((5,))
+    m = mlp()
+    w = m.get_weights()
+    call = lambda **kw: kd.train_from_initialisations(  # noqa: E731
+        **{"model": m, "loss_fn": losses.cross_entropy, "data": (x, y), "initial_weights": [w], "epochs": 1,
+           "batch_size": 5, "lr": 0.01, "measure": (x, y), "batch_seeds": [0], **kw})
+    with pytest.raises(TypeError, match="Keras model"):
+        call(model="net")
+    with pytest.raises(TypeError, match="one weight list"):
+        call(initial_weights=[])
+    with pytest.raises(TypeError, match="one weight list"):
+        call(initial_weights=w[0])
+    with pytest.raises(ValueError, match=r"initial_weights\[1\] must be a list of arrays"):
+        call(initial_weights=[w, w[:-1]], batch_seeds=[0, 1])
+    with pytest.raises(ValueError, match="one seed per run, 2"):
+        call(initial_weights=[w, w], batch_seeds=[0])
+    with pytest.raises(ValueError, match="one seed per run"):
+        call(batch_seeds=3)
+    with pytest.raises(TypeError, match="batch_seeds="):
+        call(seed=3)
+    with pytest.raises(TypeError, match="measure must be"):
+        call(measure=x)
