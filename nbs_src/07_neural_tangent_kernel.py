@@ -449,7 +449,7 @@ l2prop = findings.record(
     "F-L2PROP", source="004 Sec. 5.1.1, Fig. 5.1",
     criterion="for the L2-norm loss the two traces evolve proportionally (Pearson "
               "correlation of their logarithms "
-              ">= 0.95), for the other losses less so (lower correlation)",
+              "≥ 0.95), for the other losses less so (lower correlation), as 004 reports",
     measured={"width": w_n, "r_l2": r_mean[w_n, "l2"],
               "r_others": {n: r_mean[w_n, n] for n in others},
               "r_l2_per_seed": r[w_n, "l2"],
@@ -478,7 +478,7 @@ D = {w: {n: 1 - r_mean[w, n] for n in LOSSES.values()} for w in cfg["widths"]}
 per_seed_growth = np.mean([1 - r[w_w, n] - (1 - r[w_n, n]) for n in LOSSES.values()], axis=0)
 widthdev = findings.record(
     "F-WIDTHDEV", source="004 Sec. 5.1.1, appendix B (Fig. B.1-B.5)",
-    criterion="the deviation between the traces grows with width",
+    criterion="the deviation between the traces grows with width (004 appendix B)",
     measured={"widths": cfg["widths"],
               "mean_deviation": [float(np.mean(list(D[w].values()))) for w in cfg["widths"]],
               "deviation_per_loss": {n: [D[w][n] for w in cfg["widths"]]

@@ -22,8 +22,11 @@ def _normal(text: str) -> str:
 
 def _recorded(path: Path) -> list[tuple[str, str | None]]:
     """(id, criterion) of every ``findings.record(...)`` call in a chapter source; None for a computed text."""
+    tree = ast.parse(path.read_text())
+    constants = {t.id: n.value.value for n in ast.walk(tree) if isinstance(n, ast.Assign)
+                 and isinstance(n.value, ast.Constant) for t in n.targets if isinstance(t, ast.Name)}
     out = []
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(tree):
         func = getattr(node, "func", None)
         if not (isinstance(node, ast.Call) and isinstance(func, ast.Attribute) and func.attr == "record"
                 and ast.unparse(func.value).split(".")[-1] == "findings"):
@@ -31,6 +34,8 @@ def _recorded(path: Path) -> list[tuple[str, str | None]]:
         args = list(node.args) + [None] * 3
         kw = {k.arg: k.value for k in node.keywords}
         fid, crit = args[0] or kw.get("id"), args[2] or kw.get("criterion")
+        if isinstance(crit, ast.Name):  # a text bound once to a name, e.g. CRITERION = ("..." "...")
+            crit = ast.Constant(constants.get(crit.id))
         out.append((fid.value, crit.value if isinstance(crit, ast.Constant) else None))
     return out
 
