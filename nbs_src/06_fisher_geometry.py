@@ -844,12 +844,13 @@ T_I, T_R = res["peaks"]["fisher_temperature"], res["peaks"]["R"]
 interior = 0 < np.argmax(res["R"]) < len(T_grid) - 1
 T_C = res["peaks"]["heat_capacity"]
 PHASE_CRITERION = (
-    "for a spin model (for instance the Curie-Weiss or a small 2-D Ising model) the Fisher "
-    "information in temperature peaks within 10% of the critical temperature of the finite "
-    "system (state its exact value) and the scalar curvature is largest there. \"Of the finite "
-    "system\" means that lattice's own pseudo-critical temperature (say which definition, e.g. "
-    "its specific-heat peak, computed exactly), not the infinite-lattice value, which the "
-    "chapter shows for reference beside the finite-size trend"
+    "for a spin model (for instance the Curie-Weiss or a small 2-D Ising model) the "
+    "Fisher information in temperature peaks within 10% of the critical temperature of "
+    "the finite system (state its exact value) and the scalar curvature is largest "
+    "there. \"Of the finite system\" means that lattice's own pseudo-critical temperature "
+    "(say which definition, e.g. its specific-heat peak, computed exactly), not the "
+    "infinite-lattice value, which the chapter shows for reference beside the finite-size "
+    "trend"
 )
 phase = findings.record(
     "F-PHASE", source="004 Sec. 3.4",
