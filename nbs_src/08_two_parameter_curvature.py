@@ -747,58 +747,8 @@ display(Markdown(
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "One row per preset point $\\theta$: the neuron's output over the unit square with its decision boundary and the misclassified points ringed (left), the loss surface with the point and the shape of the metric there as an ellipse (middle), and the curvature $R$ with the point (right)."}, "image": {"alt": "Rows of three panels: a grey-shaded unit square with a black boundary line and coloured data points, a loss heat map with a red ellipse around a red marker, and a blue-red curvature heat map with the same marker."}}
 def show_point(axes, loss="cross_entropy", theta1=-3.0, theta2=3.0):
-    th = np.array([theta1, theta2])
-    u = np.linspace(0, 1, 101)
-    xx = np.stack(np.meshgrid(u, u), -1).reshape(-1, 2)
-    out = nd.outputs(th, xx).numpy().reshape(101, 101)
-    ax = axes[0]
-    ax.imshow(out, origin="lower", extent=(0, 1, 0, 1), cmap="Greys", vmin=-0.3, vmax=1.6)
-    if out.min() < 0.5 < out.max():
-        ax.contour(u, u, out, levels=[0.5], colors="k", linewidths=1.5)
-    ok = nd.classified_correctly(th, x, y)
-    for label in (0, 1):
-        ax.scatter(
-            *x[y == label].T,
-            s=4,
-            color=helpers.plotting.PALETTE[label],
-            edgecolors="k",
-            linewidths=0.3,
-        )
-    ax.scatter(*x[~ok].T, s=60, facecolors="none", edgecolors="red", linewidths=1.2)
-    ax.set(
-        xlabel="$x_1$",
-        ylabel="$x_2$",
-        title=f"output, {int((~ok).sum())} misclassified",
-        aspect="equal",
-    )
-    ax.grid(False)
-    g = nd.fisher_metric(loss, th, x, y).numpy()
-    nd.plot_surface(
-        axes[1],
-        t1,
-        t2,
-        grid[loss]["loss"],
-        "log",
-        path=paths[loss],
-        title=f"L = {float(nd.mean_loss(loss, th, x, y)):.3g}",
-        label="$L$",
-        clip=100,
-    )
-    ell = nd.metric_ellipse(g, th, size=1.5)
-    axes[1].plot(ell[:, 0], ell[:, 1], color="red", lw=2)
-    axes[1].plot(*th, "P", color="red", ms=9, mec="white")
-    r = float(nd.ricci_scalar_brioschi(loss, th, x, y))
-    nd.plot_surface(
-        axes[2],
-        t1,
-        t2,
-        grid[loss]["R"],
-        "symlog",
-        path=paths[loss],
-        title=f"R = {r:.3g}",
-        label="$R$",
-    )
-    axes[2].plot(*th, "P", color="red", ms=9, mec="white")
+    nd.draw_point(axes, loss, (theta1, theta2), x, y, t1, t2, grid[loss]["loss"],
+                  grid[loss]["R"], path=paths[loss], palette=helpers.plotting.PALETTE[:2])
 
 
 helpers.widgets.explore(
