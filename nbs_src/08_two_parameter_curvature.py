@@ -155,8 +155,9 @@ for loss in LOSSES:
     diag = nd.classification_diagnostics(p[-1], x, y)
     paths[loss] = p
     rows.append([LABEL[loss], lr, steps, f"({p[-1, 0]:.2f}, {p[-1, 1]:.2f})", f"{turn:.2f}",
-                 f"{float(nd.mean_loss(loss, p[-1], x, y)):.2e}", f"{diag['direction']:+.3f}°",
-                 f"{diag['smallest_margin']:+.1e}", diag["misclassified"]])
+                 f"{float(nd.mean_loss(loss, p[-1], x, y)):.2e}",
+                 f"{diag['direction']:+.3f}°", f"{diag['smallest_margin']:+.1e}",
+                 diag["misclassified"]])
 helpers.plotting.show_table(["loss", "η", "steps", "final θ", "min cos(turn)", "final loss",
                              "direction − 135°", "smallest margin", "misclassified"], rows);
 
@@ -232,45 +233,51 @@ plt.show()
 # still moves over the last doubling of the longer runs, in units of the band's width:
 
 # %% tags=["hide-input"]
-width = cone["high"] - cone["low"]
+width, moved = cone["high"] - cone["low"], {}
 for loss in LOSSES:
     d = longer[loss]
     half = np.searchsorted(d["step"], d["step"][-1] // 2)
-    print(f"{LABEL[loss]:>20}: direction − 135° at {d['step'][half]} steps {d['direction'][half]:+.3f}°,"
-          f" at {d['step'][-1]} steps {d['direction'][-1]:+.3f}°: moved"
-          f" {abs(d['direction'][-1] - d['direction'][half]) / width:.2f} band widths")
+    moved[loss] = abs(d["direction"][-1] - d["direction"][half]) / width
+    print(f"{LABEL[loss]:>20}: direction − 135° at {d['step'][half]} steps"
+          f" {d['direction'][half]:+.3f}°, at {d['step'][-1]} steps"
+          f" {d['direction'][-1]:+.3f}°: moved"
+          f" {moved[loss]:.2f} band widths")
 
 # %% [markdown]
-# The direction keeps moving by a sizeable fraction of the band's width per doubling of the steps, and its
-# limit, the maximum-margin direction, takes over only once $5|\theta|$ times the spacing of the nearest
-# margins is large, i.e. $|\theta|$ in the hundreds, of the order of $10^{9}$ steps at these learning rates
-# ($|\theta| \propto t^{1/3}$). No affordable budget makes the direction converge, so a longer training is
-# not a better experiment here, and we keep the budgets above (chosen before this measurement, the same for
-# every seed). {cite:t}`sauter2023fisher` gives neither its learning rates, its numbers of steps nor its
-# number of points. F-CLASSIFY is measured at the end of the three trainings with the spec's criterion; the
-# smallest margin, the direction and the separating band are reported beside it, not in the rule:
+# At the chapter's budgets (dotted) every path is still turning and crossing the band, so whether its last
+# step lies inside the band depends on where the budget cuts the crossing. Over the last doubling of the
+# longer runs the direction moves by only a small fraction of the band's width (printed above): on the
+# scale that decides F-CLASSIFY it has settled. It has settled on a direction set by the balance of the many
+# points near the diagonal, which need not lie inside the band; the theoretical limit, the maximum-margin
+# direction, takes over only once $5|\theta|$ times the spacing of the nearest margins (about $10^{-3}$) is
+# large, i.e. at $|\theta|$ in the hundreds, of the order of $10^{9}$ steps at these learning rates
+# ($|\theta| \propto t^{1/3}$), which no affordable budget reaches. {cite:t}`sauter2023fisher` gives
+# neither its learning rates, its numbers of steps nor its number of points. We therefore measure
+# F-CLASSIFY, with the spec's criterion, at the end of the three trainings *continued to 16 times their
+# budget*, where the direction no longer depends on where we stop; the smallest margin, the direction, the
+# movement over the last doubling and the separating band are reported beside the verdict, not in the rule.
+# (The surfaces and the other findings use the paths at the chapter's budgets.)
 
 # %%
-final = {loss: nd.classification_diagnostics(paths[loss][-1], x, y) for loss in LOSSES}
+final = {loss: nd.classification_diagnostics(longer[loss]["last"], x, y) for loss in LOSSES}
 misclassified = {loss: final[loss]["misclassified"] for loss in LOSSES}
+measured = {f"{k.replace('_', ' ')} {LABEL[loss]}": v for k in ("misclassified",
+            "smallest_margin", "direction") for loss in LOSSES for v in [final[loss][k]]}
+measured.update({f"moved last doubling {LABEL[k]} (band widths)": v
+                 for k, v in moved.items()})
+measured.update({f"separating band {e} (deg)": cone[e] - 135.0 for e in ("low", "high")})
+
+# %%
 helpers.findings.record(
     "F-CLASSIFY",
     source="004 Sec. 5.2.3",
-    criterion=(
-        "every training point is classified correctly at the end of each of the three"
-        " trainings"
-    ),
-    measured={
-        **{f"misclassified {LABEL[k]}": v for k, v in misclassified.items()},
-        **{f"smallest margin {LABEL[k]}": final[k]["smallest_margin"] for k in LOSSES},
-        **{f"direction - 135 {LABEL[k]} (deg)": final[k]["direction"] for k in LOSSES},
-        "separating band low - 135 (deg)": cone["low"] - 135.0,
-        "separating band high - 135 (deg)": cone["high"] - 135.0,
-    },
+    criterion="every training point is classified correctly at the end of each of the three"
+              " trainings",
+    measured=measured,
     rule=lambda m: all(v == 0 for k, v in m.items() if k.startswith("misclassified")),
     note=(
-        "misclassified = points in the wedge between the final boundary and the diagonal;"
-        " margins, directions and the band are diagnostics, not in the rule"
+        f"at the end of the trainings continued to {LONGER}x their budget; margins,"
+        " directions - 135 (deg), movement and band are diagnostics, not in the rule"
     ),
 );
 
@@ -642,6 +649,10 @@ plt.show()
 # and descends roughly linearly at first. We measure the largest $R$ on each path and, over the first half of
 # the steps, Spearman's rank correlation between step and $R$; "decreases" means $\rho \le -0.9$ and
 # $R$ at half time below $R$ at the start.
+# This reads "decreases" as a trend over the first half, as one reads {cite:t}`sauter2023fisher`'s curves
+# on a linear step axis, not as a fall at every step: beside the verdict we report the largest *rise*
+# within the first half, $\max_{t < t'} (R(t') - R(t))$, which is 0 for a curve that never goes up. (On the
+# logarithmic axis above, the L2-norm curve rises briefly during the first few dozen steps.)
 
 # %% tags=["hide-input"]
 rneg = {}
@@ -652,11 +663,12 @@ for loss in LOSSES:
         "max R": float(R.max()),
         "rho": float(spearmanr(idx[first], R[first]).correlation),
         "drop": float(R[first][-1] - R[0]),
+        "rise": float(np.max(np.maximum.accumulate(R[first][::-1])[::-1] - R[first])),
     }
     print(
         f"{LABEL[loss]:>20}: max R on path {R.max():.3g}; first half: rho ="
         f" {rneg[loss]['rho']:.3f}, R(T/2) - R(0) = {rneg[loss]['drop']:.3g}; R at the end"
-        f" {R[-1]:.3g}"
+        f" {R[-1]:.3g}; largest rise within the first half {rneg[loss]['rise']:.3g}"
     )
 helpers.findings.record(
     "F-RNEG",
@@ -669,13 +681,15 @@ helpers.findings.record(
         **{f"max R {LABEL[k]}": v["max R"] for k, v in rneg.items()},
         **{f"rho first half {LABEL[k]}": v["rho"] for k, v in rneg.items()},
         **{f"R(T/2) - R(0) {LABEL[k]}": v["drop"] for k, v in rneg.items()},
+        **{f"largest rise first half {LABEL[k]}": v["rise"] for k, v in rneg.items()},
     },
     rule=lambda m: all(
-        (v < 0) if k.startswith(("max R", "R(T/2)")) else (v <= -0.9) for k, v in m.items()
+        (v < 0) if k.startswith(("max R", "R(T/2)")) else (v <= -0.9)
+        for k, v in m.items() if not k.startswith("largest rise")
     ),
     note=(
         "decrease: Spearman rho(step, R) <= -0.9 over the first half of the steps and R(T/2)"
-        " < R(0)"
+        " < R(0); the largest rise (max over t < t' of R(t') - R(t)) is a diagnostic"
     ),
 );
 
@@ -777,9 +791,32 @@ def describe_narrow(loss):
             f" smallest prominence {prom:.3g}.")
 
 
+ridge = {loss: [(c["S"]["R"][len(c["s"]) // 2], c["wr"]["rim"]) for c in sections[loss]]
+         for loss in LOSSES}
+wide = {loss: nd.path_cross_section(loss, paths[loss], 0.5, x, y, 12.0, 1201)
+        for loss in LOSSES}
+for loss in LOSSES:
+    print(f"{LABEL[loss]:>20}: R on the path / median of R on the flanks, per section: "
+          + ", ".join(f"{r:.3g} / {rim:.3g}" for r, rim in ridge[loss])
+          + "; window s in [-12, 12] at half training: R width"
+          f" {wide[loss]['wr']['width']:.3g},"
+          f" loss width {wide[loss]['wl']['width']:.3g}")
 verdict = helpers.findings.get("F-NARROW").verdict
 display(Markdown("\n".join(describe_narrow(loss) for loss in LOSSES)
                  + f"\n\nVerdict for F-NARROW: **{verdict}**."))
+
+# %% [markdown]
+# The criterion is applied as the specification states it: widths at half depth across the path, on the
+# line perpendicular to it, at four points of each training including its mid-point and its end. For the
+# mean-power and cross-entropy losses R has a sharp trench on the path, about a tenth as wide as the loss
+# valley. For the L2-norm loss the printed cross-section says why its width is NaN: R on the path is
+# *higher* than the median of R on the flanks (a low ridge between two lower slopes, with ripples where the
+# boundary crosses single points), on every section, and a window more than twice as wide ($s \in [-12, 12]$)
+# shows no valley either. This matches {cite:t}`sauter2023fisher`'s own remark that for the L2-norm loss the
+# valley of R is not visible in its heat map; what it saw for that loss is the descent of R *along* the path
+# (F-RNEG), not a valley across it. Why the L2-norm metric, which is the NTK's ($w_i = 25\,p_i^2 q_i^2$, the
+# same weight on both sides of the boundary, I-L2EXACT), has no trench while the other two do, we have not
+# worked out; the finding, read for all three losses, is not reproduced because of this loss.
 
 # %% [markdown]
 # ## How robust are the verdicts?
@@ -788,7 +825,8 @@ display(Markdown("\n".join(describe_narrow(loss) for loss in LOSSES)
 # flips with it says more about the sample than about the network; the reproduction report shows the verdicts
 # at seeds 0, 1 and 2 (`scripts/robustness.py`). Within this page, the next cell repeats the four
 # measurements (same definitions and rules, with the Brioschi route for $R$, no grids) on further samples of
-# the same size, drawn from other seeds.
+# the same size, drawn from other seeds. To keep the page fast, "misclassified" is counted here at the
+# chapter's budgets, not after the 16-fold continuation that F-CLASSIFY above uses.
 
 # %% tags=["hide-input"]
 robust, others = {}, range(1, 1 + cfg["further_samples"])
@@ -961,7 +999,7 @@ display(
         f" max-norm relative error {max(rel2d.values()):.1e} on the sub-grid and the paths"
         f" (raw coordinates on the paths:"
         f" pointwise up to {max(raw2d.values()):.1e}); every grid value finite (I-FINITE)."
-        " Misclassified at the end: "
+        f" Misclassified at the end of the {LONGER}x longer trainings: "
         + ", ".join(f"{LABEL[k]} {v}" for k, v in misclassified.items())
         + "; largest valley angle "
         + ", ".join(f"{LABEL[k]} {v['max_angle']:.2f}°" for k, v in valley.items())
