@@ -811,8 +811,9 @@ display(Markdown("\n".join(describe_narrow(loss) for loss in LOSSES)
 # mean-power and cross-entropy losses R has a sharp trench on the path, about a tenth as wide as the loss
 # valley. For the L2-norm loss the printed cross-section says why its width is NaN: R on the path is
 # *higher* than the median of R on the flanks (a low ridge between two lower slopes, with ripples where the
-# boundary crosses single points), on every section, and a window more than twice as wide ($s \in [-12, 12]$)
-# shows no valley either. This matches {cite:t}`sauter2023fisher`'s own remark that for the L2-norm loss the
+# boundary crosses single points) on at least one section; on others, depending on the sample, R may show a
+# shallow dip (small prominence). A window more than twice as wide ($s \in [-12, 12]$, printed above) tells
+# whether a wider view changes this. This matches {cite:t}`sauter2023fisher`'s own remark that for the L2-norm loss the
 # valley of R is not visible in its heat map; what it saw for that loss is the descent of R *along* the path
 # (F-RNEG), not a valley across it. Why the L2-norm metric, which is the NTK's ($w_i = 25\,p_i^2 q_i^2$, the
 # same weight on both sides of the boundary, I-L2EXACT), has no trench while the other two do, we have not
