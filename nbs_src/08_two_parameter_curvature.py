@@ -244,17 +244,18 @@ for loss in LOSSES:
           f" {moved[loss]:.2f} band widths")
 
 # %% [markdown]
-# At the chapter's budgets (dotted) every path is still turning and crossing the band, so whether its last
-# step lies inside the band depends on where the budget cuts the crossing. Over the last doubling of the
-# longer runs the direction moves by only a small fraction of the band's width (printed above): on the
-# scale that decides F-CLASSIFY it has settled. It has settled on a direction set by the balance of the many
-# points near the diagonal, which need not lie inside the band; the theoretical limit, the maximum-margin
-# direction, takes over only once $5|\theta|$ times the spacing of the nearest margins (about $10^{-3}$) is
+# At the chapter's budgets (dotted) every path is still turning, often near an edge of the band, so whether
+# its last step lies inside the band depends on where the budget stops it. Over the last doubling of the
+# longer runs the direction moves by only a fraction of the band's width (printed above), so a further
+# factor of two in the budget rarely changes the count; it has not converged, though: it drifts slowly on a
+# direction set by the balance of the many points near the diagonal, which need not lie inside the band.
+# The theoretical limit, the maximum-margin direction, takes over only once $5|\theta|$ times the spacing
+# of the nearest margins (about $10^{-3}$) is
 # large, i.e. at $|\theta|$ in the hundreds, of the order of $10^{9}$ steps at these learning rates
 # ($|\theta| \propto t^{1/3}$), which no affordable budget reaches. {cite:t}`sauter2023fisher` gives
 # neither its learning rates, its numbers of steps nor its number of points. We therefore measure
 # F-CLASSIFY, with the spec's criterion, at the end of the three trainings *continued to 16 times their
-# budget*, where the direction no longer depends on where we stop; the smallest margin, the direction, the
+# budget*, where it depends much less on where we stop; the smallest margin, the direction, the
 # movement over the last doubling and the separating band are reported beside the verdict, not in the rule.
 # (The surfaces and the other findings use the paths at the chapter's budgets.)
 
