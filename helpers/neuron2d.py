@@ -789,3 +789,134 @@ def finding_measurements(loss: str, x, y, learning_rate: float, steps: int, path
             "drop": float(R[first][-1] - R[0]),
             "width_ratio": largest_width_ratio([c["ratio"] for c in sections]),
             "prominence": float(np.min([c["prominence"] for c in sections]))}
+
+
+# ----------------------------------------------------------------------------------------------------
+# the direction of a trained neuron (finding F-CLASSIFY)
+# ----------------------------------------------------------------------------------------------------
+def separating_directions(x, y, num: int = 2001) -> dict:
+    """The directions of θ (angles in degrees) whose boundary θ·x = 0 classifies every example correctly.
+
+    For a neuron without bias and data in the first quadrant the set is an interval of angles: an example of
+    label 1 at polar angle α needs the angle of θ below α + 90°, one of label 0 needs it above α + 90°, so the
+    interval is (max over label 0 of α + 90°, min over label 1 of α + 90°). The maximum-margin direction
+    (largest smallest distance of an example to the boundary) is found on ``num`` angles inside it.
+
+    Args:
+        x: (N, 2) inputs with positive coordinates; y: (N,) labels 0/1, both classes present; num >= 3.
+    Returns:
+        dict with ``low``, ``high`` (the interval, NaN when empty), ``max_margin`` (angle) and ``margin``
+        (its smallest distance to the boundary; NaN when the interval is empty). Used in chapter 8.
+    """
+    xt, yt = _as_data(x, y)
+    xn, yn = xt.numpy(), yt.numpy()
+    if not np.all(xn > 0):
+        raise ValueError("separating_directions needs inputs with positive coordinates (the unit square).")
+    if not (np.any(yn == 1) and np.any(yn == 0)):
+        raise ValueError("both labels must occur in y to speak of a separating direction.")
+    if int(num) < 3:
+        raise ValueError(f"num must be at least 3, got {num!r}.")
+    alpha = np.degrees(np.arctan2(xn[:, 1], xn[:, 0]))
+    low, high = alpha[yn == 0].max() + 90.0, alpha[yn == 1].min() + 90.0
+    nan = float("nan")
+    if not low < high:
+        return {"low": nan, "high": nan, "max_margin": nan, "margin": nan}
+    phi = np.linspace(low, high, int(num))
+    d = np.stack([np.cos(np.radians(phi)), np.sin(np.radians(phi))], -1)
+    margins = np.min((2.0 * yn - 1.0)[None, :] * (d @ xn.T), axis=1)
+    k = int(np.argmax(margins))
+    return {"low": float(low), "high": float(high), "max_margin": float(phi[k]), "margin": float(margins[k])}
+
+
+def classification_diagnostics(theta, x, y) -> dict:
+    """How a trained θ classifies the data, and how far its direction is from the diagonal's.
+
+    Args:
+        theta: (2,) parameters; x (N, 2); y (N,).
+    Returns:
+        dict with ``misclassified`` (count), ``smallest_margin`` (the smallest signed distance
+        s_i θ·x_i / |θ| of an example to the boundary; negative when some example is on the wrong side),
+        ``direction`` (angle of θ minus 135°, in degrees; 0 puts the boundary on the diagonal y = x) and
+        ``norm`` (|θ|). Used in chapter 8 (finding F-CLASSIFY).
+    """
+    th = np.asarray(theta, dtype=np.float64).reshape(-1)
+    if th.shape != (2,) or not np.all(np.isfinite(th)) or not np.linalg.norm(th) > 0:
+        raise ValueError(f"theta must be two finite numbers, not both zero; got {theta!r}.")
+    xt, yt = _as_data(x, y)
+    signed = (2.0 * yt.numpy() - 1.0) * (xt.numpy() @ th) / np.linalg.norm(th)
+    return {"misclassified": int(np.sum(~classified_correctly(th, xt, yt))),
+            "smallest_margin": float(signed.min()),
+            "direction": float(np.degrees(np.arctan2(th[1], th[0])) - 135.0),
+            "norm": float(np.linalg.norm(th))}
+
+
+# ----------------------------------------------------------------------------------------------------
+# the widget of chapter 8: one point θ of the plane
+# ----------------------------------------------------------------------------------------------------
+def output_on_unit_square(theta, num: int = 101):
+    """The network output f_θ on a num x num grid of the unit square.
+
+    Args:
+        theta: (2,) parameters; num >= 2 grid points per axis.
+    Returns:
+        (u (num,), out (num, num)) with out[j, i] = f_θ(u[i], u[j]). Used in chapter 8 (widget).
+    """
+    th = np.asarray(theta, dtype=np.float64).reshape(-1)
+    if th.shape != (2,) or not np.all(np.isfinite(th)):
+        raise ValueError(f"theta must be two finite numbers (θ₁, θ₂), got {theta!r}.")
+    if not (isinstance(num, (int, np.integer)) and num >= 2):
+        raise ValueError(f"num must be an integer >= 2, got {num!r}.")
+    u = np.linspace(0.0, 1.0, int(num))
+    grid = np.stack(np.meshgrid(u, u), -1).reshape(-1, 2)
+    return u, outputs(th, grid).numpy().reshape(int(num), int(num))
+
+
+def draw_output_panel(ax, theta, x, y, num: int = 101, palette=("#0072B2", "#E69F00")) -> int:
+    """Draw f_θ over the unit square (grey), its decision boundary (black), the data, and ring in red the
+    examples on the wrong side. Returns the number of misclassified examples. Used in chapter 8 (widget).
+    """
+    u, out = output_on_unit_square(theta, num)
+    xt, yt = _as_data(x, y)
+    xn, yn = xt.numpy(), yt.numpy()
+    ax.imshow(out, origin="lower", extent=(0, 1, 0, 1), cmap="Greys", vmin=-0.3, vmax=1.6)
+    if out.min() < 0.5 < out.max():
+        ax.contour(u, u, out, levels=[0.5], colors="k", linewidths=1.5)
+    ok = classified_correctly(theta, xt, yt)
+    for label in (0, 1):
+        ax.scatter(*xn[yn == label].T, s=4, color=palette[label], edgecolors="k", linewidths=0.3)
+    ax.scatter(*xn[~ok].T, s=60, facecolors="none", edgecolors="red", linewidths=1.2)
+    wrong = int((~ok).sum())
+    ax.set(xlabel="$x_1$", ylabel="$x_2$", title=f"output, {wrong} misclassified", aspect="equal")
+    ax.grid(False)
+    return wrong
+
+
+def draw_point(axes, loss: str, theta, x, y, t1, t2, loss_grid, R_grid, path=None,
+               ellipse_size: float = 1.5, palette=("#0072B2", "#E69F00")) -> dict:
+    """Chapter 8's widget row for one θ: output and boundary, loss surface with the metric ellipse, R surface.
+
+    Args:
+        axes: three matplotlib Axes; loss: one of ``LOSSES``; theta: (2,); x (N, 2), y (N,);
+        t1 (n1,), t2 (n2,), loss_grid and R_grid (n2, n1): the surfaces of :func:`surfaces` on
+        :func:`theta_grid`; path: optional (T, 2) GD path drawn on both surfaces; ellipse_size: longest
+        semi-axis of the metric ellipse in θ units.
+    Returns:
+        dict with ``misclassified``, ``loss`` and ``R`` at θ. Used in chapter 8 (widget).
+    """
+    _check_loss(loss)
+    if len(axes) != 3:
+        raise ValueError(f"draw_point draws on three Axes, got {len(axes)}.")
+    th = np.asarray(theta, dtype=np.float64).reshape(-1)
+    if th.shape != (2,) or not np.all(np.isfinite(th)):
+        raise ValueError(f"theta must be two finite numbers (θ₁, θ₂), got {theta!r}.")
+    wrong = draw_output_panel(axes[0], th, x, y, palette=palette)
+    value = float(mean_loss(loss, th, x, y))
+    r = float(ricci_scalar_brioschi(loss, th, x, y))
+    plot_surface(axes[1], t1, t2, loss_grid, "log", path=path, title=f"L = {value:.3g}", label="$L$",
+                 clip=100)
+    ell = metric_ellipse(fisher_metric(loss, th, x, y).numpy(), th, size=ellipse_size)
+    axes[1].plot(ell[:, 0], ell[:, 1], color="red", lw=2)
+    plot_surface(axes[2], t1, t2, R_grid, "symlog", path=path, title=f"R = {r:.3g}", label="$R$")
+    for ax in axes[1:]:
+        ax.plot(*th, "P", color="red", ms=9, mec="white")
+    return {"misclassified": wrong, "loss": value, "R": r}

@@ -152,38 +152,134 @@ for loss in LOSSES:
         / np.linalg.norm(d[1:], axis=1)
         / np.linalg.norm(d[:-1], axis=1)
     )
-    wrong = int(np.sum(~nd.classified_correctly(p[-1], x, y)))
-    offset = np.degrees(np.arctan2(p[-1, 1], p[-1, 0])) - 135.0
+    diag = nd.classification_diagnostics(p[-1], x, y)
     paths[loss] = p
     rows.append([LABEL[loss], lr, steps, f"({p[-1, 0]:.2f}, {p[-1, 1]:.2f})", f"{turn:.2f}",
-                 f"{float(nd.mean_loss(loss, p[-1], x, y)):.2e}", f"{offset:+.3f}°", wrong])
+                 f"{float(nd.mean_loss(loss, p[-1], x, y)):.2e}",
+                 f"{diag['direction']:+.3f}°", f"{diag['smallest_margin']:+.1e}",
+                 diag["misclassified"]])
 helpers.plotting.show_table(["loss", "η", "steps", "final θ", "min cos(turn)", "final loss",
-                             "direction − 135°", "misclassified"], rows);
+                             "direction − 135°", "smallest margin", "misclassified"], rows);
 
 # %% [markdown]
-# The last two columns say how well each trained neuron classifies. The boundary $\theta\cdot x = 0$ is a line
-# through the origin at the angle of $\theta$ plus 90°; it lies exactly on the diagonal when $\theta$ points
-# at 135°. A path whose direction is $\delta$ away from 135° misclassifies exactly the points inside the thin
-# wedge between its boundary and the diagonal (about $N\delta$ points for a random wedge, $\delta$ in radians).
-# On separable data, gradient descent turns towards the maximum-margin direction of the sample, whose wedge is
-# empty, but only at a logarithmic rate {cite}`soudry2018implicit`: at a finite number of steps a point very
-# close to the diagonal can still sit on the wrong side. {cite:t}`sauter2023fisher` reports that each of its trainings ended with every
-# data point classified correctly (F-CLASSIFY):
+# The last three columns say how well each trained neuron classifies. The boundary $\theta\cdot x = 0$ is a
+# line through the origin at the angle of $\theta$ plus 90°; it lies exactly on the diagonal when $\theta$
+# points at 135°. The *smallest margin* is the signed distance of the worst example to the boundary
+# (negative: some example is on the wrong side). A direction $\delta$ away from 135° misclassifies exactly
+# the points inside the thin wedge between its boundary and the diagonal. Which directions classify *every*
+# point is a property of the sample: an example of label 1 at polar angle $\alpha$ needs the angle of
+# $\theta$ below $\alpha + 90°$, one of label 0 above it, so the separating directions form an interval
+# (`nd.separating_directions`), with the maximum-margin direction inside:
+
+# %% tags=["hide-input"]
+cone = nd.separating_directions(x, y)
+print(f"directions that classify all {N} points: 135° {cone['low'] - 135:+.4f}° to 135°"
+      f" {cone['high'] - 135:+.4f}° (width {cone['high'] - cone['low']:.4f}°); maximum margin"
+      f" {cone['margin']:.2e} at 135° {cone['max_margin'] - 135:+.4f}°")
+
+# %% [markdown]
+# With a thousand points the interval is only about a tenth of a degree wide. On separable data gradient
+# descent turns towards the maximum-margin direction, but only at a logarithmic rate
+# {cite}`soudry2018implicit`, and here slower still: so many points lie close to the diagonal that the loss
+# falls only like $1/|\theta|$ and $|\theta|$ grows like the cube root of the number of steps. As long as
+# $5|\theta|$ times the spacing of the nearest margins (about $10^{-3}$) is small, the direction is set by
+# the balance of the *many* points near the diagonal, not by the few nearest ones. Does it settle within a
+# longer budget? We continue each training to 16 times its steps and follow the direction (a cached run of
+# about 20 s):
+
+# %% tags=["hide-input"]
+LONGER = 16
+
+
+def longer_directions(loss):
+    lr, steps = cfg["gd"][loss]
+    p = nd.gradient_descent(loss, x, y, (0.5, 0.5), lr, LONGER * int(steps))
+    k = np.unique(np.geomspace(1, len(p) - 1, 200).round().astype(int))
+    return {"step": k, "direction": np.degrees(np.arctan2(p[k, 1], p[k, 0])) - 135.0,
+            "norm": np.linalg.norm(p[k], axis=1), "last": p[-1]}
+
+
+longer_key = {"n_points": N, "gd": cfg["gd"], "longer": LONGER, "data_seed": data_seed}
+longer = {loss: helpers.cache.cached(f"ch8-longer-{loss}", dict(longer_key, loss=loss),
+                                     lambda loss=loss: longer_directions(loss))
+          for loss in LOSSES}
+helpers.plotting.show_table(
+    ["loss", "steps", "|θ|", "direction − 135°", "smallest margin", "misclassified"],
+    [[LABEL[loss], LONGER * cfg["gd"][loss][1], f"{d['norm']:.1f}", f"{d['direction']:+.3f}°",
+      f"{d['smallest_margin']:+.1e}", d["misclassified"]]
+     for loss in LOSSES for d in [nd.classification_diagnostics(longer[loss]["last"], x, y)]],
+);
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The direction of $\\theta$ minus 135° against the GD step (logarithmic axis), continued to 16 times each training's budget (dotted: the chapter's budget). Grey band: the directions that classify every training point; dashed: the maximum-margin direction. A path classifies every point while it is inside the band."}, "image": {"alt": "Three line plots of the direction offset against the training step on a logarithmic axis, each with a thin grey horizontal band and a dashed line inside it; the curves wander near the band."}}
+fig, axes = helpers.plotting.subplots(2, 2, width=3.75, height=3.0, sharey=True)
+axes = axes.ravel()
+axes[3].axis("off")
+for ax, loss in zip(axes, LOSSES):
+    d = longer[loss]
+    ax.axhspan(cone["low"] - 135, cone["high"] - 135, color="0.8", label="separating")
+    ax.axhline(cone["max_margin"] - 135, color="k", ls="--", lw=1, label="maximum margin")
+    ax.semilogx(d["step"], d["direction"], color=helpers.plotting.PALETTE[0], label="GD")
+    ax.axvline(cfg["gd"][loss][1], color="gray", ls=":", lw=1)
+    ax.set(xlabel="GD step", ylabel="direction − 135° (degrees)", title=LABEL[loss],
+           ylim=(-0.5, 0.5))
+axes[3].legend(*axes[0].get_legend_handles_labels(), loc="center")
+fig.suptitle("Does the direction of θ settle? (grey: classifies every point)")
+plt.show()
+
+# %% [markdown]
+# Every path starts pointing at 45° and turns towards 135° from below; during the chapter's budget (dotted)
+# it is still turning, and it crosses the band, so whether the last step lies inside the band depends on
+# where the sample's few nearest points put the band's edges. The next cell measures how much the direction
+# still moves over the last doubling of the longer runs, in units of the band's width:
+
+# %% tags=["hide-input"]
+width, moved = cone["high"] - cone["low"], {}
+for loss in LOSSES:
+    d = longer[loss]
+    half = np.searchsorted(d["step"], d["step"][-1] // 2)
+    moved[loss] = abs(d["direction"][-1] - d["direction"][half]) / width
+    print(f"{LABEL[loss]:>20}: direction − 135° at {d['step'][half]} steps"
+          f" {d['direction'][half]:+.3f}°, at {d['step'][-1]} steps"
+          f" {d['direction'][-1]:+.3f}°: moved"
+          f" {moved[loss]:.2f} band widths")
+
+# %% [markdown]
+# At the chapter's budgets (dotted) every path is still turning, often near an edge of the band, so whether
+# its last step lies inside the band depends on where the budget stops it. Over the last doubling of the
+# longer runs the direction moves by only a fraction of the band's width (printed above), so a further
+# factor of two in the budget rarely changes the count; it has not converged, though: it drifts slowly on a
+# direction set by the balance of the many points near the diagonal, which need not lie inside the band.
+# The theoretical limit, the maximum-margin direction, takes over only once $5|\theta|$ times the spacing
+# of the nearest margins (about $10^{-3}$) is
+# large, i.e. at $|\theta|$ in the hundreds, of the order of $10^{9}$ steps at these learning rates
+# ($|\theta| \propto t^{1/3}$), which no affordable budget reaches. {cite:t}`sauter2023fisher` gives
+# neither its learning rates, its numbers of steps nor its number of points. We therefore measure
+# F-CLASSIFY, with the spec's criterion, at the end of the three trainings *continued to 16 times their
+# budget*, where it depends much less on where we stop; the smallest margin, the direction, the
+# movement over the last doubling and the separating band are reported beside the verdict, not in the rule.
+# (The surfaces and the other findings use the paths at the chapter's budgets.)
 
 # %%
-misclassified = {
-    loss: int(np.sum(~nd.classified_correctly(paths[loss][-1], x, y))) for loss in LOSSES
-}
+final = {loss: nd.classification_diagnostics(longer[loss]["last"], x, y) for loss in LOSSES}
+misclassified = {loss: final[loss]["misclassified"] for loss in LOSSES}
+measured = {f"{k.replace('_', ' ')} {LABEL[loss]}": v for k in ("misclassified",
+            "smallest_margin", "direction") for loss in LOSSES for v in [final[loss][k]]}
+measured.update({f"moved last doubling {LABEL[k]} (band widths)": v
+                 for k, v in moved.items()})
+measured.update({f"separating band {e} (deg)": cone[e] - 135.0 for e in ("low", "high")})
+
+# %%
 helpers.findings.record(
     "F-CLASSIFY",
     source="004 Sec. 5.2.3",
-    criterion=(
-        "every training point is classified correctly at the end of each of the three"
-        " trainings"
+    criterion="every training point is classified correctly at the end of each of the three"
+              " trainings",
+    measured=measured,
+    rule=lambda m: all(v == 0 for k, v in m.items() if k.startswith("misclassified")),
+    note=(
+        f"at the end of the trainings continued to {LONGER}x their budget; margins,"
+        " directions - 135 (deg), movement and band are diagnostics, not in the rule"
     ),
-    measured={f"misclassified {LABEL[k]}": v for k, v in misclassified.items()},
-    rule=lambda m: all(v == 0 for v in m.values()),
-    note="misclassified = points in the wedge between the final boundary and the diagonal",
 );
 
 # %% [markdown]
@@ -554,6 +650,10 @@ plt.show()
 # and descends roughly linearly at first. We measure the largest $R$ on each path and, over the first half of
 # the steps, Spearman's rank correlation between step and $R$; "decreases" means $\rho \le -0.9$ and
 # $R$ at half time below $R$ at the start.
+# This reads "decreases" as a trend over the first half, as one reads {cite:t}`sauter2023fisher`'s curves
+# on a linear step axis, not as a fall at every step: beside the verdict we report the largest *rise*
+# within the first half, $\max_{t < t'} (R(t') - R(t))$, which is 0 for a curve that never goes up. (On the
+# logarithmic axis above, the L2-norm curve rises briefly during the first few dozen steps.)
 
 # %% tags=["hide-input"]
 rneg = {}
@@ -564,11 +664,12 @@ for loss in LOSSES:
         "max R": float(R.max()),
         "rho": float(spearmanr(idx[first], R[first]).correlation),
         "drop": float(R[first][-1] - R[0]),
+        "rise": float(np.max(np.maximum.accumulate(R[first][::-1])[::-1] - R[first])),
     }
     print(
         f"{LABEL[loss]:>20}: max R on path {R.max():.3g}; first half: rho ="
         f" {rneg[loss]['rho']:.3f}, R(T/2) - R(0) = {rneg[loss]['drop']:.3g}; R at the end"
-        f" {R[-1]:.3g}"
+        f" {R[-1]:.3g}; largest rise within the first half {rneg[loss]['rise']:.3g}"
     )
 helpers.findings.record(
     "F-RNEG",
@@ -581,13 +682,15 @@ helpers.findings.record(
         **{f"max R {LABEL[k]}": v["max R"] for k, v in rneg.items()},
         **{f"rho first half {LABEL[k]}": v["rho"] for k, v in rneg.items()},
         **{f"R(T/2) - R(0) {LABEL[k]}": v["drop"] for k, v in rneg.items()},
+        **{f"largest rise first half {LABEL[k]}": v["rise"] for k, v in rneg.items()},
     },
     rule=lambda m: all(
-        (v < 0) if k.startswith(("max R", "R(T/2)")) else (v <= -0.9) for k, v in m.items()
+        (v < 0) if k.startswith(("max R", "R(T/2)")) else (v <= -0.9)
+        for k, v in m.items() if not k.startswith("largest rise")
     ),
     note=(
         "decrease: Spearman rho(step, R) <= -0.9 over the first half of the steps and R(T/2)"
-        " < R(0)"
+        " < R(0); the largest rise (max over t < t' of R(t') - R(t)) is a diagnostic"
     ),
 );
 
@@ -689,9 +792,33 @@ def describe_narrow(loss):
             f" smallest prominence {prom:.3g}.")
 
 
+ridge = {loss: [(c["S"]["R"][len(c["s"]) // 2], c["wr"]["rim"]) for c in sections[loss]]
+         for loss in LOSSES}
+wide = {loss: nd.path_cross_section(loss, paths[loss], 0.5, x, y, 12.0, 1201)
+        for loss in LOSSES}
+for loss in LOSSES:
+    print(f"{LABEL[loss]:>20}: R on the path / median of R on the flanks, per section: "
+          + ", ".join(f"{r:.3g} / {rim:.3g}" for r, rim in ridge[loss])
+          + "; window s in [-12, 12] at half training: R width"
+          f" {wide[loss]['wr']['width']:.3g},"
+          f" loss width {wide[loss]['wl']['width']:.3g}")
 verdict = helpers.findings.get("F-NARROW").verdict
 display(Markdown("\n".join(describe_narrow(loss) for loss in LOSSES)
                  + f"\n\nVerdict for F-NARROW: **{verdict}**."))
+
+# %% [markdown]
+# The criterion is applied as the specification states it: widths at half depth across the path, on the
+# line perpendicular to it, at four points of each training including its mid-point and its end. For the
+# mean-power and cross-entropy losses R has a sharp trench on the path, about a tenth as wide as the loss
+# valley. For the L2-norm loss the printed cross-section says why its width is NaN: R on the path is
+# *higher* than the median of R on the flanks (a low ridge between two lower slopes, with ripples where the
+# boundary crosses single points) on at least one section; on others, depending on the sample, R may show a
+# shallow dip (small prominence). A window more than twice as wide ($s \in [-12, 12]$, printed above) tells
+# whether a wider view changes this. This matches {cite:t}`sauter2023fisher`'s own remark that for the L2-norm loss the
+# valley of R is not visible in its heat map; what it saw for that loss is the descent of R *along* the path
+# (F-RNEG), not a valley across it. Why the L2-norm metric, which is the NTK's ($w_i = 25\,p_i^2 q_i^2$, the
+# same weight on both sides of the boundary, I-L2EXACT), has no trench while the other two do, we have not
+# worked out; the finding, read for all three losses, is not reproduced because of this loss.
 
 # %% [markdown]
 # ## How robust are the verdicts?
@@ -700,7 +827,8 @@ display(Markdown("\n".join(describe_narrow(loss) for loss in LOSSES)
 # flips with it says more about the sample than about the network; the reproduction report shows the verdicts
 # at seeds 0, 1 and 2 (`scripts/robustness.py`). Within this page, the next cell repeats the four
 # measurements (same definitions and rules, with the Brioschi route for $R$, no grids) on further samples of
-# the same size, drawn from other seeds.
+# the same size, drawn from other seeds. To keep the page fast, "misclassified" is counted here at the
+# chapter's budgets, not after the 16-fold continuation that F-CLASSIFY above uses.
 
 # %% tags=["hide-input"]
 robust, others = {}, range(1, 1 + cfg["further_samples"])
@@ -747,58 +875,8 @@ display(Markdown(
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "One row per preset point $\\theta$: the neuron's output over the unit square with its decision boundary and the misclassified points ringed (left), the loss surface with the point and the shape of the metric there as an ellipse (middle), and the curvature $R$ with the point (right)."}, "image": {"alt": "Rows of three panels: a grey-shaded unit square with a black boundary line and coloured data points, a loss heat map with a red ellipse around a red marker, and a blue-red curvature heat map with the same marker."}}
 def show_point(axes, loss="cross_entropy", theta1=-3.0, theta2=3.0):
-    th = np.array([theta1, theta2])
-    u = np.linspace(0, 1, 101)
-    xx = np.stack(np.meshgrid(u, u), -1).reshape(-1, 2)
-    out = nd.outputs(th, xx).numpy().reshape(101, 101)
-    ax = axes[0]
-    ax.imshow(out, origin="lower", extent=(0, 1, 0, 1), cmap="Greys", vmin=-0.3, vmax=1.6)
-    if out.min() < 0.5 < out.max():
-        ax.contour(u, u, out, levels=[0.5], colors="k", linewidths=1.5)
-    ok = nd.classified_correctly(th, x, y)
-    for label in (0, 1):
-        ax.scatter(
-            *x[y == label].T,
-            s=4,
-            color=helpers.plotting.PALETTE[label],
-            edgecolors="k",
-            linewidths=0.3,
-        )
-    ax.scatter(*x[~ok].T, s=60, facecolors="none", edgecolors="red", linewidths=1.2)
-    ax.set(
-        xlabel="$x_1$",
-        ylabel="$x_2$",
-        title=f"output, {int((~ok).sum())} misclassified",
-        aspect="equal",
-    )
-    ax.grid(False)
-    g = nd.fisher_metric(loss, th, x, y).numpy()
-    nd.plot_surface(
-        axes[1],
-        t1,
-        t2,
-        grid[loss]["loss"],
-        "log",
-        path=paths[loss],
-        title=f"L = {float(nd.mean_loss(loss, th, x, y)):.3g}",
-        label="$L$",
-        clip=100,
-    )
-    ell = nd.metric_ellipse(g, th, size=1.5)
-    axes[1].plot(ell[:, 0], ell[:, 1], color="red", lw=2)
-    axes[1].plot(*th, "P", color="red", ms=9, mec="white")
-    r = float(nd.ricci_scalar_brioschi(loss, th, x, y))
-    nd.plot_surface(
-        axes[2],
-        t1,
-        t2,
-        grid[loss]["R"],
-        "symlog",
-        path=paths[loss],
-        title=f"R = {r:.3g}",
-        label="$R$",
-    )
-    axes[2].plot(*th, "P", color="red", ms=9, mec="white")
+    nd.draw_point(axes, loss, (theta1, theta2), x, y, t1, t2, grid[loss]["loss"],
+                  grid[loss]["R"], path=paths[loss], palette=helpers.plotting.PALETTE[:2])
 
 
 helpers.widgets.explore(
@@ -923,7 +1001,7 @@ display(
         f" max-norm relative error {max(rel2d.values()):.1e} on the sub-grid and the paths"
         f" (raw coordinates on the paths:"
         f" pointwise up to {max(raw2d.values()):.1e}); every grid value finite (I-FINITE)."
-        " Misclassified at the end: "
+        f" Misclassified at the end of the {LONGER}x longer trainings: "
         + ", ".join(f"{LABEL[k]} {v}" for k, v in misclassified.items())
         + "; largest valley angle "
         + ", ".join(f"{LABEL[k]} {v['max_angle']:.2f}°" for k, v in valley.items())

@@ -555,3 +555,81 @@ def test_path_cross_section_without_a_valley_gives_nan(data, monkeypatch):
     assert np.isnan(c["wl"]["width"]) and np.isnan(c["ratio"]) and np.isnan(c["wr"]["width"])
     with pytest.raises(ValueError):
         nd.path_cross_section("cross_entropy", path, 0.0, x, y)
+
+
+# ---- direction of a trained neuron (F-CLASSIFY diagnostics) ----
+def test_separating_directions_match_a_brute_force_scan(data):
+    x, y = data
+    cone = nd.separating_directions(x, y)
+    phi = np.linspace(cone["low"] - 5, cone["high"] + 5, 20001)
+    ok = np.array([np.all(nd.classified_correctly([np.cos(a), np.sin(a)], x, y))
+                   for a in np.radians(phi)])
+    assert phi[ok].min() == pytest.approx(cone["low"], abs=2e-3)
+    assert phi[ok].max() == pytest.approx(cone["high"], abs=2e-3)
+    d = nd.classification_diagnostics(
+        [np.cos(np.radians(cone["max_margin"])), np.sin(np.radians(cone["max_margin"]))], x, y)
+    assert d["misclassified"] == 0 and d["smallest_margin"] == pytest.approx(cone["margin"])
+    assert d["smallest_margin"] > 0
+
+
+def test_separating_directions_empty_and_errors(data):
+    x, y = data
+    assert np.isnan(nd.separating_directions(x, 1 - y)["low"])  # labels swapped: no direction near 135°
+    with pytest.raises(ValueError, match="both labels"):
+        nd.separating_directions(x, np.zeros(len(y)))
+    with pytest.raises(ValueError, match="positive coordinates"):
+        nd.separating_directions(x - 0.5, y)
+    with pytest.raises(ValueError, match="num must be at least 3"):
+        nd.separating_directions(x, y, num=2)
+
+
+def test_classification_diagnostics_on_the_diagonal_and_off_it(data):
+    x, y = data
+    d = nd.classification_diagnostics([-2.0, 2.0], x, y)
+    assert d["misclassified"] == 0 and d["direction"] == pytest.approx(0.0)
+    assert d["norm"] == pytest.approx(np.sqrt(8.0))
+    assert d["smallest_margin"] == pytest.approx(np.min(np.abs(x[:, 1] - x[:, 0])) / np.sqrt(2))
+    wrong = nd.classification_diagnostics([2.0, -2.0], x, y)  # boundary flipped: all wrong
+    assert wrong["misclassified"] == len(y) and wrong["smallest_margin"] < 0
+    assert abs(wrong["direction"]) == pytest.approx(180.0)
+    with pytest.raises(ValueError, match="not both zero"):
+        nd.classification_diagnostics([0.0, 0.0], x, y)
+    with pytest.raises(ValueError, match="two finite numbers"):
+        nd.classification_diagnostics([1.0, 2.0, 3.0], x, y)
+
+
+# ---- the widget's drawing ----
+def test_output_on_unit_square_is_the_network_output():
+    u, out = nd.output_on_unit_square([-1.0, 2.0], num=5)
+    assert out.shape == (5, 5) and u[0] == 0 and u[-1] == 1
+    assert out[3, 1] == pytest.approx(1 / (1 + np.exp(-5 * (-1.0 * u[1] + 2.0 * u[3]))))
+    with pytest.raises(ValueError, match="two finite numbers"):
+        nd.output_on_unit_square([np.nan, 1.0])
+    with pytest.raises(ValueError, match="integer >= 2"):
+        nd.output_on_unit_square([1.0, 1.0], num=1)
+
+
+def test_draw_point_draws_three_panels_with_agg(data):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x, y = data
+    t1, t2, TH = nd.theta_grid((-3.0, 3.0), (-3.0, 3.0), 7)
+    S = nd.surfaces("cross_entropy", TH, x, y)
+    fig, axes = plt.subplots(1, 3)
+    out = nd.draw_point(axes, "cross_entropy", (-2.0, 2.0), x, y, t1, t2, S["loss"], S["R"],
+                        path=np.array([[0.5, 0.5], [-1.0, 1.0]]))
+    assert out["misclassified"] == 0
+    assert out["loss"] == pytest.approx(float(nd.mean_loss("cross_entropy", [-2.0, 2.0], x, y)))
+    assert axes[0].get_title() == "output, 0 misclassified"
+    assert axes[2].get_title().startswith("R = ")
+    fig.canvas.draw()
+    with pytest.raises(ValueError, match="three Axes"):
+        nd.draw_point(axes[:2], "cross_entropy", (-2.0, 2.0), x, y, t1, t2, S["loss"], S["R"])
+    with pytest.raises(ValueError, match="two finite numbers"):
+        nd.draw_point(axes, "cross_entropy", (np.inf, 2.0), x, y, t1, t2, S["loss"], S["R"])
+    with pytest.raises(ValueError, match="loss"):
+        nd.draw_point(axes, "hinge", (-2.0, 2.0), x, y, t1, t2, S["loss"], S["R"])
+    plt.close(fig)
