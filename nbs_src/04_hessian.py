@@ -1360,10 +1360,9 @@ def trace_and_loss(snapshots, products, estimator="hutchinson"):
 
 
 # %% tags=["hide-input"]
-def htr_run(seed, variant, every=None, gamma=None):
+def htr_setup(seed, variant, every=None, gamma=None):  # model, regulariser, arguments, key
     run_seed = helpers.seed("htr-run", seed)  # batch order and probes follow BOOK_SEED too
-    if gamma is None:
-        gamma = 0.0 if variant == "baseline" else cfg["htr_gamma"]
+    gamma = (0.0 if variant == "baseline" else cfg["htr_gamma"]) if gamma is None else gamma
     every = cfg["htr_every"] if every is None else every
     m, reg = htr_model(variant)
     if reg is not None:
@@ -1373,32 +1372,34 @@ def htr_run(seed, variant, every=None, gamma=None):
     kw["eval_every"] = kw["epochs"]
     key = dict(kw, variant=variant, every=every, gamma=gamma, probes=cfg["htr_probes"],
                data=cfg["data_b"], net=cfg["net_b"])
-    snaps = cfg["htr_snapshots"] if variant in curve_variants and gamma in (
-        0.0, cfg["htr_gamma"]) and every == cfg["htr_every"] else []
-    model, run = ht.train_cached(
-        "ch4-htr", lambda: build_b(seed=helpers.seed("htr-init", seed)),
-        (ds_b.x_train, ds_b.y_train), key, kw, eval_data=(ds_b.x_test, ds_b.y_test),
-        extra_loss_fn=(lambda _: reg) if reg is not None else None,
-        snapshot_epochs=snaps, model=m,
-    )
-    tr = helpers.cache.cached(
+    follow = variant in curve_variants and every == cfg["htr_every"]
+    follow = follow and gamma in (0, cfg["htr_gamma"])
+    return m, reg, kw, key, cfg["htr_snapshots"] if follow else []
+
+
+def htr_traces(model, run, key, snaps):
+    """The final trace (Hutch++, 51 products), the trace and loss at the snapshots; cached."""
+    return helpers.cache.cached(
         "ch4-htr-trace", dict(key, n=len(xb_h), snaps=snaps, probes=cfg["htr_curve_probes"],
                               final=("hutch++", 51)),
         lambda: {"trace": trace_and_loss([model.get_weights()], 51, "hutch++")[0][0],
                  "curve": trace_and_loss([run["snapshots"][e] for e in snaps],
                                          cfg["htr_curve_probes"]) if snaps else ([], [])},
-        verbose=False,
-    )
-    h = run["history"]
-    return {
-        "test error %": 100 * (1 - float(h["test_acc"][-1])),
-        "trace": float(tr["trace"]),
-        "seconds": run["epoch_seconds"],
-        "train acc": float(h["acc"][-1]),
-        "train loss": float(h["loss"][-1]),
-        "curve": np.asarray(tr["curve"][0]),
-        "curve loss": np.asarray(tr["curve"][1]),
-    }
+        verbose=False)
+
+
+def htr_run(seed, variant, every=None, gamma=None):
+    m, reg, kw, key, snaps = htr_setup(seed, variant, every, gamma)
+    model, run = ht.train_cached(
+        "ch4-htr", lambda: build_b(seed=helpers.seed("htr-init", seed)),
+        (ds_b.x_train, ds_b.y_train), key, kw, eval_data=(ds_b.x_test, ds_b.y_test),
+        extra_loss_fn=(lambda _: reg) if reg is not None else None, snapshot_epochs=snaps,
+        model=m)
+    tr, h = htr_traces(model, run, key, snaps), run["history"]
+    return {"test error %": 100 * (1 - float(h["test_acc"][-1])), "trace": float(tr["trace"]),
+            "seconds": run["epoch_seconds"], "train acc": float(h["acc"][-1]),
+            "train loss": float(h["loss"][-1]), "curve": np.asarray(tr["curve"][0]),
+            "curve loss": np.asarray(tr["curve"][1])}
 
 # %%
 variants = ["baseline", "HTR all layers", "HTR middle layers", "HTR + weight decay"]
