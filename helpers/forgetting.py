@@ -629,8 +629,8 @@ def strength_sweep(model, state: TaskAState, methods: Sequence[str], strengths: 
         model, state: the network and its :class:`TaskAState` (the start of every run).
         methods: loss-based methods of :data:`PENALTY_METHODS`, e.g. ``["hessian", "sv"]``.
         strengths: the grid of lambda, e.g. ``[10, 100, 1000, 10000]``.
-        task_a_train, tests, task_b_train, epochs, batch_size, lr_fraction, momentum, weight_decay, seed,
-            loss_fn: as for :func:`train_task_b` (every run uses the same ``seed``).
+        task_a_train, tests, task_b_train, epochs, batch_size, lr_fraction, momentum, weight_decay, seed, loss_fn:
+            as for :func:`train_task_b` (every run uses the same ``seed``).
         settings: :class:`MethodSettings` for everything but the strength (default: its defaults).
     Returns:
         {``f"{method}_{lambda:g}_{name}"``: (epochs,) test accuracies} for every test set ``name`` of ``tests``;

@@ -896,10 +896,15 @@ def draw_point(axes, loss: str, theta, x, y, t1, t2, loss_grid, R_grid, path=Non
     """Chapter 8's widget row for one θ: output and boundary, loss surface with the metric ellipse, R surface.
 
     Args:
-        axes: three matplotlib Axes; loss: one of ``LOSSES``; theta: (2,); x (N, 2), y (N,);
-        t1 (n1,), t2 (n2,), loss_grid and R_grid (n2, n1): the surfaces of :func:`surfaces` on
-        :func:`theta_grid`; path: optional (T, 2) GD path drawn on both surfaces; ellipse_size: longest
-        semi-axis of the metric ellipse in θ units.
+        axes: three matplotlib Axes.
+        loss: one of ``LOSSES``.
+        theta: (2,) the point.
+        x, y: the data, (N, 2) and (N,).
+        t1, t2, loss_grid, R_grid: the grid axes (n1,) and (n2,) and the surfaces (n2, n1) of
+            :func:`surfaces` on :func:`theta_grid`.
+        path: optional (T, 2) GD path drawn on both surfaces.
+        ellipse_size: the longest semi-axis of the metric ellipse, in θ units.
+        palette: the two colours of the classes.
     Returns:
         dict with ``misclassified``, ``loss`` and ``R`` at θ. Used in chapter 8 (widget).
     """
