@@ -536,10 +536,11 @@ def main():
         print("\n".join(sec), flush=True)
         parts += sec
     sec = ["## 1b. Process-wide settings (each in its own process; two alternating rounds)", "",
-           settings_costs(5 if args.quick else 20), ""] if args.only != "ntk" else []
+           settings_costs(5 if args.quick else 20), ""] if args.only in (None, "settings") else []
     print("\n".join(sec), flush=True)
     parts += sec
-    sec = ["## 1c. Empirical NTK (200 inputs, MLP 8-16-16-3, float32)", "", ntk_costs(reps, args.baseline), ""]
+    sec = ["## 1c. Empirical NTK (200 inputs, MLP 8-16-16-3, float32)", "", ntk_costs(reps, args.baseline),
+           ""] if args.only != "products" else []
     print("\n".join(sec), flush=True)
     parts += sec
     if args.only:
