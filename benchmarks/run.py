@@ -1,22 +1,24 @@
-"""Benchmark of the curvature library (helpers.operators, eigensolvers, estimators): `make bench`.
+"""Benchmark of the curvature library (helpers.operators, eigensolvers, estimators, ntk): `make bench`.
 
 Prints one Markdown report and writes it to benchmarks/results/latest.md. Sections:
 
-1. cost of one gradient, one Hessian-vector product (forward-over-reverse and double backward) and one
-   Gauss-Newton product, and their ratios, for an MLP on the digits and a small CNN, on the CPU and on
-   every GPU TensorFlow sees (targets: HVP <= 2x gradient for the MLP, <= 3x for the CNN);
-2. top-10 Hessian eigenvalues of a 6k-parameter MLP to relative accuracy 1e-4: products and seconds for
-   Lanczos, power iteration with deflation and SciPy's eigsh (target: Lanczos >= 5x fewer products than
-   power iteration);
+1. the cost of a Hessian product alone and inside Lanczos, Hutchinson and ``to_dense``, for both product
+   forms, with the forward pass shared or recomputed, as a ratio to one gradient of the same model on the
+   same data (three MLPs and a small CNN), on the CPU and on every GPU TensorFlow sees; the Gauss-Newton and
+   Fisher products; and, where PyTorch is installed (it is not a dependency), the same MLPs in PyTorch;
+1b. process-wide settings (oneDNN, inter-op threads, op determinism, XLA), each in its own process;
+1c. the empirical NTK (optionally against an older revision, ``--baseline REV``);
+2. top-10 Hessian eigenvalues of a 6k-parameter MLP: products and seconds for Lanczos, power iteration
+   with deflation and SciPy's eigsh;
 3. SLQ density error (Wasserstein-1 distance to the exact spectrum) and Hutchinson/Hutch++ trace errors
    against the number of products;
-4. time and peak memory to materialise dense Hessians: the 6k-parameter MLP (target < 30 s on 2 cores)
-   and MLP 50 (42,310 parameters, float32) under a memory cap for the working set, the 6.7 GiB result
-   written to a temporary file block by block (``--slab N`` times only N columns and extrapolates).
+4. time and peak memory to materialise dense Hessians: the 6k-parameter MLP and MLP 50 (42,310
+   parameters, float32) under a memory cap for the working set, the 6.7 GiB result written to a temporary
+   file block by block (``--slab N`` times only N columns and extrapolates).
 
-Timings are the minimum over repetitions (the least disturbed by other processes); the machine load is
-printed with them. Options: ``--quick`` (fewer repetitions, no MLP 50; a smoke test), ``--slab N``,
-``--cap-gib``. The whole run takes about 8 minutes on 2 cores.
+Timings are medians over repetitions in which the timed functions take turns; the machine load is printed
+with them. Options: ``--quick`` (fewer repetitions, no MLP 50; a smoke test), ``--slab N``, ``--cap-gib``,
+``--baseline REV``, ``--only products|settings|ntk``. The whole run takes 6-9 minutes on 2 cores.
 """
 from __future__ import annotations
 
@@ -240,6 +242,108 @@ def ggn_fisher_costs(reps: int):
     for (name, reuse), ti in zip(names, t[1:]):
         rows.append([name, "shared" if reuse else "recomputed", f"{ti / steps * 1e3:.2f}", f"{ti / steps / t[0]:.2f}x"])
     return md_table(["operator (MLP 64-50-50-10)", "forward pass", "ms per product in Lanczos", "x gradient"], rows)
+
+
+TORCH_PROBE = r"""
+import json, sys, time
+import numpy as np, torch
+f = np.load(sys.argv[1])
+n_layers, reps = int(f["n_layers"]), int(sys.argv[2])
+# Keras kernels are (in, out); torch.nn.functional.linear wants (out, in)
+params = [torch.tensor((f[f"k{i}"].T if k == "k" else f[f"b{i}"]).copy(), requires_grad=True)
+          for i in range(n_layers) for k in "kb"]
+x, y = torch.tensor(f["x"]), torch.tensor(f["y"], dtype=torch.long)
+v = [torch.tensor((f[f"vk{i}"].T if k == "k" else f[f"vb{i}"]).copy()) for i in range(n_layers) for k in "kb"]
+
+def loss():
+    h = x
+    for i in range(0, len(params), 2):
+        h = torch.nn.functional.linear(h, params[i], params[i + 1])
+        h = torch.relu(h) if i + 2 < len(params) else h
+    return torch.nn.functional.cross_entropy(h, y)
+
+def grad():
+    return torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss(), params)])
+
+g_kept = torch.autograd.grad(loss(), params, create_graph=True)  # the gradient's graph, built once and kept
+
+def hvp():
+    dot = sum((g * w).sum() for g, w in zip(g_kept, v))
+    return torch.autograd.grad(dot, params, retain_graph=True)
+
+for fn in (grad, hvp, grad, hvp):
+    fn()
+tg, th = [], []
+for _ in range(reps):
+    t = time.perf_counter(); grad(); tg.append(time.perf_counter() - t)
+    t = time.perf_counter(); hvp(); th.append(time.perf_counter() - t)
+hv = [h.detach().numpy() for h in hvp()]
+flat = np.concatenate([(h.T if h.ndim == 2 else h).reshape(-1) for h in hv])  # back in Keras order
+np.save(sys.argv[3], flat)
+print(json.dumps(dict(grad=tg, hvp=th, version=torch.__version__, threads=torch.get_num_threads())))
+"""
+
+
+def torch_costs(reps: int, quick: bool):
+    """The same MLPs in PyTorch (weights copied, same data, same number of threads): a gradient, and a Hessian
+    product that keeps the gradient's graph and only differentiates it again (the best PyTorch practice for
+    many products on one batch), against our gradient and default product alone and inside Lanczos.
+
+    PyTorch runs in its own process, in rounds alternating with ours, because two frameworks' thread pools
+    in one process slow each other down (threads that keep spinning after their work)."""
+    import importlib.util
+    import json
+    import subprocess
+
+    if importlib.util.find_spec("torch") is None:
+        return ("PyTorch is not installed, so this part is skipped (it is not a dependency of the book; "
+                "`pip install torch` into `.venv` adds it).")
+    steps, rows, info = 10, [], {}
+    for name, build, load_data in [b for b in bench_models(quick) if b[0].startswith("MLP")]:
+        x, y = load_data()
+        m = build()
+        op = hessian_op(m, (x, y), "double_backward", True)
+        v = np.random.default_rng(0).normal(size=op.size).astype(np.float32)
+        arrays, pos = {"x": x, "y": np.asarray(y), "n_layers": 0}, 0
+        for i, layer in enumerate(layer for layer in m.layers if layer.get_weights()):
+            kernel, bias = layer.get_weights()
+            arrays.update({f"k{i}": kernel, f"b{i}": bias, "n_layers": i + 1})
+            arrays[f"vk{i}"] = v[pos:pos + kernel.size].reshape(kernel.shape)
+            arrays[f"vb{i}"] = v[pos + kernel.size:pos + kernel.size + bias.size]
+            pos += kernel.size + bias.size
+        v1 = tf.constant(v[None])
+        ours = [op.gradient, lambda: op.rows_product(v1), lambda: eigensolvers.lanczos_tridiagonal(op, steps, seed=0)[1]]
+        times = {"ours": [[] for _ in ours], "grad": [], "hvp": []}
+        with tempfile.TemporaryDirectory() as tmp:
+            np.savez(Path(tmp) / "in.npz", **arrays)
+            for _ in range(2):  # two alternating rounds, so that a burst of load does not land on one framework
+                for k, t in enumerate(median_times(ours, max(1, reps // 2))):
+                    times["ours"][k].append(t)
+                out = subprocess.run([sys.executable, "-c", TORCH_PROBE, str(Path(tmp) / "in.npz"),
+                                      str(max(1, reps // 2)), str(Path(tmp) / "hv.npy")],
+                                     capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+                res = json.loads(out)
+                times["grad"] += res["grad"]
+                times["hvp"] += res["hvp"]
+                info = {"version": res["version"], "threads": res["threads"]}
+            theirs = np.load(Path(tmp) / "hv.npy")
+        mine = op.matvec(v).numpy()
+        agree = float(np.linalg.norm(mine - theirs) / np.linalg.norm(mine))
+        g_tf, one, lz = (float(np.median(t)) for t in times["ours"])
+        lz /= steps
+        g_pt, hv_pt = float(np.median(times["grad"])), float(np.median(times["hvp"]))
+        rows.append([name, f"{op.size:,}", f"{g_tf * 1e3:.2f}", f"{one * 1e3:.2f} ({one / g_tf:.2f}x)",
+                     f"{lz * 1e3:.2f} ({lz / g_tf:.2f}x)", f"{g_pt * 1e3:.2f}", f"{hv_pt * 1e3:.2f} ({hv_pt / g_pt:.2f}x)",
+                     f"{g_tf / g_pt:.2f}x", f"{lz / hv_pt:.2f}x", f"{agree:.1e}"])
+    header = ["model", "P", "our gradient ms", "our product alone ms (x our gradient)",
+              f"our product in Lanczos ({steps} steps) ms (x our gradient)", "PyTorch gradient ms",
+              "PyTorch product, graph kept, ms (x its gradient)", "our gradient / PyTorch's",
+              "our product in Lanczos / PyTorch's", "relative difference of the products"]
+    note = (f"PyTorch {info['version']} ({info['threads']} intra-op threads) in its own process, TensorFlow "
+            f"{tf.__version__} (default threads) in this one, two alternating rounds of {max(1, reps // 2)} "
+            "repetitions each; float32, the whole training set in one batch; our product is the default "
+            "(double backward, forward pass shared in a loop).")
+    return md_table(header, rows) + "\n\n" + note
 
 
 SETTINGS_PROBE = r"""
@@ -533,6 +637,8 @@ def main():
         sec += [f"Device `{dev}`:", "", loop_costs(dev, reps, args.quick), ""]
     if args.only not in ("settings", "ntk"):
         sec += ["Other operators (Lanczos, 10 steps):", "", ggn_fisher_costs(reps), ""]
+        sec += ["Against PyTorch (same weights, data and threads, timed in turn with ours):", "",
+                torch_costs(reps, args.quick), ""]
         print("\n".join(sec), flush=True)
         parts += sec
     sec = ["## 1b. Process-wide settings (each in its own process; two alternating rounds)", "",
