@@ -85,7 +85,7 @@ cfg = helpers.setup(
 )
 
 # %% [markdown]
-# ## 1. Hessian-vector products
+# ## Hessian-vector products
 #
 # The Hessian of the mean loss $L(w) = \frac1N\sum_i \ell(f(x_i; w), y_i)$ over $P$ parameters is the
 # $P\times P$ matrix ({cite:t}`haink2023hessian` eq. 3.1)
@@ -215,10 +215,10 @@ assert max(hvp_errors.values()) <= 1e-10, hvp_errors
 # $10^{-10}$). `helpers.operators.hessian` wraps these products as a linear operator (`matvec`, `matmat`,
 # `to_dense`) averaged over a data set in batches; everything below uses it.
 #
-# ## 2. The full Hessian of a trained MLP, and Lanczos
+# ## The full Hessian of a trained MLP, and Lanczos
 #
 # We train the MLP with plain SGD ({cite:t}`haink2023hessian` Sec. 5.2: cross-entropy, no momentum) and keep its weights in the
-# result cache. Half of the digits are held out for testing (about 900 images; Part 4 needs a test set large enough
+# result cache. Half of the digits are held out for testing (about 900 images; Section 4.4 needs a test set large enough
 # that its accuracy differences are measured, not guessed). Then we form the full Hessian over every
 # training image ({cite:t}`haink2023hessian` Sec. 5.4 allows the whole training set or a large enough part of it) and
 # diagonalise it, once at initialisation and once after training.
@@ -386,7 +386,7 @@ print(
 assert wd_err <= 1e-9
 
 # %% [markdown]
-# ## 3. The spectrum: bulk, outliers, negative part
+# ## The spectrum: bulk, outliers, negative part
 #
 # The spectral density $\phi(t) = \frac1P\sum_i \delta(t - \lambda_i)$ is shown smoothed with a Gaussian of
 # width $\sigma$ (1% of the spectral width), on a logarithmic density axis so that single eigenvalues remain
@@ -473,7 +473,7 @@ plt.show()
 # Hessian at fixed weights; a network *trained* with weight decay also ends at a different minimum
 # ({cite:t}`haink2023hessian` Sec. 7.5).
 #
-# ## 4. Eigenvectors versus weights
+# ## Eigenvectors versus weights
 #
 # **Weight product.** Expand the trained weights in the eigenbasis, $w = \sum_j \theta_j h_j$ with
 # $\theta_j = w\cdot h_j$. The weight product $|h_i\cdot w|/\|w\|$ ({cite:t}`haink2023hessian` eq. 7.2) says how much of the weight
@@ -782,8 +782,8 @@ best_q = {
 }
 acc_q = run_q["history"]["test_acc"][-1]
 k_q = spectra.ratio_outliers(lz_q["values"], 3 * ds_a.num_classes)[0]
-print(f"MLP {cfg['hidden_q']}: P = {P_q}, test accuracy {acc_q:.4f},"
-      f" lambda_1 = {lam_q1:.4g}; the ratio rule of Part 3 on its top 50: {k_q} outliers")
+print(f"MLP {cfg['hidden_q']}: P = {P_q}, test accuracy {acc_q:.4f}, lambda_1 = {lam_q1:.4g};"
+      f" the ratio rule of Section 4.3 on its top 50: {k_q} outliers")
 print(f"F-QUAD: L(w) = {float(loss_q):.3g}, lambda_1 delta^2 / 2 at delta = 0.1:"
       f" {0.005 * lam_q1:.3g}; max |L - L_quad| / L for |delta| <= 0.1: {quad_err_q:.3g}"
       f" (small MLP: {quad_small['max |L - L_quad| / L']:.3g})")
@@ -971,7 +971,7 @@ _ = findings.record(
 )
 
 # %% [markdown]
-# ## 5. The layerwise view of Sankar et al.
+# ## The layerwise view of Sankar et al.
 #
 # Sankar et al. study the Hessian of each layer, $\mathrm{Hess}_l$ (the diagonal block of layer $l$), of
 # deeper networks, with its Gauss-Newton decomposition $\mathrm{Hess} = G + H$ ({cite:t}`sankar2021deeper` eqs. 1-4), where for
@@ -1011,7 +1011,7 @@ print(f"{cfg['net_b']}: {models.count_params(net_b)} parameters in layers {layer
 # **Stochastic Lanczos quadrature.** For a unit random probe $v$, $m$ Lanczos steps give $T_m = S\Theta S^\top$
 # and the quadrature $v^\top g(\mathrm{Hess})v \approx \sum_j S_{1j}^2\, g(\theta_j)$; averaging the weighted
 # nodes over probes and smoothing with a Gaussian gives the density $\phi_\sigma$ ({cite:t}`sankar2021deeper` Sec. 3 and Algorithm 2)
-# with $m \ll P$ products. On the MLP of Part 2, where the exact spectrum is known, I-SLQ compares the SLQ measure
+# with $m \ll P$ products. On the MLP of Section 4.2, where the exact spectrum is known, I-SLQ compares the SLQ measure
 # with the exact one: their Wasserstein-1 distance must be at most 2% of the spectral width.
 
 # %% tags=["hide-input"]
@@ -1110,7 +1110,7 @@ _ = findings.record(
 
 # %% [markdown]
 # **Outliers per layer and the middle layers.** For the layerwise outlier count we form each layer's Hessian
-# block exactly (they are small) and apply the ratio rule of Part 3 (F-LAYEROUT: within $C\pm 3$ for most layers).
+# block exactly (they are small) and apply the ratio rule of Section 4.3 (F-LAYEROUT: within $C\pm 3$ for most layers).
 # {cite:t}`sankar2021deeper` measures how close each layer's spectrum is to the full one with a normalised Wasserstein distance
 # (Fig. 3) and the Jensen-Shannon divergence (Fig. 12) between the SLQ spectra, and finds the middle layers
 # closest (F-MIDDLE; three of the five LeNet layers count as middle, so a layer drawn at random would pass
@@ -1206,7 +1206,7 @@ _ = findings.record(
 # **Evolution during training.** {cite:t}`sankar2021deeper` (Figs. 4-6) follows $\lambda_{\max}$ (by Lanczos) and the trace (by
 # Hutchinson's estimator $\mathrm{tr}\,A = \mathbb{E}[v^\top A v]$, {cite:t}`sankar2021deeper` Algorithm 1, which draws Gaussian probes and
 # names Rademacher ones as the alternative; we use Rademacher probes, whose estimate has the smaller variance) of the
-# full and the layer Hessians over training. First I-TRACE on the MLP of Part 2, whose exact trace we know:
+# full and the layer Hessians over training. First I-TRACE on the MLP of Section 4.2, whose exact trace we know:
 # Hutchinson with 200 probes must be within 3%, and Hutch++ {cite}`meyer2021hutchpp` (which computes the trace of
 # the top of the spectrum exactly on a sketch and applies Hutchinson to the rest) at least as accurate with half
 # the products. Both are random, so a single draw can land anywhere in its error distribution (the Rademacher
@@ -1316,7 +1316,7 @@ _ = findings.record(
 )
 
 # %% [markdown]
-# ## 6. The Hessian trace regulariser
+# ## The Hessian trace regulariser
 #
 # {cite:t}`sankar2021deeper` adds the traces of the layer Hessians to the loss ({cite:t}`sankar2021deeper` eq. 5),
 #
@@ -1353,7 +1353,7 @@ def htr_model(variant):
 
 
 def trace_and_loss(snapshots, products, estimator="hutchinson"):
-    """Traces of Part 5's operator (512 images) and training losses at the snapshots."""
+    """Traces of Section 4.5's operator (512 images) and training losses at the snapshots."""
     op, data = ops_b["hess", "full"], (ds_b.x_train, ds_b.y_train)
     return ht.trace_and_loss(m_b, op, snapshots, losses.cross_entropy, *data, products,
                              estimator, helpers.seed("tr"))
@@ -1544,7 +1544,7 @@ display(
 )
 
 # %% [markdown]
-# ## 7. Explore: the spectral density of a layer during training
+# ## Explore: the spectral density of a layer during training
 #
 # Pick a layer (or the full network) and an epoch of the LeNet's training; the panel shows the SLQ density of
 # its Hessian (solid) and Gauss-Newton part (dashed). In the static book the presets below are drawn.
@@ -1625,7 +1625,7 @@ helpers.widgets.explore(
 # Call `htr_run(0, "HTR all layers", every=f)` for each $f$ and read `trace` and `seconds` (the median
 # time of an epoch after the first, so TensorFlow's tracing is left out; divide by the baseline's). A
 # simple cost model says the ratio falls like $1 + c/f$: one HVP and its gradient (a few extra backward
-# passes) every $f$ steps. Compare it with the measured ratios in the table of Part 6. Where they fall less
+# passes) every $f$ steps. Compare it with the measured ratios in the table of Section 4.6. Where they fall less
 # than $1 + c/f$ predicts, a fixed overhead of the regularised loop (the switch between the two branches,
 # the probe draws) weighs against the HVP, as it does for a network this small, whose training step takes
 # milliseconds; the model describes large networks, where the HVP dominates. A single seed's time on a
@@ -1640,7 +1640,7 @@ helpers.widgets.explore(
 # - HVPs cost about two gradients in either form (double backward, {cite:t}`haink2023hessian` Listing 5.1, or forward over reverse)
 #   and match the dense Hessian to round-off (I-HVP); Lanczos with full re-orthogonalisation finds the extreme
 #   eigenvalues in a few dozen products (I-LANCZOS), while the plain recursion produces ghosts.
-# - The trained spectrum of Part 3 is drawn with its bulk, its largest eigenvalues and its negative part;
+# - The trained spectrum of Section 4.3 is drawn with its bulk, its largest eigenvalues and its negative part;
 #   whether it matches the sources' picture (about $C$ outliers) is F-OUT's verdict below. Weight decay shifts
 #   every eigenvalue by exactly $2\lambda$ (I-WD).
 # - Eigenvectors can be compared with the weights (weight product, accumulation, loss along eigenvectors),
