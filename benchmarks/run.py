@@ -637,7 +637,8 @@ def main():
         sec += [f"Device `{dev}`:", "", loop_costs(dev, reps, args.quick), ""]
     if args.only not in ("settings", "ntk"):
         sec += ["Other operators (Lanczos, 10 steps):", "", ggn_fisher_costs(reps), ""]
-        sec += ["Against PyTorch (same weights, data and threads, timed in turn with ours):", "",
+        sec += ["Against PyTorch (same weights, data and threads; PyTorch in its own process, in rounds "
+                "alternating with ours):", "",
                 torch_costs(reps, args.quick), ""]
         print("\n".join(sec), flush=True)
         parts += sec
