@@ -8,7 +8,8 @@ reuses another's results), the chapters are executed with nbclient in the quick 
 finding x seed (verdict and the first measured figure) is written to ``_build/robustness/robustness.json``,
 which the reproduction report shows. ``make robustness`` runs this; with ``--record`` the table is also kept
 as ``benchmarks/robustness.json`` (a measured record, like BENCHMARKS.md, with the commit and date of each
-chapter's runs), which the report shows, with that provenance, when a build has no table of its own.
+chapter's runs), which the report shows, with that provenance, when a build has no table of its own; the
+chapters run replace theirs in the record and the others keep their rows.
 Chapters run in separate invocations are merged: the table is gathered from every seed folder.
 """
 from __future__ import annotations
@@ -51,12 +52,20 @@ def run_chapter(chapter: str, seed: int) -> float:
     return time.perf_counter() - start
 
 
+def _number_or_numbers(value) -> bool:
+    """A number, or a non-empty list of numbers (booleans are verdict-like, not measurements)."""
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    return number(value) or (isinstance(value, list) and bool(value) and all(number(v) for v in value))
+
+
 def _key_figure(per_seed: dict) -> str:
-    """The measured quantity to show: the first number that differs between the seeds (else the first number)."""
+    """The measured quantity to show: the first number, or list of numbers, that differs between the seeds
+    (else the first such quantity, else the first name)."""
     names = list(next(iter(per_seed.values())))
-    numeric = [n for n in names if all(isinstance(m.get(n), (int, float)) and not isinstance(m.get(n), bool)
-                                       for m in per_seed.values())]
-    varying = [n for n in numeric if len({m[n] for m in per_seed.values()}) > 1]
+    numeric = [n for n in names if all(_number_or_numbers(m.get(n)) for m in per_seed.values())]
+    varying = [n for n in numeric if len({json.dumps(m[n]) for m in per_seed.values()}) > 1]
     return (varying or numeric or names or [""])[0]
 
 
@@ -66,11 +75,25 @@ def _figure(name: str, value) -> str:
     return f"{name} = {value:.4g}" if isinstance(value, float) else f"{name} = {value}"
 
 
+def merge_record(record: dict, new: dict) -> dict:
+    """The committed record with the chapters of ``new`` replaced (their rows, times and provenance), so that
+    rerunning some chapters updates the record without rerunning the others."""
+    chapters = set(new["table"])
+    keep = lambda d: {k: v for k, v in d.items() if k.split(" seed ")[0] not in chapters}
+    table = {c: rows for c, rows in record.get("table", {}).items() if c not in chapters}
+    table.update(new["table"])
+    order = sorted(table)
+    return {"seeds": sorted(set(record.get("seeds", [])) | set(new["seeds"])),
+            "table": {c: table[c] for c in order},
+            "seconds": {**keep(record.get("seconds", {})), **new.get("seconds", {})},
+            "runs": {**keep(record.get("runs", {})), **new.get("runs", {})}}
+
+
 def gather(seeds, out=OUT) -> dict:
     """{chapter: {finding id: {seed: {"verdict", "figure"}}}} from the seeds' findings folders.
 
-    The figure is one measured quantity per finding, the same at every seed: the first number that differs
-    between the seeds (the one a reader wants to compare), else the first number.
+    The figure is one measured quantity per finding, the same at every seed: the first number (or list of
+    numbers) that differs between the seeds (the one a reader wants to compare), else the first one.
     """
     measured: dict = {}
     for seed in seeds:
@@ -115,7 +138,15 @@ def main(argv=None) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "robustness.json").write_text(json.dumps(data, indent=1))
     if args.record:
-        RECORD.write_text(json.dumps(data, indent=1) + "\n")
+        record = json.loads(RECORD.read_text()) if RECORD.exists() else {}
+        short = {c: sorted(set(map(str, record.get("seeds", []))) - set().union(*(r.keys() for r in rows.values())))
+                 for c, rows in data["table"].items()}
+        short = {c: s for c, s in short.items() if s}
+        if short:
+            print(f"not recorded: {short} lack the record's seeds; rerun them with --seeds "
+                  + " ".join(map(str, record["seeds"])), file=sys.stderr)
+            return 2
+        RECORD.write_text(json.dumps(merge_record(record, data), indent=1) + "\n")
     table = data["table"]
     for chapter, rows in table.items():
         for fid, per_seed in rows.items():

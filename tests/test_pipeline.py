@@ -127,6 +127,26 @@ def test_robustness_table_gathers_seeds_and_reaches_the_report(tmp_path):
     assert "| 99_demo seed 0 | 12 | `abc1234` | d | 1.0 |" in lines
 
 
+def test_robustness_key_figure_includes_lists_and_the_record_merges_chapters():
+    rob = _load_script("robustness")
+    # a constant list (the configuration) is skipped; a varying list of numbers is the figure, as is a number
+    per_seed = {"0": {"widths": [32, 128], "mean": [0.31, 0.30], "n": 4, "ok": True},
+                "1": {"widths": [32, 128], "mean": [0.29, 0.30], "n": 4, "ok": False}}
+    assert rob._key_figure(per_seed) == "mean"
+    assert rob._figure("mean", [0.29, 0.30]) == "mean = [0.29, 0.3]"
+    assert rob._key_figure({"0": {"ok": True, "n": 4}, "1": {"ok": False, "n": 5}}) == "n"
+    row = lambda v: {"0": {"verdict": v, "figure": "x = 1"}}
+    record = {"seeds": [0, 1, 2], "table": {"01_a": {"F-A": row("old")}, "02_b": {"F-B": row("old")}},
+              "seconds": {"01_a seed 0": 1.0, "02_b seed 0": 2.0},
+              "runs": {"01_a seed 0": {"commit": "c1"}, "02_b seed 0": {"commit": "c1"}}}
+    new = {"seeds": [0], "table": {"02_b": {"F-B": row("new")}}, "seconds": {"02_b seed 0": 3.0},
+           "runs": {"02_b seed 0": {"commit": "c2"}}}
+    merged = rob.merge_record(record, new)
+    assert merged["table"] == {"01_a": {"F-A": row("old")}, "02_b": {"F-B": row("new")}}
+    assert merged["seconds"] == {"01_a seed 0": 1.0, "02_b seed 0": 3.0}
+    assert merged["runs"]["02_b seed 0"] == {"commit": "c2"} and merged["seeds"] == [0, 1, 2]
+
+
 def test_no_chapter_cell_displays_a_finding_repr():
     """A cell ending in a bare findings.record(...) or findings.get(...) would show the raw Finding(...) repr."""
     import ast
