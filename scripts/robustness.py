@@ -77,14 +77,20 @@ def _figure(name: str, value) -> str:
 
 def merge_record(record: dict, new: dict) -> dict:
     """The committed record with the chapters of ``new`` replaced (their rows, times and provenance), so that
-    rerunning some chapters updates the record without rerunning the others."""
+    rerunning some chapters updates the record without rerunning the others. Raises ValueError when a chapter
+    of ``new`` lacks one of the record's seeds (its row would silently lose that seed)."""
     chapters = set(new["table"])
+    wanted = set(map(str, record.get("seeds", [])))
+    short = {c: sorted(wanted - {s for per_seed in rows.values() for s in per_seed})
+             for c, rows in new["table"].items()}
+    short = {c: seeds for c, seeds in short.items() if seeds}
+    if short:
+        raise ValueError(f"not recorded: {short} lack the record's seeds; rerun them with --seeds "
+                         + " ".join(sorted(wanted)))
     keep = lambda d: {k: v for k, v in d.items() if k.split(" seed ")[0] not in chapters}
-    table = {c: rows for c, rows in record.get("table", {}).items() if c not in chapters}
-    table.update(new["table"])
-    order = sorted(table)
+    table = {**{c: rows for c, rows in record.get("table", {}).items() if c not in chapters}, **new["table"]}
     return {"seeds": sorted(set(record.get("seeds", [])) | set(new["seeds"])),
-            "table": {c: table[c] for c in order},
+            "table": dict(sorted(table.items())),
             "seconds": {**keep(record.get("seconds", {})), **new.get("seconds", {})},
             "runs": {**keep(record.get("runs", {})), **new.get("runs", {})}}
 
@@ -139,14 +145,11 @@ def main(argv=None) -> int:
     (OUT / "robustness.json").write_text(json.dumps(data, indent=1))
     if args.record:
         record = json.loads(RECORD.read_text()) if RECORD.exists() else {}
-        short = {c: sorted(set(map(str, record.get("seeds", []))) - set().union(*(r.keys() for r in rows.values())))
-                 for c, rows in data["table"].items()}
-        short = {c: s for c, s in short.items() if s}
-        if short:
-            print(f"not recorded: {short} lack the record's seeds; rerun them with --seeds "
-                  + " ".join(map(str, record["seeds"])), file=sys.stderr)
+        try:
+            RECORD.write_text(json.dumps(merge_record(record, data), indent=1) + "\n")
+        except ValueError as exc:
+            print(exc, file=sys.stderr)
             return 2
-        RECORD.write_text(json.dumps(merge_record(record, data), indent=1) + "\n")
     table = data["table"]
     for chapter, rows in table.items():
         for fid, per_seed in rows.items():

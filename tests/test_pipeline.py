@@ -136,7 +136,7 @@ def test_robustness_key_figure_includes_lists_and_the_record_merges_chapters():
     assert rob._figure("mean", [0.29, 0.30]) == "mean = [0.29, 0.3]"
     assert rob._key_figure({"0": {"ok": True, "n": 4}, "1": {"ok": False, "n": 5}}) == "n"
     row = lambda v: {"0": {"verdict": v, "figure": "x = 1"}}
-    record = {"seeds": [0, 1, 2], "table": {"01_a": {"F-A": row("old")}, "02_b": {"F-B": row("old")}},
+    record = {"seeds": [0], "table": {"01_a": {"F-A": row("old")}, "02_b": {"F-B": row("old")}},
               "seconds": {"01_a seed 0": 1.0, "02_b seed 0": 2.0},
               "runs": {"01_a seed 0": {"commit": "c1"}, "02_b seed 0": {"commit": "c1"}}}
     new = {"seeds": [0], "table": {"02_b": {"F-B": row("new")}}, "seconds": {"02_b seed 0": 3.0},
@@ -144,7 +144,11 @@ def test_robustness_key_figure_includes_lists_and_the_record_merges_chapters():
     merged = rob.merge_record(record, new)
     assert merged["table"] == {"01_a": {"F-A": row("old")}, "02_b": {"F-B": row("new")}}
     assert merged["seconds"] == {"01_a seed 0": 1.0, "02_b seed 0": 3.0}
-    assert merged["runs"]["02_b seed 0"] == {"commit": "c2"} and merged["seeds"] == [0, 1, 2]
+    assert merged["runs"]["02_b seed 0"] == {"commit": "c2"} and merged["seeds"] == [0]
+    # a chapter rerun at fewer seeds than the record has is refused, not recorded with seeds missing
+    record["seeds"] = [0, 1, 2]
+    with pytest.raises(ValueError, match="lack the record's seeds"):
+        rob.merge_record(record, new)
 
 
 def test_no_chapter_cell_displays_a_finding_repr():
