@@ -199,45 +199,51 @@ def _tridiag(alpha, beta):
 # Lanczos core (graph)
 # ------------------------------------------------------------------------------------------------------------
 
-def _orthogonalise(Q, w):
-    """Remove from rows w (B, P) their components along the stored Lanczos vectors Q (B, m+1, P); twice."""
-    for _ in range(2):
-        c = tf.linalg.matvec(Q, w)  # (B, m+1)
-        w = w - tf.linalg.matvec(Q, c, adjoint_a=True)
-    return w
+def _orthogonalise(rows, w):
+    """Remove from each row b of w (B, P) its components along the Lanczos vectors rows[b] (n, P); twice."""
+    out = []
+    for b, Q in enumerate(rows):
+        v = w[b:b + 1]
+        for _ in range(2):
+            v = v - tf.matmul(tf.matmul(v, Q, transpose_b=True), Q)
+        out.append(v)
+    return tf.reshape(tf.concat(out, axis=0), w.shape)
 
 
 def _build_lanczos(op: CurvatureOperator, m: int, k: int, which: str, check_every: int, batch: int):
     """A tf.function running m steps of Lanczos with full re-orthogonalisation on `batch` start vectors.
 
-    The Lanczos vectors live in one (batch, m+1, P) tensor on the device (unused rows are zero, so the
-    re-orthogonalisation needs no dynamic slicing). With ``k > 0`` (single start vector) it stops early once
-    the k wanted Ritz pairs have residual estimates beta_j |s_j| <= tol * max|theta|.
+    Each start vector's Lanczos vectors live in one (m+1, P) variable on the device, read and written by
+    row: step j gathers only the j+1 rows stored so far and scatters the new one. (Reading the whole
+    variable and assigning a slice makes TensorFlow copy all of it at every step, m x P floats, because the
+    read still holds the buffer; gathers and scatters put the variable in copy-on-read mode, where a gather
+    copies only the rows it reads and a scatter writes in place.) With ``k > 0`` (single start vector) it
+    stops early once the k wanted Ritz pairs have residual estimates beta_j |s_j| <= tol * max|theta|.
     """
     P, dtype = op.size, op.dtype
     eps = float(np.finfo(dtype.as_numpy_dtype).eps)
-    # the basis lives in a variable updated in place (a loop-carried tensor would be copied every step)
-    Qvar = tf.Variable(tf.zeros([batch, m + 1, P], dtype), trainable=False, name="lanczos_basis")
+    basis = [tf.Variable(tf.zeros([m + 1, P], dtype), trainable=False, name=f"lanczos_basis_{b}")
+             for b in range(batch)]
 
     def run(v0, seed, tol):
         product = op.prepare()  # the vector-independent part of a product, computed once for the whole loop
         q0 = v0 / tf.norm(v0, axis=1, keepdims=True)
-        Qvar.assign(tf.zeros([batch, m + 1, P], dtype))
-        Qvar[:, 0, :].assign(q0)
-        Q = tf.constant(0)  # placeholder loop variable; the basis is read from Qvar
+        for b, Qb in enumerate(basis):
+            Qb.assign(tf.zeros([m + 1, P], dtype))
+            Qb.scatter_update(tf.IndexedSlices(q0[b:b + 1], tf.constant([0])))
         alpha = tf.zeros([m, batch], dtype)
         beta = tf.zeros([m, batch], dtype)
         anorm = tf.zeros([batch], dtype)
 
-        def cond(j, Q, alpha, beta, anorm, done):
+        def cond(j, alpha, beta, anorm, done):
             return tf.logical_and(j < m, tf.logical_not(done))
 
-        def body(j, dummy, alpha, beta, anorm, done):
-            Q = Qvar.read_value()
-            q = Q[:, j, :]
+        def body(j, alpha, beta, anorm, done):
+            rows = [Qb.sparse_read(tf.range(j + 1)) for Qb in basis]  # (j+1, P) each
+            q = tf.reshape(tf.concat([Q[-1:] for Q in rows], axis=0), [batch, P])
             w = product(q)
             a = tf.reduce_sum(q * w, axis=1)
-            w = _orthogonalise(Q, w)
+            w = _orthogonalise(rows, w)
             b = tf.norm(w, axis=1)
             anorm = tf.maximum(anorm, tf.abs(a) + b)
             # breakdown (an invariant subspace was found): continue with a fresh random direction, beta = 0
@@ -246,15 +252,15 @@ def _build_lanczos(op: CurvatureOperator, m: int, k: int, which: str, check_ever
             def restart():
                 fresh = tf.random.stateless_normal([batch, P], seed=seed + tf.stack([0, tf.cast(j, tf.int64) + 1]),
                                                   dtype=dtype)
-                fresh = _orthogonalise(Q, _orthogonalise(Q, fresh))
+                fresh = _orthogonalise(rows, _orthogonalise(rows, fresh))
                 fresh = fresh / tf.norm(fresh, axis=1, keepdims=True)
                 safe = tf.where(broken, tf.ones_like(b), b)
                 return tf.where(broken[:, None], fresh, w / safe[:, None])
 
             q_next = tf.cond(tf.reduce_any(broken), restart, lambda: w / b[:, None])
             b = tf.where(broken, tf.zeros_like(b), b)
-            with tf.control_dependencies([q_next]):
-                Qvar[:, j + 1, :].assign(q_next)
+            where = tf.reshape(j + 1, [1])
+            writes = [Qb.scatter_update(tf.IndexedSlices(q_next[i:i + 1], where)) for i, Qb in enumerate(basis)]
             alpha = tf.tensor_scatter_nd_update(alpha, [[j]], a[None])
             beta = tf.tensor_scatter_nd_update(beta, [[j]], b[None])
             done = tf.constant(False)
@@ -274,11 +280,13 @@ def _build_lanczos(op: CurvatureOperator, m: int, k: int, which: str, check_ever
 
                 check = tf.logical_and(n >= k, tf.logical_or(tf.equal(n % check_every, 0), tf.equal(n, m)))
                 done = tf.cond(check, converged, lambda: tf.constant(False))
-            return j + 1, dummy, alpha, beta, anorm, done
+            with tf.control_dependencies(writes):  # the next step gathers the row written here
+                j = tf.identity(j)
+            return j + 1, alpha, beta, anorm, done
 
-        j, _, alpha, beta, anorm, _ = tf.while_loop(
-            cond, body, (tf.constant(0), Q, alpha, beta, anorm, tf.constant(False)))
-        return j, Qvar.read_value(), alpha, beta
+        j, alpha, beta, anorm, _ = tf.while_loop(
+            cond, body, (tf.constant(0), alpha, beta, anorm, tf.constant(False)))
+        return j, tf.stack([Qb.read_value() for Qb in basis]), alpha, beta
 
     return tf.function(run)
 
