@@ -232,3 +232,25 @@ def test_slq_spread_across_probes():
     assert np.all(d.stderr > 0) and "probes" in repr(d)
     single = es.slq_density(op, num_probes=1, num_steps=20)
     assert np.all(np.isnan(single.stderr))
+
+
+def test_batched_lanczos_runs_each_start_vector_as_alone():
+    """Each start vector of a batch keeps its own basis: the batch gives the single runs' T and Q; after a
+    breakdown (a triple eigenvalue, more steps than distinct eigenvalues) every basis stays orthonormal."""
+    op = operators.DenseOperator(sym(30, seed=3))
+    V0 = tf.random.stateless_normal([3, 30], seed=[4, 5], dtype=tf.float64)
+    seed, tol = tf.constant([0, 1], tf.int64), tf.constant(0.0, tf.float64)
+    j, Q, alpha, beta = es._get_lanczos(op, 12, 0, "LA", 1, 3)(V0, seed, tol)
+    assert int(j) == 12 and Q.shape == (3, 13, 30)
+    for b in range(3):
+        _, Qb, ab, bb = es._get_lanczos(op, 12, 0, "LA", 1, 1)(V0[b:b + 1], seed, tol)
+        np.testing.assert_allclose(alpha[:, b], ab[:, 0], atol=1e-12)
+        np.testing.assert_allclose(beta[:, b], bb[:, 0], atol=1e-12)
+        np.testing.assert_allclose(Q[b], Qb[0], atol=1e-12)
+    # five distinct eigenvalues, four copies each: every Krylov space has dimension 5, so step 5 breaks down
+    A = np.diag(np.repeat(np.arange(1.0, 6.0), 4))
+    Vt = tf.random.stateless_normal([2, 20], seed=[6, 7], dtype=tf.float64)
+    _, Q, _, beta = es._get_lanczos(operators.DenseOperator(A), 10, 0, "LA", 1, 2)(Vt, seed, tol)
+    np.testing.assert_array_equal(beta.numpy()[4], [0.0, 0.0])  # the breakdown, restarted
+    for b in range(2):
+        np.testing.assert_allclose(Q[b, :10] @ tf.transpose(Q[b, :10]), np.eye(10), atol=1e-10)
