@@ -1205,9 +1205,8 @@ _ = findings.record(
 # %% [markdown]
 # **Robustness.** `F-LAYEROUT` depends on the global seed. With $C = 10$, the five layers had 3, 1, 9, 9
 # and 9 outliers at `BOOK_SEED` = 0 (three layers within $C \pm 3$, reproduced), 1, 1, 1, 1 and 9 at seed 1
-# and 4, 5, 1, 8 and 1 at seed 2 (one layer each, not reproduced). Only the last layer, the one with the
-# outputs, shows about $C$ outliers at every seed; the counts of the convolution layers change with the
-# seed. `F-MIDDLE` holds at all three seeds.
+# and 4, 5, 1, 8 and 1 at seed 2 (one layer each, not reproduced). No layer has about $C$ outliers at every
+# seed: even the output layer has 9, 9 and 1. `F-MIDDLE` holds at all three seeds.
 
 # %% [markdown]
 # **Evolution during training.** {cite:t}`sankar2021deeper` (Figs. 4-6) follows $\lambda_{\max}$ (by Lanczos) and the trace (by
