@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -125,7 +126,7 @@ def record(id: str, source: str, criterion: str, measured: Mapping[str, Any] | f
     _state["records"][id] = f
     _write()
     if show:
-        print(f"{id}: {f.verdict}  (measured: {describe(f)}; criterion: {criterion})")
+        print(f"{id}: {f.verdict}  (measured: {describe(f)}; criterion: {cite_sources(criterion)})")
     return f
 
 
@@ -154,15 +155,76 @@ def _write() -> None:
     os.replace(tmp, folder / f"{chapter}.json")
 
 
-def rows(records: list[Finding] | None = None) -> list[list[str]]:
+#: the five source documents (``../shared/seeds``) by file number: bibliography key, the label the bibliography
+#: gives them (``book/_ext/bib_labels.py``) and the name a sentence calls them by
+SOURCES = {"000": ("haink2023hessian", "Haink 2023a", "Haink"),
+           "001": ("haink2023card", "Haink 2023b", "Haink's summary card"),
+           "002": ("meng2023impact", "Meng and Yao 2023", "Meng and Yao"),
+           "003": ("sankar2021deeper", "Sankar et al. 2021", "Sankar et al."),
+           "004": ("sauter2023fisher", "Sauter 2023", "Sauter")}
+_NUMBER = r"(?:\([0-9A-Z][0-9A-Za-z.]*\)|[0-9A-Z](?:[0-9A-Za-z.]*[0-9A-Za-z])?)"
+_LOCATOR = (r"(?:Secs?|eqs?|Tables?|Figs?|Ch|App|appendix|Algorithm|slides?|p)\.?\s+" + _NUMBER
+            + r"(?:\s*(?:-|–|,|and)\s*" + _NUMBER.replace("[0-9A-Z]", "[0-9]") + r"(?![0-9A-Za-z]))*")
+_SOURCE = re.compile(r"(?P<open>\()?(?<![0-9,.\w`$-])(?P<doc>00[0-4])(?![0-9,.]\d|\w)(?P<poss>'s)?"
+                     r"(?:(?P<sep>\s+\(?)(?P<loc>" + _LOCATOR + r"))?(?P<close>\))?")
+#: mathematics and code spans (``code``, `code`, $x$, $$...$$, environments): a citation cannot go there
+_PROTECTED = re.compile(r"(\$\$.*?\$\$|\\begin\{(\w+\*?)\}.*?\\end\{\2\}|\$[^$\n]+\$|``.+?``|`[^`\n]*`)", re.S)
+_ROLES = {"myst": "{{cite}}`{key}{loc}`", "rst": ":cite:`{key}{loc}`"}
+
+
+def cite_sources(text: str, style: str = "text") -> str:
+    """Turn the sources' file numbers ("000 Sec. 5.2", "(004 eq. 3.1.3)", "002's") into citations.
+
+    Args:
+        text: prose, a finding's source or criterion, or a docstring.
+        style: ``"text"`` (plain, for outputs): ``000 eq. 2.6`` -> ``Haink 2023a, eq. 2.6``, the label the
+            bibliography lists it under; ``"myst"``: ``{cite}`haink2023hessian{eq. 2.6}``` (the reproduction
+            report); ``"rst"``: ``:cite:`haink2023hessian{eq. 2.6}``` (docstrings on the API page). The two
+            roles show as [Haink 2023a, eq. 2.6], linked to the bibliography.
+    Returns:
+        the text with every source number replaced; a possessive becomes the author's name (``002's`` ->
+        ``Meng and Yao's``), and mathematics and code spans are left as they are.
+    """
+    if style not in ("text", *_ROLES):
+        raise ValueError(f"style must be 'text', 'myst' or 'rst', got {style!r}.")
+
+    def one(m: re.Match) -> str:
+        key, label, name = SOURCES[m["doc"]]
+        opened, closed, loc, sep = m["open"] or "", m["close"] or "", m["loc"], m["sep"] or ""
+        if m["poss"]:
+            return opened + name + "'s" + (sep + loc if loc else "") + closed
+        if style == "text":
+            if loc and sep.strip() == "(":  # "000 (Sec. 6.3)"
+                return opened + label + sep + loc + closed
+            return opened + label + (f", {loc}" if loc else "") + closed
+        cite = _ROLES[style].format(key=key, loc=f"{{{loc}}}" if loc else "")
+        if loc and sep.strip() == "(":  # "000 (Sec. 6.3)": the locator's own parenthesis
+            return opened + cite
+        return cite if opened and closed else opened + cite + closed  # "(000 eq. 2.6)": brackets replace ()
+
+    out, end = [], 0
+    for m in _PROTECTED.finditer(text):
+        out += [_SOURCE.sub(one, text[end:m.start()]), m.group(0)]
+        end = m.end()
+    out = "".join(out + [_SOURCE.sub(one, text[end:])])
+    if style == "text":
+        return out
+    role = re.escape(_ROLES[style].split("`")[0].replace("{{", "{").replace("}}", "}"))
+    return re.sub(rf"({role}`([a-z0-9]+)`) {role}`\2`", r"\1", out)  # "`x` (004)" said it twice
+
+
+def rows(records: list[Finding] | None = None, style: str = "text") -> list[list[str]]:
+    """The findings as table rows (id, source, criterion, measured, verdict), sources cited in ``style``."""
     recs = list(_state["records"].values()) if records is None else records
-    return [[f.id, f.source, f.criterion, describe(f), f.verdict] for f in recs]
+    return [[f.id, cite_sources(f.source, style), cite_sources(f.criterion, style), describe(f), f.verdict]
+            for f in recs]
 
 
-def markdown_table(records: list[Finding] | None = None) -> str:
-    """The findings as a Markdown table (id, source, criterion, measured, verdict)."""
+def markdown_table(records: list[Finding] | None = None, style: str = "text") -> str:
+    """The findings as a Markdown table (id, source, criterion, measured, verdict); ``style`` as in
+    :func:`cite_sources` (``"myst"`` links the sources in a MyST page)."""
     out = ["| id | source | criterion | measured | verdict |", "|---|---|---|---|---|"]
-    for r in rows(records):
+    for r in rows(records, style):
         out.append("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |")
     return "\n".join(out)
 
@@ -197,6 +259,38 @@ def seed_verdicts(chapter: str, record: Path | str | None = None) -> tuple[list[
     return seeds, table_, provenance
 
 
+def seed_figures(chapter: str, record: Path | str | None = None) -> dict[str, str]:
+    """The recorded key figure at every seed of each finding whose verdict differs between the seeds.
+
+    Args:
+        chapter: the chapter's name, e.g. ``"08_two_parameter_curvature"``.
+        record: the record file (default :data:`ROBUSTNESS_RECORD`).
+    Returns:
+        ``{finding id: "name = a / b / c"}`` (the figure of seeds 0, 1, 2 in the record's order) for the
+        findings that flip; empty when there is no record or nothing flips.
+    """
+    path = Path(ROBUSTNESS_RECORD if record is None else record)
+    try:
+        data = json.loads(path.read_text())
+        rows_, seeds = data["table"][chapter], [str(x) for x in data["seeds"]]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError):
+        return {}
+    out = {}
+    for fid, per in rows_.items():
+        cells = [per.get(s) for s in seeds]
+        if len({c.get("verdict") for c in cells if c}) < 2:
+            continue
+        figures = [str(c.get("figure", "")) if c else "not run" for c in cells]
+        parts = [f.rpartition(" = ") for f, c in zip(figures, cells) if c]
+        names = {name if sep else None for name, sep, _ in parts}
+        if len(names) == 1 and None not in names:  # one quantity: "name = a / b / c"
+            figures = [f.rpartition(" = ")[2] if c else f for f, c in zip(figures, cells)]
+            out[fid] = f"{names.pop()} = " + " / ".join(figures)
+        else:
+            out[fid] = " / ".join(figures)
+    return out
+
+
 def table() -> None:
     """Display the chapter's findings table (HTML in the book, Markdown in plain front ends).
 
@@ -210,14 +304,16 @@ def table() -> None:
     header, body = ["id", "source", "criterion", "measured", "verdict"], rows()
     seeds, by_seed, provenance = seed_verdicts(_state["chapter"] or "") if config.profile() == "quick" else ([], {}, "")
     if seeds:
+        figures = seed_figures(_state["chapter"] or "")
         header.append(f"verdicts at BOOK_SEED = {', '.join(seeds)} (recorded)")
-        body = [r + [" / ".join(by_seed.get(r[0], ["not run"] * len(seeds)))] for r in body]
+        body = [r + [" / ".join(by_seed.get(r[0], ["not run"] * len(seeds)))
+                     + (f" ({figures[r[0]]})" if r[0] in figures else "")] for r in body]
     # HTML in the built book (its Markdown renderer has no tables), Markdown in plain front ends
     show_table(header, body)
     if seeds:
         print(f"The last column is the record of `make robustness` ({provenance}): the chapter run at every seed "
               "with its own cache. A finding whose verdict differs between seeds is not decided at this scale; "
-              "the reproduction report gives the measured figures.")
+              "its cell gives the recorded key figure at each seed, the reproduction report all of them.")
 
 
 def load_all(folder=None) -> list[dict]:

@@ -21,7 +21,7 @@
 import helpers
 
 cfg = helpers.setup("01_sgd_basics",
-    # quick: the 8x8 digits stand in for MNIST; paper: MLP 50 on MNIST (000 Sec. 5.2)
+    # quick: the 8x8 digits stand in for MNIST; paper: MLP 50 on MNIST (Haink 2023a, Sec. 5.2)
     quick={"dataset": "digits", "epochs": 300, "compare_epochs": 100,
            "batch_size": 32, "lr": 0.01},
     paper={"dataset": "mnist", "epochs": 200, "compare_epochs": 50,
@@ -110,7 +110,8 @@ feat = conv(image).numpy()
 pooled = L.MaxPooling2D(2)(feat).numpy()
 normed = L.BatchNormalization()(feat, training=True).numpy()
 kernel, bias = conv.get_weights()
-# output pixel (3, 4) of filter 1 by 000 eq. 2.7: the 3x3 patch around it times the kernel
+# output pixel (3, 4) of filter 1 by Haink 2023a, eq. 2.7: the 3x3 patch around it times the
+# kernel
 by_hand = np.sum(kernel[:, :, 0, 1] * image[0, 2:5, 3:6, 0]) + bias[1]
 assert abs(by_hand - feat[0, 3, 4, 1]) < 1e-5
 print("batch-norm output per channel: mean", np.round(normed.mean(axis=(0, 1, 2)), 4),

@@ -23,7 +23,7 @@ import helpers  # first: sets TensorFlow's determinism options
 
 cfg = helpers.setup("02_pca_dynamics",
     # quick: MLP 50 on the 8x8 digits, its middle (50, 50) layer;
-    # paper: MLP 256 on CIFAR-10, its (128, 64) layer (000 Sec. 5.2 and Ch. 6)
+    # paper: MLP 256 on CIFAR-10, its (128, 64) layer (Haink 2023a, Sec. 5.2 and Ch. 6)
     quick=dict(dataset="digits", hidden=[50, 50], layer="dense_2", batch_size=32,
                pretrain_epochs=100, pretrain_lr=0.05, pretrain_decay=1.0, window_lr=0.01,
                window_epochs=62, weight_decay=5e-3, eta_grid=[0.005, 0.01, 0.02, 0.04],

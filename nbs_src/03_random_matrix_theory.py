@@ -24,9 +24,10 @@
 import helpers  # first: sets TensorFlow's determinism options before TensorFlow is imported
 
 cfg = helpers.setup("03_random_matrix_theory",
-    # quick: an MLP on the 8x8 digits and on MNIST-1D, 002's Gaussian ANOVA at 1,000 points
-    # per class with halved networks; paper: 000's MLP 256 on CIFAR-10, 002's NN1/NN2 at 7,500
-    # points per class, and LeNet / miniAlexNet on MNIST and CIFAR-10 at 002's batch sizes
+    # quick: an MLP on the 8x8 digits and on MNIST-1D, Meng and Yao's Gaussian ANOVA at 1,000
+    # points per class with halved networks; paper: Haink's MLP 256 on CIFAR-10, Meng and
+    # Yao's NN1/NN2 at 7,500 points per class, and LeNet / miniAlexNet on MNIST and CIFAR-10
+    # at Meng and Yao's batch sizes
     quick=dict(null_c=[0.1, 0.25, 0.5], null_n=[200, 500, 1000], null_reps=50,
                svd_data="digits", svd_hidden=[256, 128], svd_layer="dense_2", svd_epochs=200,
                svd_lr=0.05,
@@ -64,7 +65,8 @@ from helpers import random_matrix as rmt, trajectories as tj, weight_spectra as 
 from helpers.plotting import PALETTE, show_table, subplots
 from matplotlib.ticker import NullFormatter
 
-SCALED = r"$\hat s_n\, n^{1/3} / \sqrt{\log n}$"  # axis label of 002's scaled statistic
+# axis label of Meng and Yao's scaled statistic
+SCALED = r"$\hat s_n\, n^{1/3} / \sqrt{\log n}$"
 
 LOADERS = {"digits": data.digits, "mnist1d": data.mnist1d, "mnist": data.mnist,
            "cifar10": data.cifar10}

@@ -54,7 +54,7 @@ cfg = helpers.setup(
     quick=dict(
         data_a={"name": "digits", "kwargs": {"image": True, "test_fraction": 0.5}},
         hidden_a=(24, 24), train_a=dict(epochs=80, batch_size=32, lr=0.05, momentum=0.0),
-        hidden_q=(50, 50),  # the MLP of 000's F-QUAD and F-LAYERFULL, by Lanczos
+        hidden_q=(50, 50),  # the MLP of Haink's F-QUAD and F-LAYERFULL, by Lanczos
         hess_examples_a=None,  # None: every training image
         data_l={"name": "digits", "kwargs": {"image": True}}, hidden_l=(24, 24),
         train_l=dict(epochs=80, batch_size=32, lr=0.05, momentum=0.0), lr_decay_l=1.0,
@@ -62,7 +62,8 @@ cfg = helpers.setup(
         data_b={"name": "digits", "kwargs": {"image": True}}, net_b="lenet_small",
         train_b=dict(epochs=30, batch_size=64, lr=0.01, momentum=0.9), hess_examples_b=512,
         snapshots=[0, 1, 2, 4, 8, 16, 30], slq=(3, 30), trace_probes=30,
-        # HTR as in 003: momentum 0.9, lr 1e-2, L2 1e-3, batch 64; gamma 1e-2 (Fig. 14)
+        # HTR as in Sankar et al. 2021: momentum 0.9, lr 1e-2, L2 1e-3, batch 64;
+        # gamma 1e-2 (Fig. 14)
         htr_train=dict(epochs=20, batch_size=64, lr=0.01, momentum=0.9), htr_gamma=1e-2,
         htr_every=5, htr_wd=1e-3, htr_seeds=3, htr_every_ablation=[25], htr_probes=3,
         htr_snapshots=[0, 1, 2, 4, 7, 10, 15, 20], htr_curve_probes=10,
@@ -91,7 +92,7 @@ cfg = helpers.setup(
 # $P\times P$ matrix ({cite:t}`haink2023hessian` eq. 3.1)
 #
 # $$\mathrm{Hess}_{jk} = \frac{\partial^2 L}{\partial w_j\,\partial w_k}, \qquad
-# L(w) \approx L_{\min} + \tfrac12 (w-\mu)^\top \mathrm{Hess}\,(w-\mu) \quad \text{(Haink 2023, eq. 3.2)}.$$
+# L(w) \approx L_{\min} + \tfrac12 (w-\mu)^\top \mathrm{Hess}\,(w-\mu) \quad \text{(Haink 2023a, eq. 3.2)}.$$
 #
 # Forming it costs $P$ gradients' worth of work and $P^2$ memory, but a product with a vector,
 # $\mathrm{Hess}\,v = \nabla_w\big(\nabla_w L \cdot v\big)$, costs about two gradients (Pearlmutter's trick).
@@ -677,6 +678,7 @@ n_show = min(len(lam_l), 400)
 im = ax.imshow(F[:n_show].T, aspect="auto", cmap="magma", interpolation="nearest",
                extent=(0.5, n_show + 0.5, len(nu) + 0.5, 0.5))
 fig.colorbar(im, ax=ax, label="$|h_i\\cdot\\tilde w_j| / \\|\\tilde w_j\\|$")
+ax.grid(False)  # no grid lines over a heatmap
 ax.set(
     xlabel="Hessian eigenvector index i (layer Hessian, decreasing eigenvalue)",
     ylabel="singular value index j (decreasing)",
@@ -905,7 +907,7 @@ nonnull = np.nonzero(~null)[0]
 pt_p = np.array([r.pvalue for r in rmt.porter_thomas_test(Vh[:, nonnull])])
 gauss = np.random.default_rng(helpers.seed("pt-control")).normal(size=(P_a, 200))
 pt_ctrl = np.array([r.pvalue for r in rmt.porter_thomas_test(gauss)])
-# diagnostics beside the verdict: 000's unfolding (Gaussian kernel of width one over the
+# diagnostics beside the verdict: Haink's unfolding (Gaussian kernel of width one over the
 # whole spectrum) and the spacing ratio <r>, which needs no unfolding
 # (Poisson 0.386, GOE 0.531)
 s_gauss = np.diff(spectra.unfold_gaussian(lam, sigma=1.0))

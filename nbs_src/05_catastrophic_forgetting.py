@@ -26,8 +26,8 @@ import helpers  # first: sets TensorFlow's determinism options before TensorFlow
 
 cfg = helpers.setup("05_catastrophic_forgetting",
     # quick: an MLP (64 -> 32 -> 32 -> 10) on the 8x8 digits, small enough for exact layer
-    # Hessians; paper: 000's LeNet on CIFAR-10 with the hyper-parameters of 000 Sec. 5.2 and
-    # 7.7
+    # Hessians; paper: Haink's LeNet on CIFAR-10 with the hyper-parameters of Haink 2023a,
+    # Sec. 5.2 and 7.7
     quick=dict(dataset="digits", network="mlp", hidden=[32, 32], single_layers=["dense_2"],
                all_layers=["dense_1", "dense_2", "dense_3"], first_classes=5, base_epochs=60,
                epochs_a=100,

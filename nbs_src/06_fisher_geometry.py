@@ -26,8 +26,9 @@ import helpers
 
 cfg = helpers.setup(
     "06_fisher_geometry",
-    # quick: a 64-16-10 MLP on the 8x8 digits and 3x3, 4x4 Ising lattices; paper: a
-    # 784-128-128-10 ReLU MLP on MNIST trained with Adam (004 Sec. 5.1) and lattices up to 5x5
+    # quick: a 64-16-10 MLP on the 8x8 digits and Ising lattices up to 6x6; paper: a
+    # 784-128-128-10 ReLU MLP on MNIST trained with Adam (Sauter 2023, Sec. 5.1) and lattices
+    # up to 7x7
     quick={"coin_n": 10, "mc_samples": [30, 100, 300, 1000, 3000, 10000], "dataset": "digits",
            "hidden": [16], "epochs": 40, "batch_size": 64, "lr": 3e-3, "fisher_examples": 500,
            "top_k": 8,
@@ -756,8 +757,9 @@ for key, ls, name in (("heat_capacity", "-.", "C"), ("susceptibility", (0, (1, 3
 axes[0].set(ylabel=r"$I_{TT}/N$", title="Fisher information in T")
 axes[1].set(ylabel=r"$I_{hh}/N = \mathrm{Var}(M)/(N T^2)$", title="Fisher information in h")
 axes[2].set(ylabel=r"Ricci scalar $R$", title="curvature of the metric, h = 0")
-# the empty corner
-axes[1].legend(*axes[0].get_legend_handles_labels(), loc="upper right", fontsize=8);
+# one legend for the three panels, below them (none over the curves)
+fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=4,
+           fontsize=8);
 
 # %% [markdown]
 # The Fisher information in temperature has a single maximum that sharpens and moves towards Onsager's
@@ -817,6 +819,7 @@ im = ax.pcolormesh(Tm, Hm, R_map, cmap="RdBu_r",
                                                                   vmax=np.abs(R_map).max()),
                    shading="auto")
 ax.axvline(T_c, color="k", ls="--", lw=1)
+ax.grid(False)  # no grid lines over a colour map
 fig.colorbar(im, ax=ax, label="Ricci scalar R (symmetric log scale)",
              ticks=[-100, -10, -1, -0.1, 0, 0.1, 1, 10, 100])
 ax.set(xlabel=r"temperature $T$ [$J/k_B$]", ylabel="field h [J]",

@@ -24,8 +24,8 @@ import helpers
 cfg = helpers.setup(
     "07_neural_tangent_kernel",
     # quick: the 8x8 digits, widths 32 and 128, 100 epochs, 3 seeds, traces on 128 fixed
-    # training examples; paper: 004 Sec. 5.1 (MNIST, widths 128 and 784, 300 epochs of Adam, 5
-    # seeds)
+    # training examples; paper: Sauter 2023, Sec. 5.1 (MNIST, widths 128 and 784, 300 epochs
+    # of Adam, 5 seeds)
     quick={"dataset": "digits", "step_width": 32, "step_examples": 64,
            "step_etas": [1e-5, 1e-4, 1e-3, 3e-3, 1e-2],
            "lazy_widths": [32, 128, 512], "lazy_epochs": 30, "lazy_every_epochs": 5,
@@ -288,8 +288,8 @@ J = np.array([[[1.0, 0.0, 2.0], [0.0, 1.0, -1.0]],      # example 1: ∇f_1, ∇
               [[3.0, 1.0, 0.0], [1.0, 1.0, 1.0]]])      # example 2
 d = np.array([[0.5, -1.0], [2.0, 0.25]])               # ∂ℓ_i/∂f_ia
 g = np.einsum("ia,iap->ip", d, J)                      # chain rule: ∇θ ℓ_i
-by_gradients = (g**2).sum(1).mean()                    # 004 eq. 5.1.3
-# 004 eq. 5.1.2
+by_gradients = (g**2).sum(1).mean()                    # Sauter 2023, eq. 5.1.3
+# Sauter 2023, eq. 5.1.2
 by_kernel = ntk.fisher_trace_from_ntk_blocks(d, np.einsum("iap,ibp->iab", J, J))
 print(f"gradients: {g.tolist()}\ntr F from gradients {by_gradients}, through the NTK blocks "
       f"{by_kernel}")

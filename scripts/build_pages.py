@@ -16,46 +16,6 @@ sys.path.insert(0, str(ROOT))
 
 from helpers import config, findings  # noqa: E402
 
-#: the five source documents (/work/shared/seeds): bibliography key and the name a sentence calls them by
-SOURCES = {"000": ("haink2023hessian", "Haink"), "001": ("haink2023card", "Haink's summary card"),
-           "002": ("meng2023impact", "Meng and Yao"), "003": ("sankar2021deeper", "Sankar et al."),
-           "004": ("sauter2023fisher", "Sauter")}
-_NUMBER = r"(?:\([0-9A-Z][0-9A-Za-z.]*\)|[0-9A-Z](?:[0-9A-Za-z.]*[0-9A-Za-z])?)"
-_LOCATOR = (r"(?:Secs?|eqs?|Tables?|Figs?|Ch|App|appendix|Algorithm|slides?|p)\.?\s+" + _NUMBER
-            + r"(?:\s*(?:-|–|,|and)\s*" + _NUMBER.replace("[0-9A-Z]", "[0-9]") + r"(?![0-9A-Za-z]))*")
-_SOURCE = re.compile(r"(?P<open>\()?(?<![0-9,.\w`$-])(?P<doc>00[0-4])(?![0-9,.]\d|\w)(?P<poss>'s)?"
-                     r"(?:(?P<sep>\s+\(?)(?P<loc>" + _LOCATOR + r"))?(?P<close>\))?")
-
-
-_MATH = re.compile(r"(\$\$.*?\$\$|\\begin\{(\w+\*?)\}.*?\\end\{\2\}|\$[^$\n]+\$|`[^`\n]*`)", re.S)
-
-
-def cite_sources(text: str) -> str:
-    """Turn the sources' file numbers ("000 Sec. 5.2", "(004 eq. 3.1.3)", "002's") into citations.
-
-    ``000 eq. 2.6`` becomes ``{cite}`haink2023hessian{eq. 2.6}``` (shown as [Haink 2023a, eq. 2.6], linked to
-    the bibliography); a possessive becomes the author's name (``002's`` -> ``Meng and Yao's``). Used for the
-    reproduction report's source column and, once, to rewrite the chapters' prose.
-    """
-    def one(m: re.Match) -> str:
-        key, name = SOURCES[m["doc"]]
-        if m["poss"]:
-            return (m["open"] or "") + name + "'s" + (m["sep"] + m["loc"] if m["loc"] else "") + (m["close"] or "")
-        loc = m["loc"]
-        if loc and m["sep"].strip() == "(":  # "000 (Sec. 6.3)": the locator's own parenthesis
-            return (m["open"] or "") + f"{{cite}}`{key}{{{loc}}}`"
-        cite = f"{{cite}}`{key}{{{loc}}}`" if loc else f"{{cite}}`{key}`"
-        if m["open"] and m["close"]:
-            return cite  # "(000 eq. 2.6)": the citation's brackets replace the parentheses
-        return (m["open"] or "") + cite + (m["close"] or "")
-
-    out, end = [], 0
-    for m in _MATH.finditer(text):  # mathematics and code spans: a citation cannot go there
-        out += [_SOURCE.sub(one, text[end:m.start()]), m.group(0)]
-        end = m.end()
-    out = "".join(out + [_SOURCE.sub(one, text[end:])])
-    return re.sub(r"(\{cite\}`([a-z0-9]+)`) \{cite\}`\2`", r"\1", out)  # "`x` (004)" said it twice
-
 MODULE_ORDER = ["config", "cache", "findings", "plotting", "widgets", "data", "models", "losses", "training",
                 "params", "operators", "eigensolvers", "estimators", "ntk", "geometry", "information",
                 "random_matrix", "weight_spectra", "trajectories", "layerwise", "callbacks", "distributed"]
@@ -106,7 +66,7 @@ def report() -> str:
         for e in entries:
             recs = [findings.Finding(**f) for f in e["findings"]]
             lines += [f"### {chapter_title(e['chapter'])} (seed {e['seed']})", "",
-                      cite_sources(findings.markdown_table(recs)), ""]
+                      findings.markdown_table(recs, "myst"), ""]
     return "\n".join(lines + robustness())
 
 

@@ -13,7 +13,7 @@ have settled the script records
 - tables left as Markdown pipe text (a line of ``|---|``) outside code,
 - sideways overflow of the page itself at the given width (wide code, tables and equations must scroll in
   their own box),
-- figures without alt text on a chapter page (``ALT_PENDING`` lists the chapters still without),
+- figures without alt text on a chapter page,
 - every figure's displayed width over its natural width (``img.clientWidth / img.naturalWidth``) and its alt
   text: at a desktop width (1000 px or more) a figure shown below ``MIN_FIGURE_RATIO`` of its natural size is a
   problem. The book draws figures at 110 dpi with 9 pt tick labels, 13.75 px at natural size; below 0.8 they
@@ -45,8 +45,6 @@ ROOT = Path(__file__).resolve().parents[1]
 #: at a desktop width, a figure shown below this fraction of its natural width is too small to read (see above)
 MIN_FIGURE_RATIO = 0.8
 DESKTOP_WIDTH = 1000
-#: chapter pages whose figures get their alt text on another branch at the same time; empty it at that merge
-ALT_PENDING: set[str] = set()
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--disable-default-apps", "--hide-scrollbars", "--mute-audio"]
@@ -234,7 +232,7 @@ def problems(report: dict, page: str = "") -> list[str]:
         worst = min(small, key=lambda f: f["ratio"])
         out.append(f"{len(small)} figure(s) shown below {MIN_FIGURE_RATIO:.0%} of their natural size, e.g. "
                    f"{worst['src']} at {worst['ratio']:.2f} ({worst['shown']} of {worst['natural']} px)")
-    if page.startswith("book/chapters/") and Path(page).stem not in ALT_PENDING:
+    if page.startswith("book/chapters/"):
         bare = [f["src"] for f in report.get("figures", []) if not f["alt"].strip()]
         if bare:
             out.append(f"{len(bare)} figure(s) without alt text, e.g. {bare[0]} (give the cell "

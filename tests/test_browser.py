@@ -34,29 +34,28 @@ def test_the_check_catches_raw_tex_pipe_tables_broken_images_outside_requests_an
         "<html><body><main><p>The loss \\(L(w)\\) and $x$.</p><p>| a | b |</p><p>|---|---|</p>"
         "<img src='missing.png'><img src='http://example.invalid/x.png'>"
         "<img src='wide.png' style='width:400px' alt='shrunk to half its size'>"
-        "<div style='width:3000px'>wide</div></main></body></html>")
+        "<div style='width:3000px'>wide</div><script>console.error('a failing script')</script>"
+        "<script>undefined_function()</script></main></body></html>")
     (tmp_path / "good.html").write_text(
         "<html><body><main><p>Plain text that costs $5 and 6 dollars.</p><pre>$$ a code block $$</pre>"
         "<div style='overflow-x:auto'><div style='width:3000px'>scrolls in its own box</div></div>"
         "<img src='wide.png' alt='shown at its natural size'></main></body></html>")
     chapters = tmp_path / "book" / "chapters"
     chapters.mkdir(parents=True)
-    # a chapter still waiting for its alt text on another branch is spared (today none is: a stand-in)
-    monkeypatch.setattr(check_pages, "ALT_PENDING", {"03_pending_demo"})
-    for name, alt in (("01_demo", ""), ("02_demo", " alt='A line rising to the right.'"),
-                      ("03_pending_demo", "")):
+    for name, alt in (("01_demo", ""), ("02_demo", " alt='A line rising to the right.'")):
         (chapters / f"{name}.html").write_text(f"<html><body><main><img src='../../wide.png'{alt}>"
                                                "</main></body></html>")
     reports = check_pages.check(tmp_path, pages=["bad.html", "good.html", "book/chapters/01_demo.html",
-                                                 "book/chapters/02_demo.html",
-                                                 "book/chapters/03_pending_demo.html"])
+                                                 "book/chapters/02_demo.html"])
     alt_found = {page: check_pages.problems(rep, page) for page, rep in reports.items() if "chapters" in page}
-    assert [bool(v) for v in alt_found.values()] == [True, False, False], alt_found
+    assert [bool(v) for v in alt_found.values()] == [True, False], alt_found
     assert "without alt text" in alt_found["book/chapters/01_demo.html"][0]
     found = " ".join(check_pages.problems(reports["bad.html"]))
     for what in ("unrendered TeX", "pipe text", "did not load", "outside the book", "overflows sideways",
-                 "below 80% of their natural size"):
+                 "below 80% of their natural size", "console error"):
         assert what in found, f"the check missed: {what}"
+    errors = " ".join(reports["bad.html"]["errors"])
+    assert "a failing script" in errors and "undefined_function" in errors, errors
     assert check_pages.problems(reports["good.html"]) == []
     assert [round(f["ratio"], 2) for f in reports["good.html"]["figures"]] == [1.0]
     assert "1 figures" in check_pages.figure_summary(reports["good.html"])

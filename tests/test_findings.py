@@ -58,7 +58,8 @@ def test_json_written_and_table(tmp_findings):
     assert [f["verdict"] for f in payload["findings"]] == [findings.REPRODUCED, findings.NOT_REPRODUCED]
     assert payload["findings"][0]["measured"] == {"ratio": 0.25}
     text = findings.markdown_table()
-    assert "| F-A | 000 Sec. 7.2 | ratio <= 0.7 | ratio = 0.25 | reproduced |" in text
+    assert "| F-A | Haink 2023a, Sec. 7.2 | ratio <= 0.7 | ratio = 0.25 | reproduced |" in text
+    assert payload["findings"][0]["source"] == "000 Sec. 7.2"  # the record keeps the source as written
     assert findings.load_all(tmp_findings)[0]["chapter"] == "99_test"
     assert not list((tmp_findings / "quick").glob("*.tmp"))
 
@@ -103,7 +104,11 @@ def test_table_adds_the_recorded_verdicts_per_seed(tmp_path, monkeypatch, capsys
     findings.table()
     header, rows = shown[-1]
     assert header[-1] == "verdicts at BOOK_SEED = 0, 1, 2 (recorded)"
-    assert rows[0][-1] == "yes / no / not run" and rows[1][-1] == "not run / not run / not run"
+    # a finding whose verdict flips shows its key figure at every seed
+    assert rows[0][-1] == "yes / no / not run (ratio = 0.2 / 0.9 / not run)"
+    assert rows[1][-1] == "not run / not run / not run"
+    assert findings.seed_figures("99_test", record) == {"F-A": "ratio = 0.2 / 0.9 / not run"}
+    assert findings.seed_figures("99_test", tmp_path / "missing.json") == {}
     assert "commit abc1234" in capsys.readouterr().out
     monkeypatch.setenv("BOOK_PROFILE", "paper")  # the record is of the quick profile: no column
     findings.table()

@@ -202,21 +202,52 @@ def test_the_line_limit_check_finds_long_lines_and_spares_removed_input(tmp_path
 
 
 def test_source_numbers_become_citations_outside_mathematics_and_code():
-    pages = _load_script("build_pages")
-    cite = pages.cite_sources
+    from helpers.findings import cite_sources
+
+    cite = lambda text: cite_sources(text, "myst")
     assert cite("the dense layer (000 eq. 2.6), then") == "the dense layer {cite}`haink2023hessian{eq. 2.6}`, then"
     assert cite("as 001 says") == "as {cite}`haink2023card` says"  # the card is not the thesis
     assert cite("002's scaled statistic") == "Meng and Yao's scaled statistic"
     assert cite("004 eq. (3.1.3) writes") == "{cite}`sauter2023fisher{eq. (3.1.3)}` writes"
     assert cite("(000 Sec. 3.2, 5.2)") == "{cite}`haink2023hessian{Sec. 3.2, 5.2}`"
-    for untouched in ("1,000 points", "eta = 0.002", "$\\text{(000 eq. 2.3)}$", "`x = 003`"):
-        assert cite(untouched) == untouched
-    assert pages.chapter_title("01_sgd_basics").startswith("Chapter 1: ")
+    for untouched in ("1,000 points", "eta = 0.002", "$\\text{(000 eq. 2.3)}$", "`x = 003`", "``x = 003``"):
+        for style in ("text", "myst", "rst"):
+            assert cite_sources(untouched, style) == untouched
+    # outputs read as the bibliography's labels; docstrings get reStructuredText roles
+    assert cite_sources("000 Sec. 7.5, Fig. 7.15; 003 Sec. 3") == \
+        "Haink 2023a, Sec. 7.5, Fig. 7.15; Sankar et al. 2021, Sec. 3"
+    assert cite_sources("as in (001)") == "as in (Haink 2023b)"
+    assert cite_sources("see 004 eq. 5.1.2.", "rst") == "see :cite:`sauter2023fisher{eq. 5.1.2}`."
+    with pytest.raises(ValueError, match="style"):
+        cite_sources("000", "latex")
+    assert _load_script("build_pages").chapter_title("01_sgd_basics").startswith("Chapter 1: ")
+
+
+def test_findings_tables_and_api_docstrings_cite_sources_by_label(tmp_path, monkeypatch):
+    from helpers import findings
+
+    f = findings.Finding(id="F-X", source="000 Sec. 7.2", criterion="as 002 eq. 3 says", measured={"a": 1},
+                         verdict=findings.REPRODUCED, chapter="01_demo", profile="quick")
+    assert findings.rows([f])[0][1:3] == ["Haink 2023a, Sec. 7.2", "as Meng and Yao 2023, eq. 3 says"]
+    assert "{cite}`haink2023hessian{Sec. 7.2}`" in findings.markdown_table([f], "myst")
+    lines = ["Exactly 000 eq. 2.5, for |x|."]
+    _load_ext("api_docstrings")._process(None, "function", "f", None, {}, lines)
+    assert lines == ["Exactly :cite:`haink2023hessian{eq. 2.5}`, for \\|x\\|."]
+
+
+def test_heatmaps_have_no_grid_lines():
+    """The book's style draws grid lines; a colour map under them looks hatched (issue 15)."""
+    import jupytext
+
+    bare = [f"{path.stem} cell {i}" for path in CHAPTERS for i, c in enumerate(jupytext.read(path).cells)
+            if c.cell_type == "code" and re.search(r"\.(imshow|pcolormesh)\(", c.source)
+            and "grid(False)" not in c.source]
+    assert not bare, f"colour maps without ax.grid(False) (or use plotting.heatmap): {bare}"
 
 
 #: the most lines a code cell shown open on the page may have (STYLE.md: "rarely over 15 lines")
 CELL_LINE_LIMIT = 15
-#: chapters whose long cells are reworked on another branch at the same time; empty it at that merge
+
 @pytest.mark.parametrize("path", CHAPTERS, ids=[c.stem for c in CHAPTERS])
 def test_long_code_cells_are_collapsed(path):
     """A code cell over 15 lines is collapsed (hide-input) or removed; better still, it becomes a helper."""
@@ -258,8 +289,6 @@ def test_bibliography_labels_are_author_year_and_tell_the_thesis_from_its_card()
 
 #: a code cell draws a figure when it shows one, opens one, or calls the widget explorer (static panels)
 _DRAWS_FIGURE = re.compile(r"plt\.show\(\)|\bsubplots\(|plt\.figure\(|widgets\.explore\(")
-#: chapters whose figure captions are written on another branch at the same time; empty it at that merge
-CAPTIONS_PENDING: set[str] = set()
 
 
 def figure_cells_without_caption(path: Path) -> list[str]:
@@ -281,8 +310,6 @@ def figure_cells_without_caption(path: Path) -> list[str]:
 @pytest.mark.parametrize("path", CHAPTERS, ids=[c.stem for c in CHAPTERS])
 def test_every_figure_has_a_caption_and_alt_text(path):
     """STYLE.md: every figure says what to see; screen readers get a description (issue 15)."""
-    if path.stem in CAPTIONS_PENDING:
-        pytest.skip(f"{path.stem}: captions pending on another branch (CAPTIONS_PENDING)")
     bare = figure_cells_without_caption(path)
     assert not bare, ("figure cells need `# %% mystnb={\"figure\": {\"caption\": ...}, \"image\": {\"alt\": ...}}` "
                       "in their header:\n" + "\n".join(bare))

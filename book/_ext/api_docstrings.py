@@ -1,8 +1,11 @@
-"""Sphinx extension: the helpers' docstrings read as plain text where they use ``|x|`` and ``*shape``.
+"""Sphinx extension: the helpers' docstrings read as plain text where they use ``|x|`` and ``*shape``,
+and cite the source documents as the bibliography does.
 
 The docstrings write norms as ``|x|`` and shapes as ``(B, *S)``, which reStructuredText takes for
 substitution references and emphasis (errors under ``-W``). Outside literals, roles and real
 ``*emphasis*``, this escapes those characters before autodoc renders the docstring (API page, issue 15).
+The docstrings name the sources by file number ("000 eq. 2.5"); here they become citations,
+[Haink 2023a, eq. 2.5], linked to the bibliography (``helpers.findings.cite_sources``).
 """
 from __future__ import annotations
 
@@ -32,7 +35,11 @@ def _escape(text: str) -> str:
 
 
 def _process(app, what, name, obj, options, lines):
-    lines[:] = [escape_line(line) for line in lines]
+    from helpers.findings import cite_sources
+
+    if not lines:
+        return
+    lines[:] = [escape_line(line) for line in cite_sources("\n".join(lines), "rst").split("\n")]
 
 
 def setup(app):
