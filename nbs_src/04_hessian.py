@@ -98,11 +98,12 @@ cfg = helpers.setup(
 # $\mathrm{Hess}\,v = \nabla_w\big(\nabla_w L \cdot v\big)$, costs about two gradients (Pearlmutter's trick).
 # {cite:t}`haink2023hessian`'s Listing 5.1 nests two gradient tapes: the inner one gives $g = \nabla_w L$, the outer one differentiates
 # $g\cdot v$ ("double backward"). The forward-over-reverse form pushes $v$ forward (a Jacobian-vector product)
-# through the computation of $g$, which is cheaper in memory. Both, written out for a Keras model:
+# through the computation of $g$, which is cheaper in memory. Both, written out for a Keras model; first the
+# double backward:
 
-# %% tags=["hide-input"]
+# %%
 def hvp_double_backward(model, x, y, v):
-    """000 Listing 5.1: the outer tape differentiates the gradient in the direction v."""
+    """Haink 2023a, Listing 5.1: the outer tape differentiates the gradient along v."""
     w = [params.tf_variable(t) for t in model.trainable_variables]
     with tf.GradientTape() as outer:
         with tf.GradientTape() as inner:
@@ -111,6 +112,10 @@ def hvp_double_backward(model, x, y, v):
     return outer.gradient(g, w, output_gradients=params.unflatten(v, w))
 
 
+# %% [markdown]
+# and forward over reverse, where a forward-mode accumulator watches the reverse-mode gradient:
+
+# %%
 def hvp_forward_over_reverse(model, x, y, v):
     """A forward-mode accumulator carries v through the reverse-mode gradient computation."""
     w = [params.tf_variable(t) for t in model.trainable_variables]
@@ -133,47 +138,40 @@ def load(spec):
 
 
 ds_a = load(cfg["data_a"])
-print(
-    f"{ds_a.name}: {len(ds_a.x_train)} training and {len(ds_a.x_test)} test images of shape"
-    f" {ds_a.input_shape}"
-)
+print(f"{ds_a.name}: {len(ds_a.x_train)} training and {len(ds_a.x_test)} test images of shape"
+      f" {ds_a.input_shape}")
 
 
 def mlp_a(dtype="float32"):
     return models.mlp(ds_a.input_shape, hidden=cfg["hidden_a"], num_classes=ds_a.num_classes,
                       seed=helpers.seed("mlp-a"), dtype=dtype)
 
-
+# %% tags=["hide-input"]
 def train_mlp(ds, spec, hidden, train, decay):
     """Train an MLP with SGD (cached); returns the model, its run and its cache key."""
     key = dict(train, data=spec, hidden=hidden, decay=decay, seed=helpers.seed("mlp-a"))
-    build = lambda: models.mlp(
-        ds.input_shape, hidden=hidden, num_classes=ds.num_classes, seed=helpers.seed("mlp-a")
-    )
-    kw = dict(
-        train, lr=training.exponential_decay(train["lr"], decay), seed=helpers.seed("train-a")
-    )
-    model, run = ht.train_cached(
-        "ch4-mlp", build, (ds.x_train, ds.y_train), key, kw, eval_data=(ds.x_test, ds.y_test)
-    )
+    build = lambda: models.mlp(ds.input_shape, hidden=hidden, num_classes=ds.num_classes,
+                               seed=helpers.seed("mlp-a"))
+    lr = training.exponential_decay(train["lr"], decay)
+    kw = dict(train, lr=lr, seed=helpers.seed("train-a"))
+    model, run = ht.train_cached("ch4-mlp", build, (ds.x_train, ds.y_train), key, kw,
+                                 eval_data=(ds.x_test, ds.y_test))
     return model, run, key
 
-
+# %% tags=["hide-input"]
 def layer_eig(model64, x, y, layer, key, check=True):
     """Eigenvalues (decreasing) and eigenvectors of one layer's Hessian block, cached."""
 
     def compute():
-        lam_, V_ = np.linalg.eigh(
-            operators.hessian(model64, losses.cross_entropy, (x, y), variables=layer,
-                              batch_size=512, check=check).to_dense()
-        )
+        op = operators.hessian(model64, losses.cross_entropy, (x, y), variables=layer,
+                               batch_size=512, check=check)
+        lam_, V_ = np.linalg.eigh(op.to_dense())
         return {"eigenvalues": lam_[::-1].copy(), "eigenvectors": V_[:, ::-1].copy()}
 
-    return helpers.cache.cached(
-        "ch4-layer-spectrum", dict(key, layer=layer, n=len(x)), compute, verbose=False
-    )
+    key = dict(key, layer=layer, n=len(x))
+    return helpers.cache.cached("ch4-layer-spectrum", key, compute, verbose=False)
 
-
+# %% tags=["hide-input"]
 m64 = mlp_a("float64")
 xb = ds_a.x_train[: cfg["hvp_batch"]].astype(np.float64)
 yb = ds_a.y_train[: cfg["hvp_batch"]]
@@ -182,31 +180,27 @@ print(f"P = {P_a} parameters")
 
 # %% tags=["hide-input"]
 def dense_hessian_by_jacobian(model, x, y):
+    """The reference: the Jacobian of the gradient by TensorFlow's jacobian (no HVP code)."""
     w = [params.tf_variable(t) for t in model.trainable_variables]
     with tf.GradientTape(persistent=True) as t2:
         with tf.GradientTape() as t1:
             loss = tf.reduce_mean(losses.cross_entropy(y, model(x)))
         g = params.flatten(t1.gradient(loss, w))
-    return np.concatenate(
-        [tf.reshape(b, (g.shape[0], -1)).numpy() for b in t2.jacobian(g, w)], axis=1
-    )
+    blocks = [tf.reshape(b, (g.shape[0], -1)).numpy() for b in t2.jacobian(g, w)]
+    return np.concatenate(blocks, axis=1)
 
-
+# %% tags=["hide-input"]
 v = np.random.default_rng(helpers.seed("hvp-v")).normal(size=P_a)
 reference = dense_hessian_by_jacobian(m64, xb, yb) @ v if P_a <= 5000 else None
-products = {
-    "double backward (listing 5.1)": (
-        params.flatten(hvp_double_backward(m64, xb, yb, v)).numpy()
-    ),
-    "forward over reverse": params.flatten(hvp_forward_over_reverse(m64, xb, yb, v)).numpy(),
-}
+flat = lambda grads: params.flatten(grads).numpy()
+products = {"double backward (listing 5.1)": flat(hvp_double_backward(m64, xb, yb, v)),
+            "forward over reverse": flat(hvp_forward_over_reverse(m64, xb, yb, v))}
 for method in ("forward_over_reverse", "double_backward"):
     op = operators.hessian(m64, losses.cross_entropy, (xb, yb), method=method)
     products[f"operators.hessian({method})"] = op.matvec(v).numpy()
 base = reference if reference is not None else products["forward over reverse"]
-hvp_errors = {
-    k: float(np.linalg.norm(p - base) / np.linalg.norm(base)) for k, p in products.items()
-}
+hvp_errors = {k: float(np.linalg.norm(p - base) / np.linalg.norm(base))
+              for k, p in products.items()}
 for k, e in hvp_errors.items():
     print(f"I-HVP  {k:38s} relative error {e:.1e}")
 assert max(hvp_errors.values()) <= 1e-10, hvp_errors
@@ -231,6 +225,7 @@ acc_final = float(hist_a["test_acc"][-1])
 print(f"trained {cfg['train_a']['epochs']} epochs: training loss {hist_a['loss'][-1]:.4f}, "
       f"training accuracy {hist_a['acc'][-1]:.4f}, test accuracy {acc_final:.4f}")
 
+# %% tags=["hide-input"]
 n_h = len(ds_a.x_train) if cfg["hess_examples_a"] is None else cfg["hess_examples_a"]
 n_h = min(n_h, len(ds_a.x_train))
 xh, yh = ds_a.x_train[:n_h].astype(np.float64), ds_a.y_train[:n_h]
@@ -246,8 +241,9 @@ def float64_copy(weights):
 net64 = float64_copy(net_a.get_weights())
 op_a = operators.hessian(net64, losses.cross_entropy, (xh, yh), batch_size=512)
 
-
+# %% tags=["hide-input"]
 def full_spectrum(weights, vectors=True):
+    """Every eigenvalue (decreasing) of the Hessian at ``weights``, and the eigenvectors."""
     net64.set_weights([np.asarray(w, np.float64) for w in weights])
     H = op_a.to_dense(max_bytes=int(cfg["dense_max_gb"] * 2**30))
     net64.set_weights([np.asarray(w, np.float64) for w in net_a.get_weights()])
@@ -256,23 +252,17 @@ def full_spectrum(weights, vectors=True):
     lam, V = np.linalg.eigh(H)
     return {"eigenvalues": lam[::-1].copy(), "eigenvectors": V[:, ::-1].astype(np.float32)}
 
-
+# %% tags=["hide-input"]
 key_a = dict(key_net_a, n=n_h)
-spec_a = helpers.cache.cached(
-    "ch4-spectrum-trained", key_a, lambda: full_spectrum(net_a.get_weights()), verbose=False
-)
-spec_0 = helpers.cache.cached(
-    "ch4-spectrum-init",
-    key_a,
-    lambda: full_spectrum(run_a["initial"], vectors=False),
-    verbose=False,
-)
+spec_a = helpers.cache.cached("ch4-spectrum-trained", key_a,
+                              lambda: full_spectrum(net_a.get_weights()), verbose=False)
+spec_0 = helpers.cache.cached("ch4-spectrum-init", key_a, verbose=False,
+                              compute=lambda: full_spectrum(run_a["initial"], vectors=False))
 lam, Vh = spec_a["eigenvalues"], spec_a["eigenvectors"].astype(np.float64)
 lam0 = spec_0["eigenvalues"]
 w_flat = params.get_flat(net64.trainable_variables).numpy()
-print(
-    f"Hessian {P_a} x {P_a} on {n_h} examples: eigenvalues from {lam[-1]:.4f} to {lam[0]:.4f}"
-)
+print(f"Hessian {P_a} x {P_a} on {n_h} examples: eigenvalues from {lam[-1]:.4f} to"
+      f" {lam[0]:.4f}")
 
 # %% [markdown]
 # **Lanczos.** For large $P$ one cannot diagonalise; the Lanczos method builds an orthonormal basis
@@ -293,55 +283,35 @@ v0 = np.random.default_rng(helpers.seed("lanczos-v0")).normal(size=P_a)
 matvec = lambda q: op_a.matvec(q).numpy()
 ritz_plain, orth_plain = ht.lanczos_plain(matvec, v0, m_steps, reorthogonalize=False)
 ritz_full, orth_full = ht.lanczos_plain(matvec, v0, m_steps, reorthogonalize=True)
-
-
-def copies_of_top(ritz, top, rel=1e-6):
-    return int(np.sum(np.abs(ritz - top) <= rel * abs(top)))
-
-
-print(
-    f"orthogonality loss max|Q^T Q - I|: plain {orth_plain:.1e}, re-orthogonalised"
-    f" {orth_full:.1e}"
-)
-print(
-    f"Ritz values equal to lambda_1 = {lam[0]:.6f}: plain"
-    f" {copies_of_top(ritz_plain, lam[0])}, re-orthogonalised"
-    f" {copies_of_top(ritz_full, lam[0])}"
-)
+copies_of_top = lambda ritz, top, rel=1e-6: int(np.sum(np.abs(ritz - top) <= rel * abs(top)))
+print(f"orthogonality loss max|Q^T Q - I|: plain {orth_plain:.1e}, re-orthogonalised"
+      f" {orth_full:.1e}")
+n_plain, n_full = copies_of_top(ritz_plain, lam[0]), copies_of_top(ritz_full, lam[0])
+print(f"Ritz values equal to lambda_1 = {lam[0]:.6f}: plain {n_plain}, re-orthogonalised"
+      f" {n_full}")
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Ritz values after the Lanczos steps, without (upper row) and with (lower row) full re-orthogonalisation, against the exact top eigenvalues (grey lines). Points stacked on one grey line are copies of one eigenvalue: ghosts of the plain recursion."}, "image": {"alt": "Two rows of dots along an eigenvalue axis with vertical grey lines at the exact largest eigenvalues; the upper row has several dots on the same lines."}}
 fig, ax = plotting.subplots(1, 1, width=7.5, height=3.2)
 top = np.sort(lam)[::-1][:12]
-for y0, ritz, name in (
-    (1, ritz_plain, "plain recursion"),
-    (0, ritz_full, "full re-orthogonalisation"),
-):
+runs = ((1, ritz_plain, "plain recursion"), (0, ritz_full, "full re-orthogonalisation"))
+for y0, ritz, name in runs:
     r = ritz[ritz > top[-1] * 0.9]
-    ax.scatter(
-        r,
-        np.full(r.size, y0) + np.random.default_rng(0).uniform(-0.12, 0.12, r.size),
-        s=18,
-        label=name,
-    )
+    jitter = np.random.default_rng(0).uniform(-0.12, 0.12, r.size)
+    ax.scatter(r, np.full(r.size, y0) + jitter, s=18, label=name)
 for t in top:
     ax.axvline(t, color="0.6", lw=0.8, zorder=0)
 ax.set_yticks([0, 1], ["re-orthogonalised", "plain"])
 ax.set_xlabel("Ritz value (eigenvalue units of the loss curvature)")
-ax.set_title(
-    f"Top Ritz values after {m_steps} Lanczos steps; grey lines: exact eigenvalues (eigh)"
-)
+ax.set_title(f"Top Ritz values after {m_steps} Lanczos steps; grey lines: exact eigenvalues"
+             " (eigh)")
 plt.show()
 
 # %%
-n_plain, n_full = copies_of_top(ritz_plain, lam[0]), copies_of_top(ritz_full, lam[0])
-display(
-    Markdown(
-        f"Without re-orthogonalisation the largest eigenvalue appears **{n_plain}** times"
-        f" among the {m_steps} Ritz values (ghosts: the stacked points on the grey lines),"
-        f" with it **{n_full}** time(s); the Lanczos vectors of the plain recursion are far"
-        f" from orthogonal (loss {orth_plain:.1e} against {orth_full:.1e})."
-    )
-)
+display(Markdown(
+    f"Without re-orthogonalisation the largest eigenvalue appears **{n_plain}** times"
+    f" among the {m_steps} Ritz values (ghosts: the stacked points on the grey lines),"
+    f" with it **{n_full}** time(s); the Lanczos vectors of the plain recursion are far"
+    f" from orthogonal (loss {orth_plain:.1e} against {orth_full:.1e})."))
 
 # %% [markdown]
 # `helpers.eigensolvers.lanczos` re-orthogonalises fully and stops when the wanted Ritz pairs have converged;
@@ -367,23 +337,17 @@ assert lanczos_err <= 1e-8
 # %% tags=["hide-input"]
 lam_wd = cfg["weight_decay"]
 last = models.weight_layers(net64)[-1]
-blocks = [  # check=False: op_a's construction has checked net64 for determinism
-    operators.hessian(net64, losses.cross_entropy, (xh, yh), variables=last, weight_decay=wd,
-                      batch_size=512, check=False).to_dense()
-    for wd in (0.0, lam_wd)
-]
+# check=False: op_a's construction has checked net64 for determinism
+hess_wd = lambda wd, **kw: operators.hessian(
+    net64, losses.cross_entropy, (xh, yh), weight_decay=wd, batch_size=512, check=False, **kw)
+blocks = [hess_wd(wd, variables=last).to_dense() for wd in (0.0, lam_wd)]
 shift_block = np.linalg.eigvalsh(blocks[1]) - np.linalg.eigvalsh(blocks[0])
-op_wd = operators.hessian(
-    net64, losses.cross_entropy, (xh, yh), weight_decay=lam_wd, batch_size=512, check=False
-)
-top_wd = eigensolvers.lanczos(op_wd, 10, tol=1e-10, seed=helpers.seed("lanczos")).eigenvalues
-wd_err = max(
-    np.max(np.abs(shift_block - 2 * lam_wd)), np.max(np.abs(top_wd - lam[:10] - 2 * lam_wd))
-)
-print(
-    f"I-WD: every eigenvalue shifts by 2*lambda = {2 * lam_wd:g}; largest deviation"
-    f" {wd_err:.1e}"
-)
+top_wd = eigensolvers.lanczos(hess_wd(lam_wd), 10, tol=1e-10,
+                              seed=helpers.seed("lanczos")).eigenvalues
+wd_err = max(np.max(np.abs(shift_block - 2 * lam_wd)),
+             np.max(np.abs(top_wd - lam[:10] - 2 * lam_wd)))
+print(f"I-WD: every eigenvalue shifts by 2*lambda = {2 * lam_wd:g}; largest deviation"
+      f" {wd_err:.1e}")
 assert wd_err <= 1e-9
 
 # %% [markdown]
@@ -403,8 +367,6 @@ assert wd_err <= 1e-9
 C = ds_a.num_classes
 n_out, edge = spectra.ratio_outliers(lam, 3 * C)
 n_out0, edge0 = spectra.ratio_outliers(lam0, 3 * C)
-
-
 fig, axes = plotting.subplots(1, 2, width=3.75, height=3.2)
 for ax, values, name, k, e in ((axes[0], lam, "trained", n_out, edge),
                                (axes[1], lam0, "initialisation", n_out0, edge0)):
@@ -423,32 +385,23 @@ m_out = {"outliers": n_out, "C": C, "negative fraction": float(np.mean(lam < -1e
          "lambda_min/lambda_max": float(lam[-1] / lam[0]),
          "median |lambda| / lambda_max": float(np.median(np.abs(lam)) / lam[0])}
 _ = findings.record(
-    "F-OUT",
-    "000 Sec. 7.5, Fig. 7.15; 003 Sec. 3",
+    "F-OUT", "000 Sec. 7.5, Fig. 7.15; 003 Sec. 3",
     "the trained full-network spectrum has a bulk near zero, a few large outliers and a "
     "small negative part; the number of outliers is within C ± 2 (C = number of classes)",
     m_out,
-    lambda m: abs(m["outliers"] - m["C"]) <= 2
-    and 0 < m["negative fraction"] < 0.5
-    and abs(m["lambda_min/lambda_max"]) < 0.1
-    and m["median |lambda| / lambda_max"] < 0.01,
-    note=(
-        f"bulk edge {edge:.3g}; largest ratio lambda_k/lambda_k+1 = "
-        f"{lam[n_out - 1] / lam[n_out]:.2f}; the first-gap rule counts "
-        f"{spectra.count_outliers(lam)}"
-    ),
-)
+    lambda m: abs(m["outliers"] - m["C"]) <= 2 and 0 < m["negative fraction"] < 0.5
+    and abs(m["lambda_min/lambda_max"]) < 0.1 and m["median |lambda| / lambda_max"] < 0.01,
+    note=(f"bulk edge {edge:.3g}; largest ratio lambda_k/lambda_k+1 = "
+          f"{lam[n_out - 1] / lam[n_out]:.2f}; the first-gap rule counts "
+          f"{spectra.count_outliers(lam)}"))
+
+# %% tags=["hide-input"]
 _ = findings.record(
-    "F-INIT",
-    "000 Sec. 7.6, Fig. 7.20",
+    "F-INIT", "000 Sec. 7.6, Fig. 7.20",
     "at initialisation the spectrum already has separated outliers",
-    {
-        "outliers at initialisation (first-gap rule)": spectra.count_outliers(lam0),
-        "outliers at initialisation (ratio rule)": n_out0,
-        "outliers trained": n_out,
-    },
-    lambda m: m["outliers at initialisation (first-gap rule)"] >= 2,
-)
+    {"outliers at initialisation (first-gap rule)": spectra.count_outliers(lam0),
+     "outliers at initialisation (ratio rule)": n_out0, "outliers trained": n_out},
+    lambda m: m["outliers at initialisation (first-gap rule)"] >= 2)
 
 # %% mystnb={"figure": {"caption": "The bulk of the trained spectrum near zero, with and without weight decay: weight decay moves the whole density by $2\\lambda$ (dashed line), as I-WD states."}, "image": {"alt": "Two density curves of the eigenvalues near zero, the second shifted right by a constant, with a dashed vertical line at the shift."}}
 fig, ax = plotting.subplots(1, 1, width=7.5, height=3.0)
@@ -484,31 +437,28 @@ plt.show()
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "The weight product $|h_i \\cdot w|/\\|w\\|$ of each Hessian eigenvector $h_i$ with the trained weights, eigenvalues in decreasing order: how much of the weight vector lies along each direction (F-WPROD)."}, "image": {"alt": "Scatter of weight products against eigenvector index, from the largest eigenvalue on the left to the smallest on the right."}}
 wprod = ht.weight_product(Vh, w_flat)
 idx = np.arange(1, P_a + 1)
-top1 = float(wprod[: max(1, P_a // 100)].mean())
-mid = float(wprod[P_a // 10: 3 * P_a // 10].mean())
 fig, ax = plotting.subplots(1, 1, width=7.5, height=3.2)
 ax.semilogy(idx, wprod, ".", ms=2, alpha=0.4, label="$|h_i\\cdot w|/\\|w\\|$")
 run = np.convolve(wprod, np.ones(25) / 25, mode="same")
 ax.semilogy(idx, run, color=plotting.PALETTE[3], label="running mean (25)")
-ax.axvspan(
-    P_a // 10, 3 * P_a // 10, color="0.85", zorder=0, label="10th-30th percentile of indices"
-)
-ax.set(
-    xlabel="eigenvector index i (eigenvalues in decreasing order)",
-    ylabel="weight product",
-    title="How much of the trained weight vector lies along each eigenvector",
-)
+ax.axvspan(P_a // 10, 3 * P_a // 10, color="0.85", zorder=0,
+           label="10th-30th percentile of indices")
+ax.set(xlabel="eigenvector index i (eigenvalues in decreasing order)",
+       ylabel="weight product",
+       title="How much of the trained weight vector lies along each eigenvector")
 fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=3, fontsize=8)
 plt.show()
+
+# %% tags=["hide-input"]
+top1 = float(wprod[: max(1, P_a // 100)].mean())
+mid = float(wprod[P_a // 10: 3 * P_a // 10].mean())
 _ = findings.record(
-    "F-WPROD",
-    "000 Sec. 7.2, Fig. 7.2 and 7.8",
+    "F-WPROD", "000 Sec. 7.2, Fig. 7.2 and 7.8",
     "eigenvectors of the largest eigenvalues have a smaller weight product |h_i·w|/‖w‖ than"
     " those of intermediate eigenvalues (mean over top 1% < mean over the 10th-30th"
     " percentile of indices)",
     {"mean top 1%": top1, "mean 10th-30th percentile": mid},
-    lambda m: m["mean top 1%"] < m["mean 10th-30th percentile"],
-)
+    lambda m: m["mean top 1%"] < m["mean 10th-30th percentile"])
 
 # %% [markdown]
 # **Accumulated eigenvectors.** Rebuild the network from its first $k$ components,
@@ -519,35 +469,27 @@ _ = findings.record(
 # components but without the negative ones stays below full accuracy (we require it to be at least one
 # percentage point below the final test accuracy).
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "Test accuracy (left) and test loss (right) of the weights rebuilt from the first $k$ eigenvectors, $w_{add}(k)$, against the fraction of eigenvectors added, for several orders of adding them (F-ACC20). The dashed line is 95% of the trained network's accuracy, the dotted line the last non-negative eigenvalue."}, "image": {"alt": "Two line plots against the fraction of eigenvectors added, test accuracy and test loss, one line per ordering, with reference lines at 95% of the final accuracy and at the last non-negative eigenvalue."}}
+# %% tags=["hide-input"]
 counts = np.unique(np.r_[np.linspace(0, P_a, 41).astype(int), np.sum(lam >= 0)])
 order_alg = np.arange(P_a)
 order_abs = np.argsort(-np.abs(lam), kind="stable")
 x_te, y_te = ds_a.x_test.astype(np.float64), ds_a.y_test
-curves = {
-    name: ht.accumulation_curve(
-        net64, losses.cross_entropy, x_te, y_te, Vh, counts, order=o, w=w_flat
-    )
-    for name, o in (("algebraic", order_alg), ("by magnitude", order_abs))
-}
+curves = {name: ht.accumulation_curve(net64, losses.cross_entropy, x_te, y_te, Vh, counts,
+                                      order=o, w=w_flat)
+          for name, o in (("algebraic", order_alg), ("by magnitude", order_abs))}
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Test accuracy (left) and test loss (right) of the weights rebuilt from the first $k$ eigenvectors, $w_{add}(k)$, against the fraction of eigenvectors added, for several orders of adding them (F-ACC20). The dashed line is 95% of the trained network's accuracy, the dotted line the last non-negative eigenvalue."}, "image": {"alt": "Two line plots against the fraction of eigenvectors added, test accuracy and test loss, one line per ordering, with reference lines at 95% of the final accuracy and at the last non-negative eigenvalue."}}
 fig, axes = plotting.subplots(1, 2, width=3.75, height=3.2)
 for name, (l_k, a_k) in curves.items():
     axes[0].plot(counts / P_a, a_k, "o-", ms=3, label=name)
     axes[1].semilogy(counts / P_a, l_k, "o-", ms=3, label=name)
 axes[0].axhline(0.95 * acc_final, color="0.5", ls="--", lw=1, label="95% of final accuracy")
-axes[0].axvline(
-    np.sum(lam >= 0) / P_a, color="0.5", ls=":", lw=1, label="last non-negative eigenvalue"
-)
-axes[0].set(
-    xlabel="fraction of eigenvectors added",
-    ylabel="test accuracy",
-    title="Accuracy of $w_{add}(k)$",
-)
-axes[1].set(
-    xlabel="fraction of eigenvectors added",
-    ylabel="test loss (cross-entropy)",
-    title="Loss of $w_{add}(k)$",
-)
+axes[0].axvline(np.sum(lam >= 0) / P_a, color="0.5", ls=":", lw=1,
+                label="last non-negative eigenvalue")
+axes[0].set(xlabel="fraction of eigenvectors added", ylabel="test accuracy",
+            title="Accuracy of $w_{add}(k)$")
+axes[1].set(xlabel="fraction of eigenvectors added", ylabel="test loss (cross-entropy)",
+            title="Loss of $w_{add}(k)$")
 axes[0].legend(fontsize=8)
 plt.show()
 
@@ -558,33 +500,28 @@ frac95 = float(counts[reach[0]] / P_a) if reach.size else 1.0
 n_nonneg = int(np.sum(lam >= 0))
 acc_nonneg = float(curves["algebraic"][1][list(counts).index(n_nonneg)])
 # the margins of both conditions, each with the standard error of a paired accuracy difference
-ok_full = ht.correct_predictions(net64, x_te, y_te, w_flat)
-ok_quarter = ht.correct_predictions(
-    net64, x_te, y_te, ht.accumulated_weights(Vh, w_flat, P_a // 4, order_abs))
-ok_nonneg = ht.correct_predictions(
-    net64, x_te, y_te, ht.accumulated_weights(Vh, w_flat, n_nonneg)
-)
+correct = lambda w: ht.correct_predictions(net64, x_te, y_te, w)
+ok_full = correct(w_flat)
+ok_quarter = correct(ht.accumulated_weights(Vh, w_flat, P_a // 4, order_abs))
+ok_nonneg = correct(ht.accumulated_weights(Vh, w_flat, n_nonneg))
 d_quarter, se_quarter = ht.paired_accuracy_difference(ok_quarter, ok_full)
 d_nonneg, se_nonneg = ht.paired_accuracy_difference(ok_full, ok_nonneg)
+
+# %% tags=["hide-input"]
 _ = findings.record(
-    "F-ACC20",
-    "000 Sec. 7.2 and 7.4, Figs. 7.4, 7.9-7.11",
+    "F-ACC20", "000 Sec. 7.2 and 7.4, Figs. 7.4, 7.9-7.11",
     "adding eigenvectors sorted by |eigenvalue| (000 eq. 7.3), ≤ 25% of them recover 95% of"
     " the final test accuracy; sorted algebraically, the negative eigenvalues are needed for"
     " full accuracy",
-    {
-        "fraction for 95% (by magnitude)": frac95,
-        "accuracy without negative eigenvectors": acc_nonneg,
-        "final test accuracy": acc_final,
-        "test images": len(y_te),
-        "margin at 25%: acc - 0.95 acc_final": d_quarter + 0.05 * acc_final,
-        "standard error of the margin at 25%": se_quarter,
-        "margin without negatives: acc_final - 0.01 - acc": d_nonneg - 0.01,
-        "standard error of the margin without negatives": se_nonneg,
-    },
+    {"fraction for 95% (by magnitude)": frac95,
+     "accuracy without negative eigenvectors": acc_nonneg, "final test accuracy": acc_final,
+     "test images": len(y_te),
+     "margin at 25%: acc - 0.95 acc_final": d_quarter + 0.05 * acc_final,
+     "standard error of the margin at 25%": se_quarter,
+     "margin without negatives: acc_final - 0.01 - acc": d_nonneg - 0.01,
+     "standard error of the margin without negatives": se_nonneg},
     lambda m: m["fraction for 95% (by magnitude)"] <= 0.25
-    and m["accuracy without negative eigenvectors"] <= m["final test accuracy"] - 0.01,
-)
+    and m["accuracy without negative eigenvectors"] <= m["final test accuracy"] - 0.01)
 
 # %% [markdown]
 # Both conditions are judged on the test set, so each has a margin and a measurement error. A margin is
@@ -603,42 +540,38 @@ _ = findings.record(
 # the loss *change* $L - L(w)$ as well, a much stricter test). The verdict is taken further down, on a
 # larger MLP like the one {cite:t}`haink2023hessian` used; this small one's figures are reported beside it.
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "The training loss along single eigenvector directions, $w + \\alpha h_i$, for a few eigenvectors; each panel's title gives the eigenvalue and the weight's component along $h_i$. The dashed curve is the quadratic model of the eigenvalue; the grey line marks the trained weights (F-QUAD)."}, "image": {"alt": "Small line plots of training loss against the step alpha along one eigenvector each, with a dashed quadratic model for comparison."}}
+# %% tags=["hide-input"]
 with tf.GradientTape() as tape:
     loss_h = tf.reduce_mean(losses.cross_entropy(yh, net64(xh)))
-g_flat = params.flatten(
-    tape.gradient(loss_h, [params.tf_variable(t) for t in net64.trainable_variables])
-).numpy()
+w_vars = [params.tf_variable(t) for t in net64.trainable_variables]
+g_flat = params.flatten(tape.gradient(loss_h, w_vars)).numpy()
 L0 = float(ht.evaluate_flat(net64, losses.cross_entropy, xh, yh, w_flat[None])[0][0])
 i_wp = int(np.argmax(wprod))
-fig, axes = plotting.subplots(1, 2, width=3.75, height=3.2)
-quad_err = None
-for ax, i in zip(axes, (0, i_wp)):
+along = {}  # the loss and its quadratic model along h_1 and along the largest weight product
+for i in (0, i_wp):
     h, th = Vh[:, i], float(w_flat @ Vh[:, i])
     deltas = np.linspace(-1.2 * max(abs(th), 0.3), 1.2 * max(abs(th), 0.3), 61)
     L = ht.loss_along(net64, losses.cross_entropy, xh, yh, h, deltas)
-    Lq = L0 + (g_flat @ h) * deltas + 0.5 * lam[i] * deltas**2
+    along[i] = th, deltas, L, L0 + (g_flat @ h) * deltas + 0.5 * lam[i] * deltas**2
+th, deltas, L, Lq = along[0]
+near = np.abs(deltas) <= 0.1
+quad_small = {"max |L - L_quad| / L": float(np.max(np.abs(L[near] - Lq[near]) / L[near])),
+              "max |L - L_quad| / |L - L(w)|": float(np.max(
+                  np.abs(L[near] - Lq[near]) / np.maximum(np.abs(L[near] - L0), 1e-300)))}
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The training loss along single eigenvector directions, $w + \\alpha h_i$, for a few eigenvectors; each panel's title gives the eigenvalue and the weight's component along $h_i$. The dashed curve is the quadratic model of the eigenvalue; the grey line marks the trained weights (F-QUAD)."}, "image": {"alt": "Small line plots of training loss against the step alpha along one eigenvector each, with a dashed quadratic model for comparison."}}
+fig, axes = plotting.subplots(1, 2, width=3.75, height=3.2)
+for ax, i in zip(axes, (0, i_wp)):
+    th, deltas, L, Lq = along[i]
     ax.plot(th + deltas, L, label="loss")
     ax.plot(th + deltas, Lq, "--", label="quadratic model")
     ax.axvspan(th - 0.1, th + 0.1, color="0.85", zorder=0)
     ax.axvline(0, color="0.5", lw=0.8)
-    ax.set(
-        xlabel="$\\alpha$ (component along $h_i$)",
-        ylabel="training loss",
-        title=f"$h_{{{i + 1}}}$: $\\lambda$={lam[i]:.3g}, $w\\cdot h$={th:.3g}",
-        ylim=(0, max(L.max(), L0 * 3)),
-    )
+    ax.set(xlabel="$\\alpha$ (component along $h_i$)", ylabel="training loss",
+           title=f"$h_{{{i + 1}}}$: $\\lambda$={lam[i]:.3g}, $w\\cdot h$={th:.3g}",
+           ylim=(0, max(L.max(), L0 * 3)))
     ax.legend()
-    if i == 0:
-        near = np.abs(deltas) <= 0.1
-        quad_err = float(np.max(np.abs(L[near] - Lq[near]) / L[near]))
-        quad_err_change = float(
-            np.max(np.abs(L[near] - Lq[near]) / np.maximum(np.abs(L[near] - L0), 1e-300))
-        )
 plt.show()
-quad_small = {
-    "max |L - L_quad| / L": quad_err, "max |L - L_quad| / |L - L(w)|": quad_err_change
-}
 
 # %% [markdown]
 # The shaded band is $|\delta| \le 0.1$; the vertical line is $\alpha = 0$, the network without that component.
@@ -652,25 +585,20 @@ quad_small = {
 
 # %% tags=["hide-input"]
 ds_l = load(cfg["data_l"])
-net_l, run_l, key_l = train_mlp(
-    ds_l, cfg["data_l"], cfg["hidden_l"], cfg["train_l"], cfg["lr_decay_l"]
-)
+net_l, run_l, key_l = train_mlp(ds_l, cfg["data_l"], cfg["hidden_l"], cfg["train_l"],
+                                cfg["lr_decay_l"])
 layer = cfg["layer_l"]
-net_l64 = models.mlp(
-    ds_l.input_shape, hidden=cfg["hidden_l"], num_classes=ds_l.num_classes, dtype="float64"
-)
+net_l64 = models.mlp(ds_l.input_shape, hidden=cfg["hidden_l"], num_classes=ds_l.num_classes,
+                     dtype="float64")
 net_l64.set_weights([w.astype(np.float64) for w in net_l.get_weights()])
 n_l = min(n_h, len(ds_l.x_train))
-spec_l = layer_eig(
-    net_l64, ds_l.x_train[:n_l].astype(np.float64), ds_l.y_train[:n_l], layer, key_l
-)
+x_l, y_l = ds_l.x_train[:n_l].astype(np.float64), ds_l.y_train[:n_l]
+spec_l = layer_eig(net_l64, x_l, y_l, layer, key_l)
 lam_l, V_l = spec_l["eigenvalues"], spec_l["eigenvectors"]
 kernel = params.tf_variable(params.select_variables(net_l64, layer)[0]).numpy()
 nu, F = ht.singular_matrix_overlaps(kernel, V_l[: kernel.size])
-print(
-    f"layer {layer}: kernel {kernel.shape}, {len(lam_l)} Hessian eigenvalues, {len(nu)}"
-    " singular values"
-)
+print(f"layer {layer}: kernel {kernel.shape}, {len(lam_l)} Hessian eigenvalues, {len(nu)}"
+      " singular values")
 
 # %% mystnb={"figure": {"caption": "Overlap $|h_i \cdot \tilde w_j|/\|\tilde w_j\|$ of the layer Hessian's eigenvectors $h_i$ with the layer's singular matrices $\tilde w_j$ (brighter is larger): whether the top eigenvectors are built from the weight matrix's top singular directions."}, "image": {"alt": "Heatmap with Hessian eigenvector index on the horizontal axis and singular value index on the vertical axis."}}
 fig, ax = plotting.subplots(1, 1, width=7.5, height=3.4)
@@ -751,21 +679,23 @@ net_q64.set_weights([np.asarray(w, np.float64) for w in net_q.get_weights()])
 slices_q = ht.layer_slices(net_q64)
 P_q = sum(sl.stop - sl.start for sl in slices_q.values())
 
-
+# %% tags=["hide-input"]
 def lanczos_q():
+    """The top 50 of the full Hessian and the top 5 of every layer's block, with vectors."""
     hess = lambda v: operators.hessian(net_q64, losses.cross_entropy, (xh, yh), variables=v,
                                        batch_size=512, check=v is None)  # one check per model
     full = eigensolvers.lanczos(hess(None), 50, tol=1e-8, seed=helpers.seed("lanczos-q"))
     out = {"values": full.eigenvalues, "vectors": full.eigenvectors}
     for lname in slices_q:
-        res = eigensolvers.lanczos(
-            hess(lname), 5, tol=1e-8, seed=helpers.seed("lanczos-q", lname)
-        )
+        seed = helpers.seed("lanczos-q", lname)
+        res = eigensolvers.lanczos(hess(lname), 5, tol=1e-8, seed=seed)
         out[f"{lname}|vectors"] = res.eigenvectors
     return out
 
 
 lz_q = helpers.cache.cached("ch4-mlp-q-lanczos", dict(key_q, n=n_h), lanczos_q, verbose=False)
+
+# %% tags=["hide-input"]
 with tf.GradientTape() as tape:
     loss_q = tf.reduce_mean(losses.cross_entropy(yh, net_q64(xh)))
 g_q = params.flatten(tape.gradient(loss_q, net_q64.trainable_variables)).numpy()
@@ -774,14 +704,8 @@ d_q = np.linspace(-0.1, 0.1, 21)
 L_q = ht.loss_along(net_q64, losses.cross_entropy, xh, yh, h_q, d_q)
 Lquad_q = float(loss_q) + (g_q @ h_q) * d_q + 0.5 * lam_q1 * d_q**2
 quad_err_q = float(np.max(np.abs(L_q - Lquad_q) / L_q))
-quad_change_q = float(
-    np.max(np.abs(L_q - Lquad_q) / np.maximum(np.abs(L_q - float(loss_q)), 1e-300))
-)
-best_q = {
-    lname: ht.max_overlaps(ht.embed_layer_vectors(lz_q[f"{lname}|vectors"], sl, P_q),
-                           lz_q["vectors"])
-    for lname, sl in slices_q.items()
-}
+quad_change_q = float(np.max(np.abs(L_q - Lquad_q)
+                             / np.maximum(np.abs(L_q - float(loss_q)), 1e-300)))
 acc_q = run_q["history"]["test_acc"][-1]
 k_q = spectra.ratio_outliers(lz_q["values"], 3 * ds_a.num_classes)[0]
 print(f"MLP {cfg['hidden_q']}: P = {P_q}, test accuracy {acc_q:.4f}, lambda_1 = {lam_q1:.4g};"
@@ -789,6 +713,11 @@ print(f"MLP {cfg['hidden_q']}: P = {P_q}, test accuracy {acc_q:.4f}, lambda_1 = 
 print(f"F-QUAD: L(w) = {float(loss_q):.3g}, lambda_1 delta^2 / 2 at delta = 0.1:"
       f" {0.005 * lam_q1:.3g}; max |L - L_quad| / L for |delta| <= 0.1: {quad_err_q:.3g}"
       f" (small MLP: {quad_small['max |L - L_quad| / L']:.3g})")
+
+# %% tags=["hide-input"]
+best_q = {lname: ht.max_overlaps(ht.embed_layer_vectors(lz_q[f"{lname}|vectors"], sl, P_q),
+                                 lz_q["vectors"])
+          for lname, sl in slices_q.items()}
 for lname, b in best_q.items():
     small = best_by_layer.get(lname)
     print(f"F-LAYERFULL {lname:8s}: best overlaps of its top 5 with the full top 50:",
@@ -796,36 +725,26 @@ for lname, b in best_q.items():
 
 # %% tags=["hide-input"]
 _ = findings.record(
-    "F-QUAD",
-    "000 Sec. 7.4, Figs. 7.12-7.13",
+    "F-QUAD", "000 Sec. 7.4, Figs. 7.12-7.13",
     "along the top eigenvector the loss matches the quadratic model within 10% for |α −"
     " w·h_i| ≤ 0.1",
-    {
-        "max |L - L_quad| / L": quad_err_q,
-        "lambda_1": lam_q1,
-        "max |L - L_quad| / |L - L(w)|": quad_change_q,
-        "network": f"MLP {cfg['hidden_q']}",
-        **{f"small MLP: {k}": v for k, v in quad_small.items()},
-    },
-    lambda m: m["max |L - L_quad| / L"] <= 0.1,
-)
+    {"max |L - L_quad| / L": quad_err_q, "lambda_1": lam_q1,
+     "max |L - L_quad| / |L - L(w)|": quad_change_q, "network": f"MLP {cfg['hidden_q']}",
+     **{f"small MLP: {k}": v for k, v in quad_small.items()}},
+    lambda m: m["max |L - L_quad| / L"] <= 0.1)
+
+# %% tags=["hide-input"]
 _ = findings.record(
-    "F-LAYERFULL",
-    "000 Sec. 7.4, Fig. 7.7",
+    "F-LAYERFULL", "000 Sec. 7.4, Fig. 7.7",
     "each of the layer's top-5 eigenvectors has overlap ≥ 0.5 with some top-50 eigenvector of"
     " the full Hessian",
-    {
-        **{
-            f"smallest of the top-5 best overlaps, {n}": float(b.min())
-            for n, b in best_q.items()
-        },
-        "small MLP: smallest per layer": {n: round(float(b.min()), 3)
-                                          for n, b in best_by_layer.items()},
-    },
+    {**{f"smallest of the top-5 best overlaps, {n}": float(b.min())
+        for n, b in best_q.items()},
+     "small MLP: smallest per layer": {n: round(float(b.min()), 3)
+                                       for n, b in best_by_layer.items()}},
     lambda m: min(v for k, v in m.items() if k.startswith("smallest")) >= 0.5,
     note=f"measured on MLP {cfg['hidden_q']} by Lanczos; every weight layer is tested"
-    " (none is chosen)",
-)
+    " (none is chosen)")
 
 # %% [markdown]
 # **Where the eigenvectors live.** The share of an eigenvector's squared norm in layer $l$,
@@ -1053,26 +972,23 @@ for kind, make in (("hess", operators.hessian), ("gn", operators.gauss_newton)):
         ops_b[kind, lname] = make(m_b, losses.cross_entropy, (xb_h, yb_h), check=not ops_b,
                                   variables=None if lname == "full" else lname)
 
-
+# %% tags=["hide-input"]
 def slq_measures(weights, kinds=("hess", "gn")):
+    """SLQ nodes and weights of every operator of ``kinds`` at the given weights."""
     m_b.set_weights(weights)
     out = {}
     for (kind, lname), op in ops_b.items():
         if kind in kinds:
-            nodes, weights_, _ = eigensolvers.slq_nodes(
-                op, n_probes, n_steps, seed=helpers.seed("slq-b")
-            )
+            nodes, weights_, _ = eigensolvers.slq_nodes(op, n_probes, n_steps,
+                                                        seed=helpers.seed("slq-b"))
             out[f"{kind}|{lname}|nodes"], out[f"{kind}|{lname}|weights"] = nodes, weights_
     return out
 
 
 def slq_at(epoch):
-    return helpers.cache.cached(
-        "ch4-slq",
-        dict(key_b, n=len(xb_h), slq=cfg["slq"], epoch=epoch),
-        lambda: slq_measures(run_b["snapshots"][epoch]),
-        verbose=False,
-    )
+    key = dict(key_b, n=len(xb_h), slq=cfg["slq"], epoch=epoch)
+    compute = lambda: slq_measures(run_b["snapshots"][epoch])
+    return helpers.cache.cached("ch4-slq", key, compute, verbose=False)
 
 
 final_epoch = cfg["snapshots"][-1]
@@ -1123,86 +1039,62 @@ _ = findings.record(
 # %% tags=["hide-input"]
 def exact_layer_spectra(weights):
     m_b.set_weights(weights)
-    return {
-        lname: np.linalg.eigvalsh(ops_b["hess", lname].to_dense().astype(np.float64))
-        for lname in layers_b
-    }
+    return {lname: np.linalg.eigvalsh(ops_b["hess", lname].to_dense().astype(np.float64))
+            for lname in layers_b}
 
 
 exact_b = helpers.cache.cached(
-    "ch4-lenet-blocks",
-    dict(key_b, n=len(xb_h)),
-    lambda: exact_layer_spectra(run_b["snapshots"][final_epoch]),
-    verbose=False,
-)
+    "ch4-lenet-blocks", dict(key_b, n=len(xb_h)),
+    lambda: exact_layer_spectra(run_b["snapshots"][final_epoch]), verbose=False)
 middle = regularizers.middle_layers(layers_b)
 grid_js = np.linspace(-1.1, 1.1, 801)
 
 
 def scaled(lname):
-    nodes, wts = (
-        slq_final[f"hess|{lname}|nodes"].ravel(),
-        slq_final[f"hess|{lname}|weights"].ravel(),
-    )
-    return nodes / np.abs(nodes).max(), wts
+    nodes = slq_final[f"hess|{lname}|nodes"].ravel()
+    return nodes / np.abs(nodes).max(), slq_final[f"hess|{lname}|weights"].ravel()
 
-
+# %% tags=["hide-input"]
 full_nodes, full_w = scaled("full")
-d_full = spectra.smoothed_density(full_nodes, weights=full_w, grid=grid_js, sigma=0.02)[1]
+density = lambda nodes, wts: spectra.smoothed_density(nodes, weights=wts, grid=grid_js,
+                                                      sigma=0.02)[1]
+d_full = density(full_nodes, full_w)
 rows, C_b = [], ds_b.num_classes
 for lname in layers_b:
     nodes, wts = scaled(lname)
     w1 = spectra.wasserstein_distance(nodes, full_nodes, weights_a=wts, weights_b=full_w)
-    js = spectra.jensen_shannon_distance(
-        spectra.smoothed_density(nodes, weights=wts, grid=grid_js, sigma=0.02)[1], d_full
-    )
-    k_l = spectra.ratio_outliers(
-        exact_b[lname], min(3 * C_b, int(np.sum(exact_b[lname] > 0)) - 1)
-    )[0]
-    rows.append((lname, len(exact_b[lname]), k_l, w1, js))
+    js = spectra.jensen_shannon_distance(density(nodes, wts), d_full)
+    k_max = min(3 * C_b, int(np.sum(exact_b[lname] > 0)) - 1)
+    rows.append((lname, len(exact_b[lname]), spectra.ratio_outliers(exact_b[lname], k_max)[0],
+                 w1, js))
 print(f"{'layer':10s} {'P_l':>6s} {'outliers':>8s} {'W1 (scaled)':>12s} {'JS':>6s}  middle?")
 for r in rows:
-    print(
-        f"{r[0]:10s} {r[1]:6d} {r[2]:8d} {r[3]:12.4f} {r[4]:6.3f} "
-        f" {'yes' if r[0] in middle else ''}"
-    )
+    print(f"{r[0]:10s} {r[1]:6d} {r[2]:8d} {r[3]:12.4f} {r[4]:6.3f} "
+          f" {'yes' if r[0] in middle else ''}")
 
 # %% tags=["hide-input"]
 within = [abs(r[2] - C_b) <= 3 for r in rows]
 _ = findings.record(
-    "F-LAYEROUT",
-    "003 Sec. 3, Fig. 1",
+    "F-LAYEROUT", "003 Sec. 3, Fig. 1",
     "layerwise spectra also show about C outliers (within C ± 3) for most layers",
-    {
-        "outliers per layer": [r[2] for r in rows],
-        "C": C_b,
-        "layers within C ± 3": int(sum(within)),
-        "layers": len(rows),
-    },
-    lambda m: m["layers within C ± 3"] > m["layers"] / 2,
-)
+    {"outliers per layer": [r[2] for r in rows], "C": C_b,
+     "layers within C ± 3": int(sum(within)), "layers": len(rows)},
+    lambda m: m["layers within C ± 3"] > m["layers"] / 2)
+
+# %% tags=["hide-input"]
 closest = min(rows, key=lambda r: r[3])[0]
 w1_margin = float(min(r[3] for r in rows if r[0] not in middle)
                   - min(r[3] for r in rows if r[0] in middle))
-closest_js = min(rows, key=lambda r: r[4])[0]
 _ = findings.record(
-    "F-MIDDLE",
-    "003 Sec. 3, Figs. 3 and 12",
+    "F-MIDDLE", "003 Sec. 3, Figs. 3 and 12",
     "the layer whose spectrum is closest (Wasserstein) to the full spectrum is a middle"
     " layer",
-    {
-        "closest layer (W1)": closest,
-        "closest layer (JS)": closest_js,
-        "middle layers": middle,
-        "W1 per layer": {r[0]: round(r[3], 4) for r in rows},
-        "margin": w1_margin,
-    },
+    {"closest layer (W1)": closest, "closest layer (JS)": min(rows, key=lambda r: r[4])[0],
+     "middle layers": middle, "W1 per layer": {r[0]: round(r[3], 4) for r in rows},
+     "margin": w1_margin},
     lambda m: m["closest layer (W1)"] in m["middle layers"],
-    note=(
-        "margin: smallest W1 of the first and last layers minus smallest W1 of the middle "
-        "layers (positive: a middle layer is closest)"
-    ),
-)
+    note=("margin: smallest W1 of the first and last layers minus smallest W1 of the middle "
+          "layers (positive: a middle layer is closest)"))
 
 # %% [markdown]
 # **Robustness.** `F-LAYEROUT` depends on the global seed. With $C = 10$, the five layers had 3, 1, 9, 9
@@ -1223,81 +1115,54 @@ _ = findings.record(
 
 # %% tags=["hide-input"]
 exact_tr = float(lam.sum())
-err_h = [
-    abs(
-        estimators.hutchinson_trace(H_rebuilt, 200, seed=helpers.seed("hutch", r)).value
-        - exact_tr
-    )
-    / abs(exact_tr)
-    for r in range(20)
-]
-err_pp = [
-    abs(
-        estimators.hutchpp_trace(H_rebuilt, 100, seed=helpers.seed("hutchpp", r)).value
-        - exact_tr
-    )
-    / abs(exact_tr)
-    for r in range(20)
-]
+rel = lambda estimate: abs(estimate.value - exact_tr) / abs(exact_tr)
+err_h = [rel(estimators.hutchinson_trace(H_rebuilt, 200, seed=helpers.seed("hutch", r)))
+         for r in range(20)]
+err_pp = [rel(estimators.hutchpp_trace(H_rebuilt, 100, seed=helpers.seed("hutchpp", r)))
+          for r in range(20)]
 off_diag = H_dense - np.diag(np.diag(H_dense))
-print(
-    "Rademacher standard error of 200 probes:"
-    f" {100 * np.sqrt(2 * np.sum(off_diag ** 2) / 200) / exact_tr:.2f}% of the trace"
-)
-print(
-    f"exact trace {exact_tr:.4f}; Hutchinson (200 products): mean relative error"
-    f" {np.mean(err_h):.4f} (max {max(err_h):.4f}); Hutch++ (100 products): mean"
-    f" {np.mean(err_pp):.4f} (max {max(err_pp):.4f})"
-)
+print("Rademacher standard error of 200 probes:"
+      f" {100 * np.sqrt(2 * np.sum(off_diag ** 2) / 200) / exact_tr:.2f}% of the trace")
+print(f"exact trace {exact_tr:.4f}; Hutchinson (200 products): mean relative error"
+      f" {np.mean(err_h):.4f} (max {max(err_h):.4f}); Hutch++ (100 products): mean"
+      f" {np.mean(err_pp):.4f} (max {max(err_pp):.4f})")
 assert np.mean(err_h) <= 0.03 and np.mean(err_pp) <= np.mean(err_h)
 
 # %% [markdown]
 # **I-TRACE holds.** Now the evolution over the LeNet's training, full and per layer:
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "The largest eigenvalue (left) and the Hutchinson trace (right) of each layer's Hessian and of the full Hessian (thick black) over the training epochs, log scale (F-FLATTEN)."}, "image": {"alt": "Two log-scale line plots against epoch, one line per layer and a thick black line for the full network."}}
+# %% tags=["hide-input"]
 def monitor(weights):
+    """lambda_max (Lanczos) and Hutchinson trace of each layer block and the full Hessian."""
     m_b.set_weights(weights)
     out = {}
     for lname in layers_b + ["full"]:
         op = ops_b["hess", lname]
-        out[f"lmax|{lname}"] = eigensolvers.lanczos(
-            op, 1, tol=1e-4, seed=helpers.seed("lmax")
-        ).eigenvalues[0]
-        out[f"trace|{lname}"] = estimators.hutchinson_trace(
-            op, cfg["trace_probes"], seed=helpers.seed("tr")
-        ).value
+        lanczos = eigensolvers.lanczos(op, 1, tol=1e-4, seed=helpers.seed("lmax"))
+        out[f"lmax|{lname}"] = lanczos.eigenvalues[0]
+        out[f"trace|{lname}"] = estimators.hutchinson_trace(op, cfg["trace_probes"],
+                                                            seed=helpers.seed("tr")).value
     return out
 
 
 epochs_b = cfg["snapshots"]
-evol = [
-    helpers.cache.cached(
-        "ch4-monitor",
-        dict(key_b, n=len(xb_h), epoch=e, probes=cfg["trace_probes"]),
-        lambda e=e: monitor(run_b["snapshots"][e]),
-        verbose=False,
-    )
-    for e in epochs_b
-]
+evol = [helpers.cache.cached("ch4-monitor",
+                             dict(key_b, n=len(xb_h), epoch=e, probes=cfg["trace_probes"]),
+                             lambda e=e: monitor(run_b["snapshots"][e]), verbose=False)
+        for e in epochs_b]
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The largest eigenvalue (left) and the Hutchinson trace (right) of each layer's Hessian and of the full Hessian (thick black) over the training epochs, log scale (F-FLATTEN)."}, "image": {"alt": "Two log-scale line plots against epoch, one line per layer and a thick black line for the full network."}}
 fig, axes = plotting.subplots(1, 2, width=3.75, height=3.2)
 for lname in layers_b + ["full"]:
     style = dict(color="k", lw=2.5) if lname == "full" else {}
     for ax, q in zip(axes, ("lmax", "trace")):
-        ax.plot(
-            epochs_b,
-            [float(ev[f"{q}|{lname}"]) for ev in evol],
-            "o-",
-            ms=3,
-            label=lname,
-            **style,
-        )
-axes[0].set(
-    xlabel="epoch", ylabel="$\\lambda_{\\max}$", title="Largest eigenvalue", yscale="log"
-)
+        ax.plot(epochs_b, [float(ev[f"{q}|{lname}"]) for ev in evol], "o-", ms=3, label=lname,
+                **style)
+axes[0].set(xlabel="epoch", ylabel="$\\lambda_{\\max}$", title="Largest eigenvalue",
+            yscale="log")
 axes[1].set(xlabel="epoch", ylabel="Hutchinson trace", title="Trace", yscale="log")
-fig.legend(
-    *axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=3, fontsize=8
-)
+fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=3,
+           fontsize=8)
 plt.show()
 
 # %% tags=["hide-input"]
@@ -1306,22 +1171,14 @@ def final_over_peak(q, lname="full"):
     return float(series[-1] / series.max()), int(epochs_b[int(np.argmax(series))])
 
 
-r_l, e_l = final_over_peak("lmax")
-r_t, e_t = final_over_peak("trace")
+(r_l, e_l), (r_t, e_t) = final_over_peak("lmax"), final_over_peak("trace")
 per_layer = {lname: round(final_over_peak("trace", lname)[0], 3) for lname in layers_b}
 _ = findings.record(
-    "F-FLATTEN",
-    "003 Sec. 4, Figs. 4-6",
+    "F-FLATTEN", "003 Sec. 4, Figs. 4-6",
     "λ_max and the trace decrease after their early peak: final ≤ 0.7 × peak",
-    {
-        "lambda_max final/peak": r_l,
-        "lambda_max peak epoch": e_l,
-        "trace final/peak": r_t,
-        "trace peak epoch": e_t,
-        "layer traces final/peak": per_layer,
-    },
-    lambda m: m["lambda_max final/peak"] <= 0.7 and m["trace final/peak"] <= 0.7,
-)
+    {"lambda_max final/peak": r_l, "lambda_max peak epoch": e_l, "trace final/peak": r_t,
+     "trace peak epoch": e_t, "layer traces final/peak": per_layer},
+    lambda m: m["lambda_max final/peak"] <= 0.7 and m["trace final/peak"] <= 0.7)
 
 # %% [markdown]
 # ## The Hessian trace regulariser
@@ -1359,7 +1216,7 @@ def htr_model(variant):
         shared_b[graph] = m, reg
     return shared_b[graph]
 
-
+# %% tags=["hide-input"]
 def trace_and_loss(snapshots, products, estimator="hutchinson"):
     """Traces of Section 4.5's operator (512 images) and training losses at the snapshots."""
     op, data = ops_b["hess", "full"], (ds_b.x_train, ds_b.y_train)
@@ -1384,7 +1241,7 @@ def htr_setup(seed, variant, every=None, gamma=None):  # model, regulariser, arg
     follow = follow and gamma in (0, cfg["htr_gamma"])
     return m, reg, kw, key, cfg["htr_snapshots"] if follow else []
 
-
+# %% tags=["hide-input"]
 def htr_traces(model, run, key, snaps):
     """The final trace (Hutch++, 51 products), the trace and loss at the snapshots; cached."""
     return helpers.cache.cached(
@@ -1492,42 +1349,31 @@ display(Markdown("\n".join(rows_g)))
 # %% tags=["hide-input"]
 ratios = {}
 for f in [cfg["htr_every"]] + list(cfg["htr_every_ablation"]):
-    runs = (
-        htr["HTR all layers"]
-        if f == cfg["htr_every"]
-        else [htr_run(0, "HTR all layers", every=f)]
-    )
-    ratios[f] = np.mean([r["seconds"] for r in runs]) / np.mean(
-        [r["seconds"] for r in htr["baseline"][: len(runs)]]
-    )
-display(
-    Markdown(
-        "| update frequency $f_r$ | time per epoch, HTR / plain SGD |\n|---|---|\n"
-        + "\n".join(f"| {f} | {r:.2f} |" for f, r in sorted(ratios.items()))
-    )
-)
+    runs = (htr["HTR all layers"] if f == cfg["htr_every"]
+            else [htr_run(0, "HTR all layers", every=f)])
+    seconds = lambda rs: np.mean([r["seconds"] for r in rs])
+    ratios[f] = seconds(runs) / seconds(htr["baseline"][: len(runs)])
+display(Markdown("| update frequency $f_r$ | time per epoch, HTR / plain SGD |\n|---|---|\n"
+                 + "\n".join(f"| {f} | {r:.2f} |" for f, r in sorted(ratios.items()))))
+
+# %% tags=["hide-input"]
 _ = findings.record(
-    "F-HTR",
-    "003 Tables 1-4, Fig. 7",
+    "F-HTR", "003 Tables 1-4, Fig. 7",
     "training with HTR ends with a lower Hessian trace than without (mean over 3 seeds); its"
     " test error is reported beside the baseline, and HTR on the middle layers only beside"
     " HTR on all layers",
-    {
-        "trace baseline": stat("baseline", "trace")[0],
-        "trace HTR": stat("HTR all layers", "trace")[0],
-        "trace HTR middle": stat("HTR middle layers", "trace")[0],
-        "test error % baseline": stat("baseline", "test error %")[0],
-        "test error % HTR": stat("HTR all layers", "test error %")[0],
-        "test error % HTR middle": stat("HTR middle layers", "test error %")[0],
-        "trace HTR / baseline at matched training loss": matched_ratio,
-        "mean final trace per gamma": {
-            f"{g:g}": float(np.mean([r["trace"] for r in runs])) for g, runs in sweep.items()
-        },
-    },
+    {"trace baseline": stat("baseline", "trace")[0],
+     "trace HTR": stat("HTR all layers", "trace")[0],
+     "trace HTR middle": stat("HTR middle layers", "trace")[0],
+     "test error % baseline": stat("baseline", "test error %")[0],
+     "test error % HTR": stat("HTR all layers", "test error %")[0],
+     "test error % HTR middle": stat("HTR middle layers", "test error %")[0],
+     "trace HTR / baseline at matched training loss": matched_ratio,
+     "mean final trace per gamma": {f"{g:g}": float(np.mean([r["trace"] for r in runs]))
+                                    for g, runs in sweep.items()}},
     lambda m: m["trace HTR"] < m["trace baseline"],
     note="the matched-loss ratio and the gamma sweep are diagnostics; the verdict compares"
-    " the mean final traces at the chapter's gamma, as the finding states",
-)
+    " the mean final traces at the chapter's gamma, as the finding states")
 
 # %% tags=["hide-input"]
 f_htr = findings.get("F-HTR")

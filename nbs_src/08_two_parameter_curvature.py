@@ -824,8 +824,11 @@ display(Markdown("\n".join(describe_narrow(loss) for loss in LOSSES)
 # ## How robust are the verdicts?
 #
 # The verdicts above come from one data sample. The book's global seed can be changed, and a verdict that
-# flips with it says more about the sample than about the network; the reproduction report shows the verdicts
-# at seeds 0, 1 and 2 (`scripts/robustness.py`). Within this page, the next cell repeats the four
+# flips with it says more about the sample than about the network. The last column of the findings table at
+# the end of the chapter gives the recorded verdicts at seeds 0, 1 and 2 (`make robustness`) and, for a
+# verdict that flips, its key figure at each seed; for F-CLASSIFY that is the number of misclassified points
+# after the continued training, which can differ by a single point near the boundary. The reproduction
+# report gives every seed's figures. Within this page, the next cell repeats the four
 # measurements (same definitions and rules, with the Brioschi route for $R$, no grids) on further samples of
 # the same size, drawn from other seeds. To keep the page fast, "misclassified" is counted here at the
 # chapter's budgets, not after the 16-fold continuation that F-CLASSIFY above uses.
