@@ -753,49 +753,42 @@ _ = findings.record(
 # participation ratio $\mathrm{ipr}(h_i) = \sum_j h_{ij}^4$ is $1/P$ for a vector spread evenly, about $3/P$ for a
 # random Gaussian one and 1 for a single component ({cite:t}`haink2023hessian` Fig. 7.21).
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "Left: the share of each eigenvector's squared norm that falls in each layer (000 eq. 7.8), in bins of eigenvector index. Right: the inverse participation ratio of each eigenvector, against the levels of a random Gaussian vector (3/P, dashed) and a fully spread one (1/P, dotted)."}, "image": {"alt": "Left, stacked shares per layer against binned eigenvector index; right, inverse participation ratio against eigenvector index."}}
+# %% tags=["hide-input"]
 conc = ht.layer_concentration(Vh, slices)
 share_params = {n: (s.stop - s.start) / P_a for n, s in slices.items()}
 ipr = rmt.inverse_participation_ratio(Vh)
-fig, axes = plotting.subplots(1, 2, width=3.75, height=3.2)
 bins = np.array_split(np.arange(P_a), 60)
 centers = [b.mean() + 1 for b in bins]
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Left: the share of each eigenvector's squared norm that falls in each layer (000 eq. 7.8), in bins of eigenvector index. Right: the inverse participation ratio of each eigenvector, against the levels of a random Gaussian vector (3/P, dashed) and a fully spread one (1/P, dotted)."}, "image": {"alt": "Left, stacked shares per layer against binned eigenvector index; right, inverse participation ratio against eigenvector index."}}
+fig, axes = plotting.subplots(1, 2, width=3.75, height=3.2)
 for n in slices:
-    axes[0].plot(
-        centers,
-        [conc[n][b].mean() for b in bins],
-        label=f"{n} (params {share_params[n]:.3f})",
-    )
-axes[0].set(
-    xlabel="eigenvector index i (binned)",
-    ylabel="share of $\\|h_i\\|^2$ in the layer",
-    title="Layer concentration (000 eq. 7.8)",
-)
-axes[0].set_ylim(-0.03, 1.4)
+    axes[0].plot(centers, [conc[n][b].mean() for b in bins],
+                 label=f"{n} (params {share_params[n]:.3f})")
+axes[0].set(xlabel="eigenvector index i (binned)",
+            ylabel="share of $\\|h_i\\|^2$ in the layer",
+            title="Layer concentration (Haink 2023a, eq. 7.8)", ylim=(-0.03, 1.4))
 axes[0].legend(fontsize=8, loc="upper center", ncol=2)
 axes[1].semilogy(idx, ipr, ".", ms=2, alpha=0.5, label="Hessian eigenvectors")
-axes[1].axhline(
-    3 / P_a, color=plotting.PALETTE[3], ls="--", label="random Gaussian vector, 3/P"
-)
+axes[1].axhline(3 / P_a, color=plotting.PALETTE[3], ls="--",
+                label="random Gaussian vector, 3/P")
 axes[1].axhline(1 / P_a, color="0.4", ls=":", label="fully delocalised, 1/P")
-axes[1].set(
-    xlabel="eigenvector index i", ylabel="inverse participation ratio", title="Localisation"
-)
+axes[1].set(xlabel="eigenvector index i", ylabel="inverse participation ratio",
+            title="Localisation")
 axes[1].legend(fontsize=8)
 plt.show()
+
+# %% tags=["hide-input"]
 last_layer = models.weight_layers(net64)[-1]
+share_top = float(conc[last_layer][:10].mean())
 _ = findings.record(
-    "F-CONC",
-    "000 Sec. 7.6, Fig. 7.18",
+    "F-CONC", "000 Sec. 7.6, Fig. 7.18",
     "the top-10 eigenvectors put a larger share of their norm in the last layer than that"
     " layer's share of parameters (by a factor ≥ 2)",
-    {
-        "mean share of top 10 in last layer": float(conc[last_layer][:10].mean()),
-        "last layer's share of parameters": share_params[last_layer],
-        "ratio": float(conc[last_layer][:10].mean() / share_params[last_layer]),
-    },
-    lambda m: m["ratio"] >= 2,
-)
+    {"mean share of top 10 in last layer": share_top,
+     "last layer's share of parameters": share_params[last_layer],
+     "ratio": float(conc[last_layer][:10].mean() / share_params[last_layer])},
+    lambda m: m["ratio"] >= 2)
 
 # %% [markdown]
 # **Are the eigenvalues and eigenvectors random?** For a random symmetric matrix (the Gaussian orthogonal
@@ -826,70 +819,55 @@ nonnull = np.nonzero(~null)[0]
 pt_p = np.array([r.pvalue for r in rmt.porter_thomas_test(Vh[:, nonnull])])
 gauss = np.random.default_rng(helpers.seed("pt-control")).normal(size=(P_a, 200))
 pt_ctrl = np.array([r.pvalue for r in rmt.porter_thomas_test(gauss)])
+print(f"null space: {null.sum()} of {P_a} eigenvalues; positive non-null eigenvalues used:"
+      f" {pos.size}")
+print(f"KS against the Wigner surmise: Hessian p = {ks_hess.pvalue:.2g}, GOE control p ="
+      f" {ks_goe.pvalue:.2g}")
+print(f"Porter-Thomas: median p Hessian eigenvectors {np.median(pt_p):.2g}, Gaussian control"
+      f" {np.median(pt_ctrl):.2g}")
+
+# %% tags=["hide-input"]
 # diagnostics beside the verdict: Haink's unfolding (Gaussian kernel of width one over the
 # whole spectrum) and the spacing ratio <r>, which needs no unfolding
 # (Poisson 0.386, GOE 0.531)
 s_gauss = np.diff(spectra.unfold_gaussian(lam, sigma=1.0))
 ks_gauss = rmt.spacing_ks_test(s_gauss / s_gauss.mean())
 r_hess, r_goe = spectra.mean_spacing_ratio(pos), spectra.mean_spacing_ratio(goe)
-print(
-    f"null space: {null.sum()} of {P_a} eigenvalues; positive non-null eigenvalues used:"
-    f" {pos.size}"
-)
-print(f"000's unfolding (width 1, whole spectrum): KS p = {ks_gauss.pvalue:.2g}; "
+print(f"Haink's unfolding (width 1, whole spectrum): KS p = {ks_gauss.pvalue:.2g}; "
       f"<r> Hessian {r_hess:.3f}, GOE control {r_goe:.3f}")
-print(
-    f"KS against the Wigner surmise: Hessian p = {ks_hess.pvalue:.2g}, GOE control p ="
-    f" {ks_goe.pvalue:.2g}"
-)
-print(
-    f"Porter-Thomas: median p Hessian eigenvectors {np.median(pt_p):.2g}, Gaussian control"
-    f" {np.median(pt_ctrl):.2g}"
-)
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Left: the distribution of unfolded level spacings of the Hessian's positive part and of a GOE control, against the Wigner surmise and the Poisson law (F-NOTRANDOM). Right: the sorted components of the top eigenvector, scaled by $\sqrt{P}$, against rank (Porter-Thomas)."}, "image": {"alt": "Left, two histograms of spacings with two reference curves; right, sorted eigenvector components against rank."}}
 fig, axes = plotting.subplots(1, 2, width=3.75, height=3.2)
 s = np.linspace(0, 4, 200)
-axes[0].hist(
-    s_hess, bins=50, range=(0, 4), density=True, alpha=0.6, label="Hessian (positive part)"
-)
-axes[0].hist(
-    s_goe, bins=50, range=(0, 4), density=True, histtype="step", lw=1.5, label="GOE control"
-)
+axes[0].hist(s_hess, bins=50, range=(0, 4), density=True, alpha=0.6,
+             label="Hessian (positive part)")
+axes[0].hist(s_goe, bins=50, range=(0, 4), density=True, histtype="step", lw=1.5,
+             label="GOE control")
 axes[0].plot(s, rmt.wigner_surmise_pdf(s), "k--", label="Wigner surmise")
 axes[0].plot(s, np.exp(-s), ":", color="0.4", label="Poisson $e^{-s}$")
 axes[0].set(xlabel="unfolded spacing s", ylabel="density", title="Level spacings")
 axes[0].legend(fontsize=8)
-comp = np.sort(np.sqrt(P_a) * Vh[:, 0])
-gq = np.sort(gauss[:, 0])
-axes[1].plot(np.linspace(0, 1, P_a), comp, label="$\\sqrt{P}\\,h_1$ (sorted)")
-axes[1].plot(np.linspace(0, 1, P_a), gq, label="random Gaussian vector")
-axes[1].set(
-    xlabel="rank / P",
-    ylabel="sorted component",
-    title="Porter-Thomas: components of $h_1$",
-    ylim=(-6, 6),
-)
+rank = np.linspace(0, 1, P_a)
+axes[1].plot(rank, np.sort(np.sqrt(P_a) * Vh[:, 0]), label="$\\sqrt{P}\\,h_1$ (sorted)")
+axes[1].plot(rank, np.sort(gauss[:, 0]), label="random Gaussian vector")
+axes[1].set(xlabel="rank / P", ylabel="sorted component",
+            title="Porter-Thomas: components of $h_1$", ylim=(-6, 6))
 axes[1].legend(fontsize=8)
 plt.show()
+
+# %% tags=["hide-input"]
 _ = findings.record(
-    "F-NOTRANDOM",
-    "000 Sec. 7.5-7.6, Figs. 7.16-7.17",
+    "F-NOTRANDOM", "000 Sec. 7.5-7.6, Figs. 7.16-7.17",
     "the unfolded Hessian spacings reject the Wigner surmise (KS p < 0.01) while a GOE"
     " control of the same size does not; the Porter-Thomas test rejects the eigenvectors (p <"
     " 0.01)",
-    {
-        "KS p Hessian": ks_hess.pvalue,
-        "KS p GOE": ks_goe.pvalue,
-        "median Porter-Thomas p": float(np.median(pt_p)),
-        "median Porter-Thomas p (Gaussian control)": float(np.median(pt_ctrl)),
-        "KS p, 000's unfolding (diagnostic)": ks_gauss.pvalue,
-        "<r> Hessian (diagnostic)": r_hess,
-        "<r> GOE (diagnostic)": r_goe,
-    },
+    {"KS p Hessian": ks_hess.pvalue, "KS p GOE": ks_goe.pvalue,
+     "median Porter-Thomas p": float(np.median(pt_p)),
+     "median Porter-Thomas p (Gaussian control)": float(np.median(pt_ctrl)),
+     "KS p, 000's unfolding (diagnostic)": ks_gauss.pvalue,
+     "<r> Hessian (diagnostic)": r_hess, "<r> GOE (diagnostic)": r_goe},
     lambda m: m["KS p Hessian"] < 0.01 <= m["KS p GOE"]
-    and m["median Porter-Thomas p"] < 0.01,
-)
+    and m["median Porter-Thomas p"] < 0.01)
 
 # %% [markdown]
 # ## The layerwise view of Sankar et al.
@@ -915,14 +893,9 @@ def build_b(seed=None, dtype="float32"):
 
 key_b = dict(cfg["train_b"], data=cfg["data_b"], net=cfg["net_b"])
 net_b, run_b = ht.train_cached(
-    "ch4-net-b",
-    build_b,
-    (ds_b.x_train, ds_b.y_train),
-    key_b,
-    dict(cfg["train_b"], seed=helpers.seed("train-b")),
-    eval_data=(ds_b.x_test, ds_b.y_test),
-    snapshot_epochs=cfg["snapshots"],
-)
+    "ch4-net-b", build_b, (ds_b.x_train, ds_b.y_train), key_b,
+    dict(cfg["train_b"], seed=helpers.seed("train-b")), eval_data=(ds_b.x_test, ds_b.y_test),
+    snapshot_epochs=cfg["snapshots"])
 layers_b = models.weight_layers(net_b)
 xb_h, yb_h = ds_b.x_train[: cfg["hess_examples_b"]], ds_b.y_train[: cfg["hess_examples_b"]]
 print(f"{cfg['net_b']}: {models.count_params(net_b)} parameters in layers {layers_b}; "
@@ -937,26 +910,16 @@ print(f"{cfg['net_b']}: {models.count_params(net_b)} parameters in layers {layer
 
 # %% tags=["hide-input"]
 n_probes, n_steps = cfg["slq"]
+dense_b = operators.DenseOperator((spec_b["eigenvectors"] * lam_b) @ spec_b["eigenvectors"].T)
 slq_err = {}
-for name, op, exact in (
-    ("MLP full", op_a, lam),
-    (
-        f"MLP {mid_layer}",
-        operators.DenseOperator((spec_b["eigenvectors"] * lam_b) @ spec_b["eigenvectors"].T),
-        lam_b,
-    ),
-):
-    nodes, weights, _ = eigensolvers.slq_nodes(
-        op, n_probes, n_steps, seed=helpers.seed("slq")
-    )
-    slq_err[name] = spectra.wasserstein_distance(
-        nodes.ravel(), exact, weights_a=weights.ravel()
-    ) / spectra.spectral_width(exact)
-    print(
-        f"I-SLQ {name:14s}: W1(SLQ, exact) = {100 * slq_err[name]:.2f}% of the spectral width"
-        f" ({n_probes} probes x {n_steps} steps = {n_probes * n_steps} products, P ="
-        f" {len(exact)})"
-    )
+for name, op, exact in (("MLP full", op_a, lam), (f"MLP {mid_layer}", dense_b, lam_b)):
+    nodes, weights, _ = eigensolvers.slq_nodes(op, n_probes, n_steps,
+                                               seed=helpers.seed("slq"))
+    w1 = spectra.wasserstein_distance(nodes.ravel(), exact, weights_a=weights.ravel())
+    slq_err[name] = w1 / spectra.spectral_width(exact)
+    print(f"I-SLQ {name:14s}: W1(SLQ, exact) = {100 * slq_err[name]:.2f}% of the spectral"
+          f" width ({n_probes} probes x {n_steps} steps = {n_probes * n_steps} products, P ="
+          f" {len(exact)})")
 assert max(slq_err.values()) <= 0.02
 
 # %% [markdown]
