@@ -116,6 +116,7 @@ by_hand = np.sum(kernel[:, :, 0, 1] * image[0, 2:5, 3:6, 0]) + bias[1]
 assert abs(by_hand - feat[0, 3, 4, 1]) < 1e-5
 print("batch-norm output per channel: mean", np.round(normed.mean(axis=(0, 1, 2)), 4),
       "std", np.round(normed.std(axis=(0, 1, 2)), 3))
+# %% tags=["hide-input"]
 residual = feat + normed  # a residual connection: the block's input added to its output
 print("shapes:", image.shape[1:], "-> conv", feat.shape[1:], "-> pool", pooled.shape[1:])
 
@@ -258,6 +259,7 @@ def constant_gradient_loss(y_true, outputs):  # ℓ = g·f; x = 0 gives f = b: �
     return tf.reduce_sum(outputs * tf.constant(g_const, outputs.dtype), axis=-1)
 
 
+# %% tags=["hide-input"]
 momentum_runs = {}
 for beta in (0.0, 0.5, 0.9, 0.99):
     lin = models.mlp(1, hidden=(), num_classes=2, seed=0, dtype="float64")
@@ -269,7 +271,7 @@ for beta in (0.0, 0.5, 0.9, 0.99):
     # v(t) of the two bias entries (the last two of the layer vector), t = 1..steps
     momentum_runs[beta] = h["velocities"]["dense_1"][1:, -2:]
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "SGD with momentum on a constant gradient: the step length, in units of $\\eta|g|$, climbs to the dotted level $1/(1-\\beta)$ and stays there (I-MOMENTUM). Larger $\\beta$ takes longer to get there and ends higher."}, "image": {"alt": "Log-log plot of step length over eta times gradient norm against step, one curve per momentum beta, each levelling off at a dotted line."}}
+# %% tags=["hide-input"]
 momentum_errors = {}
 for beta, v in momentum_runs.items():
     mean_step = v[-100:].mean(axis=0)  # mean step over the last 100 steps
@@ -278,6 +280,8 @@ for beta, v in momentum_runs.items():
     assert momentum_errors[beta] < 0.01  # I-MOMENTUM: within 1%
 print("relative error of the mean step against -eta g/(1-beta):",
       {b: f"{e:.1e}" for b, e in momentum_errors.items()})
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "SGD with momentum on a constant gradient: the step length, in units of $\\eta|g|$, climbs to the dotted level $1/(1-\\beta)$ and stays there (I-MOMENTUM). Larger $\\beta$ takes longer to get there and ends higher."}, "image": {"alt": "Log-log plot of step length over eta times gradient norm against step, one curve per momentum beta, each levelling off at a dotted line."}}
 fig, ax = subplots(1, 1, width=6.0, height=3.5)
 t = np.arange(1, steps + 1)
 for (beta, v), c in zip(momentum_runs.items(), PALETTE):
@@ -358,6 +362,7 @@ def flow_experiment():
             **paths}
 
 
+# %% tags=["hide-input"]
 flow = cache.cached("ch1-gradient-flow", {"T": T_flow, "etas": etas, "seed": cfg["seed"]},
                     flow_experiment)
 slope = np.polyfit(np.log(etas), np.log(flow["errors"]), 1)[0]
@@ -412,6 +417,7 @@ def train_mlp50():
     return out
 
 
+# %% tags=["hide-input"]
 run = cache.cached("ch1-mlp50", {**cfg, "n_train": len(ds.x_train)}, train_mlp50)
 mlp50 = models.build("mlp50", input_shape=ds.input_shape, num_classes=ds.num_classes)
 mlp50.set_weights(cache.unpack_weights(run))  # the trained network, for the exercises
@@ -438,6 +444,7 @@ explore = {
         float(np.mean(np.diff(loss_tr[after]) < 0)) if t100 else 0.0,
     "min_train_acc_after_t100": float(acc_tr[after].min()) if t100 else float("nan"),
 }
+# %% tags=["hide-input"]
 _ = findings.record(
     "F-EXPLORE", source="000 Sec. 3.2, 5.2", measured=explore,
     criterion="an MLP trained with plain SGD on the digits reaches 100% training accuracy "
@@ -496,12 +503,12 @@ display(Markdown(text))
 # with momentum $\beta = 0.9$, SGD with weight decay $\lambda = 5 \times 10^{-3}$ (ten times Haink's value for
 # MLP 256, so that its effect shows within this short run) and Adam ($\eta = 10^{-3}$):
 
-# %% tags=["hide-input"]
+# %%
 variants = {"SGD": dict(), "SGD + momentum β=0.9": dict(momentum=0.9),
             "SGD + weight decay λ=5e-3": dict(weight_decay=5e-3),
             "Adam, η=1e-3": dict(adam=True)}
 
-
+# %% tags=["hide-input"]
 def compare_optimisers():
     out = {}
     for i, (label, kw) in enumerate(variants.items()):
@@ -518,6 +525,7 @@ def compare_optimisers():
     return out
 
 
+# %% tags=["hide-input"]
 comparison = cache.cached("ch1-optimisers", {**cfg, "n_train": len(ds.x_train)},
                           compare_optimisers)
 

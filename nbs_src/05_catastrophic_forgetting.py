@@ -64,7 +64,7 @@ ds = data.digits() if cfg["dataset"] == "digits" else data.cifar10()
 task_a, task_b = data.split_tasks(ds, cfg["first_classes"])
 print(ds, "\ntask A:", task_a, "\ntask B:", task_b)
 
-
+# %% tags=["hide-input"]
 def build(seed):
     if cfg["network"] == "mlp":
         return models.mlp(ds.input_shape, cfg["hidden"], ds.num_classes, seed=seed)
@@ -157,8 +157,7 @@ SEEDS = [helpers.seed("ch5-run", r) for r in range(cfg["runs"])]
 
 # %% tags=["hide-input"]
 ONE = {"one": (cfg["single_layers"][:1],
-               ["naive", "hessian", "sv", "pca", "ewc", "grad_hessian", "grad_sv",
-                                          "joint"])}
+               ["naive", "hessian", "sv", "pca", "ewc", "grad_hessian", "grad_sv", "joint"])}
 EXTRA = {f"one_{l}": ([l], ["naive", "hessian", "sv", "grad_sv"])
          for l in cfg["single_layers"][1:]}
 ALL = {"all": (cfg["all_layers"], ["naive", "sv", "grad_sv"])}
@@ -167,7 +166,7 @@ ALL = {"all": (cfg["all_layers"], ["naive", "sv", "grad_sv"])}
 def protocol(seed):
     return fg.run_protocol(build, ds, {**ONE, **EXTRA, **ALL}, cfg, seed, settings)
 
-
+# %% tags=["hide-input"]
 runs = [cache.cached("ch5-protocol", {**cfg, "run_seed": s}, lambda s=s: protocol(s),
                      verbose=False)
         for s in SEEDS]
@@ -175,12 +174,10 @@ r0 = runs[0]
 print(f"all classes: test accuracy {r0['base_acc_A']:.3f} on A, {r0['base_acc_B']:.3f} on B "
       "(first seed)")
 for key in ("one", "all"):
-    print(f"{key} layer(s) after task A: test accuracy on A "
-          f"{r0[key + '/after_A_acc_A']:.3f}, on B "
-          f"{r0[key + '/after_A_acc_B']:.3f}, training accuracy "
-          f"{r0[key + '/after_A_train_acc']:.3f} after "
-          f"{int(r0[key + '/epochs_a'])} epochs; task-B learning rate "
-          f"{float(r0[key + '/lr_b']):.3g}")
+    print(f"{key} layer(s) after task A: test accuracy on A {r0[key + '/after_A_acc_A']:.3f},"
+          f" on B {r0[key + '/after_A_acc_B']:.3f}, training accuracy"
+          f" {r0[key + '/after_A_train_acc']:.3f} after {int(r0[key + '/epochs_a'])} epochs;"
+          f" task-B learning rate {float(r0[key + '/lr_b']):.3g}")
 
 # %% [markdown]
 # ## Naive training forgets (`F-FORGET`), joint training is the upper bound
@@ -200,17 +197,16 @@ def mean_over_runs(fn):
     vals = np.array([fn(r) for r in runs], float)
     return vals.mean(0), vals.std(0)
 
-
-drop_all, drop_all_sd = mean_over_runs(lambda r: 100 * r["all/after_A_acc_A"]
-                                       - curve(r, "all", "naive", "A")[-1])
-drop_one, drop_one_sd = mean_over_runs(lambda r: 100 * r["one/after_A_acc_A"]
-                                       - curve(r, "one", "naive", "A")[-1])
+# %% tags=["hide-input"]
+drop = lambda key: lambda r: 100 * r[f"{key}/after_A_acc_A"] - curve(r, key, "naive", "A")[-1]
+drop_all, drop_all_sd = mean_over_runs(drop("all"))
+drop_one, drop_one_sd = mean_over_runs(drop("one"))
 forget = {"drop_points_all_layers": drop_all, "drop_points_one_layer": drop_one,
-          "per_seed_all_layers": [100 * r["all/after_A_acc_A"]
-                                  - curve(r, "all", "naive", "A")[-1] for r in runs]}
-_ = findings.record("F-FORGET", source="000 Sec. 7.7", measured=forget,
-                criterion="naive sequential training loses ≥ 50 points of task-A accuracy",
-                rule=lambda m: m["drop_points_all_layers"] >= 50)
+          "per_seed_all_layers": [drop("all")(r) for r in runs]}
+_ = findings.record(
+    "F-FORGET", source="000 Sec. 7.7", measured=forget,
+    criterion="naive sequential training loses ≥ 50 points of task-A accuracy",
+    rule=lambda m: m["drop_points_all_layers"] >= 50)
 
 # %% mystnb={"figure": {"caption": "Task-A (blue) and task-B (orange) test accuracy while the network trained on A is trained naively on B, updating all layers (left) or one layer (right); mean and spread over the seeds. The fall of the task-A curve is the forgetting that F-FORGET measures."}, "image": {"alt": "Two panels of test accuracy in percent against epoch of task-B training, one curve per task with a shaded band."}}
 fig, axes = subplots(1, 2, width=4.3, height=3.2, sharey=True)
@@ -229,20 +225,16 @@ plt.show()
 joint_a, _ = mean_over_runs(lambda r: curve(r, "one", "joint", "A")[0])
 joint_b, _ = mean_over_runs(lambda r: curve(r, "one", "joint", "B")[0])
 text = (f"Measured: naive sequential training of the whole network loses {drop_all:.1f} ± "
-        f"{drop_all_sd:.1f} "
-        "points of task-A accuracy (verdict for F-FORGET: "
-        f"**{findings.get('F-FORGET').verdict}**). For the single "
-        f"layer {LAYER} the loss is {drop_one:.1f} ± {drop_one_sd:.1f} points. Joint "
-        "training of that layer on both "
+        f"{drop_all_sd:.1f} points of task-A accuracy (verdict for F-FORGET: "
+        f"**{findings.get('F-FORGET').verdict}**). For the single layer {LAYER} the loss is "
+        f"{drop_one:.1f} ± {drop_one_sd:.1f} points. Joint training of that layer on both "
         f"tasks reaches {joint_a:.1f}% on A and {joint_b:.1f}% on B, the upper bound of "
         "every method below.")
 if drop_one < 50:
     text += (" A single layer forgets much less here than in the LeNet on CIFAR-10 of"
-             " Haink 2023a: the frozen layers of this "
-             "small network were trained on all ten digits and separate them well, so the "
-             "retrained layer can "
-             "serve task B without giving up task A. This caps how much any method can "
-             "retain for one layer.")
+             " Haink 2023a: the frozen layers of this small network were trained on all ten"
+             " digits and separate them well, so the retrained layer can serve task B without"
+             " giving up task A. This caps how much any method can retain for one layer.")
 display(Markdown(text))
 
 # %% [markdown]
@@ -276,15 +268,15 @@ def scores(key, method):
         out.append([a[i], b[i], a[-1], b[-1]])
     return np.array(out)
 
-
+# %% tags=["hide-input"]
 def pm(values):
     return f"{np.mean(values):.1f} ± {np.std(values):.1f}"
 
 
 S = {m: scores("one", m) for m in ONE["one"][1]}
+directions = lambda m: str(int(runs[0][f"one/{m}_directions"])) if m != "joint" else "-"
 rows = [[NAMES[m], pm(s[:, 0]), pm(s[:, 1]), pm(s[:, 0] + s[:, 1]), pm(s[:, 2]), pm(s[:, 3]),
-         str(int(runs[0][f"one/{m}_directions"])) if m != "joint" else "-"] for m,
-        s in S.items()]
+         directions(m)] for m, s in S.items()]
 show_table(["method", "A (selected)", "B (selected)", "A + B (selected)", "A (last)",
             "B (last)", "directions"], rows)
 
@@ -294,31 +286,35 @@ mean_a = {m: float(np.mean(s[:, 0])) for m, s in S.items()}
 mean_b = {m: float(np.mean(s[:, 1])) for m, s in S.items()}
 retain = {f"{m}_A_gain": mean_a[m] - mean_a["naive"] for m in ("hessian", "sv")}
 retain.update({f"{m}_B_gap": abs(mean_b[m] - mean_b["naive"]) for m in ("hessian", "sv")})
-findings.record("F-RETAIN", source="000 Sec. 7.7, Fig. 7.22", measured=retain,
-                criterion="the Hessian and singular-value loss regularisers each keep ≥ 20 "
-                          "points more task-A "
-                          "accuracy than naive training at a task-B accuracy within 15 "
-                          "points of naive",
-                rule=lambda m: all(m[f"{k}_A_gain"] >= 20 and m[f"{k}_B_gap"] <= 15
-                                   for k in ("hessian", "sv")))
+_ = findings.record(
+    "F-RETAIN", source="000 Sec. 7.7, Fig. 7.22", measured=retain,
+    criterion="the Hessian and singular-value loss regularisers each keep ≥ 20 "
+              "points more task-A accuracy than naive training at a task-B "
+              "accuracy within 15 points of naive",
+    rule=lambda m: all(m[f"{k}_A_gain"] >= 20 and m[f"{k}_B_gap"] <= 15
+                       for k in ("hessian", "sv")))
+
+# %% tags=["hide-input"]
 svhess = {"sum_sv": total["sv"], "sum_hessian": total["hessian"],
           "difference": abs(total["sv"] - total["hessian"]),
           "directions_sv": int(runs[0]["one/sv_directions"]),
           "directions_hessian": int(runs[0]["one/hessian_directions"])}
-findings.record("F-SVHESS", source="000 Sec. 7.7, Fig. 7.22", measured=svhess,
-                criterion="the singular-value and Hessian regularisers end within 5 points "
-                          "of each other (sum of "
-                          "the two task accuracies), although the singular-value one "
-                          "constrains far fewer directions",
-                rule=lambda m: m["difference"] <= 5)
+_ = findings.record(
+    "F-SVHESS", source="000 Sec. 7.7, Fig. 7.22", measured=svhess,
+    criterion="the singular-value and Hessian regularisers end within 5 points "
+              "of each other (sum of the two task accuracies), although the "
+              "singular-value one constrains far fewer directions",
+    rule=lambda m: m["difference"] <= 5)
+
+# %% tags=["hide-input"]
 lossgrad = {"sum_hessian": total["hessian"], "sum_sv": total["sv"],
-            "sum_grad_hessian": total["grad_hessian"],
-            "sum_grad_sv": total["grad_sv"]}
-_ = findings.record("F-LOSSGRAD", source="000 Sec. 7.7, Fig. 7.22", measured=lossgrad,
-                criterion="the loss-based regularisers beat the gradient-constraint variants "
-                          "on the sum of accuracies",
-                rule=lambda m: min(m["sum_hessian"], m["sum_sv"])
-                    > max(m["sum_grad_hessian"], m["sum_grad_sv"]))
+            "sum_grad_hessian": total["grad_hessian"], "sum_grad_sv": total["grad_sv"]}
+_ = findings.record(
+    "F-LOSSGRAD", source="000 Sec. 7.7, Fig. 7.22", measured=lossgrad,
+    criterion="the loss-based regularisers beat the gradient-constraint variants "
+              "on the sum of accuracies",
+    rule=lambda m: min(m["sum_hessian"], m["sum_sv"])
+        > max(m["sum_grad_hessian"], m["sum_grad_sv"]))
 
 # %% mystnb={"figure": {"caption": "Task-A and task-B test accuracy at the selected epoch for each method of protecting one layer, mean and standard deviation over the seeds. A good method keeps the task-A bar high without lowering the task-B bar; joint training on both tasks is the reference."}, "image": {"alt": "Grouped bar chart with error bars: task A and task B accuracy for eight methods from naive to joint training."}}
 fig, ax = subplots(1, 1, width=6.4, height=3.6)
@@ -336,27 +332,22 @@ plt.show()
 
 # %% tags=["hide-input"]
 f_ret, f_svh, f_lg = (findings.get(i) for i in ("F-RETAIN", "F-SVHESS", "F-LOSSGRAD"))
-text = ("Measured: against naive training the Hessian regulariser changes the task-A "
-        "accuracy by "
-        f"{retain['hessian_A_gain']:+.1f} points and the singular-value one by "
-        f"{retain['sv_A_gain']:+.1f} points, "
-        f"with task-B accuracy {retain['hessian_B_gap']:.1f} and {retain['sv_B_gap']:.1f} "
-        "points from naive "
-        f"(verdict for F-RETAIN: **{f_ret.verdict}**). ")
+text = ("Measured: against naive training the Hessian regulariser changes the task-A accuracy"
+        f" by {retain['hessian_A_gain']:+.1f} points and the singular-value one by"
+        f" {retain['sv_A_gain']:+.1f} points, with task-B accuracy"
+        f" {retain['hessian_B_gap']:.1f} and {retain['sv_B_gap']:.1f} points from naive"
+        f" (verdict for F-RETAIN: **{f_ret.verdict}**). ")
 if not f_ret.reproduced:
-    text += (f"Naive training keeps {mean_a['naive']:.0f}% of task A on this layer, so the "
-             "20 points the "
-             "criterion asks for are close to or beyond what is left to retain. ")
-text += (f"The two sums of accuracies are {total['sv']:.1f} (singular values, "
-         f"{svhess['directions_sv']} directions) "
-         f"and {total['hessian']:.1f} (Hessian, {svhess['directions_hessian']} directions), "
-         f"{svhess['difference']:.1f} points apart (verdict for F-SVHESS: "
-         f"**{f_svh.verdict}**). The gradient "
-         f"constraints reach {total['grad_hessian']:.1f} (Hessian) and "
-         f"{total['grad_sv']:.1f} (singular values) "
-         f"against {min(total['hessian'], total['sv']):.1f} for the weaker loss method "
-         "(verdict for F-LOSSGRAD: "
-         f"**{f_lg.verdict}**).")
+    text += (f"Naive training keeps {mean_a['naive']:.0f}% of task A on this layer, so the 20"
+             " points the criterion asks for are close to or beyond what is left to retain. ")
+text += (f"The two sums of accuracies are {total['sv']:.1f} (singular values,"
+         f" {svhess['directions_sv']} directions) and {total['hessian']:.1f} (Hessian,"
+         f" {svhess['directions_hessian']} directions), {svhess['difference']:.1f} points"
+         f" apart (verdict for F-SVHESS: **{f_svh.verdict}**). The gradient constraints reach"
+         f" {total['grad_hessian']:.1f} (Hessian) and {total['grad_sv']:.1f} (singular"
+         " values) against"
+         f" {min(total['hessian'], total['sv']):.1f} for the weaker loss method"
+         f" (verdict for F-LOSSGRAD: **{f_lg.verdict}**).")
 display(Markdown(text))
 
 # %% [markdown]
@@ -377,31 +368,28 @@ display(Markdown(text))
 
 # %% tags=["hide-input"]
 S_all = {m: scores("all", m) for m in ALL["all"][1]}
-layers_m = {"sum_one_layer_sv": total["sv"],
-            "sum_all_layers_sv": float(np.mean(S_all["sv"][:, 0] + S_all["sv"][:, 1])),
+sums = lambda s: float(np.mean(s[:, 0] + s[:, 1]))
+layers_m = {"sum_one_layer_sv": total["sv"], "sum_all_layers_sv": sums(S_all["sv"]),
             "sum_one_layer_grad_sv": total["grad_sv"],
-            "sum_all_layers_grad_sv": float(np.mean(S_all["grad_sv"][:, 0]
-                                                    + S_all["grad_sv"][:, 1])),
-            "sum_all_layers_naive": float(np.mean(S_all["naive"][:, 0]
-                                                  + S_all["naive"][:, 1]))}
-findings.record("F-LAYERS", source="000 Sec. 7.7, Figs. 7.22-7.23", measured=layers_m,
-                criterion="regularising one layer beats regularising all layers at once",
-                rule=lambda m: m["sum_one_layer_sv"] > m["sum_all_layers_sv"])
-rows = [[f"{NAMES[m]}, all layers", pm(s[:, 0]), pm(s[:, 1]), pm(s[:, 0] + s[:, 1]),
-         pm(s[:, 2]), pm(s[:, 3])]
-        for m, s in S_all.items()]
-rows += [[f"{NAMES[m]}, {l}",
-          *(pm(v) for v in (s[:, 0], s[:, 1], s[:, 0] + s[:, 1], s[:, 2], s[:, 3]))]
-         for key, (ls, ms) in EXTRA.items() for l in ls for m,
-         s in ((m, scores(key, m)) for m in ms)]
+            "sum_all_layers_grad_sv": sums(S_all["grad_sv"]),
+            "sum_all_layers_naive": sums(S_all["naive"])}
+_ = findings.record(
+    "F-LAYERS", source="000 Sec. 7.7, Figs. 7.22-7.23", measured=layers_m,
+    criterion="regularising one layer beats regularising all layers at once",
+    rule=lambda m: m["sum_one_layer_sv"] > m["sum_all_layers_sv"])
+
+# %% tags=["hide-input"]
+five = lambda s: [pm(v) for v in (s[:, 0], s[:, 1], s[:, 0] + s[:, 1], s[:, 2], s[:, 3])]
+rows = [[f"{NAMES[m]}, all layers", *five(s)] for m, s in S_all.items()]
+rows += [[f"{NAMES[m]}, {l}", *five(scores(key, m))]
+         for key, (ls, ms) in EXTRA.items() for l in ls for m in ms]
 show_table(["method, layers", "A (selected)", "B (selected)", "A + B (selected)", "A (last)",
             "B (last)"], rows)
 display(Markdown(
     f"Measured: with the singular-value method the sum is {layers_m['sum_one_layer_sv']:.1f} "
-    f"for layer {LAYER} and "
-    f"{layers_m['sum_all_layers_sv']:.1f} for all layers (gradient constraint: "
-    f"{layers_m['sum_one_layer_grad_sv']:.1f} "
-    f"and {layers_m['sum_all_layers_grad_sv']:.1f}; naive on all layers "
+    f"for layer {LAYER} and {layers_m['sum_all_layers_sv']:.1f} for all layers (gradient "
+    f"constraint: {layers_m['sum_one_layer_grad_sv']:.1f} and "
+    f"{layers_m['sum_all_layers_grad_sv']:.1f}; naive on all layers "
     f"{layers_m['sum_all_layers_naive']:.1f}). "
     f"Verdict for F-LAYERS: **{findings.get('F-LAYERS').verdict}**."))
 
@@ -418,22 +406,22 @@ display(Markdown(
 
 # %% tags=["hide-input"]
 state = fg.TaskAState(weights=cache.unpack_weights(r0, "one/stateA_"),
-                      layers=cfg["single_layers"][:1],
-                      trajectories={}, final_lr=float(r0["one/lr_b"]) / cfg["lr_fraction"],
-                      epochs=0, train_acc=1.0)
+                      layers=cfg["single_layers"][:1], trajectories={},
+                      final_lr=float(r0["one/lr_b"]) / cfg["lr_fraction"], epochs=0,
+                      train_acc=1.0)
 model = build(SEEDS[0])
 strong = fg.MethodSettings(**{**settings.__dict__, "strength": 100 * cfg["strength"]})
 model.set_weights(state.weights)
-nu1 = fg.singular_directions(params.select_variables(model, LAYER)[0].numpy(),
-                             cfg["n_out"])[0][0]
+kernel_a = params.select_variables(model, LAYER)[0].numpy()
+nu1 = fg.singular_directions(kernel_a, cfg["n_out"])[0][0]
 eta_max = (1 + cfg["momentum"]) / (strong.strength * nu1)
-b_args = dict(task_a_train=task_a.train, tests={"A": task_a.test, "B": task_b.test},
-              task_b_train=task_b.train,
-              epochs=3, batch_size=cfg["batch_size"], momentum=cfg["momentum"],
-              settings=strong,
-              seed=helpers.seed("ch5-diverge"))
 print(f"lambda = {strong.strength:g}, nu_1 = {nu1:.3f}: eta_max ≈ {eta_max:.2g}; protocol "
       f"rate {float(r0['one/lr_b']):.2g}")
+
+# %% tags=["hide-input"]
+b_args = dict(task_a_train=task_a.train, tests={"A": task_a.test, "B": task_b.test},
+              task_b_train=task_b.train, epochs=3, batch_size=cfg["batch_size"],
+              momentum=cfg["momentum"], settings=strong, seed=helpers.seed("ch5-diverge"))
 try:
     fg.train_task_b(model, state, "sv", lr=max(float(r0["one/lr_b"]), 4 * eta_max), **b_args)
     print("no divergence at this learning rate")
@@ -485,7 +473,7 @@ widgets.explore(draw_strength, {"strength": list(cfg["sweep"])},
 # overlaps with the $N_{\mathrm{out}}$ outlier singular matrices. A random unit vector would get
 # $N_{\mathrm{out}}/n_{\mathrm{kernel}}$.
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "Left: overlaps between the layer's top Hessian eigenvectors (rows) and its singular matrices (columns). Right: the share of each eigenvector's norm inside the span of the outlier singular matrices, against what a random vector would get (dotted). The higher the points above that line, the more the stiff directions lie in a few singular directions."}, "image": {"alt": "A heat map of overlaps, eigenvector index against singular value index, and a scatter of captured share against eigenvector index with a horizontal random-baseline line."}}
+# %% tags=["hide-input"]
 kernel = params.select_variables(model, LAYER)[0]
 model.set_weights(state.weights)
 h, V = fg.hessian_directions(model, losses.cross_entropy, task_a.train,
@@ -495,13 +483,14 @@ Vk = V[:n_k] / np.linalg.norm(V[:n_k], axis=0)
 nu, overlaps = hessian_tools.singular_matrix_overlaps(fg.kernel_matrix(kernel.numpy()), Vk)
 n_out = fg.singular_directions(kernel.numpy(), cfg["n_out"])[2]
 captured = np.sum(overlaps[:, :n_out] ** 2, axis=1)
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Left: overlaps between the layer's top Hessian eigenvectors (rows) and its singular matrices (columns). Right: the share of each eigenvector's norm inside the span of the outlier singular matrices, against what a random vector would get (dotted). The higher the points above that line, the more the stiff directions lie in a few singular directions."}, "image": {"alt": "A heat map of overlaps, eigenvector index against singular value index, and a scatter of captured share against eigenvector index with a horizontal random-baseline line."}}
 fig, (ax1, ax2) = subplots(1, 2, width=4.3, height=3.3)
 im = ax1.imshow(overlaps[:20, :20], vmin=0, aspect="auto", extent=(0.5, 20.5, 20.5, 0.5))
 ax1.grid(False)
 fig.colorbar(im, ax=ax1, label="overlap |ĥᵢ · ŵⱼ|")
 ax1.set(xlabel="singular value index j", ylabel="Hessian eigenvector i",
-        title="Overlaps (top 20 × 20)",
-        xticks=[1, 5, 10, 15, 20], yticks=[1, 5, 10, 15, 20])
+        title="Overlaps (top 20 × 20)", xticks=[1, 5, 10, 15, 20], yticks=[1, 5, 10, 15, 20])
 ax2.plot(np.arange(1, len(captured) + 1), captured, "o", ms=3, color=PALETTE[0],
          label=f"{n_out} outlier matrices")
 ax2.axhline(n_out / n_k, color="0.4", ls=":", label="random vector")
@@ -509,23 +498,22 @@ ax2.set(xlabel="Hessian eigenvector i (by eigenvalue)", ylabel="share of norm in
         title="Top eigenvectors in the outlier span", ylim=(0, 1.02))
 ax2.legend(fontsize=8, loc="upper right")
 plt.show()
+
+# %% tags=["hide-input"]
 top5, rnd = captured[:5].mean(), n_out / n_k
-text = (f"The top 5 Hessian eigenvectors put on average {100 * top5:.1f}% of their kernel "
-        "norm into the span of the "
-        f"{n_out} outlier singular matrices, {top5 / rnd:.1f} times what a random unit "
-        "vector gets "
-        f"({100 * rnd:.1f}%); eigenvectors 41-50 put {100 * captured[40:50].mean():.1f}%. ")
+text = (f"The top 5 Hessian eigenvectors put on average {100 * top5:.1f}% of their kernel"
+        f" norm into the span of the {n_out} outlier singular matrices, {top5 / rnd:.1f}"
+        f" times what a random unit vector gets ({100 * rnd:.1f}%); eigenvectors 41-50 put"
+        f" {100 * captured[40:50].mean():.1f}%. ")
 if top5 >= 0.5:
-    text += ("The few singular directions span most of the stiffest Hessian directions, "
-             "which is why L_sv can "
-             "protect a layer with a handful of directions where L_cf needs hundreds.")
+    text += ("The few singular directions span most of the stiffest Hessian directions, which"
+             " is why L_sv can protect a layer with a handful of directions where L_cf needs"
+             " hundreds.")
 else:
-    text += ("The alignment is real but far from complete in this small layer: most of the "
-             "top eigenvectors lie "
-             "outside the outlier span, so where the two penalties agree here it is not "
-             "because L_sv protects the "
-             "same directions as L_cf, but because one layer of this network has little to "
-             "protect (see above).")
+    text += ("The alignment is real but far from complete in this small layer: most of the"
+             " top eigenvectors lie outside the outlier span, so where the two penalties"
+             " agree here it is not because L_sv protects the same directions as L_cf, but"
+             " because one layer of this network has little to protect (see above).")
 display(Markdown(text))
 
 # %% [markdown]

@@ -162,15 +162,13 @@ ax.legend(loc="lower right");
 
 # %% tags=["hide-input"]
 rng = np.random.default_rng(helpers.seed("ch7-probes"))
-probe_idx = np.concatenate([rng.choice(np.flatnonzero(ds.y_train == c),
-                                       cfg["probes_per_class"], replace=False)
-                            # sorted by class
-                            for c in range(ds.num_classes)])
+probe_idx = np.concatenate([  # sorted by class
+    rng.choice(np.flatnonzero(ds.y_train == c), cfg["probes_per_class"], replace=False)
+    for c in range(ds.num_classes)])
 x_p, y_p = ds.x_train[probe_idx], ds.y_train[probe_idx]
-lazy_key = {k: cfg[k]
-            for k in ("dataset", "lazy_widths", "lazy_epochs", "lazy_every_epochs",
-                      "lazy_lr_at_32", "probes_per_class",
-                                "batch_size", "seeds", "seed", "profile")}
+lazy_key = {k: cfg[k] for k in ("dataset", "lazy_widths", "lazy_epochs", "lazy_every_epochs",
+                                "lazy_lr_at_32", "probes_per_class", "batch_size", "seeds",
+                                "seed", "profile")}
 
 
 def mlp(width, *seed_key):  # the chapter's network: two hidden ReLU layers of equal width
@@ -182,7 +180,7 @@ def flat(runs, prefix, fields):  # the cache's layout prefix/seed/field; "acc": 
     return {f"{prefix}/{s}/{k}": h[f][-1] if k == "acc" else h[f]
             for s, h in enumerate(runs) for k, f in fields.items()}
 
-
+# %% tags=["hide-input"]
 def lazy_runs(width):  # one network per width, re-initialised for every seed; SGD
     seeds = range(cfg["seeds"])
     runs = kernel_dynamics.train_from_initialisations(
@@ -195,9 +193,8 @@ def lazy_runs(width):  # one network per width, re-initialised for every seed; S
                               "K0": "kernel_initial", "K1": "kernel_final"})
 
 
-lazy = cache.cached("ch7-lazy", lazy_key,
-                    lambda: {k: v for w in cfg["lazy_widths"] for k,
-                             v in lazy_runs(w).items()})
+all_widths = lambda: {k: v for w in cfg["lazy_widths"] for k, v in lazy_runs(w).items()}
+lazy = cache.cached("ch7-lazy", lazy_key, all_widths)
 
 # %% mystnb={"figure": {"caption": "The empirical NTK of the narrowest network on probe examples sorted by class, at initialisation (left) and after training (right); the white lines separate the classes. Compare the blocks on the diagonal (same class) with those off it."}, "image": {"alt": "Two heat maps of kernel values, probe example against probe example grouped into ten classes, each with a colour bar."}}
 w_small = cfg["lazy_widths"][0]
@@ -247,6 +244,8 @@ ax.legend(loc="upper left");
 
 # %% tags=["hide-input"]
 mean_change = [float(lazy_final[w].mean()) for w in cfg["lazy_widths"]]
+final_acc = [float(np.mean([lazy[f"{w}/{s}/acc"] for s in range(cfg["seeds"])]))
+             for w in cfg["lazy_widths"]]
 lazy_f = findings.record(
     "F-LAZY", source="004 Ch. 4; Jacot et al. 2018, Lee et al. 2019",
     criterion="the relative change of the NTK during training decreases as the width grows "
@@ -254,18 +253,14 @@ lazy_f = findings.record(
     measured={"widths": cfg["lazy_widths"], "relative_change_mean": mean_change,
               "relative_change_per_seed": [lazy_final[w].tolist()
                                            for w in cfg["lazy_widths"]],
-              "final_train_accuracy": [float(np.mean([lazy[f"{w}/{s}/acc"]
-                                                      for s in range(cfg["seeds"])]))
-                                       for w in cfg["lazy_widths"]]},
-    rule=lambda m: all(a > b for a,
-                       b in zip(m["relative_change_mean"], m["relative_change_mean"][1:])))
+              "final_train_accuracy": final_acc},
+    rule=lambda m: all(a > b for a, b in zip(m["relative_change_mean"],
+                                             m["relative_change_mean"][1:])))
 display(Markdown(
-    "Relative kernel change after training: " + ", ".join(f"{c:.3f} at width {w}" for w, c in
-                                                          zip(cfg["lazy_widths"],
-                                                              mean_change))
-    + f". The change {'falls' if lazy_f.reproduced else 'does not fall'} monotonically with "
-      "the width: "
-    f"`F-LAZY` is **{lazy_f.verdict}**."))
+    "Relative kernel change after training: "
+    + ", ".join(f"{c:.3f} at width {w}" for w, c in zip(cfg["lazy_widths"], mean_change))
+    + f". The change {'falls' if lazy_f.reproduced else 'does not fall'} monotonically with"
+    f" the width: `F-LAZY` is **{lazy_f.verdict}**."))
 
 # %% [markdown]
 # ## The Fisher trace through the NTK (`I-FISHERNTK`)
@@ -342,19 +337,15 @@ rng = np.random.default_rng(helpers.seed("ch7-measure"))
 per_class = cfg["measure_examples"] // ds.num_classes
 extra = cfg["measure_examples"] - per_class * ds.num_classes
 m_idx = np.concatenate([rng.choice(np.flatnonzero(ds.y_train == c), per_class + (c < extra),
-                                   replace=False)
-                        for c in range(ds.num_classes)])
+                                   replace=False) for c in range(ds.num_classes)])
 x_m, y_m = ds.x_train[m_idx], ds.y_train[m_idx]
-trace_key = {k: cfg[k]
-             for k in ("dataset", "widths", "epochs", "batch_size", "lr", "seeds",
-                       "measure_examples",
-                                 "measure_every_epochs", "seed", "profile")}
-
-
+trace_key = {k: cfg[k] for k in ("dataset", "widths", "epochs", "batch_size", "lr", "seeds",
+                                 "measure_examples", "measure_every_epochs", "seed",
+                                 "profile")}
 TRACE_FIELDS = {"epoch": "trace_epoch", "fisher": "fisher_trace", "ntk": "ntk_trace",
                 "acc": "acc"}
 
-
+# %% tags=["hide-input"]
 def trace_runs(width):  # one network; the same initialisations for every loss; Adam
     seeds = range(cfg["seeds"])
     m = mlp(width, "ch7-init", width)
@@ -367,7 +358,6 @@ def trace_runs(width):  # one network; the same initialisations for every loss; 
             every_epochs=cfg["measure_every_epochs"], eval_every=cfg["epochs"])
         out.update(flat(runs, f"{width}/{name}", TRACE_FIELDS))
     return out
-
 
 # %%
 runs = cache.cached("ch7-traces", trace_key,
@@ -383,7 +373,7 @@ def curves(width, name, what):  # (seeds, times)
 # axis (mean ± one standard deviation over the seeds). Dividing by the initial value puts the two curves
 # on one axis; two traces that evolve proportionally then lie on top of each other.
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "The Fisher trace and the NTK trace per example during Adam training, each divided by its value at initialisation, for seven losses; one figure per width, mean and spread over the seeds. Where the two curves lie on top of each other, the traces evolve in proportion."}, "image": {"alt": "For one width, a grid of seven small log-scale panels against epoch with two curves and shaded bands per loss."}}
+# %% tags=["hide-input"]
 def plot_traces(ax, width, name, label, legend=False):
     for what, colour, text in (("fisher", PALETTE[0], r"$\mathrm{tr}F$"),
                                ("ntk", PALETTE[3], r"$\mathrm{tr}\Lambda/n$")):
@@ -396,7 +386,7 @@ def plot_traces(ax, width, name, label, legend=False):
     ax.set_yscale("log")
     ax.set(xlabel="epoch", ylabel="trace / trace at epoch 0", title=f"{label}, width {width}")
 
-
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The Fisher trace and the NTK trace per example during Adam training, each divided by its value at initialisation, for seven losses; one figure per width, mean and spread over the seeds. Where the two curves lie on top of each other, the traces evolve in proportion."}, "image": {"alt": "For one width, a grid of seven small log-scale panels against epoch with two curves and shaded bands per loss."}}
 for w in cfg["widths"]:
     fig, axes = subplots(4, 2, width=3.35, height=2.2, sharex=True)
     for ax, (label, name) in zip(axes.flat, LOSSES.items()):
@@ -455,15 +445,17 @@ l2prop = findings.record(
               "r_l2_per_seed": r[w_n, "l2"],
               f"r_at_width_{w_w}": {n: r_mean[w_w, n] for n in LOSSES.values()}},
     rule=lambda m: m["r_l2"] >= 0.95 and all(m["r_l2"] > v for v in m["r_others"].values()))
+
+# %% tags=["hide-input"]
 lower = [lab for lab, n in LOSSES.items() if n != "l2" and r_mean[w_n, n] < r_mean[w_n, "l2"]]
+largest = all(r_mean[w_w, "l2"] > r_mean[w_w, n] for n in others)
 display(Markdown(
     f"At width {w_n} the L2-norm loss gives $\\bar r = {r_mean[w_n, 'l2']:.3f}$ "
-    f"({'at least' if r_mean[w_n, 'l2'] >= 0.95 else 'below'} 0.95); {len(lower)} of the 6 "
-    "other losses have a lower "
-    f"correlation ({', '.join(lower) if lower else 'none'}). `F-L2PROP` is "
-    f"**{l2prop.verdict}**. At width {w_w} the "
-    f"L2-norm value is {r_mean[w_w, 'l2']:.3f} and it is the largest of the seven there: "
-    f"{'yes' if all(r_mean[w_w, 'l2'] > r_mean[w_w, n] for n in others) else 'no'}."))
+    f"({'at least' if r_mean[w_n, 'l2'] >= 0.95 else 'below'} 0.95); {len(lower)} of the 6"
+    f" other losses have a lower correlation ({', '.join(lower) if lower else 'none'})."
+    f" `F-L2PROP` is **{l2prop.verdict}**. At width {w_w} the L2-norm value is"
+    f" {r_mean[w_w, 'l2']:.3f} and it is the largest of the seven there:"
+    f" {'yes' if largest else 'no'}."))
 
 # %% [markdown]
 # ### F-WIDTHDEV
@@ -486,17 +478,17 @@ widthdev = findings.record(
               "losses_with_growth": int(sum(D[w_w][n] > D[w_n][n] for n in LOSSES.values())),
               "difference_per_seed": per_seed_growth.tolist()},
     rule=lambda m: m["mean_deviation"][1] > m["mean_deviation"][0])
+
+# %% tags=["hide-input"]
 md = widthdev.measured["mean_deviation"]
 display(Markdown(
-    f"Mean deviation $1-\\bar r$: {md[0]:.3f} at width {w_n} and {md[1]:.3f} at width {w_w}; "
-    "it "
-    f"{'grows' if widthdev.reproduced else 'does not grow'} with the width, for "
-    f"{widthdev.measured['losses_with_growth']} of the 7 losses individually. `F-WIDTHDEV` "
-    f"is **{widthdev.verdict}**. "
-    f"The difference of the two means, {md[1] - md[0]:+.3f}, is to be read against its "
-    "spread over the seeds: per seed "
-    f"it is {', '.join(f'{v:+.3f}' for v in per_seed_growth)} (standard deviation "
-    f"{per_seed_growth.std():.3f})."))
+    f"Mean deviation $1-\\bar r$: {md[0]:.3f} at width {w_n} and {md[1]:.3f} at width {w_w};"
+    f" it {'grows' if widthdev.reproduced else 'does not grow'} with the width, for"
+    f" {widthdev.measured['losses_with_growth']} of the 7 losses individually. `F-WIDTHDEV`"
+    f" is **{widthdev.verdict}**. The difference of the two means, {md[1] - md[0]:+.3f}, is"
+    " to be read against its spread over the seeds: per seed it is"
+    f" {', '.join(f'{v:+.3f}' for v in per_seed_growth)} (standard deviation"
+    f" {per_seed_growth.std():.3f})."))
 
 # %% [markdown]
 # :::{note}

@@ -35,6 +35,7 @@ cfg = helpers.setup(
            "further_samples": 5, "gd": GD},
 )
 
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
@@ -111,7 +112,7 @@ plt.show()
 # returns $-\infty$. The next cell evaluates the naive float32 cross-entropy on this chapter's grid and
 # counts what it loses; a plausible reason for {cite:t}`sauter2023fisher`'s holes.
 
-# %% tags=["hide-input"]
+# %%
 t1, t2, TH = nd.theta_grid(cfg["theta1"], cfg["theta2"], cfg["grid"])
 
 
@@ -121,14 +122,13 @@ def naive_float32_cross_entropy(theta_row):
     return np.mean(-y * np.log(f32) - (1 - y) * np.log(1 - f32), axis=-1)
 
 
+# %%
 with np.errstate(all="ignore"):
     naive = np.stack([naive_float32_cross_entropy(row) for row in TH])
 stable = nd.mean_loss("cross_entropy", TH, x, y).numpy()
-print(
-    f"naive float32 cross-entropy: {np.mean(~np.isfinite(naive)):.1%} of the"
-    f" {TH.shape[0]}x{TH.shape[1]} grid is not finite; stable float64 form:"
-    f" {np.mean(~np.isfinite(stable)):.1%}"
-)
+print(f"naive float32 cross-entropy: {np.mean(~np.isfinite(naive)):.1%} of the"
+      f" {TH.shape[0]}x{TH.shape[1]} grid is not finite; stable float64 form:"
+      f" {np.mean(~np.isfinite(stable)):.1%}")
 
 # %% [markdown]
 # ## Gradient descent from (0.5, 0.5)
@@ -147,11 +147,8 @@ for loss in LOSSES:
     lr, steps = cfg["gd"][loss]
     p = nd.gradient_descent(loss, x, y, (0.5, 0.5), lr, int(steps))
     d = np.diff(p, axis=0)
-    turn = np.min(
-        np.sum(d[1:] * d[:-1], 1)
-        / np.linalg.norm(d[1:], axis=1)
-        / np.linalg.norm(d[:-1], axis=1)
-    )
+    turn = np.min(np.sum(d[1:] * d[:-1], 1) / np.linalg.norm(d[1:], axis=1)
+                  / np.linalg.norm(d[:-1], axis=1))
     diag = nd.classification_diagnostics(p[-1], x, y)
     paths[loss] = p
     rows.append([LABEL[loss], lr, steps, f"({p[-1, 0]:.2f}, {p[-1, 1]:.2f})", f"{turn:.2f}",
@@ -199,6 +196,7 @@ def longer_directions(loss):
             "norm": np.linalg.norm(p[k], axis=1), "last": p[-1]}
 
 
+# %% tags=["hide-input"]
 longer_key = {"n_points": N, "gd": cfg["gd"], "longer": LONGER, "data_seed": data_seed}
 longer = {loss: helpers.cache.cached(f"ch8-longer-{loss}", dict(longer_key, loss=loss),
                                      lambda loss=loss: longer_directions(loss))
@@ -310,16 +308,13 @@ def compute(loss):
     return dict({f"{part}_{k}": v for part, d in parts for k, v in d.items()}, idx=idx)
 
 
+# %% tags=["hide-input"]
 names = ("n_points", "grid", "theta1", "theta2", "check_every", "path_samples", "gd")
 key = {k: cfg[k] for k in names}
-res = {
-    loss: helpers.cache.cached(
-        f"ch8-surfaces-{loss}",
-        dict(key, loss=loss, data_seed=data_seed),
-        lambda loss=loss: compute(loss),
-    )
-    for loss in LOSSES
-}
+res = {loss: helpers.cache.cached(f"ch8-surfaces-{loss}",
+                                  dict(key, loss=loss, data_seed=data_seed),
+                                  lambda loss=loss: compute(loss))
+       for loss in LOSSES}
 grid, check, along = (
     {loss: {k[len(part) + 1:]: v for k, v in r.items() if k.startswith(part + "_")}
      for loss, r in res.items()}
@@ -331,17 +326,8 @@ fig, axes = helpers.plotting.subplots(2, 2, width=3.75, height=3.4)
 axes = axes.ravel()
 axes[3].axis("off")
 for ax, loss in zip(axes, LOSSES):
-    nd.plot_surface(
-        ax,
-        t1,
-        t2,
-        grid[loss]["loss"],
-        "log",
-        path=paths[loss],
-        title=LABEL[loss],
-        label=r"$L(\theta)$ (log scale)",
-        clip=100,
-    )
+    nd.plot_surface(ax, t1, t2, grid[loss]["loss"], "log", path=paths[loss],
+                    title=LABEL[loss], label=r"$L(\theta)$ (log scale)", clip=100)
 fig.suptitle("Loss surfaces with the gradient-descent path from $\\theta = (0.5, 0.5)$\n"
              "(○ start, ★ end)")
 plt.show()
@@ -366,15 +352,12 @@ valley = {}
 for loss in LOSSES:
     t1star = nd.valley_floor(loss, x, y, cs)
     angle = np.degrees(np.abs(np.arctan2(cs, t1star) - 0.75 * np.pi))
-    valley[loss] = {
-        "t1": t1star,
-        "max_angle": float(angle.max()),
-        "slope": float(np.polyfit(cs, t1star, 1)[0]),
-    }
-    print(
-        f"{LABEL[loss]:>20}: max angle to (-1, 1) {angle.max():.2f}°, "
-        f"fitted slope dθ1*/dθ2 = {valley[loss]['slope']:.3f}"
-    )
+    valley[loss] = {"t1": t1star, "max_angle": float(angle.max()),
+                    "slope": float(np.polyfit(cs, t1star, 1)[0])}
+    print(f"{LABEL[loss]:>20}: max angle to (-1, 1) {angle.max():.2f}°, "
+          f"fitted slope dθ1*/dθ2 = {valley[loss]['slope']:.3f}")
+
+# %% tags=["hide-input"]
 helpers.findings.record(
     "F-VALLEY",
     source="004 Sec. 5.2.3, Fig. 5.3",
@@ -420,17 +403,13 @@ G = nd.per_example_gradients("l2_norm", p, x, y).numpy()  # (T, N, 2)
 J = nd.output_jacobian(p, x).numpy()  # (T, N, 2)
 trI_ad, trL_ad = np.mean(np.sum(G**2, -1), -1), np.sum(J**2, axis=(1, 2))
 err_l2 = np.max(np.abs(trI_ad - trL_ad / N) / (trL_ad / N))
-print(
-    f"I-L2EXACT: max relative |tr I - tr Λ/N| / (tr Λ/N) over {len(p)} path points ="
-    f" {err_l2:.1e}"
-)
+print(f"I-L2EXACT: max relative |tr I - tr Λ/N| / (tr Λ/N) over {len(p)} path points ="
+      f" {err_l2:.1e}")
 assert err_l2 <= 1e-8
 for loss in ("mean_power2", "cross_entropy"):
     ratio = N * along[loss]["trI"] / along[loss]["trNTK"]
-    print(
-        f"{LABEL[loss]:>20}: N tr I / tr Λ along the path ranges over [{ratio.min():.3g},"
-        f" {ratio.max():.3g}]"
-    )
+    print(f"{LABEL[loss]:>20}: N tr I / tr Λ along the path ranges over [{ratio.min():.3g},"
+          f" {ratio.max():.3g}]")
 
 # %% [markdown]
 # ## The curvature, and two independent routes to it
@@ -468,15 +447,14 @@ for loss in ("mean_power2", "cross_entropy"):
 # error in the maximum norm.
 
 # %% tags=["hide-input"]
-finite = {
-    f"{loss}:{part}:{k}": bool(np.all(np.isfinite(v)))
-    for loss in LOSSES
-    for part, d in (("grid", grid[loss]), ("check", check[loss]), ("path", along[loss]))
-    for k, v in d.items()
-}
+finite = {f"{loss}:{part}:{k}": bool(np.all(np.isfinite(v))) for loss in LOSSES
+          for part, d in (("grid", grid[loss]), ("check", check[loss]), ("path", along[loss]))
+          for k, v in d.items()}
 assert all(finite.values()), [k for k, v in finite.items() if not v]
 print(f"I-FINITE: all {sum(v.size for l in LOSSES for v in grid[l].values())} grid values "
       f"({len(finite)} surfaces and path curves) are finite")
+
+# %% tags=["hide-input"]
 rel2d, raw2d, cond = {}, {}, {}
 for loss in LOSSES:
     for where, S in (("sub-grid", check[loss]), ("path", along[loss])):
@@ -493,19 +471,25 @@ for loss in LOSSES:
           f" {rel2d[loss, 'path']:.1e}; raw coordinates on the path: pointwise up to"
           f" {raw2d[loss]:.1e}; largest condition number of I on the grid {cond[loss]:.1e}")
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "Pointwise relative difference between the general curvature routine and Brioschi's formula against the condition number of the Fisher metric, on the sub-grid and on the path, in orthonormal and in raw coordinates (dashed: the $10^{-8}$ of I-2D). Raw coordinates lose accuracy as the metric becomes ill-conditioned; orthonormal ones do not."}, "image": {"alt": "Three log-log scatter plots, one per loss, of relative difference against condition number, with a dashed horizontal line at one in a hundred million; the raw-coordinate points rise with the condition number."}}
-fig, axes = helpers.plotting.subplots(2, 2, width=3.75, height=3.2, sharey=True)
-axes = axes.ravel()
+# %% tags=["hide-input"]
 routes = (("sub-grid", "R", "sub-grid, orthonormal coords"),
           ("path", "R", "path, orthonormal coords"), ("path", "R_raw", "path, raw coords"))
-for ax, loss in zip(axes, LOSSES):
+agreement = {}  # (loss, route) -> condition numbers of I, relative differences
+for loss in LOSSES:
     for where, key, name in routes:
         S = check[loss] if where == "sub-grid" else along[loss]
         g = np.stack([S["I11"], S["I12"], S["I12"], S["I22"]], -1).reshape(-1, 2, 2)
         ref = np.maximum(np.abs(S["R_brioschi"]).ravel(), 1e-300)
         rel = np.abs(S[key] - S["R_brioschi"]).ravel() / ref
         rel = np.clip(rel, 1e-17, None)
-        ax.loglog(np.linalg.cond(g), rel, ".", ms=2, alpha=0.5, label=name)
+        agreement[loss, name] = np.linalg.cond(g), rel
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Pointwise relative difference between the general curvature routine and Brioschi's formula against the condition number of the Fisher metric, on the sub-grid and on the path, in orthonormal and in raw coordinates (dashed: the $10^{-8}$ of I-2D). Raw coordinates lose accuracy as the metric becomes ill-conditioned; orthonormal ones do not."}, "image": {"alt": "Three log-log scatter plots, one per loss, of relative difference against condition number, with a dashed horizontal line at one in a hundred million; the raw-coordinate points rise with the condition number."}}
+fig, axes = helpers.plotting.subplots(2, 2, width=3.75, height=3.2, sharey=True)
+axes = axes.ravel()
+for ax, loss in zip(axes, LOSSES):
+    for *_, name in routes:
+        ax.loglog(*agreement[loss, name], ".", ms=2, alpha=0.5, label=name)
     ax.axhline(1e-8, color="k", ls="--", lw=1)
     ax.set(xlabel=r"condition number of $I(\theta)$", title=LABEL[loss])
 for ax in axes[[0, 2]]:
@@ -531,27 +515,26 @@ plt.show()
 # negative and red for positive, linear within $\pm 1$, saturating beyond the 99.5th percentile of $|R|$ so the
 # rare extreme values at the grid's corners do not swallow the colour range.
 
+# %% tags=["hide-input"]
+panels = [("I11", "log", r"$I_{11}$"), ("I12", "log", r"$I_{12}$"),
+          ("I22", "log", r"$I_{22}$"), ("trI", "log", r"$\mathrm{tr}\, I$"),
+          ("trNTK", "log", r"$\mathrm{tr}\, \Lambda$"), ("R", "symlog", "$R$")]
+
+
+def thin_path(ax, path):  # on R a thin dashed path, which does not hide a narrow valley
+    ax.plot(*path.T, color="k", lw=0.7, ls=(0, (3, 3)))
+    ax.plot(*path[0], "o", ms=6, mfc="white", mec="black")
+    ax.plot(*path[-1], "*", ms=11, mfc="white", mec="black")
+
+
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Mean-power loss: the Fisher metric components $I_{11}$, $I_{12}$, $I_{22}$, its trace and the NTK trace on logarithmic colours, and the scalar curvature $R$ on a symmetric logarithmic scale (blue negative, red positive), with the gradient-descent path (thin and dashed on $R$)."}, "image": {"alt": "Six heat maps over the parameter plane for the mean-power loss: five positive quantities in viridis colours, bright where the decision boundary cuts through the data, and the curvature in blue and red, each with the training path drawn on top."}}
-panels = [
-    ("I11", "log", r"$I_{11}$"),
-    ("I12", "log", r"$I_{12}$"),
-    ("I22", "log", r"$I_{22}$"),
-    ("trI", "log", r"$\mathrm{tr}\, I$"),
-    ("trNTK", "log", r"$\mathrm{tr}\, \Lambda$"),
-    ("R", "symlog", "$R$"),
-]
-
-
 def metric_figure(loss):
     fig, axes = helpers.plotting.subplots(3, 2, width=3.75, height=3.3)
     for ax, (k, scale, name) in zip(axes.ravel(), panels):
         path = None if k == "R" else paths[loss]
         nd.plot_surface(ax, t1, t2, grid[loss][k], scale, path=path, title=name, label=name,
                         clip=100 if scale == "log" else 99.5)
-    r_ax = axes.ravel()[-1]  # on R a thin dashed path, which does not hide a narrow valley
-    r_ax.plot(*paths[loss].T, color="k", lw=0.7, ls=(0, (3, 3)))
-    r_ax.plot(*paths[loss][0], "o", ms=6, mfc="white", mec="black")
-    r_ax.plot(*paths[loss][-1], "*", ms=11, mfc="white", mec="black")
+    thin_path(axes.ravel()[-1], paths[loss])
     title = f"{LABEL[loss]} loss: Fisher metric, traces and scalar curvature"
     fig.suptitle(f"{title}\n({N} points)")
     plt.show()
@@ -584,7 +567,7 @@ metric_figure("cross_entropy")
 # (horizontal: position along the training, vertical: signed distance $s$ from the path, perpendicular to it,
 # as in the F-NARROW cross-sections below), with the colour range set by the values in this band:
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "Close-up of $R$ in a band around each path: horizontal the fraction of training, vertical the signed distance $s$ across the path, which runs along $s = 0$. The colour range is set by the values in the band; a horizontal trench along $s = 0$ is a valley of $R$ that follows the path."}, "image": {"alt": "Three heat maps with the fraction of training on the horizontal axis and the distance across the path on the vertical axis, shaded by the curvature, with horizontal and oblique bands."}}
+# %% tags=["hide-input"]
 def r_band(loss, num_along=40, half_width=1.5, num_across=161):  # R on lines across the path
     p, fracs, lines = paths[loss], np.linspace(0.025, 1.0, num_along), []
     for frac in fracs:
@@ -595,22 +578,30 @@ def r_band(loss, num_along=40, half_width=1.5, num_across=161):  # R on lines ac
     return fracs, s, nd.surfaces(loss, np.stack(lines), x, y)["R"]  # (num_along, num_across)
 
 
+band = {loss: r_band(loss) for loss in LOSSES}
+
+# %% tags=["hide-input"]
+colors = plt.matplotlib.colors
+
+
+def band_colours(R_band):  # the values to draw, colour map, norm and colour-bar label
+    if R_band.max() < 0:  # all negative: the colour range for |R|, darker = more negative
+        return -R_band, "Blues", colors.LogNorm(), "$-R$ (log scale)"
+    top = np.abs(R_band).max()
+    norm = colors.SymLogNorm(linthresh=1.0, vmin=-top, vmax=top)
+    return R_band, "RdBu_r", norm, "$R$ (symmetric log scale)"
+
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Close-up of $R$ in a band around each path: horizontal the fraction of training, vertical the signed distance $s$ across the path, which runs along $s = 0$. The colour range is set by the values in the band; a horizontal trench along $s = 0$ is a valley of $R$ that follows the path."}, "image": {"alt": "Three heat maps with the fraction of training on the horizontal axis and the distance across the path on the vertical axis, shaded by the curvature, with horizontal and oblique bands."}}
 fig, axes = helpers.plotting.subplots(2, 2, width=3.75, height=3.2)
 axes = axes.ravel()
 axes[3].axis("off")
-colors = plt.matplotlib.colors
 for ax, loss in zip(axes, LOSSES):
-    fracs, s_band, R_band = r_band(loss)
-    if R_band.max() < 0:  # all negative: the colour range for |R|, darker = more negative
-        mesh = ax.pcolormesh(fracs, s_band, -R_band.T, cmap="Blues", shading="auto",
-                             norm=colors.LogNorm(), rasterized=True)
-        fig.colorbar(mesh, ax=ax, pad=0.02, label="$-R$ (log scale)")
-    else:
-        top = np.abs(R_band).max()
-        norm = colors.SymLogNorm(linthresh=1.0, vmin=-top, vmax=top)
-        mesh = ax.pcolormesh(fracs, s_band, R_band.T, cmap="RdBu_r", shading="auto",
-                             norm=norm, rasterized=True)
-        fig.colorbar(mesh, ax=ax, pad=0.02, label="$R$ (symmetric log scale)")
+    fracs, s_band, R_band = band[loss]
+    values, cmap, norm, label = band_colours(R_band)
+    mesh = ax.pcolormesh(fracs, s_band, values.T, cmap=cmap, shading="auto", norm=norm,
+                         rasterized=True)
+    fig.colorbar(mesh, ax=ax, pad=0.02, label=label)
     ax.set(xlabel="fraction of training", ylabel="s (across the path)", title=LABEL[loss])
     ax.grid(False)
 fig.suptitle("Close-up of R around the path (the path is the line s = 0)")
@@ -660,38 +651,28 @@ rneg = {}
 for loss in LOSSES:
     idx, R = res[loss]["idx"], along[loss]["R"]
     first = idx <= idx[-1] // 2
-    rneg[loss] = {
-        "max R": float(R.max()),
-        "rho": float(spearmanr(idx[first], R[first]).correlation),
-        "drop": float(R[first][-1] - R[0]),
-        "rise": float(np.max(np.maximum.accumulate(R[first][::-1])[::-1] - R[first])),
-    }
-    print(
-        f"{LABEL[loss]:>20}: max R on path {R.max():.3g}; first half: rho ="
-        f" {rneg[loss]['rho']:.3f}, R(T/2) - R(0) = {rneg[loss]['drop']:.3g}; R at the end"
-        f" {R[-1]:.3g}; largest rise within the first half {rneg[loss]['rise']:.3g}"
-    )
+    rise = np.max(np.maximum.accumulate(R[first][::-1])[::-1] - R[first])
+    rneg[loss] = {"max R": float(R.max()),
+                  "rho": float(spearmanr(idx[first], R[first]).correlation),
+                  "drop": float(R[first][-1] - R[0]), "rise": float(rise)}
+    print(f"{LABEL[loss]:>20}: max R on path {R.max():.3g}; first half: rho ="
+          f" {rneg[loss]['rho']:.3f}, R(T/2) - R(0) = {rneg[loss]['drop']:.3g}; R at the end"
+          f" {R[-1]:.3g}; largest rise within the first half {rneg[loss]['rise']:.3g}")
+
+# %% tags=["hide-input"]
 helpers.findings.record(
-    "F-RNEG",
-    source="004 Sec. 5.2.3, Figs. 5.8-5.10",
-    criterion=(
-        "R is negative everywhere along the three paths and decreases during the first half"
-        " of training"
-    ),
-    measured={
-        **{f"max R {LABEL[k]}": v["max R"] for k, v in rneg.items()},
-        **{f"rho first half {LABEL[k]}": v["rho"] for k, v in rneg.items()},
-        **{f"R(T/2) - R(0) {LABEL[k]}": v["drop"] for k, v in rneg.items()},
-        **{f"largest rise first half {LABEL[k]}": v["rise"] for k, v in rneg.items()},
-    },
-    rule=lambda m: all(
-        (v < 0) if k.startswith(("max R", "R(T/2)")) else (v <= -0.9)
-        for k, v in m.items() if not k.startswith("largest rise")
-    ),
-    note=(
-        "decrease: Spearman rho(step, R) <= -0.9 over the first half of the steps and R(T/2)"
-        " < R(0); the largest rise (max over t < t' of R(t') - R(t)) is a diagnostic"
-    ),
+    "F-RNEG", source="004 Sec. 5.2.3, Figs. 5.8-5.10",
+    criterion=("R is negative everywhere along the three paths and decreases during the"
+               " first half of training"),
+    measured={**{f"max R {LABEL[k]}": v["max R"] for k, v in rneg.items()},
+              **{f"rho first half {LABEL[k]}": v["rho"] for k, v in rneg.items()},
+              **{f"R(T/2) - R(0) {LABEL[k]}": v["drop"] for k, v in rneg.items()},
+              **{f"largest rise first half {LABEL[k]}": v["rise"] for k, v in rneg.items()}},
+    rule=lambda m: all((v < 0) if k.startswith(("max R", "R(T/2)")) else (v <= -0.9)
+                       for k, v in m.items() if not k.startswith("largest rise")),
+    note=("decrease: Spearman rho(step, R) <= -0.9 over the first half of the steps and"
+          " R(T/2) < R(0); the largest rise (max over t < t' of R(t') - R(t)) is a"
+          " diagnostic"),
 );
 
 # %% [markdown]
@@ -734,24 +715,29 @@ helpers.plotting.show_table(
     ["loss", "training", "loss width", "R width", "R / loss", "R prominence"], rows
 );
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "The cross-section at half of each training: the loss (black, right axis; dotted: its half-depth level) and $R$ (red, left axis; dashed: the rim, shaded: from the floor to the half-depth level when $R$ has a valley there) against the signed distance $s$ across the path. Compare the width of the red valley with that of the black one."}, "image": {"alt": "Three line plots against the distance across the path, each with a U-shaped black loss curve and a red curvature curve on a second axis."}}
-fig, axes = helpers.plotting.subplots(2, 2, width=3.75, height=3.2)
-axes = axes.ravel()
-axes[3].axis("off")
+# %% tags=["hide-input"]
 red = helpers.plotting.PALETTE[3]
-for ax, loss in zip(axes, LOSSES):
-    c = sections[loss][1]
+
+
+def draw_section(ax, c, title):  # R on ax, the loss on a twin axis
     ax.plot(c["s"], c["S"]["R"], color=red, lw=1.2)
     if np.isfinite(c["wr"]["width"]):
         ax.axhspan(c["wr"]["level"], c["wr"]["floor"], color=red, alpha=0.2)
         ax.axhline(c["wr"]["rim"], color=red, ls="--", lw=1)
-    ax.set(xlabel="s (across the path)", ylabel="$R$",
-           title=f"{LABEL[loss]}, half of training")
+    ax.set(xlabel="s (across the path)", ylabel="$R$", title=title)
     tw = ax.twinx()
     tw.plot(c["s"], c["S"]["loss"], color="k", lw=1.5)
     tw.axhline(c["wl"]["level"], color="k", ls=":", lw=1)
     tw.set_ylabel("loss $L$")
     tw.grid(False)
+
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The cross-section at half of each training: the loss (black, right axis; dotted: its half-depth level) and $R$ (red, left axis; dashed: the rim, shaded: from the floor to the half-depth level when $R$ has a valley there) against the signed distance $s$ across the path. Compare the width of the red valley with that of the black one."}, "image": {"alt": "Three line plots against the distance across the path, each with a U-shaped black loss curve and a red curvature curve on a second axis."}}
+fig, axes = helpers.plotting.subplots(2, 2, width=3.75, height=3.2)
+axes = axes.ravel()
+axes[3].axis("off")
+for ax, loss in zip(axes, LOSSES):
+    draw_section(ax, sections[loss][1], f"{LABEL[loss]}, half of training")
 fig.suptitle("Across the path: loss (black) and R (red)")
 plt.show()
 
@@ -765,6 +751,8 @@ narrow = {
     }
     for loss in LOSSES
 }
+
+# %% tags=["hide-input"]
 _ = helpers.findings.record(
     "F-NARROW",
     source="004 Sec. 5.2.3",
@@ -792,6 +780,7 @@ def describe_narrow(loss):
             f" smallest prominence {prom:.3g}.")
 
 
+# %% tags=["hide-input"]
 ridge = {loss: [(c["S"]["R"][len(c["s"]) // 2], c["wr"]["rim"]) for c in sections[loss]]
          for loss in LOSSES}
 wide = {loss: nd.path_cross_section(loss, paths[loss], 0.5, x, y, 12.0, 1201)
@@ -802,6 +791,8 @@ for loss in LOSSES:
           + "; window s in [-12, 12] at half training: R width"
           f" {wide[loss]['wr']['width']:.3g},"
           f" loss width {wide[loss]['wl']['width']:.3g}")
+
+# %% tags=["hide-input"]
 verdict = helpers.findings.get("F-NARROW").verdict
 display(Markdown("\n".join(describe_narrow(loss) for loss in LOSSES)
                  + f"\n\nVerdict for F-NARROW: **{verdict}**."))
@@ -876,28 +867,22 @@ display(Markdown(
 # orientation and axis ratio are the metric's; it is long in directions where a step changes the per-example
 # losses little). Right: $R$ with the point. In the static book the panels are drawn for a few preset points.
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "One row per preset point $\\theta$: the neuron's output over the unit square with its decision boundary and the misclassified points ringed (left), the loss surface with the point and the shape of the metric there as an ellipse (middle), and the curvature $R$ with the point (right)."}, "image": {"alt": "Rows of three panels: a grey-shaded unit square with a black boundary line and coloured data points, a loss heat map with a red ellipse around a red marker, and a blue-red curvature heat map with the same marker."}}
+# %% tags=["hide-input"]
 def show_point(axes, loss="cross_entropy", theta1=-3.0, theta2=3.0):
     nd.draw_point(axes, loss, (theta1, theta2), x, y, t1, t2, grid[loss]["loss"],
                   grid[loss]["R"], path=paths[loss], palette=helpers.plotting.PALETTE[:2])
 
 
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "One row per preset point $\\theta$: the neuron's output over the unit square with its decision boundary and the misclassified points ringed (left), the loss surface with the point and the shape of the metric there as an ellipse (middle), and the curvature $R$ with the point (right)."}, "image": {"alt": "Rows of three panels: a grey-shaded unit square with a black boundary line and coloured data points, a loss heat map with a red ellipse around a red marker, and a blue-red curvature heat map with the same marker."}}
 helpers.widgets.explore(
     show_point,
-    controls={
-        "loss": list(LOSSES),
-        "theta1": (-10.0, 4.0, 0.25, -3.0),
-        "theta2": (-4.0, 10.0, 0.25, 3.0),
-    },
-    presets=[
-        {"loss": "cross_entropy", "theta1": 0.5, "theta2": 0.5},
-        {"loss": "cross_entropy", "theta1": -5.0, "theta2": 5.25},
-        {"loss": "mean_power2", "theta1": -3.0, "theta2": 6.0},
-        {"loss": "l2_norm", "theta1": 2.0, "theta2": -2.0},
-    ],
-    panels=3,
-    width=4.4,
-    height=3.8,
+    controls={"loss": list(LOSSES), "theta1": (-10.0, 4.0, 0.25, -3.0),
+              "theta2": (-4.0, 10.0, 0.25, 3.0)},
+    presets=[{"loss": "cross_entropy", "theta1": 0.5, "theta2": 0.5},
+             {"loss": "cross_entropy", "theta1": -5.0, "theta2": 5.25},
+             {"loss": "mean_power2", "theta1": -3.0, "theta2": 6.0},
+             {"loss": "l2_norm", "theta1": 2.0, "theta2": -2.0}],
+    panels=3, width=4.4, height=3.8,
     title=lambda v: f"{LABEL[v['loss']]} loss at θ = ({v['theta1']:.2f}, {v['theta2']:.2f})",
 )
 
@@ -997,20 +982,20 @@ helpers.widgets.explore(
 #   gradient descent separates only at a logarithmic rate.
 
 # %% tags=["hide-input"]
-display(
-    Markdown(
-        f"**Measured in this run** ({cfg['profile']} profile, {N} points,"
-        f" {cfg['grid']}×{cfg['grid']} grid): I-L2EXACT max relative error {err_l2:.1e}; I-2D"
-        f" max-norm relative error {max(rel2d.values()):.1e} on the sub-grid and the paths"
-        f" (raw coordinates on the paths:"
-        f" pointwise up to {max(raw2d.values()):.1e}); every grid value finite (I-FINITE)."
-        f" Misclassified at the end of the {LONGER}x longer trainings: "
-        + ", ".join(f"{LABEL[k]} {v}" for k, v in misclassified.items())
-        + "; largest valley angle "
-        + ", ".join(f"{LABEL[k]} {v['max_angle']:.2f}°" for k, v in valley.items())
-        + "; largest R on the paths "
-        + ", ".join(f"{LABEL[k]} {v['max R']:.3g}" for k, v in rneg.items())
-        + "."
-    )
-)
+display(Markdown(
+    f"**Measured in this run** ({cfg['profile']} profile, {N} points,"
+    f" {cfg['grid']}×{cfg['grid']} grid): I-L2EXACT max relative error {err_l2:.1e}; I-2D"
+    f" max-norm relative error {max(rel2d.values()):.1e} on the sub-grid and the paths"
+    f" (raw coordinates on the paths:"
+    f" pointwise up to {max(raw2d.values()):.1e}); every grid value finite (I-FINITE)."
+    f" Misclassified at the end of the {LONGER}x longer trainings: "
+    + ", ".join(f"{LABEL[k]} {v}" for k, v in misclassified.items())
+    + "; largest valley angle "
+    + ", ".join(f"{LABEL[k]} {v['max_angle']:.2f}°" for k, v in valley.items())
+    + "; largest R on the paths "
+    + ", ".join(f"{LABEL[k]} {v['max R']:.3g}" for k, v in rneg.items())
+    + "."
+))
+
+# %% tags=["hide-input"]
 helpers.findings.table();

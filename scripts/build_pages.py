@@ -122,7 +122,7 @@ def api() -> str:
     for name in [m for m in MODULE_ORDER if m in present] + sorted(set(present) - set(MODULE_ORDER)):
         mod = importlib.import_module(f"helpers.{name}")
         summary = " ".join(inspect.cleandoc(mod.__doc__ or "(no module docstring)").split("\n\n")[0].split())
-        lines += [f"## `helpers.{name}`", "", "```{eval-rst}", summary, "",
+        lines += [f"## `helpers.{name}`", "", "```{eval-rst}", findings.cite_sources(summary, "rst"), "",
                   f".. dropdown:: The module, its functions and classes", "",
                   f"   .. automodule:: helpers.{name}", "      :members:", "```", ""]
     return "\n".join(lines)
