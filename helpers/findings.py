@@ -169,7 +169,7 @@ _SOURCE = re.compile(r"(?P<open>\()?(?<![0-9,.\w`$-])(?P<doc>00[0-4])(?![0-9,.]\
                      r"(?:(?P<sep>\s+\(?)(?P<loc>" + _LOCATOR + r"))?(?P<close>\))?")
 #: mathematics and code spans (``code``, `code`, $x$, $$...$$, environments): a citation cannot go there
 _PROTECTED = re.compile(r"(\$\$.*?\$\$|\\begin\{(\w+\*?)\}.*?\\end\{\2\}|\$[^$\n]+\$|``.+?``|`[^`\n]*`)", re.S)
-_ROLES = {"myst": "{{cite}}`{key}{loc}`", "rst": ":cite:`{key}{loc}`"}
+_ROLES = {"myst": "{cite}", "rst": ":cite:"}  # the citation role of each markup
 
 
 def cite_sources(text: str, style: str = "text") -> str:
@@ -197,7 +197,7 @@ def cite_sources(text: str, style: str = "text") -> str:
             if loc and sep.strip() == "(":  # "000 (Sec. 6.3)"
                 return opened + label + sep + loc + closed
             return opened + label + (f", {loc}" if loc else "") + closed
-        cite = _ROLES[style].format(key=key, loc=f"{{{loc}}}" if loc else "")
+        cite = _ROLES[style] + f"`{key}" + (f"{{{loc}}}" if loc else "") + "`"
         if loc and sep.strip() == "(":  # "000 (Sec. 6.3)": the locator's own parenthesis
             return opened + cite
         return cite if opened and closed else opened + cite + closed  # "(000 eq. 2.6)": brackets replace ()
@@ -209,7 +209,7 @@ def cite_sources(text: str, style: str = "text") -> str:
     out = "".join(out + [_SOURCE.sub(one, text[end:])])
     if style == "text":
         return out
-    role = re.escape(_ROLES[style].split("`")[0].replace("{{", "{").replace("}}", "}"))
+    role = re.escape(_ROLES[style])
     return re.sub(rf"({role}`([a-z0-9]+)`) {role}`\2`", r"\1", out)  # "`x` (004)" said it twice
 
 
@@ -233,6 +233,16 @@ def markdown_table(records: list[Finding] | None = None, style: str = "text") ->
 ROBUSTNESS_RECORD = Path(__file__).resolve().parents[1] / "benchmarks" / "robustness.json"
 
 
+def _recorded(chapter: str, record: Path | str | None) -> tuple[dict | None, dict, list[str]]:
+    """(the whole record, the chapter's rows, the seeds as strings); (None, {}, []) without a record."""
+    path = Path(ROBUSTNESS_RECORD if record is None else record)
+    try:
+        data = json.loads(path.read_text())
+        return data, data["table"][chapter], [str(x) for x in data["seeds"]]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError):
+        return None, {}, []
+
+
 def seed_verdicts(chapter: str, record: Path | str | None = None) -> tuple[list[str], dict[str, list[str]], str]:
     """The verdicts of a chapter's findings at every recorded seed, from the record of ``make robustness``.
 
@@ -243,12 +253,8 @@ def seed_verdicts(chapter: str, record: Path | str | None = None) -> tuple[list[
         ``(seeds, {finding id: ["yes" | "no" | "not run", ...] per seed}, provenance)``, where provenance names
         the commits and dates of the chapter's runs; ``([], {}, "")`` when there is no record for the chapter.
     """
-    path = Path(ROBUSTNESS_RECORD if record is None else record)
-    try:
-        data = json.loads(path.read_text())
-        rows_ = data["table"][chapter]
-        seeds = [str(x) for x in data["seeds"]]
-    except (OSError, json.JSONDecodeError, KeyError, TypeError):
+    data, rows_, seeds = _recorded(chapter, record)
+    if data is None:
         return [], {}, ""
     short = {REPRODUCED: "yes", NOT_REPRODUCED: "no"}
     table_ = {fid: [short.get(per.get(s, {}).get("verdict"), "not run") for s in seeds] for fid, per in rows_.items()}
@@ -269,12 +275,7 @@ def seed_figures(chapter: str, record: Path | str | None = None) -> dict[str, st
         ``{finding id: "name = a / b / c"}`` (the figure of seeds 0, 1, 2 in the record's order) for the
         findings that flip; empty when there is no record or nothing flips.
     """
-    path = Path(ROBUSTNESS_RECORD if record is None else record)
-    try:
-        data = json.loads(path.read_text())
-        rows_, seeds = data["table"][chapter], [str(x) for x in data["seeds"]]
-    except (OSError, json.JSONDecodeError, KeyError, TypeError):
-        return {}
+    data, rows_, seeds = _recorded(chapter, record)
     out = {}
     for fid, per in rows_.items():
         cells = [per.get(s) for s in seeds]
