@@ -292,6 +292,46 @@ def seed_figures(chapter: str, record: Path | str | None = None) -> dict[str, st
     return out
 
 
+def seed_measurements(chapter: str, quantities: Mapping[str, list[str]],
+                      record: Path | str | None = None) -> str:
+    """A Markdown table of chosen measured quantities of some findings at every recorded seed.
+
+    The chapters' robustness paragraphs show this instead of figures typed into the prose, so that the
+    numbers are those of the last ``make robustness --record`` and change when it is rerun.
+
+    Args:
+        chapter: the chapter's name, e.g. ``"04_hessian"``.
+        quantities: ``{finding id: [names of measured quantities]}``; each finding gets a verdict row and
+            one row per quantity.
+        record: the record file (default :data:`ROBUSTNESS_RECORD`).
+    Returns:
+        The table (one column per seed) followed by its provenance (commits, date, profile), or one sentence
+        saying that the record has no runs of the chapter, when there are none.
+    Raises:
+        ValueError: when ``quantities`` is empty or names a finding id that is not a string like ``F-OUT``.
+    """
+    if not quantities or not all(isinstance(k, str) and k.startswith("F-") for k in quantities):
+        raise ValueError(f"quantities must map finding ids such as 'F-OUT' to lists of measured names, "
+                         f"got {quantities!r}.")
+    data, rows_, seeds = _recorded(chapter, record)
+    if data is None or not rows_:
+        return (f"*The robustness record has no runs of `{chapter}` yet: `make robustness` runs the chapter "
+                "at BOOK_SEED = 0, 1 and 2 and `scripts/robustness.py --record` keeps the result.*")
+    out = ["| finding | quantity | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+           "|---|---|" + "---|" * len(seeds)]
+    for fid, names in quantities.items():
+        per = rows_.get(fid, {})
+        cells = [per.get(s) for s in seeds]
+        out.append(f"| {fid} | verdict | " + " | ".join(
+            (c["verdict"] if c else "not run") for c in cells) + " |")
+        for name in names:
+            values = [_format_value(c["measured"][name]) if c and name in c.get("measured", {})
+                      else "not recorded" for c in cells]
+            out.append(f"| | {name} | " + " | ".join(v.replace("|", "\\|") for v in values) + " |")
+    _, _, provenance = seed_verdicts(chapter, record)
+    return "\n".join(out) + f"\n\nQuick profile; from the robustness record ({provenance})."
+
+
 def table() -> None:
     """Display the chapter's findings table (HTML in the book, Markdown in plain front ends).
 

@@ -466,8 +466,9 @@ _ = findings.record(
 # decreasing algebraic order, the last components added are those of the negative eigenvalues; sorted by
 # $|\lambda|$, large negative eigenvalues come early ({cite:t}`haink2023hessian` Figs. 7.9-7.11). F-ACC20: by magnitude, at most 25% of
 # the eigenvectors recover 95% of the final test accuracy; algebraically, the network with all non-negative
-# components but without the negative ones stays below full accuracy (we require it to be at least one
-# percentage point below the final test accuracy).
+# components but without the negative ones stays below full accuracy (its test accuracy is below the final
+# one; by how much, and whether that difference exceeds its measurement error, is reported beside the
+# verdict).
 
 # %% tags=["hide-input"]
 counts = np.unique(np.r_[np.linspace(0, P_a, 41).astype(int), np.sum(lam >= 0)])
@@ -518,16 +519,16 @@ _ = findings.record(
      "test images": len(y_te),
      "margin at 25%: acc - 0.95 acc_final": d_quarter + 0.05 * acc_final,
      "standard error of the margin at 25%": se_quarter,
-     "margin without negatives: acc_final - 0.01 - acc": d_nonneg - 0.01,
+     "margin without negatives: acc_final - acc": d_nonneg,
      "standard error of the margin without negatives": se_nonneg},
     lambda m: m["fraction for 95% (by magnitude)"] <= 0.25
-    and m["accuracy without negative eigenvectors"] <= m["final test accuracy"] - 0.01)
+    and m["accuracy without negative eigenvectors"] < m["final test accuracy"])
 
 # %% [markdown]
 # Both conditions are judged on the test set, so each has a margin and a measurement error. A margin is
 # positive when its condition holds: the accuracy with the top quarter of the eigenvectors (by magnitude)
-# minus 95% of the final accuracy, and the final accuracy minus one percentage point minus the accuracy
-# without the negative eigenvectors. Their standard errors are those of paired differences on the same
+# minus 95% of the final accuracy, and the final accuracy minus the accuracy without the negative
+# eigenvectors. Their standard errors are those of paired differences on the same
 # test images (only images on which the two networks disagree count, `ht.paired_accuracy_difference`); a
 # margin of several standard errors is a measurement, a margin of one is a coin toss.
 
@@ -1060,10 +1061,15 @@ _ = findings.record(
           "layers (positive: a middle layer is closest)"))
 
 # %% [markdown]
-# **Robustness.** `F-LAYEROUT` depends on the global seed. With $C = 10$, the five layers had 3, 1, 9, 9
-# and 9 outliers at `BOOK_SEED` = 0 (three layers within $C \pm 3$, reproduced), 1, 1, 1, 1 and 9 at seed 1
-# and 4, 5, 1, 8 and 1 at seed 2 (one layer each, not reproduced). No layer has about $C$ outliers at every
-# seed: even the output layer has 9, 9 and 1. `F-MIDDLE` holds at all three seeds.
+# **Robustness.** How many outliers a layer's spectrum has is a fragile count: a gap in the spectrum
+# decides it, and between runs of the same network it moves by more than the $C \pm 3$ window. The table
+# gives the counts per layer and the verdicts at `BOOK_SEED` = 0, 1 and 2, with `F-MIDDLE`'s closest layer
+# and margin beside them, as recorded by `make robustness`.
+
+# %% tags=["hide-input"]
+display(Markdown(findings.seed_measurements("04_hessian", {
+    "F-LAYEROUT": ["outliers per layer", "layers within C ± 3"],
+    "F-MIDDLE": ["closest layer (W1)", "margin"]})))
 
 # %% [markdown]
 # **Evolution during training.** {cite:t}`sankar2021deeper` (Figs. 4-6) follows $\lambda_{\max}$ (by Lanczos) and the trace (by
@@ -1361,12 +1367,17 @@ display(
 )
 
 # %% [markdown]
-# **Robustness.** `F-HTR` depends on the global seed. At `BOOK_SEED` = 0, 1 and 2 the mean final trace was
-# 100.1, 73.2 and 70.7 with HTR against 81.0, 55.7 and 79.1 without, so HTR ends lower only at seed 2. Every
-# $\gamma$ of the sweep ends above the baseline at seeds 0 and 1. At matched training loss the ratio is
-# 0.38, 0.38 and 0.41: along the way the regularised runs have the smaller trace at every seed, but they
-# train more slowly, and the curvature falls late in training (`F-FLATTEN`); after 20 epochs the plain runs
-# are further along that fall, which is the likely reason they end lower.
+# **Robustness.** The table gives the final traces, the ratio at matched training loss and the $\gamma$
+# sweep at `BOOK_SEED` = 0, 1 and 2. Read the final traces beside the matched-loss ratio: a ratio below 1
+# means that along the way the regularised runs have the smaller trace, while the final comparison also
+# depends on how far each run has come. The regularised runs train more slowly, and the curvature falls
+# late in training (`F-FLATTEN`), so after 20 epochs the plain runs can be further along that fall and end
+# lower even where HTR held the trace down at equal loss.
+
+# %% tags=["hide-input"]
+display(Markdown(findings.seed_measurements("04_hessian", {"F-HTR": [
+    "trace baseline", "trace HTR", "trace HTR / baseline at matched training loss",
+    "mean final trace per gamma"]})))
 
 # %% [markdown]
 # ## Explore: the spectral density of a layer during training

@@ -639,11 +639,11 @@ plt.show()
 # for the other two they follow different shapes, because the loss factor $(\partial\ell/\partial f_i)^2$
 # shrinks with the errors as training proceeds. {cite:t}`sauter2023fisher` reports (F-RNEG) that $R$ is always negative along the paths
 # and descends roughly linearly at first. We measure the largest $R$ on each path and, over the first half of
-# the steps, Spearman's rank correlation between step and $R$; "decreases" means $\rho \le -0.9$ and
-# $R$ at half time below $R$ at the start.
-# This reads "decreases" as a trend over the first half, as one reads {cite:t}`sauter2023fisher`'s curves
-# on a linear step axis, not as a fall at every step: beside the verdict we report the largest *rise*
-# within the first half, $\max_{t < t'} (R(t') - R(t))$, which is 0 for a curve that never goes up. (On the
+# the steps, Spearman's rank correlation between step and $R$. The verdict reads "decreases during the first
+# half" as the specification words it, with no threshold of our own: $R$ at half time is below $R$ at the
+# start. Two diagnostics stand beside it and say what kind of decrease it is: $\rho$ ($-1$ for a curve that
+# falls at every step) and the largest *rise* within the first half, $\max_{t < t'} (R(t') - R(t))$, which
+# is 0 for a curve that never goes up. (On the
 # logarithmic axis above, the L2-norm curve rises briefly during the first few dozen steps.)
 
 # %% tags=["hide-input"]
@@ -668,11 +668,9 @@ helpers.findings.record(
               **{f"rho first half {LABEL[k]}": v["rho"] for k, v in rneg.items()},
               **{f"R(T/2) - R(0) {LABEL[k]}": v["drop"] for k, v in rneg.items()},
               **{f"largest rise first half {LABEL[k]}": v["rise"] for k, v in rneg.items()}},
-    rule=lambda m: all((v < 0) if k.startswith(("max R", "R(T/2)")) else (v <= -0.9)
-                       for k, v in m.items() if not k.startswith("largest rise")),
-    note=("decrease: Spearman rho(step, R) <= -0.9 over the first half of the steps and"
-          " R(T/2) < R(0); the largest rise (max over t < t' of R(t') - R(t)) is a"
-          " diagnostic"),
+    rule=lambda m: all(v < 0 for k, v in m.items() if k.startswith(("max R", "R(T/2)"))),
+    note=("decrease: R(T/2) < R(0); Spearman rho(step, R) over the first half and the largest"
+          " rise (max over t < t' of R(t') - R(t)) are diagnostics"),
 );
 
 # %% [markdown]
@@ -844,7 +842,7 @@ helpers.plotting.show_table(
 criteria = {
     "F-CLASSIFY": lambda m: m["misclassified"] == 0,
     "F-VALLEY": lambda m: m["valley_angle"] <= 5.0,
-    "F-RNEG": lambda m: m["max_R"] < 0 and m["rho"] <= -0.9 and m["drop"] < 0,
+    "F-RNEG": lambda m: m["max_R"] < 0 and m["drop"] < 0,
     "F-NARROW": lambda m: m["width_ratio"] < 1,
 }
 held = {fid: sum(all(rule(robust[k, loss]) for loss in LOSSES) for k in others)

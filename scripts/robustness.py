@@ -96,10 +96,11 @@ def merge_record(record: dict, new: dict) -> dict:
 
 
 def gather(seeds, out=OUT) -> dict:
-    """{chapter: {finding id: {seed: {"verdict", "figure"}}}} from the seeds' findings folders.
+    """{chapter: {finding id: {seed: {"verdict", "figure", "measured"}}}} from the seeds' findings folders.
 
     The figure is one measured quantity per finding, the same at every seed: the first number (or list of
-    numbers) that differs between the seeds (the one a reader wants to compare), else the first one.
+    numbers) that differs between the seeds (the one a reader wants to compare), else the first one;
+    "measured" keeps every measured quantity, which the chapters' robustness tables read.
     """
     measured: dict = {}
     for seed in seeds:
@@ -112,7 +113,8 @@ def gather(seeds, out=OUT) -> dict:
         for fid, per_seed in rows.items():
             name = _key_figure({s: f["measured"] for s, f in per_seed.items()})
             table.setdefault(chapter, {})[fid] = {
-                s: {"verdict": f["verdict"], "figure": _figure(name, f["measured"].get(name, ""))}
+                s: {"verdict": f["verdict"], "figure": _figure(name, f["measured"].get(name, "")),
+                    "measured": f["measured"]}
                 for s, f in per_seed.items()}
     return table
 

@@ -113,3 +113,24 @@ def test_table_adds_the_recorded_verdicts_per_seed(tmp_path, monkeypatch, capsys
     monkeypatch.setenv("BOOK_PROFILE", "paper")  # the record is of the quick profile: no column
     findings.table()
     assert shown[-1][0][-1] == "verdict"
+
+
+def test_seed_measurements_reads_the_record_not_the_prose(tmp_path):
+    record = tmp_path / "robustness.json"
+    cell = lambda v, x: {"verdict": v, "figure": f"x = {x}", "measured": {"x": x, "per layer": [1, x]}}
+    record.write_text(json.dumps({
+        "seeds": [0, 1],
+        "table": {"99_test": {"F-A": {"0": cell(findings.REPRODUCED, 0.123456),
+                                      "1": {"verdict": findings.NOT_REPRODUCED, "figure": "x = 2"}}}},
+        "runs": {"99_test seed 0": {"commit": "abc1234", "date": "2026-12-02 22:00 UTC", "load": 1.0}}}))
+    text = findings.seed_measurements("99_test", {"F-A": ["x", "per layer"]}, record)
+    lines = text.splitlines()
+    assert lines[0] == "| finding | quantity | seed 0 | seed 1 |"
+    assert lines[2] == f"| F-A | verdict | {findings.REPRODUCED} | {findings.NOT_REPRODUCED} |"
+    # numbers rounded as in the findings table; a run recorded without its measurements says so
+    assert lines[3] == "| | x | 0.1235 | not recorded |"
+    assert lines[4] == "| | per layer | [1, 0.1235] | not recorded |"
+    assert "commit abc1234, 2026-12-02" in text
+    assert "no runs of `98_other`" in findings.seed_measurements("98_other", {"F-A": ["x"]}, record)
+    with pytest.raises(ValueError, match="finding ids"):
+        findings.seed_measurements("99_test", {}, record)
