@@ -23,37 +23,32 @@
 # %% tags=["hide-input"]
 import helpers  # first: sets TensorFlow's determinism options before TensorFlow is imported
 
-cfg = helpers.setup("03_random_matrix_theory",
-    # quick: an MLP on the 8x8 digits and on MNIST-1D, Meng and Yao's Gaussian ANOVA at 1,000
-    # points per class with halved networks; paper: Haink's MLP 256 on CIFAR-10, Meng and
-    # Yao's NN1/NN2 at 7,500 points per class, and LeNet / miniAlexNet on MNIST and CIFAR-10
-    # at Meng and Yao's batch sizes
-    quick=dict(null_c=[0.1, 0.25, 0.5], null_n=[200, 500, 1000], null_reps=50,
-               svd_data="digits", svd_hidden=[256, 128], svd_layer="dense_2", svd_epochs=200,
-               svd_lr=0.05,
-               svd_batch=32, svd_window_epochs=10, svd_weight_decay=5e-3,
-               anova_model="D1", n_per_class=1000, n_test_per_class=500,
-               deltas=[0.15, 0.3, 0.6, 0.9],
-               K_main=4, K_grid=[2, 4, 8], delta_for_K=0.3,
-               nn1_dim=100, nn1=[512, 256, 128], nn2_dim=256, nn2=[512, 256],
-               anova_epochs=40, anova_lr=0.1, anova_batch=64, C=[0.4, 0.6],
-               real_runs=[["digits", "mlp", 32], ["mnist1d", "mlp", 32]],
-               real_hidden=[256, 128],
-               real_epochs=60, real_lr=0.05),
-    paper=dict(null_c=[0.1, 0.25, 0.5], null_n=[500, 1000, 2000], null_reps=50,
-               svd_data="cifar10", svd_hidden=[256, 128, 64], svd_layer="dense_3",
-               svd_epochs=200,
-               svd_lr=0.01, svd_batch=32, svd_window_epochs=10, svd_weight_decay=5e-4,
-               anova_model="D1", n_per_class=7500, n_test_per_class=1500,
-               deltas=[0.15, 0.2, 0.3, 0.6, 0.9],
-               K_main=4, K_grid=[2, 4, 8], delta_for_K=0.3,
-               nn1_dim=100, nn1=[1024, 512, 384, 192], nn2_dim=2048, nn2=[1024, 512],
-               anova_epochs=250, anova_lr=0.01, anova_batch=64, C=[0.4, 0.6],
-               real_runs=[[d, n, b] for d in ("mnist", "cifar10")
-                          for n in ("lenet", "minialexnet") for b in (16, 32, 64, 128, 256)],
-               real_hidden=[],
-               real_epochs=250, real_lr=0.01),
-)
+# quick: an MLP on the 8x8 digits and on MNIST-1D, Meng and Yao's Gaussian ANOVA at 1,000
+# points per class with halved networks
+QUICK = dict(null_c=[0.1, 0.25, 0.5], null_n=[200, 500, 1000], null_reps=50,
+             svd_data="digits", svd_hidden=[256, 128], svd_layer="dense_2", svd_epochs=200,
+             svd_lr=0.05, svd_batch=32, svd_window_epochs=10, svd_weight_decay=5e-3,
+             anova_model="D1", n_per_class=1000, n_test_per_class=500,
+             deltas=[0.15, 0.3, 0.6, 0.9], K_main=4, K_grid=[2, 4, 8], delta_for_K=0.3,
+             nn1_dim=100, nn1=[512, 256, 128], nn2_dim=256, nn2=[512, 256],
+             anova_epochs=40, anova_lr=0.1, anova_batch=64, C=[0.4, 0.6],
+             real_runs=[["digits", "mlp", 32], ["mnist1d", "mlp", 32]],
+             real_hidden=[256, 128], real_epochs=60, real_lr=0.05)
+
+# %% tags=["hide-input"]
+# paper: Haink's MLP 256 on CIFAR-10, Meng and Yao's NN1/NN2 at 7,500 points per class, and
+# LeNet / miniAlexNet on MNIST and CIFAR-10 at Meng and Yao's batch sizes
+PAPER = dict(null_c=[0.1, 0.25, 0.5], null_n=[500, 1000, 2000], null_reps=50,
+             svd_data="cifar10", svd_hidden=[256, 128, 64], svd_layer="dense_3",
+             svd_epochs=200, svd_lr=0.01, svd_batch=32, svd_window_epochs=10,
+             svd_weight_decay=5e-4, anova_model="D1", n_per_class=7500, n_test_per_class=1500,
+             deltas=[0.15, 0.2, 0.3, 0.6, 0.9], K_main=4, K_grid=[2, 4, 8], delta_for_K=0.3,
+             nn1_dim=100, nn1=[1024, 512, 384, 192], nn2_dim=2048, nn2=[1024, 512],
+             anova_epochs=250, anova_lr=0.01, anova_batch=64, C=[0.4, 0.6],
+             real_runs=[[d, n, b] for d in ("mnist", "cifar10")
+                        for n in ("lenet", "minialexnet") for b in (16, 32, 64, 128, 256)],
+             real_hidden=[], real_epochs=250, real_lr=0.01)
+cfg = helpers.setup("03_random_matrix_theory", quick=QUICK, paper=PAPER)
 
 # %% tags=["hide-input"]
 import numpy as np
@@ -68,6 +63,7 @@ from matplotlib.ticker import NullFormatter
 # axis label of Meng and Yao's scaled statistic
 SCALED = r"$\hat s_n\, n^{1/3} / \sqrt{\log n}$"
 
+# %% tags=["hide-input"]
 LOADERS = {"digits": data.digits, "mnist1d": data.mnist1d, "mnist": data.mnist,
            "cifar10": data.cifar10}
 DATA, missing = {}, []
@@ -173,6 +169,8 @@ def null_statistics(c, n):
 
 
 null = {(c, n): null_statistics(c, n) for c in cfg["null_c"] for n in cfg["null_n"]}
+
+# %% tags=["hide-input"]
 rows = [[f"{c:g}", str(n), f"{v.min():.3f}", f"{np.median(v):.3f}", f"{v.max():.3f}",
          f"{np.mean((v >= 0.1) & (v <= 0.3)):.2f}",
          f"{np.mean((v >= 0.15) & (v <= 0.25)):.2f}"]
@@ -226,6 +224,7 @@ def make_net(kind, ds, seed_name):
                         seed=seed)
 
 
+# %% tags=["hide-input"]
 def train_and_record(weight_decay):
     model = models.mlp(ds_svd.input_shape, cfg["svd_hidden"], ds_svd.num_classes,
                        seed=helpers.seed("ch3-svd"))
@@ -241,6 +240,7 @@ def train_and_record(weight_decay):
             "test_acc": h["test_acc"], "acc": h["acc"]}
 
 
+# %% tags=["hide-input"]
 svd_runs = {wd: cache.cached("ch3-svd", {**cfg, "run_weight_decay": wd},
                              lambda wd=wd: train_and_record(wd),
                              verbose=False) for wd in (0.0, cfg["svd_weight_decay"])}
@@ -251,12 +251,12 @@ def svd_network(wd):
     model.set_weights(cache.unpack_weights(svd_runs[wd]))
     return model
 
-
+# %%
 net = svd_network(0.0)
 spectra = ws.model_spectra(net)
 show_table(*ws.spectra_table(spectra))
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "Eigenvalue densities of two trained layers on a log scale with the fitted Marchenko-Pastur bulk (red) and its upper edge (dotted). The eigenvalues to the right of the edge are the outliers counted in the titles (F-BULK)."}, "image": {"alt": "Two histograms of layer eigenvalues on a logarithmic density axis with a red fitted density and a dotted vertical line at its edge."}}
+# %% tags=["hide-input"]
 def draw_esd(ax, spec, title, bins=50):
     """Histogram of a layer's eigenvalues with the fitted MP density and its upper edge."""
     ev = spec.eigenvalues
@@ -271,7 +271,7 @@ def draw_esd(ax, spec, title, bins=50):
     ax.yaxis.set_minor_formatter(NullFormatter())
     return bulk
 
-
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Eigenvalue densities of two trained layers on a log scale with the fitted Marchenko-Pastur bulk (red) and its upper edge (dotted). The eigenvalues to the right of the edge are the outliers counted in the titles (F-BULK)."}, "image": {"alt": "Two histograms of layer eigenvalues on a logarithmic density axis with a red fitted density and a dotted vertical line at its edge."}}
 fig, axes = subplots(1, 2, width=4.2, height=3.2)
 for ax, name in zip(axes, [n for n in spectra if min(spectra[n].matrix_shape) >= 20][:2]):
     s = spectra[name]
@@ -281,7 +281,7 @@ fig.suptitle("Trained layers: MP bulk (red) and outliers beyond the edge (dotted
 plt.show()
 
 # %% [markdown]
-# Most eigenvalues fill an MP bulk, a handful stand out to the right. {cite}`haink2023hessian{Ch. 4}`, citing Staats, Thamm and
+# Most eigenvalues fill an MP bulk, a handful stand out to the right. {cite}`haink2023hessian{Ch. 4}` (citing Staats, Thamm and
 # Rosenow {cite}`staats2023boundary`) states that these outliers hold almost all the information: setting
 # the bulk singular values to zero does not hurt the accuracy. `weight_spectra.remove_bulk` zeroes every
 # $\nu_i$ with $\nu_i^2/N$ inside the fitted bulk and returns the edited network. `F-BULK` asks for a layer
@@ -303,11 +303,14 @@ def bulk_removal(model):
             "cost_points": 100 * (before - after)}
 
 
+# %% tags=["hide-input"]
 net_wd = svd_network(cfg["svd_weight_decay"])
 cut, cut_wd = bulk_removal(net), bulk_removal(net_wd)
 bulk_m = {"layer": LAYER, "weight_decay": cfg["svd_weight_decay"], **cut_wd,
           "of": len(spectra[LAYER].eigenvalues),
           **{f"{k}_no_wd": v for k, v in cut.items()}}
+
+# %% tags=["hide-input"]
 f_bulk = findings.record(
     "F-BULK", source="000 Ch. 4 (citing Staats, Thamm, Rosenow)", measured=bulk_m,
     criterion="a trained network's layer has a MP bulk plus outliers; zeroing the bulk "
@@ -316,14 +319,12 @@ f_bulk = findings.record(
     rule=lambda m: m["outliers"] >= 1 and m["bulk_ks"] <= 0.05 and m["cost_points"] <= 2)
 
 # %% tags=["remove-input"]
-
-
 def bulk_sentence(c, what):
     return (f"{what}, keeping {c['kept']} of {bulk_m['of']} singular values of `{LAYER}` changes the test accuracy "
             f"from {c['test_acc']:.3f} to {c['test_acc_bulk_removed']:.3f} ({c['cost_points']:.1f} points lost; "
             f"KS distance of the bulk to its MP fit {c['bulk_ks']:.3f})")
 
-
+# %% tags=["remove-input"]
 text = (bulk_sentence(cut_wd, f"With weight decay λ = {cfg['svd_weight_decay']:g}") + ". "
         + bulk_sentence(cut, "Without weight decay") + f", with {cut['outliers']} outliers for the "
         f"K − 1 = {ds_svd.num_classes - 1} directions a {ds_svd.num_classes}-class problem needs. "
@@ -342,7 +343,7 @@ display(Markdown(text))
 # %% [markdown]
 # ## Spacings of trained singular values (`F-WIGNERW`)
 #
-# {cite}`haink2023hessian{Ch. 4}`, after Thamm, Staats and Rosenow {cite}`thamm2022random`) reports that the unfolded spacings of
+# {cite}`haink2023hessian{Ch. 4}` (after Thamm, Staats and Rosenow {cite}`thamm2022random`) reports that the unfolded spacings of
 # the singular values of trained layers follow the Wigner surmise: the bulk is still a random matrix in its
 # correlations. We unfold the singular values inside the MP bulk of every layer with at least 50 of them
 # (the outliers are too few and too far apart to unfold with the bulk), with a degree-5 polynomial and 5%
@@ -411,6 +412,8 @@ for wd, run in svd_runs.items():
     svpc[f"outliers_{tag}"] = k_out
     svpc[f"mean_top5_outliers_{tag}"] = float(S[:5, :k_out].mean()) if k_out else float("nan")
     svpc[f"mean_top5_bulk_{tag}"] = float(S[:5, k_out:].mean())
+
+# %% tags=["hide-input"]
 f_svpc = findings.record(
     "F-SVPC", source="000 Sec. 6.1, Figs. 6.1-6.2", measured=svpc,
     criterion="singular matrices of outlier singular values overlap most with the leading "
@@ -421,19 +424,18 @@ f_svpc = findings.record(
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Top: overlaps of the first 30 principal components of the trajectory (rows) with the layer's singular matrices ordered by singular value (columns), without and with weight decay; the dashed line separates outliers (left of it) from the bulk. Bottom: the overlaps of the top 5 components. Look for weight concentrated left of the line (F-SVPC)."}, "image": {"alt": "A two-by-two grid: two heat maps of overlaps, PC index against singular value index, and below them line plots of the overlaps of five PCs, each with a vertical line at the MP edge."}}
 fig, axes = subplots(2, 2, width=4.2, height=3.0)
-for col, (wd, (S, k_out)) in enumerate(S_of.items()):
+for (top, bottom), (wd, (S, k_out)) in zip(axes.T, S_of.items()):
     label = "no weight decay" if wd == 0 else f"weight decay λ = {wd:g}"
-    im = axes[0, col].imshow(S[:30], aspect="auto", cmap="magma", origin="lower", vmin=0)
-    axes[0, col].axvline(k_out - 0.5, color="w", ls="--", lw=1)
-    axes[0, col].set(xlabel="singular value index j", ylabel="PC index i",
-                     title=f"Sᵢⱼ, {label}")
-    axes[0, col].grid(False)
-    fig.colorbar(im, ax=axes[0, col], shrink=0.9)
+    im = top.imshow(S[:30], aspect="auto", cmap="magma", origin="lower", vmin=0)
+    top.axvline(k_out - 0.5, color="w", ls="--", lw=1)
+    top.set(xlabel="singular value index j", ylabel="PC index i", title=f"Sᵢⱼ, {label}")
+    top.grid(False)
+    fig.colorbar(im, ax=top, shrink=0.9)
     for i, c in zip(range(5), PALETTE):
-        axes[1, col].plot(S[i], color=c, lw=1.2, label=f"PC {i + 1}")
-    axes[1, col].axvline(k_out - 0.5, color="k", ls=":", lw=1)
-    axes[1, col].set(xlabel="singular value index j", ylabel="overlap Sᵢⱼ",
-                     title="Top 5 PCs (dotted: MP edge)")
+        bottom.plot(S[i], color=c, lw=1.2, label=f"PC {i + 1}")
+    bottom.axvline(k_out - 0.5, color="k", ls=":", lw=1)
+    bottom.set(xlabel="singular value index j", ylabel="overlap Sᵢⱼ",
+               title="Top 5 PCs (dotted: MP edge)")
 axes[1, 1].legend(fontsize=8, ncol=2, loc="upper right")
 plt.show()
 
@@ -511,6 +513,7 @@ def anova_data(net, K, delta):
                                seed=helpers.seed("ch3-anova", net, K))
 
 
+# %% tags=["hide-input"]
 def anova_run(net, K, delta):
     ds = anova_data(net, K, delta)
     model = models.mlp(NETS[net][0], NETS[net][1], K,
@@ -531,6 +534,7 @@ crits = {key: ws.SpectralCriterion.from_arrays(r, WATCH[key[0]], Cs) for key,
          r in anova.items()}
 
 
+# %% tags=["hide-input"]
 def final_class(key, name, C=0.4):
     r = anova[key]
     return ws.classify_spectrum(r[f"ev_{name}"], C=C, ratio=float(r[f"ratio_{name}"]))
@@ -564,6 +568,8 @@ s_by_K = [final_s(k, layer0) for k in K_keys]
 diff_m = {"snr_levels": [float(anova[k]["snr"]) for k in snr_keys],
           "s_hat_by_falling_snr": s_by_snr,
           "K": sorted(cfg["K_grid"]), "s_hat_by_K": s_by_K}
+
+# %% tags=["hide-input"]
 f_diff = findings.record(
     "F-DIFFICULTY", source="002 (Gaussian ANOVA experiments)", measured=diff_m,
     criterion="on Gaussian ANOVA data, the distance ŝ_n of a hidden layer's spectrum from MP "
@@ -573,17 +579,18 @@ f_diff = findings.record(
     and all(np.diff(m["s_hat_by_falling_snr"]) > 0)
     and all(np.diff(m["s_hat_by_K"]) > 0))
 
+# %% tags=["hide-input"]
 hi, lo = snr_keys[0], snr_keys[-1]
 c_hi, c_lo = final_class(hi, layer0), final_class(lo, layer0)
 phase_m = {"snr_high": float(anova[hi]["snr"]), "class_high": c_hi.label,
-           "scaled_high": c_hi.scaled,
-           "alpha_high": c_hi.alpha, "snr_low": float(anova[lo]["snr"]),
-           "class_low": c_lo.label,
+           "scaled_high": c_hi.scaled, "alpha_high": c_hi.alpha,
+           "snr_low": float(anova[lo]["snr"]), "class_low": c_lo.label,
            "scaled_low": c_lo.scaled, "scaled_bulk_low": c_lo.scaled_bulk,
-           "alpha_low": c_lo.alpha,
-           "spikes_low": c_lo.num_spikes,
+           "alpha_low": c_lo.alpha, "spikes_low": c_lo.num_spikes,
            "NN2_classes_high_low": [final_class(("NN2", K0, d), WATCH["NN2"][-1]).label
                                     for d in (max(cfg["deltas"]), min(cfg["deltas"]))]}
+
+# %% tags=["hide-input"]
 f_ph = findings.record(
     "F-PHASES", source="002 (spectral types LT / BT / HT)", measured=phase_m,
     criterion="at high SNR the final spectrum is classified LT and at low SNR HT "
@@ -615,6 +622,8 @@ text = (f"From the highest to the lowest SNR, ŝₙ of `{layer0}` is "
         f"{phase_m['snr_low']:.2f} (scaled statistic {c_lo.scaled:.2f}, α = {c_lo.alpha:.1f}); verdict for "
         f"F-PHASES: **{f_ph.verdict}**. NN2-like's last hidden layer is "
         f"{phase_m['NN2_classes_high_low'][0]} at high and {phase_m['NN2_classes_high_low'][1]} at low SNR.")
+
+# %% tags=["remove-input"]
 if not f_ph.reproduced and c_lo.label == "BT":
     text += (f" At the lowest SNR the spectrum is far from MP as a whole, but the departure sits in "
              f"{c_lo.num_spikes} spikes (K − 1 = {K0 - 1}): without them the bulk's scaled statistic is "
@@ -653,7 +662,7 @@ def stop_table(net, C):
     return head + [f"final {n}"
                    for n in WATCH[net]] + [f"test acc, epoch {cfg['anova_epochs']}"], rows
 
-
+# %% tags=["hide-input"]
 for net in NETS:
     for C in Cs:
         display(Markdown(f"**{net}-like + $\\mathcal D_1$, spectral criterion C = {C}**"))
@@ -668,6 +677,8 @@ stop_m = {"fired_epoch_low_snr": e_lo or 0, "last_epoch": cfg["anova_epochs"],
           "fired_epoch_high_snr": e_hi or 0,
           "max_scaled_high_snr": float(max(crits[hi].scaled[layer0])),
           "fired_epoch_low_snr_C0.6": crits[lo].fired(layer0, 0.6) or 0}
+
+# %% tags=["hide-input"]
 f_stop = findings.record(
     "F-EARLYSTOP", source="002 (spectral criterion, tables of NN1/NN2 + D1/D2)",
     measured=stop_m,
@@ -681,14 +692,13 @@ f_stop = findings.record(
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "The spectral early-stopping criterion during training. Left: the scaled statistic for each SNR, with the thresholds $C$ (dotted). Right: the test accuracy, with a triangle where the criterion fires at $C = 0.4$. F-EARLYSTOP asks that it fire on the hard task near its best accuracy and never on the easy one."}, "image": {"alt": "Two panels against epoch, one colour per SNR: the scaled statistic with two horizontal threshold lines, and test accuracy with triangle markers."}}
 fig, (ax1, ax2) = subplots(1, 2, width=4.2, height=3.2)
 for key, c in zip(snr_keys, PALETTE):
-    cr = crits[key]
+    cr, test_acc = crits[key], anova[key]["test_acc"]
     ax1.plot(cr.epochs, cr.scaled[layer0], color=c, lw=1.4,
              label=f"SNR {anova[key]['snr']:.2f}")
-    ax2.plot(np.arange(1, len(anova[key]["test_acc"]) + 1), anova[key]["test_acc"], color=c,
-             lw=1.4)
+    ax2.plot(np.arange(1, len(test_acc) + 1), test_acc, color=c, lw=1.4)
     e = cr.fired(layer0, 0.4)
     if e:
-        ax2.plot(e, anova[key]["test_acc"][e - 1], "v", color=c, ms=8)
+        ax2.plot(e, test_acc[e - 1], "v", color=c, ms=8)
 for C in Cs:
     ax1.axhline(C, color="k", ls=":", lw=1)
 ax1.set(xlabel="epoch", ylabel=SCALED, title=f"{layer0}: the criterion fires above C")
@@ -736,6 +746,7 @@ def real_run(name, kind, batch):
     return {**cache.pack_weights(model.get_weights()), "test_acc": h["test_acc"]}
 
 
+# %% tags=["hide-input"]
 real = {}
 for name, kind, batch in cfg["real_runs"]:
     arrays = cache.cached("ch3-real", {**cfg, "run": [name, kind, batch]},
@@ -744,6 +755,7 @@ for name, kind, batch in cfg["real_runs"]:
     model.set_weights(cache.unpack_weights(arrays))
     real[(name, kind, batch)] = (model, float(arrays["test_acc"][-1]))
 
+# %% tags=["hide-input"]
 rows = []
 for (name, kind, batch), (model, acc) in real.items():
     for lname, s in ws.model_spectra(model).items():
@@ -753,30 +765,34 @@ for (name, kind, batch), (model, acc) in real.items():
         rows.append([f"{kind} / {name} (S = {batch}, {100 * acc:.1f}%)", lname,
                      f"{s.matrix_shape[0]}×{s.matrix_shape[1]}",
                      f"{q['alpha']:.2f} ± {q['alpha_se']:.2f}", f"{q['alpha_weighted']:.2f}",
-                     f"{q['stable_rank']:.1f}",
-                     f"{q['mp_soft_rank']:.2f}", str(q["num_spikes"]),
+                     f"{q['stable_rank']:.1f}", f"{q['mp_soft_rank']:.2f}",
+                     str(q["num_spikes"]),
                      ws.classify_spectrum(s.eigenvalues, ratio=s.ratio).label])
 show_table(["network / data (batch, test acc)", "layer", "n×N", "α ± se", "α̂", "stable rank",
-            "MP soft rank",
-            "spikes", "class"], rows)
+            "MP soft rank", "spikes", "class"], rows)
+
+# %% tags=["hide-input"]
+tails = {}  # per run: (layer, colour, sorted eigenvalues of WᵀW, power-law fit) of each layer
+for run, (model, acc) in real.items():
+    tails[run] = []
+    for (lname, s), c in zip(ws.model_spectra(model).items(), PALETTE):
+        if min(s.matrix_shape) >= 10:
+            lam = np.sort(s.singular_values ** 2)
+            tails[run].append((lname, c, lam, ws.power_law_alpha(lam)))
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Tails of the eigenvalue distributions of networks trained on real data: the share of eigenvalues at least $\\lambda$ (dots, one colour per layer) and the fitted power laws above $x_{\\min}$ (lines). A straight tail on these log-log axes is a heavy, power-law tail."}, "image": {"alt": "Log-log complementary distribution plots of layer eigenvalues, one panel per network, with straight power-law fit lines."}}
 fig, axes = subplots(1, len(real), width=4.2, height=3.2, squeeze=False)
-for ax, ((name, kind, batch), (model, acc)) in zip(axes[0], real.items()):
-    for (lname, s), c in zip(ws.model_spectra(model).items(), PALETTE):
-        if min(s.matrix_shape) < 10:
-            continue
-        lam = np.sort(s.singular_values ** 2)
+for ax, ((name, kind, batch), layers) in zip(axes[0], tails.items()):
+    for lname, c, lam, pl in layers:
         ax.loglog(lam[::-1], np.arange(1, len(lam) + 1) / len(lam), ".", ms=3, color=c,
                   label=lname)
-        pl = ws.power_law_alpha(lam)
         x = np.geomspace(pl["xmin"], lam[-1], 20)
         share = pl["num_tail"] / len(lam)
         ax.loglog(x, share * (x / pl["xmin"]) ** (1 - pl["alpha"]), "-", color=c, lw=1)
     ax.set(xlabel="eigenvalue λ of WᵀW", ylabel="share of eigenvalues ≥ λ",
            title=f"{kind} on {name}")
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.yaxis.set_minor_formatter(NullFormatter())
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_minor_formatter(NullFormatter())
     ax.legend(fontsize=8, loc="lower left")
 fig.suptitle("Tails of the ESDs (dots) and their power-law fits above x_min (lines)")
 plt.show()
