@@ -299,3 +299,26 @@ def test_network_fisher_spectra_check_their_arguments():
         call(top_k=2.0)
     with pytest.raises(ValueError, match="trace_products must be at least 3"):
         call(trace_products=2)
+
+
+@pytest.mark.parametrize("L", [2, 3, 4, 5])
+def test_kaufman_log_partition_equals_the_exact_levels(L):
+    lev = spin_models.ising2d(L)
+    beta = np.array([0.05, 0.3, 1 / spin_models.ONSAGER_TC, 0.5, 1.0, 3.0])  # β_c itself included
+    exact = spin_models.log_partition(lev, np.c_[beta, 0 * beta]).numpy()
+    closed = spin_models.ising2d_log_partition_h0(L, beta).numpy()
+    assert np.allclose(closed, exact, rtol=1e-13, atol=0)
+
+
+def test_kaufman_responses_equal_the_exact_moments_and_reject_bad_input():
+    T = np.sort(np.r_[np.linspace(1.0, 4.0, 31), spin_models.ONSAGER_TC])  # T_c: where γ₀ = 0
+    exact = spin_models.moments(spin_models.ising2d(5), T)
+    closed = spin_models.ising2d_response_h0(5, T)
+    for key in ("heat_capacity", "fisher_temperature"):
+        assert np.allclose(closed[key], exact[key], rtol=1e-9, atol=0)
+    big = spin_models.ising2d_response_h0(64, T)  # large lattices stay finite and positive
+    assert np.all(np.isfinite(big["heat_capacity"])) and np.all(big["heat_capacity"] > 0)
+    with pytest.raises(ValueError, match="positive"):
+        spin_models.ising2d_response_h0(5, [1.0, -1.0])
+    with pytest.raises(ValueError, match="size"):
+        spin_models.ising2d_log_partition_h0(1, [1.0])
