@@ -96,7 +96,7 @@ assert np.array_equal(net(ds.x_train[:3]).numpy(), logits.numpy())
 # adds a block's input to its output, $y^{(l)} = f^{(l)}(x^{(l)}) + x^{(l)}$ {cite}`haink2023hessian{eq. 2.10}`, so a deep
 # network can start close to the identity {cite}`he2016deep`.
 #
-# The cell applies each layer to one digit and checks one output value of the convolution against the
+# The cells below apply each layer to one digit and check one output value of the convolution against the
 # sum above.
 
 # %% tags=["hide-input"]
@@ -109,6 +109,8 @@ conv = L.Conv2D(4, 3, padding="same", kernel_initializer=glorot)
 feat = conv(image).numpy()
 pooled = L.MaxPooling2D(2)(feat).numpy()
 normed = L.BatchNormalization()(feat, training=True).numpy()
+
+# %% tags=["hide-input"]
 kernel, bias = conv.get_weights()
 # output pixel (3, 4) of filter 1 by Haink 2023a, eq. 2.7: the 3x3 patch around it times the
 # kernel
@@ -163,6 +165,8 @@ conv_dense = ((3 * 9 * 16 + 16) + 6 * (9 * 16 * 16 + 16)
               + (9 * 32 * 64 + 64) + 5 * (9 * 64 * 64 + 64) + (32 * 64 + 64)
               + (64 * 10 + 10))
 table_5_1["resnet20"] = conv_dense + bn
+
+# %% tags=["hide-input"]
 rows = []
 for name, expected in table_5_1.items():
     m = models.build(name)  # paper input shapes: 28x28 MNIST (MLP 50), 32x32x3 CIFAR-10
@@ -374,19 +378,17 @@ assert abs(slope - 1.0) <= 0.1  # I-FLOW: error O(eta)
 fig, (ax1, ax2) = subplots(1, 2, width=4.8, height=3.5)
 ax1.plot(flow["grid"], flow["flow_loss"], "k", lw=1.5, zorder=5, label="gradient flow")
 for eta_k, c in zip(etas[[0, 2, 4]], PALETTE):
-    loss_path = flow[f"gd_{eta_k}"]
-    ax1.plot(np.arange(len(loss_path)) * eta_k, loss_path, "o", ms=3, color=c,
-             label=f"GD, η = {eta_k}")
+    path = flow[f"gd_{eta_k}"]
+    ax1.plot(np.arange(len(path)) * eta_k, path, "o", ms=3, color=c, label=f"GD, η = {eta_k}")
 ax1.set(xlabel="time t = (number of steps) × η", ylabel="training loss L",
         title="GD follows the flow")
-ax1.legend()
 ax2.loglog(etas, flow["errors"], "o-", color=PALETTE[3], label=f"slope {slope:.2f}")
 ax2.loglog(etas, flow["errors"][-1] * etas / etas[-1], "k:", label="slope 1")
 ax2.set(xlabel="learning rate η", ylabel="‖w_GD(T) − w_flow(T)‖",
         title=f"Distance to the flow at T = {T_flow:g}")
 ax2.set_xticks(etas, [f"{e:g}" for e in etas], minor=False)
 ax2.xaxis.set_minor_formatter(plt.NullFormatter())
-ax2.legend()
+ax1.legend(), ax2.legend()
 plt.show()
 
 # %% [markdown]
@@ -455,18 +457,15 @@ _ = findings.record(
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "MLP 50 trained with plain SGD on the digits. In the shaded stretch the training accuracy is already 100%, yet the training loss keeps falling and the output weights keep growing: the exploration phase (F-EXPLORE)."}, "image": {"alt": "Three panels against epoch: training and test loss on a log axis, training and test accuracy, and the norm of the output-layer weights, with the late epochs shaded."}}
 epochs_axis = np.arange(1, len(loss_tr) + 1)
 fig, (ax1, ax2, ax3) = subplots(1, 3, width=3.9, height=3.3)
-ax1.semilogy(epochs_axis, loss_tr, label="training")
-ax1.semilogy(epochs_axis, run["test_loss"], label="test")
+for label, key in (("training", ""), ("test", "test_")):  # run["loss"] is loss_tr
+    ax1.semilogy(epochs_axis, run[key + "loss"], label=label)
+    ax2.plot(epochs_axis, 100 * run[key + "acc"], label=label)
 ax1.set(xlabel="epoch", ylabel="cross-entropy loss", title="Loss")
-ax2.plot(epochs_axis, 100 * acc_tr, label="training")
-ax2.plot(epochs_axis, 100 * run["test_acc"], label="test")
 ax2.set(xlabel="epoch", ylabel="accuracy (%)", ylim=(80, 100.5), title="Accuracy")
-w_norm = np.linalg.norm(run["w_out"], axis=1)
-ax3.plot(np.arange(len(w_norm)), w_norm, color=PALETTE[2])
+ax3.plot(np.linalg.norm(run["w_out"], axis=1), color=PALETTE[2])  # x: epochs 0, 1, ...
 ax3.set(xlabel="epoch", ylabel="‖w‖ of the output layer", title="Weights keep moving")
-for ax in (ax1, ax2, ax3):
-    if t100:
-        ax.axvspan(t100, len(loss_tr), color=PALETTE[4], alpha=0.12, lw=0)
+for ax in (ax1, ax2, ax3) if t100 else ():  # shade the exploration phase
+    ax.axvspan(t100, len(loss_tr), color=PALETTE[4], alpha=0.12, lw=0)
 ax1.legend(), ax2.legend()
 fig.suptitle("MLP 50, plain SGD: the shaded stretch (100% training accuracy) "
              "is the exploration phase")
@@ -474,6 +473,7 @@ plt.show()
 
 # %% tags=["hide-input"]
 f_explore = findings.get("F-EXPLORE")
+failed = "In this run the criterion did not hold (see the table at the end): "
 if f_explore.reproduced:
     text = (f"The training accuracy first reaches 100% after epoch {t100} of "
             f"{len(loss_tr)}. From then on the training loss still falls, from "
@@ -482,12 +482,10 @@ if f_explore.reproduced:
             "while the weights keep moving: the exploration phase exists, as the thesis "
             "reports.")
 elif t100 is None:
-    text = ("In this run the criterion did not hold (see the table at the end): the "
-            "training accuracy never reached 100%.")
+    text = failed + "the training accuracy never reached 100%."
 else:
-    text = (f"In this run the criterion did not hold (see the table at the end): after "
-            f"100% training accuracy at epoch {t100} the loss did not keep decreasing "
-            "as required.")
+    text = failed + (f"after 100% training accuracy at epoch {t100} the loss did not keep "
+                     "decreasing as required.")
 display(Markdown(text))
 
 # %% [markdown]

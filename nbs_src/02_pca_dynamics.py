@@ -21,20 +21,21 @@
 # %% tags=["hide-input"]
 import helpers  # first: sets TensorFlow's determinism options
 
-cfg = helpers.setup("02_pca_dynamics",
-    # quick: MLP 50 on the 8x8 digits, its middle (50, 50) layer;
-    # paper: MLP 256 on CIFAR-10, its (128, 64) layer (Haink 2023a, Sec. 5.2 and Ch. 6)
-    quick=dict(dataset="digits", hidden=[50, 50], layer="dense_2", batch_size=32,
-               pretrain_epochs=100, pretrain_lr=0.05, pretrain_decay=1.0, window_lr=0.01,
-               window_epochs=62, weight_decay=5e-3, eta_grid=[0.005, 0.01, 0.02, 0.04],
-               window_steps=[250, 500, 1000, 2000], relax_epochs=600,
-               varflat_batch=8, varflat_lr=0.2),
-    paper=dict(dataset="cifar10", hidden=[256, 128, 64], layer="dense_3", batch_size=32,
-               pretrain_epochs=200, pretrain_lr=0.01, pretrain_decay=0.99, window_lr=0.00134,
-               window_epochs=10, weight_decay=5e-4, eta_grid=[0.0005, 0.001, 0.002, 0.004],
-               window_steps=[2000, 4000, 8000, 16000], relax_epochs=600,
-               varflat_batch=32, varflat_lr=0.00134),
-)
+# quick: MLP 50 on the 8x8 digits, its middle (50, 50) layer
+QUICK = dict(dataset="digits", hidden=[50, 50], layer="dense_2", batch_size=32,
+             pretrain_epochs=100, pretrain_lr=0.05, pretrain_decay=1.0, window_lr=0.01,
+             window_epochs=62, weight_decay=5e-3, eta_grid=[0.005, 0.01, 0.02, 0.04],
+             window_steps=[250, 500, 1000, 2000], relax_epochs=600,
+             varflat_batch=8, varflat_lr=0.2)
+
+# %% tags=["hide-input"]
+# paper: MLP 256 on CIFAR-10, its (128, 64) layer (Haink 2023a, Sec. 5.2 and Ch. 6)
+PAPER = dict(dataset="cifar10", hidden=[256, 128, 64], layer="dense_3", batch_size=32,
+             pretrain_epochs=200, pretrain_lr=0.01, pretrain_decay=0.99, window_lr=0.00134,
+             window_epochs=10, weight_decay=5e-4, eta_grid=[0.0005, 0.001, 0.002, 0.004],
+             window_steps=[2000, 4000, 8000, 16000], relax_epochs=600,
+             varflat_batch=32, varflat_lr=0.00134)
+cfg = helpers.setup("02_pca_dynamics", quick=QUICK, paper=PAPER)
 
 # %% tags=["hide-input"]
 import numpy as np
@@ -234,15 +235,13 @@ for a, (eta, c) in enumerate(zip(etas, PALETTE)):
     ax1.loglog(Ts, grid[a], "o-", color=c, label=f"η = {eta:g}")
 for b, (steps_T, c) in enumerate(zip(Ts, PALETTE)):
     ax2.loglog(etas, grid[:, b], "s-", color=c, label=f"T = {steps_T}")
-ax1.loglog(Ts, grid[-1, 0] * (Ts / Ts[0]) ** 2, "k:", lw=1, label="slope 2")
-ax2.loglog(etas, grid[0, -1] * (etas / etas[0]) ** 2, "k:", lw=1, label="slope 2")
-ax1.set(xlabel="window length T (steps)", ylabel="σ₁²",
-        title="Against the window length")
+ax1.set(xlabel="window length T (steps)", ylabel="σ₁²", title="Against the window length")
 ax2.set(xlabel="learning rate η", ylabel="σ₁²", title="Against the learning rate")
-for ax, ticks in ((ax1, Ts), (ax2, etas)):
-    ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
+for ax, x, y0 in ((ax1, Ts, grid[-1, 0]), (ax2, etas, grid[0, -1])):
+    ax.loglog(x, y0 * (x / x[0]) ** 2, "k:", lw=1, label="slope 2")
+    ax.set_xticks(x, [f"{v:g}" for v in x])
     ax.minorticks_off()
-ax1.legend(fontsize=8), ax2.legend(fontsize=8)
+    ax.legend(fontsize=8)
 fig.suptitle(f"Fitted exponents: {fit_grid['T']:.2f} ± {fit_grid['se_T']:.2f} in T, "
              f"{fit_grid['eta']:.2f} ± {fit_grid['se_eta']:.2f} in η")
 plt.show()
@@ -350,6 +349,8 @@ well_m = {"r2": wf["r2"], "minimum_at": wf["x0"], "well_width": wf["width"],
           "points_fitted": well["used"], "minimum_on_scan_edge": well["at_edge"],
           # the penalty λ‖w + δp‖² adds exactly λ δ² to the parabola
           "penalty_share_of_curvature": LAM / wf["k"]}
+
+# %% tags=["hide-input"]
 _ = findings.record(
     "F-WELL", source="000 Sec. 6.3, Fig. 6.6", measured=well_m,
     criterion="the loss along the drift direction is a well whose quadratic fit has "
@@ -412,26 +413,34 @@ _ = findings.record(
               "exponential; the exponential fit beats the linear fit (residual ratio ≤ 0.5)",
     rule=lambda m: m["rss_ratio_exp_over_linear"] <= 0.5)
 
+# %% tags=["hide-input"]
+def draw_well(ax):  # the left panel: the regularised loss along p₁ (F-WELL)
+    (xs, ys), (fx, fy) = well["coarse"], well["fine"]
+    ax.plot(xs, ys, "o", ms=3, color="0.6", label="coarse scan")
+    ax.plot(fx, fy, ".", color=PALETTE[0], label="fine scan")
+    ax.plot(fx, wf["c"] + wf["k"] * (fx - wf["x0"]) ** 2, "k--", lw=1, label="quadratic fit")
+    ax.axvline(0, color=PALETTE[3], lw=1, label="the network")
+    ax.set(xlabel="δθ along p₁", ylabel="L + λ‖w‖²", title="The well along the drift (λ > 0)")
+    ax.legend(fontsize=8, loc="upper center")
+
+
+# %% tags=["hide-input"]
+def draw_relaxation(ax):  # the right panel: θ₁(t) over the long run (F-RELAX)
+    ax.plot(epochs, theta_r, color=PALETTE[0], lw=2.5, label="θ₁(t)")
+    ax.plot(epochs, lin_r["fitted"], "k:", lw=1, label="linear fit")
+    ax.plot(epochs, exp_r["fitted"], "--", color=PALETTE[3], lw=1.2,
+            label=f"fit a + b e^(−t/τ), τ = {exp_r['tau']:.0f}")
+    ax.plot(epochs, model_curve, "-.", color=PALETTE[2], lw=1.2,
+            label=f"quadratic model, τ = {tau_model:.0f}")
+    ax.set(xlabel="epoch", ylabel="θ₁(t)",
+           title=f"{len(epochs) - 1} epochs with weight decay (τ in epochs)")
+    ax.legend(fontsize=8)
+
+
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Left: the regularised loss along the drift direction $p_1$ around the trained network (red line) is a well, and a parabola fits its bottom (F-WELL). Right: over a long run with weight decay, $\\theta_1(t)$ bends away from a line and saturates like an exponential (F-RELAX)."}, "image": {"alt": "Two panels: loss against displacement along the first component with coarse and fine scans and a quadratic fit; the first projection against epoch with linear, exponential and quadratic-model fits."}}
 fig, (ax1, ax2) = subplots(1, 2, width=4.4, height=3.3)
-(xs, ys), (fx, fy) = well["coarse"], well["fine"]
-ax1.plot(xs, ys, "o", ms=3, color="0.6", label="coarse scan")
-ax1.plot(fx, fy, ".", color=PALETTE[0], label="fine scan")
-ax1.plot(fx, wf["c"] + wf["k"] * (fx - wf["x0"]) ** 2, "k--", lw=1,
-         label="quadratic fit")
-ax1.axvline(0, color=PALETTE[3], lw=1, label="the network")
-ax1.set(xlabel="δθ along p₁", ylabel="L + λ‖w‖²",
-        title="The well along the drift (λ > 0)")
-ax1.legend(fontsize=8, loc="upper center")
-ax2.plot(epochs, theta_r, color=PALETTE[0], lw=2.5, label="θ₁(t)")
-ax2.plot(epochs, lin_r["fitted"], "k:", lw=1, label="linear fit")
-ax2.plot(epochs, exp_r["fitted"], "--", color=PALETTE[3], lw=1.2,
-         label=f"fit a + b e^(−t/τ), τ = {exp_r['tau']:.0f}")
-ax2.plot(epochs, model_curve, "-.", color=PALETTE[2], lw=1.2,
-         label=f"quadratic model, τ = {tau_model:.0f}")
-ax2.set(xlabel="epoch", ylabel="θ₁(t)",
-        title=f"{len(epochs) - 1} epochs with weight decay (τ in epochs)")
-ax2.legend(fontsize=8)
+draw_well(ax1)
+draw_relaxation(ax2)
 plt.show()
 
 # %% tags=["remove-input"]
@@ -493,6 +502,8 @@ scale_m = {"r2_log_loss_linear_no_wd": fit_lin["r2"],
            "slope_log_loss_no_wd": fit_lin["slope"],
            "exponent_wd": fit_pow["slope"], "exponent_wd_se": fit_pow["slope_se"],
            "p1_dot_w_no_wd": p1_w, "p1_dot_w_wd": p1_w_wd}
+
+# %% tags=["hide-input"]
 _ = findings.record(
     "F-SCALE", source="000 Sec. 6.5, Fig. 6.7", measured=scale_m,
     criterion="scaling the weights by α: without weight decay log L falls linearly in α "
@@ -510,13 +521,12 @@ ax1.plot(alphas, log_l, "o", ms=3, color=PALETTE[0], label=f"{LAYER} scaled")
 ax1.plot(alphas[big], fit_lin["fitted"], "k--", lw=1,
          label=f"line for α ≥ 8, R² = {fit_lin['r2']:.4f}")
 ax1.set(xlabel="scale α of the layer", ylabel="log L", title="No weight decay")
-ax1.legend(fontsize=8)
 ax2.loglog(alphas, l_reg, "o", ms=3, color=PALETTE[1], label="L + λ‖w‖²")
 ax2.loglog(alphas[big], np.exp(fit_pow["fitted"]), "k--", lw=1,
            label=f"power law, exponent {fit_pow['slope']:.2f}")
 ax2.set(xlabel="scale α of the layer", ylabel="L + λ‖w‖²",
         title=f"Weight decay λ = {LAM:g}")
-ax2.legend(fontsize=8)
+ax1.legend(fontsize=8), ax2.legend(fontsize=8)
 plt.show()
 
 # %% tags=["remove-input"]
@@ -577,7 +587,7 @@ plt.show()
 # The velocity PCs line up along the diagonal: the $j$-th Hessian eigenvector is close to the $j$-th velocity
 # PC. The weight PCs do so less clearly; their first PC is the drift, not a steep direction.
 #
-# **The variance-flatness relation.** {cite}`haink2023hessian{Sec. 3.2}`, eqs. 3.8-3.9, citing Feng and Tu) pairs the PC variances
+# **The variance-flatness relation.** {cite}`haink2023hessian{Sec. 3.2}` (eqs. 3.8-3.9, citing Feng and Tu) pairs the PC variances
 # $\sigma_i^2$ and the Hessian eigenvalues $h_i$ by rank, both in decreasing order, and states
 #
 # $$ \sigma_i^2 \propto \begin{cases} h_i, & h_i < h_{\mathrm{cross}}, \\
@@ -650,6 +660,8 @@ text = (f"Measured: mean largest overlap with the top 10 Hessian eigenvectors "
         f"times the predicted {h_cross:.2g}, with {cross['n_above']} of {cross['used']} pairs above it and an "
         f"exponent {cross['alpha']:.2f} below it (Haink 2023a, eq. 3.9, has 1); verdict for F-VARFLAT: "
         f"**{f_var.verdict}**.")
+
+# %% tags=["remove-input"]
 if not f_var.reproduced:
     above = varflat["pairs_above_predicted"]
     text += (f" {above} of the {k} leading eigenvalues lie above the predicted crossover (the largest is "

@@ -21,24 +21,24 @@
 # %% tags=["hide-input"]
 import helpers
 
-cfg = helpers.setup(
-    "07_neural_tangent_kernel",
-    # quick: the 8x8 digits, widths 32 and 128, 100 epochs, 3 seeds, traces on 128 fixed
-    # training examples; paper: Sauter 2023, Sec. 5.1 (MNIST, widths 128 and 784, 300 epochs
-    # of Adam, 5 seeds)
-    quick={"dataset": "digits", "step_width": 32, "step_examples": 64,
-           "step_etas": [1e-5, 1e-4, 1e-3, 3e-3, 1e-2],
-           "lazy_widths": [32, 128, 512], "lazy_epochs": 30, "lazy_every_epochs": 5,
-           "lazy_lr_at_32": 0.2, "probes_per_class": 2,
-           "widths": [32, 128], "epochs": 100, "batch_size": 128, "lr": 1e-3, "seeds": 3,
-           "measure_examples": 128, "measure_every_epochs": 5},
-    paper={"dataset": "mnist", "step_width": 128, "step_examples": 128,
-           "step_etas": [1e-5, 1e-4, 1e-3, 3e-3, 1e-2],
-           "lazy_widths": [128, 512, 2048], "lazy_epochs": 30, "lazy_every_epochs": 5,
-           "lazy_lr_at_32": 0.2, "probes_per_class": 4,
-           "widths": [128, 784], "epochs": 300, "batch_size": 128, "lr": 1e-3, "seeds": 5,
-           "measure_examples": 1000, "measure_every_epochs": 5},
-)
+# quick: the 8x8 digits, widths 32 and 128, 100 epochs, 3 seeds, traces on 128 fixed
+# training examples
+QUICK = {"dataset": "digits", "step_width": 32, "step_examples": 64,
+         "step_etas": [1e-5, 1e-4, 1e-3, 3e-3, 1e-2],
+         "lazy_widths": [32, 128, 512], "lazy_epochs": 30, "lazy_every_epochs": 5,
+         "lazy_lr_at_32": 0.2, "probes_per_class": 2,
+         "widths": [32, 128], "epochs": 100, "batch_size": 128, "lr": 1e-3, "seeds": 3,
+         "measure_examples": 128, "measure_every_epochs": 5}
+
+# %% tags=["hide-input"]
+# paper: Sauter 2023, Sec. 5.1 (MNIST, widths 128 and 784, 300 epochs of Adam, 5 seeds)
+PAPER = {"dataset": "mnist", "step_width": 128, "step_examples": 128,
+         "step_etas": [1e-5, 1e-4, 1e-3, 3e-3, 1e-2],
+         "lazy_widths": [128, 512, 2048], "lazy_epochs": 30, "lazy_every_epochs": 5,
+         "lazy_lr_at_32": 0.2, "probes_per_class": 4,
+         "widths": [128, 784], "epochs": 300, "batch_size": 128, "lr": 1e-3, "seeds": 5,
+         "measure_examples": 1000, "measure_every_epochs": 5}
+cfg = helpers.setup("07_neural_tangent_kernel", quick=QUICK, paper=PAPER)
 
 # %% tags=["hide-input"]
 import matplotlib.pyplot as plt
@@ -116,6 +116,7 @@ def one_step_error(eta):
     return np.linalg.norm(actual - predicted), np.linalg.norm(predicted)
 
 
+# %% tags=["hide-input"]
 etas = np.array(cfg["step_etas"])
 abs_err, size = np.array([one_step_error(e) for e in etas]).T
 rel_err = abs_err / size
@@ -170,7 +171,7 @@ lazy_key = {k: cfg[k] for k in ("dataset", "lazy_widths", "lazy_epochs", "lazy_e
                                 "lazy_lr_at_32", "probes_per_class", "batch_size", "seeds",
                                 "seed", "profile")}
 
-
+# %% tags=["hide-input"]
 def mlp(width, *seed_key):  # the chapter's network: two hidden ReLU layers of equal width
     return models.mlp(ds.input_shape, hidden=[width] * 2, num_classes=ds.num_classes,
                       seed=helpers.seed(*seed_key))
@@ -246,6 +247,8 @@ ax.legend(loc="upper left");
 mean_change = [float(lazy_final[w].mean()) for w in cfg["lazy_widths"]]
 final_acc = [float(np.mean([lazy[f"{w}/{s}/acc"] for s in range(cfg["seeds"])]))
              for w in cfg["lazy_widths"]]
+
+# %% tags=["hide-input"]
 lazy_f = findings.record(
     "F-LAZY", source="004 Ch. 4; Jacot et al. 2018, Lee et al. 2019",
     criterion="the relative change of the NTK during training decreases as the width grows "
@@ -256,6 +259,8 @@ lazy_f = findings.record(
               "final_train_accuracy": final_acc},
     rule=lambda m: all(a > b for a, b in zip(m["relative_change_mean"],
                                              m["relative_change_mean"][1:])))
+
+# %% tags=["hide-input"]
 display(Markdown(
     "Relative kernel change after training: "
     + ", ".join(f"{c:.3f} at width {w}" for w, c in zip(cfg["lazy_widths"], mean_change))
@@ -507,7 +512,7 @@ display(Markdown(findings.seed_measurements("07_neural_tangent_kernel", {
 # Pick a loss and a width to see the mean ± std of both traces over the seeds, before normalisation: the Fisher
 # trace on the left axis, the NTK trace per example on the right. In the static book, three choices are drawn.
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "The trace explorer drawn for three choices of loss and width (one row each): the Fisher trace (left axis, blue) and the NTK trace per example (right axis, red) before normalisation, with their mean correlation in the title."}, "image": {"alt": "One of three settings: two curves with shaded bands against epoch, on separate left and right vertical axes."}}
+# %% tags=["hide-input"]
 def trace_panel(ax, loss="L2-norm", width=cfg["widths"][0]):
     name, t = LOSSES[loss], epochs_m
     for what, colour, lab, axis in (("fisher", PALETTE[0], r"$\mathrm{tr}F$", ax),
@@ -522,6 +527,7 @@ def trace_panel(ax, loss="L2-norm", width=cfg["widths"][0]):
     ax.set(xlabel="epoch", title=f"{loss}, width {width}: r̄ = {r_mean[width, name]:.2f}")
 
 
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The trace explorer drawn for three choices of loss and width (one row each): the Fisher trace (left axis, blue) and the NTK trace per example (right axis, red) before normalisation, with their mean correlation in the title."}, "image": {"alt": "One of three settings: two curves with shaded bands against epoch, on separate left and right vertical axes."}}
 widgets.explore(trace_panel, {"loss": list(LOSSES), "width": cfg["widths"]},
                 presets=[{"loss": "L2-norm", "width": w_n},
                          {"loss": "mean-power 2", "width": w_n},
