@@ -24,31 +24,26 @@
 # %% tags=["hide-input"]
 import helpers  # first: sets TensorFlow's determinism options before TensorFlow is imported
 
-cfg = helpers.setup("05_catastrophic_forgetting",
-    # quick: an MLP (64 -> 32 -> 32 -> 10) on the 8x8 digits, small enough for exact layer
-    # Hessians; paper: Haink's LeNet on CIFAR-10 with the hyper-parameters of Haink 2023a,
-    # Sec. 5.2 and 7.7
-    quick=dict(dataset="digits", network="mlp", hidden=[32, 32], single_layers=["dense_2"],
-               all_layers=["dense_1", "dense_2", "dense_3"], first_classes=5, base_epochs=60,
-               epochs_a=100,
-               epochs_b=50, batch_size=32, lr_base=0.05, lr_a=0.05, lr_decay=1.0,
-               momentum=0.9,
-               weight_decay=0.0, lr_fraction=0.01, strength=100.0, gamma=1.0,
-               hessian_fraction=0.2,
-               n_lim_max=2000, bias_fraction=0.2, n_out=None, window_steps=212, runs=3,
-               sweep=[10.0, 100.0, 1000.0, 10000.0]),
-    paper=dict(dataset="cifar10", network="lenet", hidden=[120, 84],
-               single_layers=["conv_1", "conv_2", "dense_1", "dense_2", "dense_3"],
-               all_layers=["conv_1", "conv_2", "dense_1", "dense_2", "dense_3"],
-               first_classes=5,
-               base_epochs=100, epochs_a=100, epochs_b=50, batch_size=64, lr_base=0.005,
-               lr_a=0.005,
-               lr_decay=0.98, momentum=0.9, weight_decay=1e-4, lr_fraction=0.01,
-               strength=1000.0, gamma=1.0,
-               hessian_fraction=0.2, n_lim_max=500, bias_fraction=0.2, n_out=5,
-               window_steps=501, runs=3,
-               sweep=[10.0, 100.0, 1000.0, 10000.0, 100000.0]),
-)
+# quick: an MLP (64 -> 32 -> 32 -> 10) on the 8x8 digits, small enough for exact layer
+# Hessians
+QUICK = dict(dataset="digits", network="mlp", hidden=[32, 32], single_layers=["dense_2"],
+             all_layers=["dense_1", "dense_2", "dense_3"], first_classes=5, base_epochs=60,
+             epochs_a=100, epochs_b=50, batch_size=32, lr_base=0.05, lr_a=0.05, lr_decay=1.0,
+             momentum=0.9, weight_decay=0.0, lr_fraction=0.01, strength=100.0, gamma=1.0,
+             hessian_fraction=0.2, n_lim_max=2000, bias_fraction=0.2, n_out=None,
+             window_steps=212, runs=3, sweep=[10.0, 100.0, 1000.0, 10000.0])
+
+# %% tags=["hide-input"]
+# paper: Haink's LeNet on CIFAR-10 with the hyper-parameters of Haink 2023a, Sec. 5.2 and 7.7
+LENET_LAYERS = ["conv_1", "conv_2", "dense_1", "dense_2", "dense_3"]
+PAPER = dict(dataset="cifar10", network="lenet", hidden=[120, 84],
+             single_layers=LENET_LAYERS, all_layers=list(LENET_LAYERS), first_classes=5,
+             base_epochs=100, epochs_a=100, epochs_b=50, batch_size=64, lr_base=0.005,
+             lr_a=0.005, lr_decay=0.98, momentum=0.9,
+             weight_decay=1e-4, lr_fraction=0.01, strength=1000.0, gamma=1.0,
+             hessian_fraction=0.2, n_lim_max=500, bias_fraction=0.2, n_out=5,
+             window_steps=501, runs=3, sweep=[10.0, 100.0, 1000.0, 10000.0, 100000.0])
+cfg = helpers.setup("05_catastrophic_forgetting", quick=QUICK, paper=PAPER)
 
 # %% tags=["hide-input"]
 import numpy as np
@@ -262,7 +257,7 @@ NAMES = {"naive": "naive", "hessian": "L_cf, Hessian (eq. 7.10)",
          "grad_sv": "gradient constraint, singular values (eq. 7.12)",
          "joint": "joint training (upper bound)"}
 
-
+# %% tags=["hide-input"]
 def scores(key, method):
     """Per seed: (A, B) at the selected epoch and at the last epoch, in %."""
     out = []
@@ -350,6 +345,8 @@ text = ("Measured: against naive training the Hessian regulariser changes the ta
 if not f_ret.reproduced:
     text += (f"Naive training keeps {mean_a['naive']:.0f}% of task A on this layer, so the 20"
              " points the criterion asks for are close to or beyond what is left to retain. ")
+
+# %% tags=["hide-input"]
 text += (f"The two sums of accuracies are {total['sv']:.1f} (singular values,"
          f" {svhess['directions_sv']} directions) and {total['hessian']:.1f} (Hessian,"
          f" {svhess['directions_hessian']} directions), {svhess['difference']:.1f} points"

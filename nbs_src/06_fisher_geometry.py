@@ -23,22 +23,23 @@
 
 # %% tags=["hide-input"]
 import helpers
-cfg = helpers.setup(
-    "06_fisher_geometry",
-    # quick: a 64-16-10 MLP on 8x8 digits, Ising lattices up to 6x6; paper: a 784-128-128-10
-    # ReLU MLP on MNIST trained with Adam (Sauter 2023, Sec. 5.1), Ising lattices up to 7x7
-    quick={"coin_n": 10, "mc_samples": [30, 100, 300, 1000, 3000, 10000], "dataset": "digits",
-           "hidden": [16], "epochs": 40, "batch_size": 64, "lr": 3e-3, "fisher_examples": 500,
-           "top_k": 8, "trace_products": 150, "ising_sizes": [3, 4, 5, 6],
-           "kaufman_sizes": [4, 6, 8, 12, 16, 24, 32, 64], "cw_sizes": [100, 1000],
-           "num_temperatures": 321},
-    paper={"coin_n": 10, "mc_samples": [30, 100, 300, 1000, 3000, 10000, 30000],
-           "dataset": "mnist", "hidden": [128, 128], "epochs": 20, "batch_size": 128,
-           "lr": 1e-3, "fisher_examples": 2000, "top_k": 10, "trace_products": 300,
-           "ising_sizes": [3, 4, 5, 6, 7], "cw_sizes": [100, 1000, 10000],
-           "kaufman_sizes": [4, 6, 8, 12, 16, 24, 32, 64, 128, 256],
-           "num_temperatures": 641},
-)
+
+# quick: a 64-16-10 MLP on 8x8 digits, Ising lattices up to 6x6
+QUICK = {"coin_n": 10, "mc_samples": [30, 100, 300, 1000, 3000, 10000], "dataset": "digits",
+         "hidden": [16], "epochs": 40, "batch_size": 64, "lr": 3e-3, "fisher_examples": 500,
+         "top_k": 8, "trace_products": 150, "ising_sizes": [3, 4, 5, 6],
+         "kaufman_sizes": [4, 6, 8, 12, 16, 24, 32, 64], "cw_sizes": [100, 1000],
+         "num_temperatures": 321}
+
+# %% tags=["hide-input"]
+# paper: a 784-128-128-10 ReLU MLP on MNIST trained with Adam (Sauter 2023, Sec. 5.1), Ising
+# lattices up to 7x7
+PAPER = {"coin_n": 10, "mc_samples": [30, 100, 300, 1000, 3000, 10000, 30000],
+         "dataset": "mnist", "hidden": [128, 128], "epochs": 20, "batch_size": 128,
+         "lr": 1e-3, "fisher_examples": 2000, "top_k": 10, "trace_products": 300,
+         "ising_sizes": [3, 4, 5, 6, 7], "cw_sizes": [100, 1000, 10000],
+         "kaufman_sizes": [4, 6, 8, 12, 16, 24, 32, 64, 128, 256], "num_temperatures": 641}
+cfg = helpers.setup("06_fisher_geometry", quick=QUICK, paper=PAPER)
 
 # %%
 import itertools
@@ -747,23 +748,33 @@ for L, lev in ising.items():
     print(f"L = {L}: {len(lev.energy)} levels; peaks at T = "
           + ", ".join(f"{k} {v:.3f}" for k, v in peaks.items()))
 
+# %% tags=["hide-input"]
+def draw_lattices(axes):  # one curve per lattice, each curve's maximum dotted
+    for j, (L, res) in enumerate(ising_results.items()):
+        axes[0].plot(T_grid, res["fisher_temperature"] / L**2, color=PALETTE[j],
+                     label=f"L = {L}")
+        axes[1].plot(T_grid, res["I_hh"] / L**2, color=PALETTE[j], label=f"L = {L}")
+        axes[2].plot(T_grid, res["R"], color=PALETTE[j], label=f"L = {L}")
+        for ax, key in ((axes[0], "fisher_temperature"), (axes[2], "R")):
+            ax.axvline(res["peaks"][key], color=PALETTE[j], ls=":", lw=1)
+
+# %% tags=["hide-input"]
+def mark_largest(ax):  # the F-PHASE window and the pseudo-critical temperatures of L_big
+    peaks = ising_results[L_big]["peaks"]
+    ax.axvspan(0.9 * peaks["heat_capacity"], 1.1 * peaks["heat_capacity"], color="k",
+               alpha=0.08, label=fr"$T_C \pm 10\%$, L = {L_big}")
+    for key, ls, name in (("heat_capacity", "-.", "C"),
+                          ("susceptibility", (0, (1, 3)), r"\chi")):
+        ax.axvline(peaks[key], color="gray", ls=ls, lw=1.2,
+                   label=fr"peak of ${name}$, L = {L_big}")
+
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "The two-dimensional Ising model on lattices of several sizes: Fisher information in the temperature (left) and in the field (middle) per site, and the Ricci scalar of the thermodynamic metric (right), against temperature. The peaks sit near Onsager's $T_c$ (dashed); the shading marks 10% around the specific-heat peak that F-PHASE uses."}, "image": {"alt": "Three panels against temperature, one curve per lattice size: two Fisher information curves with peaks and the curvature, with a dashed vertical line at the critical temperature."}}
 fig, axes = subplots(1, 3, width=4.0, height=3.3)
-for j, (L, res) in enumerate(ising_results.items()):
-    axes[0].plot(T_grid, res["fisher_temperature"] / L**2, color=PALETTE[j], label=f"L = {L}")
-    axes[1].plot(T_grid, res["I_hh"] / L**2, color=PALETTE[j], label=f"L = {L}")
-    axes[2].plot(T_grid, res["R"], color=PALETTE[j], label=f"L = {L}")
-    for ax, key in ((axes[0], "fisher_temperature"), (axes[2], "R")):
-        ax.axvline(res["peaks"][key], color=PALETTE[j], ls=":", lw=1)
+draw_lattices(axes)
 for ax in axes:
     ax.axvline(T_c, color="k", ls="--", lw=1, label="Onsager $T_c$")
     ax.set_xlabel(r"temperature $T$ [$J/k_B$]")
-T_C_big = ising_results[L_big]["peaks"]["heat_capacity"]
-axes[0].axvspan(0.9 * T_C_big, 1.1 * T_C_big, color="k", alpha=0.08,
-                label=fr"$T_C \pm 10\%$, L = {L_big}")
-for key, ls, name in (("heat_capacity", "-.", "C"), ("susceptibility", (0, (1, 3)), r"\chi")):
-    axes[0].axvline(ising_results[L_big]["peaks"][key], color="gray", ls=ls, lw=1.2,
-                    label=fr"peak of ${name}$, L = {L_big}")
+mark_largest(axes[0])
 axes[0].set(ylabel=r"$I_{TT}/N$", title="Fisher information in T")
 axes[1].set(ylabel=r"$I_{hh}/N = \mathrm{Var}(M)/(N T^2)$", title="Fisher information in h")
 axes[2].set(ylabel=r"Ricci scalar $R$", title="curvature of the metric, h = 0")

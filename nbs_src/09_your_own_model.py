@@ -35,6 +35,7 @@ cfg = helpers.setup("09_your_own_model",
 )
 page_start = time.time()
 
+# %% tags=["hide-input"]
 import keras
 import matplotlib.pyplot as plt
 import numpy as np
