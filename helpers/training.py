@@ -252,7 +252,8 @@ class Recorder:
 
     Spec (the ``record=`` argument of :func:`train_sgd`)::
 
-        {"layers": ["dense_1"], "every": "step" | "epoch" | k, "velocities": True, "initial": True}
+        {"layers": ["dense_1"], "every": "step" | "epoch" | k,
+         "velocities": True, "initial": True}
 
     A layer's vector is its trainable variables flattened and concatenated in the order of
     ``helpers.params.select_variables(model, layer)`` (kernel, then bias). Row 0 is the initial state when

@@ -622,7 +622,8 @@ widgets.explore(draw_toy, controls, presets, panels=2, width=4.6, height=3.4)
 # ```python
 # for kw in (dict(lr=0.001, momentum=0.9), dict(lr=0.01)):
 #     m = models.build("mlp50", input_shape=ds.input_shape, seed=1)
-#     h = training.train_sgd(m, losses.cross_entropy, ds, epochs=30, batch_size=32, seed=0, **kw)
+#     h = training.train_sgd(m, losses.cross_entropy, ds, epochs=30, batch_size=32, seed=0,
+#                            **kw)
 #     print(kw, h["loss"][[0, 9, 29]])
 # ```
 # Eq. 8.1 says the mean step of momentum SGD is $\eta/(1-\beta) = 0.01$ times the mean gradient, the

@@ -841,7 +841,8 @@ widgets.explore(draw_run, {"delta": sorted(cfg["deltas"]), "K": sorted(cfg["K_gr
 # :::{admonition} Solution
 # :class: dropdown
 # ```python
-# v = [ws.meng_yao_statistic(rmt.wishart_eigenvalues(500, 625, seed=r)).scaled for r in range(50)]
+# v = [ws.meng_yao_statistic(rmt.wishart_eigenvalues(500, 625, seed=r)).scaled
+#      for r in range(50)]
 # print(np.percentile(v, [5, 50, 95]))
 # ```
 # Around 0.36 (0.34 to 0.38 over the 50 draws), above Meng and Yao's range. At $c = 0.8$ the lower edge is $a = (1 - \sqrt{0.8})^2 \approx 0.011$

@@ -847,9 +847,9 @@ for L in cfg["kaufman_sizes"]:
     resp = spin_models.ising2d_response_h0(L, T_fine)
     T_CL, T_IL = (T_fine[np.argmax(resp[k])] for k in ("heat_capacity", "fisher_temperature"))
     kaufman[L] = {"T_C": T_CL, "T_I": T_IL, "fisher_offset": T_IL / T_CL - 1}
-    print(f"L = {L:3d}: specific-heat peak {T_CL:.4f}, Fisher peak {T_IL:.4f}, offset"
-          f" {100 * (T_IL / T_CL - 1):+.2f}% (Onsager: {100 * (T_CL / T_c - 1):+.2f}%,"
-          f" {100 * (T_IL / T_c - 1):+.2f}%)")
+    pc = lambda a, b: f"{100 * (a / b - 1):+.2f}%"
+    print(f"L = {L:3d}: C peak {T_CL:.4f}, Fisher peak {T_IL:.4f} ({pc(T_IL, T_CL)});"
+          f" from Onsager: C {pc(T_CL, T_c)}, Fisher {pc(T_IL, T_c)}")
 
 # %% mystnb={"figure": {"caption": "From Kaufman's exact partition function at $h = 0$: how far the Fisher peak lies from the lattice's own specific-heat peak, and how far both lie from Onsager's $T_c$, in percent, against the lattice size (logarithmic axes). The dotted line is the 10% of F-PHASE."}, "image": {"alt": "Log-log plot of three percentage offsets against the lattice size, each falling as the lattice grows, with a dotted line at 10 percent."}}
 fig, ax = subplots(1, 1, width=6.0, height=3.4)
@@ -1027,9 +1027,11 @@ axes[1].legend();
 # $10^{-8}$); if $K$ is too small the function raises a `ValueError` saying the outcomes do not cover the
 # support, instead of returning a biased number. For $\lambda = 3$, $K = 40$ is plenty:
 # ```python
-# poisson = lambda k, th: -th[:, :1] + k[None] * tf.math.log(th[:, :1]) - tf.math.lgamma(k + 1)[None]
-# information.fisher_information(poisson, [3.0], np.arange(41.0), form="hessian")  # [[0.3333...]]
-# information.fisher_information(poisson, [3.0], np.arange(6.0))  # ValueError: probabilities sum to 0.916
+# poisson = lambda k, th: (-th[:, :1] + k[None] * tf.math.log(th[:, :1])
+#                          - tf.math.lgamma(k + 1)[None])
+# information.fisher_information(poisson, [3.0], np.arange(41.0), form="hessian")  # [[0.333]]
+# information.fisher_information(poisson, [3.0], np.arange(6.0))
+# # ValueError: probabilities sum to 0.916
 # ```
 # :::
 #
@@ -1041,7 +1043,8 @@ axes[1].legend();
 # The metric transforms as a tensor, $\tilde g = J^\top g J$ with $J = \partial(\mu,\sigma)/\partial(\mu,s) =
 # \mathrm{diag}(1, e^s)$, giving $\tilde g = \mathrm{diag}(e^{-2s}, 2)$. The Ricci scalar is a scalar: still $-1$.
 # ```python
-# log_prob = lambda x, th: information.gaussian_log_prob(x, tf.stack([th[:, 0], tf.exp(th[:, 1])], 1))
+# to_mu_sigma = lambda th: tf.stack([th[:, 0], tf.exp(th[:, 1])], 1)
+# log_prob = lambda x, th: information.gaussian_log_prob(x, to_mu_sigma(th))
 # nodes, w = information.gauss_hermite_nodes(120, 0.0, 1.0)
 # g = information.fisher_metric(log_prob, nodes, w)
 # geometry.ricci_scalar(g, [[0.1, 0.05], [-0.2, -0.1]])  # [-1., -1.]

@@ -930,7 +930,8 @@ helpers.widgets.explore(
 # for loss in LOSSES:
 #     lr, steps = cfg["gd"][loss]
 #     p = nd.gradient_descent(loss, x, y_noisy, (0.5, 0.5), lr, 4 * steps)
-#     print(loss, np.linalg.norm(p[[steps, -1]], axis=1), (~nd.classified_correctly(p[-1], x, y_noisy)).sum(),
+#     wrong = (~nd.classified_correctly(p[-1], x, y_noisy)).sum()
+#     print(loss, np.linalg.norm(p[[steps, -1]], axis=1), wrong,
 #           nd.ricci_scalar_brioschi(loss, p[-1], x, y_noisy).numpy())
 # ```
 # No line through the origin classifies every point now, so F-CLASSIFY must fail (roughly the flipped points
@@ -952,7 +953,8 @@ helpers.widgets.explore(
 #     p = nd.gradient_descent("l2_norm", x, y, (0.5, 0.5), 0.5, 3000 * factor)
 #     print(factor, np.degrees(np.arctan2(p[-1, 1], p[-1, 0])) - 135, np.linalg.norm(p[-1]))
 # phi = np.radians(np.linspace(130, 140, 200001))
-# margin = np.min((2 * y - 1) * (np.cos(phi)[:, None] * x[:, 0] + np.sin(phi)[:, None] * x[:, 1]), axis=1)
+# proj = np.cos(phi)[:, None] * x[:, 0] + np.sin(phi)[:, None] * x[:, 1]
+# margin = np.min((2 * y - 1) * proj, axis=1)
 # print("maximum-margin direction - 135:", np.degrees(phi[np.argmax(margin)]) - 135)
 # ```
 # $|\theta|$ grows only logarithmically with the number of steps (each step's gradient shrinks like

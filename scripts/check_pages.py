@@ -11,8 +11,8 @@ have settled the script records
 - images that did not load (``naturalWidth == 0``),
 - mathematics left as TeX source in the rendered text (``\\(``, ``\\[``, ``$$``, ``$x$``) outside code,
 - tables left as Markdown pipe text (a line of ``|---|``) outside code,
-- sideways overflow of the page itself at the given width (wide code, tables and equations must scroll in
-  their own box),
+- sideways overflow of the page itself at the given width (wide tables and equations must scroll in their
+  own box), and, at a desktop width, code blocks that need sideways scrolling (collapsed cells included),
 - figures without alt text on a chapter page,
 - every figure's displayed width over its natural width (``img.clientWidth / img.naturalWidth``) and its alt
   text: at a desktop width (1000 px or more) a figure shown below ``MIN_FIGURE_RATIO`` of its natural size is a
@@ -65,13 +65,20 @@ PAGE_PROBE = r"""
   const pipe = (text.match(/\|\s*:?-{3,}:?\s*\|/g) || []).slice(0, 3);
   const broken = [...document.images].filter(im => im.complete && im.naturalWidth === 0).map(im => im.src);
   const overflow = document.documentElement.scrollWidth - window.innerWidth;
+  // code blocks that need sideways scrolling, collapsed cells opened for the measurement
+  const closed = [...main.querySelectorAll('details:not([open])')];
+  closed.forEach(d => { d.open = true; });
+  const wideCode = [...main.querySelectorAll('pre')]
+       .filter(p => p.clientWidth > 0 && p.scrollWidth > p.clientWidth + 1)
+       .map(p => p.textContent.split('\n').reduce((a, b) => (b.length > a.length ? b : a), '').slice(0, 60));
+  closed.forEach(d => { d.open = false; });
   const figures = [...main.querySelectorAll('img')].filter(im => im.complete && im.naturalWidth > 0)
        .map(im => ({src: im.src.split('/').pop(), natural: im.naturalWidth, shown: im.clientWidth,
                     ratio: im.clientWidth / im.naturalWidth,
                     // Sphinx writes the file path as alt text when there is none: that describes nothing
                     alt: (im.getAttribute('alt') || '').endsWith(im.src.split('/').pop()) ? ''
                          : (im.getAttribute('alt') || '')}));
-  return {tex, pipe, broken, overflow, figures, width: window.innerWidth, title: document.title,
+  return {tex, pipe, broken, overflow, wideCode, figures, width: window.innerWidth, title: document.title,
           math: document.querySelectorAll('mjx-container').length};
 })()
 """
@@ -227,6 +234,10 @@ def problems(report: dict, page: str = "") -> list[str]:
         out.append(f"console error: {report['errors'][0][:200]}")
     if report["overflow"] > 2:
         out.append(f"the page overflows sideways by {report['overflow']} px")
+    wide_code = report.get("wideCode", [])
+    if wide_code and report.get("width", 0) >= DESKTOP_WIDTH:
+        out.append(f"{len(wide_code)} code block(s) need sideways scrolling, e.g. a line starting "
+                   f"{wide_code[0]!r}")
     small = [f for f in report.get("figures", []) if f["ratio"] < MIN_FIGURE_RATIO]
     if small and report.get("width", 0) >= DESKTOP_WIDTH:
         worst = min(small, key=lambda f: f["ratio"])

@@ -34,7 +34,8 @@ def test_the_check_catches_raw_tex_pipe_tables_broken_images_outside_requests_an
         "<html><body><main><p>The loss \\(L(w)\\) and $x$.</p><p>| a | b |</p><p>|---|---|</p>"
         "<img src='missing.png'><img src='http://example.invalid/x.png'>"
         "<img src='wide.png' style='width:400px' alt='shrunk to half its size'>"
-        "<div style='width:3000px'>wide</div><script>console.error('a failing script')</script>"
+        "<div style='width:3000px'>wide</div><details><pre style='width:300px;overflow-x:auto'>"
+        + "x = 1  # " * 40 + "</pre></details><script>console.error('a failing script')</script>"
         "<script>undefined_function()</script></main></body></html>")
     (tmp_path / "good.html").write_text(
         "<html><body><main><p>Plain text that costs $5 and 6 dollars.</p><pre>$$ a code block $$</pre>"
@@ -52,7 +53,7 @@ def test_the_check_catches_raw_tex_pipe_tables_broken_images_outside_requests_an
     assert "without alt text" in alt_found["book/chapters/01_demo.html"][0]
     found = " ".join(check_pages.problems(reports["bad.html"]))
     for what in ("unrendered TeX", "pipe text", "did not load", "outside the book", "overflows sideways",
-                 "below 80% of their natural size", "console error"):
+                 "below 80% of their natural size", "console error", "sideways scrolling"):
         assert what in found, f"the check missed: {what}"
     errors = " ".join(reports["bad.html"]["errors"])
     assert "a failing script" in errors and "undefined_function" in errors, errors
