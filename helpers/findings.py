@@ -308,7 +308,8 @@ def seed_measurements(chapter: str, quantities: Mapping[str, list[str]],
         The table (one column per seed) followed by its provenance (commits, date, profile), or one sentence
         saying that the record has no runs of the chapter, when there are none.
     Raises:
-        ValueError: when ``quantities`` is empty or names a finding id that is not a string like ``F-OUT``.
+        ValueError: when ``quantities`` is empty, names a finding id that is not a string like ``F-OUT``, or
+            names a quantity that the record's runs of that finding did not measure.
     """
     if not quantities or not all(isinstance(k, str) and k.startswith("F-") for k in quantities):
         raise ValueError(f"quantities must map finding ids such as 'F-OUT' to lists of measured names, "
@@ -322,7 +323,13 @@ def seed_measurements(chapter: str, quantities: Mapping[str, list[str]],
     for fid, names in quantities.items():
         per = rows_.get(fid, {})
         cells = [per.get(s) for s in seeds]
-        out.append(f"| {fid} | verdict | " + " | ".join(
+        recorded = set().union(*(c.get("measured", {}) for c in cells if c))
+        unknown = [n for n in names if recorded and n not in recorded]
+        if unknown:
+            raise ValueError(f"{fid} has no measured quantity {unknown} in the record; it has "
+                             f"{sorted(recorded)}.")
+        # a non-breaking hyphen keeps the id on one line in a narrow column
+        out.append(f"| {fid.replace('-', chr(0x2011))} | verdict | " + " | ".join(
             (c["verdict"] if c else "not run") for c in cells) + " |")
         for name in names:
             values = [_format_value(c["measured"][name]) if c and name in c.get("measured", {})

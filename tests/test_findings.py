@@ -126,7 +126,7 @@ def test_seed_measurements_reads_the_record_not_the_prose(tmp_path):
     text = findings.seed_measurements("99_test", {"F-A": ["x", "per layer"]}, record)
     lines = text.splitlines()
     assert lines[0] == "| finding | quantity | seed 0 | seed 1 |"
-    assert lines[2] == f"| F-A | verdict | {findings.REPRODUCED} | {findings.NOT_REPRODUCED} |"
+    assert lines[2] == f"| F\u2011A | verdict | {findings.REPRODUCED} | {findings.NOT_REPRODUCED} |"
     # numbers rounded as in the findings table; a run recorded without its measurements says so
     assert lines[3] == "| | x | 0.1235 | not recorded |"
     assert lines[4] == "| | per layer | [1, 0.1235] | not recorded |"
@@ -134,3 +134,5 @@ def test_seed_measurements_reads_the_record_not_the_prose(tmp_path):
     assert "no runs of `98_other`" in findings.seed_measurements("98_other", {"F-A": ["x"]}, record)
     with pytest.raises(ValueError, match="finding ids"):
         findings.seed_measurements("99_test", {}, record)
+    with pytest.raises(ValueError, match=r"no measured quantity \['y'\]"):  # a misspelt name
+        findings.seed_measurements("99_test", {"F-A": ["x", "y"]}, record)
