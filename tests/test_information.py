@@ -322,3 +322,30 @@ def test_kaufman_responses_equal_the_exact_moments_and_reject_bad_input():
         spin_models.ising2d_response_h0(5, [1.0, -1.0])
     with pytest.raises(ValueError, match="size"):
         spin_models.ising2d_log_partition_h0(1, [1.0])
+
+
+@pytest.mark.parametrize("L", [2, 3, 4, 5])
+def test_field_series_has_the_exact_even_moments_of_the_level_tables(L):
+    lev, series = spin_models.ising2d(L), spin_models.ising2d_field_series(L)
+    z = np.exp(lev.log_degeneracy)
+    for i, e in enumerate(series.energy):
+        at = lev.energy == e
+        assert np.isclose(np.exp(series.log_z0[i]), z[at].sum(), rtol=1e-12)
+        for k, mk in ((2, series.m2[i]), (4, series.m4[i])):
+            assert np.isclose(mk, (z[at] * lev.magnetization[at] ** k).sum() / z[at].sum(), rtol=1e-12)
+    assert set(series.energy) == set(lev.energy)
+
+
+def test_field_series_gives_the_exact_metric_and_curvature_at_zero_field():
+    from helpers import geometry
+
+    lev, series = spin_models.ising2d(4), spin_models.ising2d_field_series(4)
+    theta = np.c_[1 / np.linspace(1.5, 4.0, 7), np.zeros(7)]
+    g_exact = spin_models.thermodynamic_metric(lev)(tf.constant(theta)).numpy()
+    g_series = spin_models.thermodynamic_metric(series)(tf.constant(theta)).numpy()
+    assert np.allclose(g_series, g_exact, rtol=1e-10, atol=1e-12 * np.abs(g_exact).max())
+    r_exact = geometry.ricci_scalar(spin_models.thermodynamic_metric(lev), theta)
+    r_series = geometry.ricci_scalar(spin_models.thermodynamic_metric(series), theta)
+    assert np.allclose(r_series, r_exact, rtol=1e-8, atol=0)
+    with pytest.raises(ValueError, match="size"):
+        spin_models.ising2d_field_series(10)
