@@ -243,6 +243,14 @@ def _recorded(chapter: str, record: Path | str | None) -> tuple[dict | None, dic
         return None, {}, []
 
 
+def _provenance(data: dict, chapter: str) -> str:
+    """The commits and first date of a chapter's runs in a robustness record."""
+    runs = {k: v for k, v in data.get("runs", {}).items() if k.startswith(chapter + " ")}
+    commits = sorted({r.get("commit", "?") for r in runs.values()})
+    dates = sorted(r.get("date", "") for r in runs.values())
+    return f"commit {', '.join(commits)}, {dates[0][:10]}" if runs else "commit unknown"
+
+
 def seed_verdicts(chapter: str, record: Path | str | None = None) -> tuple[list[str], dict[str, list[str]], str]:
     """The verdicts of a chapter's findings at every recorded seed, from the record of ``make robustness``.
 
@@ -258,11 +266,7 @@ def seed_verdicts(chapter: str, record: Path | str | None = None) -> tuple[list[
         return [], {}, ""
     short = {REPRODUCED: "yes", NOT_REPRODUCED: "no"}
     table_ = {fid: [short.get(per.get(s, {}).get("verdict"), "not run") for s in seeds] for fid, per in rows_.items()}
-    runs = {k: v for k, v in data.get("runs", {}).items() if k.startswith(chapter + " ")}
-    commits = sorted({r.get("commit", "?") for r in runs.values()})
-    dates = sorted(r.get("date", "") for r in runs.values())
-    provenance = (f"commit {', '.join(commits)}, {dates[0][:10]}" if runs else "commit unknown")
-    return seeds, table_, provenance
+    return seeds, table_, _provenance(data, chapter)
 
 
 def seed_figures(chapter: str, record: Path | str | None = None) -> dict[str, str]:
@@ -335,8 +339,8 @@ def seed_measurements(chapter: str, quantities: Mapping[str, list[str]],
             values = [_format_value(c["measured"][name]) if c and name in c.get("measured", {})
                       else "not recorded" for c in cells]
             out.append(f"| | {name} | " + " | ".join(v.replace("|", "\\|") for v in values) + " |")
-    _, _, provenance = seed_verdicts(chapter, record)
-    return "\n".join(out) + f"\n\nQuick profile; from the robustness record ({provenance})."
+    return ("\n".join(out)
+            + f"\n\nQuick profile; from the robustness record ({_provenance(data, chapter)}).")
 
 
 def table() -> None:
