@@ -292,6 +292,13 @@ def ising2d_field_series(size: int, coupling: float = 1.0) -> FieldSeries:
     k = np.arange(5)
     binom = np.array([[comb(a, b) for b in range(5)] for a in range(5)], dtype=np.float64)
     lower = k[:, None] >= k[None, :]
+    # per column j, for every target window (whose bit j is the new spin s): (M + s)^k =
+    # Σ_j' C(k, j') s^(k−j') M^j', and the bonds to the left and (last column) to the row's first spin
+    new_spin = [spins[:, j] for j in range(L)]
+    coef = [binom[None] * np.where(lower, s[:, None, None] ** np.clip(k[:, None] - k[None, :], 0, None), 0.0)
+            for s in new_spin]
+    side = [s * (spins[:, j - 1] if j > 0 else 0) + s * (spins[:, 0] if j == L - 1 else 0)
+            for j, s in enumerate(new_spin)]
     orbits: dict[int, int] = {}
     for r in range(S):
         shifts = {((r >> t) | (r << (L - t))) & (S - 1) for t in range(L)}
@@ -303,17 +310,12 @@ def ising2d_field_series(size: int, coupling: float = 1.0) -> FieldSeries:
         table = np.zeros((S, NB, 5))
         table[r0, 2 * n + int((first * np.roll(first, -1)).sum()), :] = float(first.sum()) ** k
         for i in range(1, L):
-            for j in range(L):
-                s = spins[:, j]  # the new spin, as in the target window
-                side = s * (spins[:, j - 1] if j > 0 else 0) + s * (spins[:, 0] if j == L - 1 else 0)
-                side = side + (s * first[j] if i == L - 1 else 0)
-                # (M + s)^k = Σ_j C(k, j) s^(k−j) M^j, per target window
-                coef = binom[None] * np.where(lower, s[:, None, None] ** np.clip(k[:, None] - k[None, :],
-                                                                                 0, None), 0.0)
+            for j, s in enumerate(new_spin):
+                bonds = side[j] + (s * first[j] if i == L - 1 else 0)  # the last row closes on r₀
                 new = np.zeros_like(table)
                 for b in (0, 1):  # the spin this site had in the row above
-                    moved = np.einsum("wkj,wej->wek", coef, table[(windows & ~(1 << j)) | (b << j)])
-                    shift = side + s * (2 * b - 1)
+                    moved = np.einsum("wkj,wej->wek", coef[j], table[(windows & ~(1 << j)) | (b << j)])
+                    shift = bonds + s * (2 * b - 1)
                     for d in np.unique(shift):
                         sel = shift == d
                         if d >= 0:
