@@ -733,21 +733,27 @@ ising = {L: spin_models.SpinLevels(**{k: (v.item() if v.ndim == 0 else v)
 L_levels = max(ising)  # the largest lattice with all its levels (E, M)
 
 # %% tags=["hide-input"]
+def h0_results(lattice, moments=None):  # I_TT, C, I_hh and R at h = 0, exactly
+    metric = spin_models.thermodynamic_metric(lattice)
+    theta = np.c_[1 / T_grid, 0 * T_grid]
+    g = metric(tf.constant(theta)).numpy()
+    out = {"fisher_temperature": g[:, 0, 0] / T_grid**4,
+           "heat_capacity": g[:, 0, 0] / T_grid**2, "I_hh": g[:, 1, 1] / T_grid**2,
+           "R": geometry.ricci_scalar(metric, theta)}
+    if moments is not None:  # a level table's own averages, checked: I_TT = g_ββ/T⁴ = C/T²
+        assert np.allclose(out["fisher_temperature"], moments["fisher_temperature"],
+                           rtol=1e-10)
+        out = {**moments, "R": out["R"], "I_hh": out["I_hh"]}
+    keys = ("fisher_temperature", "R", "heat_capacity", "susceptibility")
+    out["peaks"] = {k: T_grid[np.argmax(out[k])] for k in keys if k in out}
+    return out
+
+# %% tags=["hide-input"]
 ising_results = {}
 for L, lev in ising.items():
-    mo = spin_models.moments(lev, T_grid)
-    R_T = geometry.ricci_scalar(spin_models.thermodynamic_metric(lev),
-                                np.c_[1 / T_grid, 0 * T_grid])
-    metric = spin_models.thermodynamic_metric(lev)
-    g_T = metric(tf.constant(np.c_[1 / T_grid, 0 * T_grid])).numpy()
-    # I_TT = g_ββ / T⁴ = C / T²
-    assert np.allclose(g_T[:, 0, 0] / T_grid**4, mo["fisher_temperature"], rtol=1e-10)
-    ising_results[L] = {**mo, "R": R_T, "I_hh": g_T[:, 1, 1] / T_grid**2}
-    peaks = {k: T_grid[np.argmax(ising_results[L][k])]
-             for k in ("fisher_temperature", "R", "heat_capacity", "susceptibility")}
-    ising_results[L]["peaks"] = peaks
+    ising_results[L] = h0_results(lev, spin_models.moments(lev, T_grid))
     print(f"L = {L}: {len(lev.energy)} levels; peaks at T = "
-          + ", ".join(f"{k} {v:.3f}" for k, v in peaks.items()))
+          + ", ".join(f"{k} {v:.3f}" for k, v in ising_results[L]["peaks"].items()))
 
 # %% [markdown]
 # **Larger lattices on the line $h = 0$.** The level tables stop at $L = 7$ ($2^{49}$ states). But at
@@ -758,18 +764,6 @@ for L, lev in ising.items():
 # $\sum M^k$, $k \le 4$, per energy gives these exactly (`spin_models.ising2d_field_series`). The cell checks
 # it against the level tables of the largest lattice above, metric and curvature, then adds the lattices of
 # `series_sizes`, for which everything on this line is exact but the susceptibility ($|M|$ is no moment).
-
-# %% tags=["hide-input"]
-def h0_results(lattice):  # I_TT, C, I_hh and R at h = 0 from an exact description
-    metric = spin_models.thermodynamic_metric(lattice)
-    theta = np.c_[1 / T_grid, 0 * T_grid]
-    g = metric(tf.constant(theta)).numpy()
-    out = {"fisher_temperature": g[:, 0, 0] / T_grid**4,
-           "heat_capacity": g[:, 0, 0] / T_grid**2, "I_hh": g[:, 1, 1] / T_grid**2,
-           "R": geometry.ricci_scalar(metric, theta)}
-    out["peaks"] = {k: T_grid[np.argmax(out[k])] for k in ("fisher_temperature", "R",
-                                                          "heat_capacity")}
-    return out
 
 # %% tags=["hide-input"]
 load_series = lambda L: spin_models.FieldSeries(**{
