@@ -324,7 +324,7 @@ def test_kaufman_responses_equal_the_exact_moments_and_reject_bad_input():
         spin_models.ising2d_log_partition_h0(1, [1.0])
 
 
-@pytest.mark.parametrize("L", [2, 3, 4, 5])
+@pytest.mark.parametrize("L", [2, 3, 4, 5, 6])
 def test_field_series_has_the_exact_even_moments_of_the_level_tables(L):
     lev, series = spin_models.ising2d(L), spin_models.ising2d_field_series(L)
     z = np.exp(lev.log_degeneracy)
@@ -348,4 +348,16 @@ def test_field_series_gives_the_exact_metric_and_curvature_at_zero_field():
     r_series = geometry.ricci_scalar(spin_models.thermodynamic_metric(series), theta)
     assert np.allclose(r_series, r_exact, rtol=1e-8, atol=0)
     with pytest.raises(ValueError, match="size"):
-        spin_models.ising2d_field_series(10)
+        spin_models.ising2d_field_series(13)
+
+
+@pytest.mark.parametrize("L", [7, 8, 10])
+def test_field_series_partition_function_is_kaufmans_beyond_the_level_tables(L):
+    # an independent closed form: log Σ_E e^{−βE} Z₀(E) against Kaufman's log Z at h = 0
+    series = spin_models.ising2d_field_series(L)
+    beta = 1 / np.array([1.0, 2.0, spin_models.ONSAGER_TC, 2.5, 4.0])
+    logz = [np.logaddexp.reduce(series.log_z0 - b * series.energy) for b in beta]
+    kaufman = spin_models.ising2d_log_partition_h0(L, beta).numpy()
+    assert np.allclose(logz, kaufman, rtol=1e-13, atol=0)
+    assert np.isclose(np.logaddexp.reduce(series.log_z0), L * L * np.log(2), rtol=1e-14)
+    assert np.all(series.m2 >= 0) and np.all(series.m4 >= series.m2**2 * (1 - 1e-12))
