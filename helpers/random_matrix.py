@@ -486,6 +486,33 @@ def goe_matrix(n: int, seed: int = 0, scale: float = 1.0) -> np.ndarray:
     return (a + a.T) / np.sqrt(2.0)
 
 
+def brody_levels(q: float, n: int, seed: int = 0) -> np.ndarray:
+    """A spectrum of ``n`` levels whose spacings follow the Brody law, a bridge from Poisson to Wigner.
+
+    The Brody density ``p(s) = (q + 1) b s^q exp(-b s^(q+1))`` with ``b = Γ((q + 2)/(q + 1))^(q+1)`` has mean
+    one; ``q = 0`` is the Poisson law ``e^{-s}`` of uncorrelated levels, ``q = 1`` the Wigner surmise. Spacings
+    are drawn by inverting the distribution function and summed. A test's power against a law part-way
+    between the two is its rejection rate on such spectra (chapter 4, F-NOTRANDOM).
+
+    Args:
+        q: Brody parameter, 0 <= q <= 1.
+        n: number of levels, an integer >= 2.
+        seed: seed of the random generator.
+    Returns:
+        (n,) increasing levels, mean spacing about one.
+    """
+    from math import gamma
+
+    if not isinstance(q, (int, float, np.floating, np.integer)) or not 0.0 <= float(q) <= 1.0:
+        raise ValueError(f"q must be a number in [0, 1] (0: Poisson, 1: Wigner surmise), got {q!r}.")
+    if not isinstance(n, (int, np.integer)) or n < 2:
+        raise ValueError(f"n must be an integer >= 2, got {n!r}.")
+    q = float(q)
+    b = gamma((q + 2.0) / (q + 1.0)) ** (q + 1.0)
+    u = np.random.default_rng(seed).uniform(size=int(n))
+    return np.cumsum((-np.log1p(-u) / b) ** (1.0 / (q + 1.0)))
+
+
 def wishart_eigenvalues(n: int, N: int, seed: int = 0, sigma2: float = 1.0) -> np.ndarray:
     """Eigenvalues of ``X X^T / N`` for an ``n x N`` matrix of i.i.d. ``N(0, sigma2)`` entries, in O(n^2) time.
 

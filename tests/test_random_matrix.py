@@ -171,3 +171,22 @@ def test_errors_are_clear():
         spectra.wasserstein_distance([1.0], [2.0], normalize="bogus")
     with pytest.raises(ValueError, match="beta"):
         rmt.wigner_surmise_pdf(1.0, beta=4)
+
+
+def test_brody_levels_bridge_poisson_and_wigner():
+    from scipy import stats
+
+    for q in (0.0, 0.5, 1.0):
+        s = np.diff(rmt.brody_levels(q, 20001, seed=4))
+        assert abs(s.mean() - 1) < 0.02
+    poisson = np.diff(rmt.brody_levels(0, 5001, seed=5))
+    assert stats.kstest(poisson, "expon").pvalue > 0.01
+    assert rmt.spacing_ks_test(poisson).pvalue < 1e-10
+    wigner = np.diff(rmt.brody_levels(1, 5001, seed=6))
+    assert rmt.spacing_ks_test(wigner).pvalue > 0.01
+    assert np.array_equal(rmt.brody_levels(0.5, 100, seed=1), rmt.brody_levels(0.5, 100, seed=1))
+    for bad in (-0.1, 1.5, "a"):
+        with pytest.raises(ValueError, match="q must be"):
+            rmt.brody_levels(bad, 10)
+    with pytest.raises(ValueError, match="n must be"):
+        rmt.brody_levels(0.5, 1)
