@@ -314,8 +314,8 @@ def _series_from_first_row(L: int, r0: int) -> np.ndarray:
     k = np.arange(5)
     binom = np.array([[comb(a, b) for b in range(5)] for a in range(5)], dtype=np.float64)
     # (M + s)^k = Σ_i C(k, i) s^(k−i) M^i, as a matrix acting on the last axis
-    add_spin = {s: (binom * np.where(k[:, None] >= k[None, :], float(s) ** np.abs(k[:, None] - k[None, :]), 0.0)).T
-                for s in (-1, 1)}
+    lower = k[:, None] >= k[None, :]
+    add_spin = {s: (binom * np.where(lower, float(s) ** np.abs(k[:, None] - k[None, :]), 0.0)).T for s in (-1, 1)}
     axis = lambda j: L - 1 - j  # the axis of column j's bit in the (2,) * L view of a window
     first = 2 * ((r0 >> np.arange(L)) & 1) - 1
     agree = int((first == np.roll(first, -1)).sum())
@@ -324,10 +324,12 @@ def _series_from_first_row(L: int, r0: int) -> np.ndarray:
     placed = L
     for i in range(1, L):
         for j in range(L):
-            # neighbours whose bit is in the window besides the spin above: left, and the row's first spin
-            sides = sorted({axis(c) for c in ([j - 1] if j > 0 else []) + ([0] if j == L - 1 else [])})
+            # the columns of the neighbours in the window besides the spin above: the left one and,
+            # in the last column, the row's first spin (the same column twice when L = 2: two bonds)
+            neighbours = ([j - 1] if j > 0 else []) + ([0] if j == L - 1 else [])
+            sides = sorted({axis(c) for c in neighbours})
             fixed = [(first[j] + 1) // 2] if i == L - 1 else []  # the last row closes on r₀
-            bonds = 1 + (j > 0) + (j == L - 1) + len(fixed)
+            bonds = 1 + len(neighbours) + len(fixed)
             new = np.zeros((2,) * L + (placed + bonds + 1, 5))
             for s in (0, 1):
                 for above in (0, 1):
@@ -336,10 +338,8 @@ def _series_from_first_row(L: int, r0: int) -> np.ndarray:
                         for a, bit in zip(sides, bits):
                             src[a] = dst[a] = bit
                         src[axis(j)], dst[axis(j)] = above, s
-                        # a side counted twice (L = 2: left neighbour = first spin) counts twice
                         shift = (above == s) + sum(f == s for f in fixed) + sum(
-                            bits[sides.index(axis(c))] == s
-                            for c in ([j - 1] if j > 0 else []) + ([0] if j == L - 1 else []))
+                            bits[sides.index(axis(c))] == s for c in neighbours)
                         new[tuple(dst) + (slice(shift, shift + placed + 1),)] += table[tuple(src)]
                 half = [slice(None)] * L
                 half[axis(j)] = s
