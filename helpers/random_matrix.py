@@ -31,7 +31,7 @@ __all__ = [
     "mp_edges", "marchenko_pastur_pdf", "marchenko_pastur_cdf", "mp_fit", "MPFit", "mp_ks_distance",
     "empirical_spectral_density", "unfold", "level_spacings", "wigner_surmise", "wigner_surmise_pdf",
     "wigner_surmise_cdf", "spacing_ks_test", "porter_thomas_test", "inverse_participation_ratio",
-    "power_law_tail_fit", "PowerLawFit", "goe_matrix", "KSResult", "wishart_eigenvalues",
+    "power_law_tail_fit", "PowerLawFit", "goe_matrix", "brody_levels", "KSResult", "wishart_eigenvalues",
 ]
 
 

@@ -900,10 +900,10 @@ display(Markdown(
     f" $p = {ks_hess.pvalue:.2f}$ and $\\langle r\\rangle = {r_hess:.3f}$ (GOE control"
     f" {r_goe:.3f}, theory 0.531): locally its eigenvalues are spaced like the GOE's. The"
     f" Porter-Thomas test rejects its eigenvectors (median $p$ = {np.median(pt_p):.1g})."
-    f" Haink's global unfolding (000) rejects the surmise ($p$ {p_haink}), but its kernel"
-    f" has width one while the whole spectrum spans {lam[0] - lam[-1]:.2f} and its density"
-    f" varies over orders of magnitude: the smoothed density cannot follow it, and the"
-    f" unfolded spacings keep its variation. F-NOTRANDOM is **{notrandom.verdict}**."))
+    f" The global unfolding of Haink (2023a) rejects the surmise ($p$ {p_haink}), but its"
+    f" kernel has width one while the whole spectrum spans {lam[0] - lam[-1]:.2f} and its"
+    f" density varies over orders of magnitude: the smoothed density cannot follow it, and"
+    f" the unfolded spacings keep its variation. F-NOTRANDOM is **{notrandom.verdict}**."))
 
 # %% [markdown]
 # ## The layerwise view of Sankar et al.
