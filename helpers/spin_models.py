@@ -15,7 +15,7 @@ the Fisher metric (sufficiency: the levels carry all the information about θ th
   row transfer (L <= 7), checked against the enumeration of all 2^(L²) states (L <= 5); Onsager's
   T_c = 2J / ln(1 + √2) for the infinite lattice. At h = 0 Kaufman's closed form gives log Z exactly for any L,
   so the temperature responses (specific heat, Fisher information in T) of much larger lattices are exact too,
-  and a spin-by-spin transfer of the moments of M gives the metric and its curvature at h = 0 for L <= 9.
+  and a spin-by-spin transfer of the moments of M gives the metric and its curvature at h = 0 for L <= 12.
 
 Used in chapter 6 (F-PHASE).
 """
