@@ -286,9 +286,16 @@ def ising2d_field_series(size: int, coupling: float = 1.0) -> FieldSeries:
     """
     L = _check_ising_args(size, coupling, 12)
     n = L * L
+    from math import comb
+
+    k = np.arange(5)
+    binom = np.array([[comb(a, b) for b in range(5)] for a in range(5)], dtype=np.float64)
+    # (M + s)^k = Σ_i C(k, i) s^(k−i) M^i, as a matrix acting on the last axis
+    lower = k[:, None] >= k[None, :]
+    add_spin = {s: (binom * np.where(lower, float(s) ** np.abs(k[:, None] - k[None, :]), 0.0)).T for s in (-1, 1)}
     total = np.zeros((2 * n + 1, 5))  # index a: bond sum 2a − 2n (a bonds agree out of 2n)
     for r0, weight in _row_orbits(L).items():
-        total += weight * _series_from_first_row(L, r0)
+        total += weight * _series_from_first_row(L, r0, add_spin)
     keep = total[:, 0] > 0.5
     bond = 2 * np.nonzero(keep)[0] - 2 * n
     z = total[keep]
@@ -307,15 +314,12 @@ def _row_orbits(L: int) -> dict[int, int]:
     return orbits
 
 
-def _series_from_first_row(L: int, r0: int) -> np.ndarray:
-    """Σ M^k (k <= 4) per number of agreeing bonds over the lattices whose first row is r0 (bit j = column j)."""
-    from math import comb
+def _series_from_first_row(L: int, r0: int, add_spin: dict[int, np.ndarray]) -> np.ndarray:
+    """Σ M^k (k <= 4) per number of agreeing bonds over the lattices whose first row is r0 (bit j = column j).
 
+    ``add_spin[s]`` maps the moments M^k to (M + s)^k (a 5 x 5 matrix acting on the last axis).
+    """
     k = np.arange(5)
-    binom = np.array([[comb(a, b) for b in range(5)] for a in range(5)], dtype=np.float64)
-    # (M + s)^k = Σ_i C(k, i) s^(k−i) M^i, as a matrix acting on the last axis
-    lower = k[:, None] >= k[None, :]
-    add_spin = {s: (binom * np.where(lower, float(s) ** np.abs(k[:, None] - k[None, :]), 0.0)).T for s in (-1, 1)}
     axis = lambda j: L - 1 - j  # the axis of column j's bit in the (2,) * L view of a window
     first = 2 * ((r0 >> np.arange(L)) & 1) - 1
     agree = int((first == np.roll(first, -1)).sum())

@@ -841,10 +841,9 @@ trend = {L: {"T_C": r["peaks"]["heat_capacity"], "T_I": r["peaks"]["fisher_tempe
              "R_site_max": float(np.max(r["R"]) * L**2), "R_maxima": local_maxima(r["R"]),
              "interior": bool(0 < np.argmax(r["R"]) < len(T_grid) - 1)}
          for L, r in ising_results.items()}
-for L, t in trend.items():  # the local maximum of R nearest the specific-heat peak
-    t["T_R_near"], R_near = min(t["R_maxima"], key=lambda m: abs(m[0] - t["T_C"]),
-                                default=(np.nan, np.nan))
-    t["R_site_near"] = R_near * L**2
+for t in trend.values():  # the local maximum of R nearest the specific-heat peak
+    t["T_R_near"], t["R_near"] = min(t["R_maxima"], key=lambda m: abs(m[0] - t["T_C"]),
+                                     default=(np.nan, np.nan))
 Ls = np.array(list(trend))
 
 # %% tags=["hide-input"]
@@ -871,7 +870,7 @@ ax1.axhline(10, color="k", lw=1, ls=":", label="10% (F-PHASE)")
 ax1.set(xlabel="lattice size L", ylabel="offset (%)", title="Finite-size offsets", xticks=Ls)
 fig.legend(*ax1.get_legend_handles_labels(), loc="outside lower center", ncol=3, fontsize=8)
 ax2.plot(Ls, [trend[L]["R_site_max"] for L in Ls], "o-", color=PALETTE[3], label="largest")
-ax2.plot(Ls, [trend[L]["R_site_near"] for L in Ls], "x:", color=PALETTE[4], ms=8,
+ax2.plot(Ls, [trend[L]["R_near"] * L**2 for L in Ls], "x:", color=PALETTE[4], ms=8,
          label="nearest $C$ peak")
 ax2.legend(fontsize=8)
 ax2.set(xlabel="lattice size L", ylabel=r"max of $N R$ (per-site metric)",
@@ -1005,7 +1004,7 @@ phase = findings.record(
 def second_maximum_text(t):  # when R is largest away from T_C: where its nearest maximum lies
     if np.isclose(t["T_R_near"], t["T_R"]):
         return ""
-    lower = 1 - dict(t["R_maxima"])[t["T_R_near"]] / t["R_maxima"][0][1]
+    lower = 1 - t["R_near"] / t["R_maxima"][0][1]
     offset = 100 * (t["T_R_near"] / t["T_C"] - 1)
     return (f" The curvature's largest value is its second maximum; the maximum nearest $T_C$"
             f" lies at $T = {t['T_R_near']:.3f}$ ({offset:+.1f}%)"
