@@ -178,9 +178,10 @@ def loop_costs(device: str, reps: int, quick: bool):
         for name, build, load_data in bench_models(quick):
             x, y = load_data()
             m = build()
-            variants = [(meth, reuse) for meth in ("double_backward", "forward_over_reverse") for reuse in (True, False)]
+            variants = [(meth, reuse) for meth in ("layer_chain", "double_backward", "forward_over_reverse")
+                        for reuse in (True, False)]
             ops = {v: hessian_op(m, (x, y), *v) for v in variants}
-            ref = ops[("double_backward", True)]
+            ref = ops[variants[0]]
             P = ref.size
             eye = tf.one_hot(tf.range(0, 32), P)
             v1 = tf.random.stateless_normal([1, P], seed=[0, 1])
@@ -205,14 +206,15 @@ def loop_costs(device: str, reps: int, quick: bool):
                                                  for v in variants]
             for i in range(len(variants)):
                 rows[-len(variants) + i].insert(-1, f"{mem[1 + i]:.0f} / {mem[0]:.0f}")
-            first = hessian_op(build(), (x, y), "double_backward", True)
+            first = hessian_op(build(), (x, y), "auto", True)
             t0 = time.perf_counter()
             eigensolvers.lanczos_tridiagonal(first, steps, seed=0)
             cold = time.perf_counter() - t0
             t0 = time.perf_counter()
             eigensolvers.lanczos_tridiagonal(first, steps, seed=1)
             warm = time.perf_counter() - t0
-            rows[-4][-1] += f"; first Lanczos call {cold:.2f} s, second {warm:.2f} s ({first.reuse_info})"
+            rows[-len(variants)][-1] += (f"; default {first.method}; first Lanczos call {cold:.2f} s, second "
+                                         f"{warm:.2f} s ({first.reuse_info})")
     header = ["model", "P", "gradient ms", "Hessian product", "single product ms (x gradient)",
               f"in Lanczos ({steps} steps)", f"in Hutchinson (block of {probes})", "in to_dense (block of 32)",
               "peak MiB above the resident set: Lanczos / gradient", "<= 1.2x in every loop"]

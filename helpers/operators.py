@@ -408,6 +408,7 @@ class ModelOperator(CurvatureOperator):
         self._sizes = [int(np.prod(s)) for s in self._shapes]
         super().__init__(sum(self._sizes), dtype)
         self._check_loss()
+        self._choose_method()
         if check:
             self.check_deterministic(seed=seed)
 
@@ -471,6 +472,9 @@ class ModelOperator(CurvatureOperator):
                 raise ValueError("The loss is not finite (NaN or inf) on the data; the operator would be "
                                  "meaningless. Check the weights, inputs and labels (did training diverge?).")
         self.loss_value = total / self.num_examples if self.loss_fn is not None else float("nan")
+
+    def _choose_method(self):
+        """Called once the data are in place, before the first product (a hook for :class:`HessianOperator`)."""
 
     def check_deterministic(self, seed: int = 0) -> float:
         """Apply the operator twice to the same random vector and raise if the products disagree.
@@ -649,18 +653,59 @@ class ModelOperator(CurvatureOperator):
 
 class HessianOperator(ModelOperator):
     """The Hessian of the mean loss (000 Sec. 5.4; 003's layerwise Hessian when restricted); built by
-    :func:`hessian`, which documents the arguments. Used in chapters 2, 4 and 5."""
+    :func:`hessian`, which documents the arguments. ``method`` holds the form in use and ``method_info`` why
+    (``"auto"`` resolves to ``"layer_chain"`` or ``"double_backward"`` at construction). Used in chapters 2, 4
+    and 5."""
+
+    _methods = ("auto", "layer_chain", "double_backward", "forward_over_reverse")
 
     def __init__(self, model, loss_fn, data, variables=None, batch_size=None, weight_decay=0.0,
-                 method: str = "double_backward", check: bool = True, seed: int = 0):
-        if method not in ("forward_over_reverse", "double_backward"):
-            raise ValueError(f"method must be 'forward_over_reverse' or 'double_backward', got {method!r}.")
+                 method: str = "auto", check: bool = True, seed: int = 0):
+        if method not in self._methods:
+            raise ValueError(f"method must be one of {', '.join(map(repr, self._methods))}, got {method!r}.")
         self.method = method
         super().__init__(model, loss_fn, data, variables, batch_size, weight_decay, check, seed)
+
+    def _choose_method(self):
+        from . import layer_chain
+
+        self.method_info = f"{self.method} (asked for)"
+        if self.method not in ("auto", "layer_chain"):
+            return
+        try:
+            self._chain = layer_chain.plan(self.model, self._x[:min(self.batch_size, 256)])
+        except layer_chain.Unsupported as exc:
+            if self.method == "layer_chain":
+                raise ValueError(f"method='layer_chain' cannot write out this model: {exc}. Use "
+                                 "method='double_backward' (any model).") from exc
+            self.method, self.method_info = "double_backward", f"double_backward (not a layer chain: {exc})"
+            return
+        self.method_info = ("layer_chain (asked for)" if self.method == "layer_chain" else
+                            "layer_chain (auto: the model is a chain of written-out layers)")
+        self.method = "layer_chain"
+
+    def _output_grad_and_hvp(self, yb):
+        def fn(z, u):
+            with tf.GradientTape() as outer:
+                outer.watch(z)
+                with tf.GradientTape() as inner:
+                    inner.watch(z)
+                    loss = tf.reduce_sum(self._per_example_loss(yb, z))
+                g = inner.gradient(loss, z)
+                gu = tf.reduce_sum(g * tf.stop_gradient(u))
+            return g, outer.gradient(gu, z, unconnected_gradients=_ZERO)
+
+        return fn
 
     def _batch_product(self, xb, yb, v):
         tangents = self._split(v)
         N = self.num_examples
+        if self.method == "layer_chain":
+            from . import layer_chain
+
+            out = layer_chain.hessian_product(self._chain, xb, self._output_grad_and_hvp(yb),
+                                              {id(t): u for t, u in zip(self._tf_vars, tangents)}, 1.0 / N)
+            return [out[id(t)] for t in self._tf_vars]
         if self.method == "forward_over_reverse":
             with tf.autodiff.ForwardAccumulator(self._tf_vars, tangents) as acc:
                 with tf.GradientTape(watch_accessed_variables=False) as tape:
@@ -769,7 +814,7 @@ class EmpiricalFisherOperator(ModelOperator):
 # ------------------------------------------------------------------------------------------------------------
 
 def hessian(model, loss_fn, data, variables=None, batch_size=None, weight_decay: float = 0.0,
-            method: str = "double_backward", check: bool = True, seed: int = 0) -> HessianOperator:
+            method: str = "auto", check: bool = True, seed: int = 0) -> HessianOperator:
     """The Hessian of the mean loss over a data set, as a linear operator (Hessian-vector products).
 
     :math:`\\mathrm{Hess}\\,v = \\nabla_\\theta\\big(\\nabla_\\theta L\\cdot v\\big)` with

@@ -1,0 +1,370 @@
+"""Exact Hessian-vector products of a chain of standard layers, written out layer by layer.
+
+A network that is a chain ``Dense``/``Conv2D`` -> activation -> max-pooling -> ... -> logits has a Hessian
+whose product with a tangent :math:`v = (V_l, c_l)_l` follows from the chain rule in three sweeps
+(Pearlmutter's R-operator, 000 Sec. 5.4, with :math:`R\\{\\cdot\\}` the derivative along v):
+
+- forward: :math:`R\\{z_l\\} = R\\{a_{l-1}\\} * W_l + a_{l-1} * V_l + c_l` (``*`` a matrix product or a
+  convolution), :math:`R\\{a_l\\} = \\phi'(z_l)\\,R\\{z_l\\}`, and a max-pool passes the tangent of the
+  entry it selects;
+- at the logits: :math:`R\\{g_z\\} = \\nabla_z^2\\ell\\,R\\{z\\}/N`;
+- backward: :math:`R\\{g_{a_{l-1}}\\} = R\\{g_{z_l}\\} * W_l^T + g_{z_l} * V_l^T`,
+  :math:`R\\{g_{z_l}\\} = \\phi'(z_l)\\,R\\{g_{a_l}\\} + \\phi''(z_l)\\,g_{a_l}R\\{z_l\\}`, and the products
+  :math:`(\\mathrm{Hess}\\,v)_{W_l} = a_{l-1}^T R\\{g_{z_l}\\} + R\\{a_{l-1}\\}^T g_{z_l}`,
+  :math:`(\\mathrm{Hess}\\,v)_{b_l} = \\sum R\\{g_{z_l}\\}`.
+
+Automatic differentiation computes the same sums. Written out, the two terms of each pair run as one
+operation on concatenated operands (one convolution with twice the channels instead of two), the pooling
+masks, the activations' derivatives and the first backward pass are plain tensors that do not depend on v
+(the operators compute them once per loop, ``ModelOperator.prepare``), and no second derivative of a
+pooling or ReLU kernel is traced. On the book's small CNN this makes a product 1.1x a gradient instead of
+1.5-1.8x (BENCHMARKS.md). It is ``helpers.operators.hessian``'s ``method="layer_chain"``; the default
+``method="auto"`` uses it whenever :func:`plan` accepts the model.
+
+Accepted: Sequential and functional models whose layers form one chain of ``Dense`` (on flat inputs),
+``Conv2D`` (channels last, no dilation, one group), ``MaxPooling2D`` (stride equal to the pool size),
+``Flatten``, ``Reshape``, ``Dropout`` (off: the operators run in inference mode), ``Activation`` and
+``ReLU``, with the activations linear, ReLU, tanh and sigmoid. Anything else is refused with the reason, and
+:func:`plan` checks that its forward pass reproduces the model's outputs.
+Used through ``helpers.operators`` in chapters 2, 4, 5 and 6.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import tensorflow as tf
+
+from . import params
+
+__all__ = ["LayerChain", "plan", "hessian_product"]
+
+
+class Unsupported(ValueError):
+    """The model is not a chain of the layers this module writes out (the message says which layer)."""
+
+
+# --- the stages of a chain ----------------------------------------------------------------------------------
+
+def _activation(fn) -> str:
+    import keras
+
+    table = {keras.activations.linear: "linear", keras.activations.relu: "relu",
+             keras.activations.tanh: "tanh", keras.activations.sigmoid: "sigmoid"}
+    for f, name in table.items():
+        if fn is f:
+            return name
+    raise Unsupported(f"activation {getattr(fn, '__name__', fn)!r} (written out: linear, relu, tanh, sigmoid)")
+
+
+def _derivatives(kind: str, z):
+    """(phi(z), phi'(z), phi''(z) or None when it vanishes)."""
+    if kind == "relu":
+        d = tf.cast(z > 0, z.dtype)
+        return z * d, d, None
+    if kind == "tanh":
+        a = tf.tanh(z)
+        d = 1.0 - a * a
+        return a, d, -2.0 * a * d
+    s = tf.sigmoid(z)  # sigmoid
+    d = s * (1.0 - s)
+    return s, d, d * (1.0 - 2.0 * s)
+
+
+@dataclass
+class _Linear:
+    kind: str  # "dense" or "conv"
+    kernel: tf.Variable
+    bias: tf.Variable | None
+    strides: tuple = (1, 1)
+    padding: str = "VALID"
+
+    def apply(self, a, w):
+        if self.kind == "dense":
+            return tf.matmul(a, w)
+        return tf.nn.conv2d(a, w, strides=self.strides, padding=self.padding)
+
+    def transpose(self, g, w, in_shape):
+        if self.kind == "dense":
+            return tf.matmul(g, w, transpose_b=True)
+        return tf.nn.conv2d_transpose(g, w, in_shape, strides=self.strides, padding=self.padding)
+
+    def kernel_grad(self, a, g):
+        if self.kind == "dense":
+            return tf.matmul(a, g, transpose_a=True)
+        return tf.compat.v1.nn.conv2d_backprop_filter(a, tf.shape(self.kernel), g, (1,) + self.strides + (1,),
+                                                     self.padding)
+
+
+@dataclass
+class _Act:
+    kind: str
+    folded: bool = False  # a ReLU whose derivative the following max-pool's mask carries
+
+
+@dataclass
+class _Pool:
+    """Max-pooling with stride equal to the window (non-overlapping windows). Its saved tensor is the
+    selection mask, padded to whole windows and shaped (n, H, ph, W, pw, c), times the derivative of a ReLU
+    just before it (``after_relu``): both are 0/1 masks on the same entries."""
+    size: tuple
+    padding: str  # "VALID" or "SAME"
+    after_relu: bool = False
+
+    def _margins(self, h, w):
+        """(top, bottom, left, right): rows/columns added (> 0, SAME) or cropped (< 0, VALID) to fit whole windows."""
+        ph, pw = self.size
+        if self.padding == "VALID":
+            return 0, -(h % ph), 0, -(w % pw)
+        th, tw = -(-h // ph) * ph - h, -(-w // pw) * pw - w
+        return th // 2, th - th // 2, tw // 2, tw - tw // 2
+
+    def to_windows(self, t):
+        h, w = int(t.shape[1]), int(t.shape[2])
+        top, bottom, left, right = self._margins(h, w)
+        if bottom < 0 or right < 0:
+            t = t[:, :h + bottom, :w + right]
+        elif top or bottom or left or right:
+            t = tf.pad(t, [[0, 0], [top, bottom], [left, right], [0, 0]])
+        ph, pw = self.size
+        H, W = int(t.shape[1]) // ph, int(t.shape[2]) // pw
+        return tf.reshape(t, [-1, H, ph, W, pw, int(t.shape[3])])
+
+    def from_windows(self, t6, shape):
+        h, w = int(shape[1]), int(shape[2])
+        n, H, ph, W, pw, c = t6.shape
+        t = tf.reshape(t6, [-1, H * ph, W * pw, c])
+        top, bottom, left, right = self._margins(h, w)
+        if bottom < 0 or right < 0:
+            return tf.pad(t, [[0, 0], [0, -bottom], [0, -right], [0, 0]])
+        if top or bottom or left or right:
+            return t[:, top:top + h, left:left + w]
+        return t
+
+    def select(self, t, mask6):
+        """The tangent of the pooled map: the entry of t each window's maximum selects."""
+        return tf.reduce_sum(self.to_windows(t) * mask6, axis=[2, 4])
+
+    def spread(self, g, mask6, shape):
+        """The adjoint of :meth:`select`: each window's value goes back to its selected entry."""
+        return self.from_windows(g[:, :, None, :, None, :] * mask6, shape)
+
+
+@dataclass
+class _Reshape:
+    shape: tuple  # per example
+
+    def apply(self, t):
+        return tf.reshape(t, tf.concat([tf.shape(t)[:1], self.shape], 0))
+
+
+@dataclass
+class LayerChain:
+    """The stages of a model written out by this module (see :func:`plan`)."""
+    stages: list
+    variables: list  # the tf.Variables of the chain, in stage order
+
+
+# --- planning ---------------------------------------------------------------------------------------------
+
+def _stages_of(layer) -> list:
+    import keras
+
+    L = keras.layers
+    t = type(layer)
+    if t is L.InputLayer or (t is L.Dropout):
+        return []
+    if getattr(layer, "quantization_mode", None) or getattr(layer, "lora_enabled", False):
+        raise Unsupported(f"layer {layer.name!r} is quantised or has LoRA weights")
+    if t is L.Dense:
+        in_shape = layer.input.shape if _has_input(layer) else None
+        if in_shape is not None and len(in_shape) != 2:
+            raise Unsupported(f"Dense layer {layer.name!r} acts on inputs of rank {len(in_shape)} (written out: "
+                              "flat inputs)")
+        out = [_Linear("dense", params.tf_variable(layer.kernel),
+                       params.tf_variable(layer.bias) if layer.use_bias else None)]
+        return out + [_Act(_activation(layer.activation))]
+    if t is L.Conv2D:
+        if layer.data_format != "channels_last" or tuple(layer.dilation_rate) != (1, 1) or layer.groups != 1:
+            raise Unsupported(f"Conv2D layer {layer.name!r} is not channels-last with no dilation and one group")
+        out = [_Linear("conv", params.tf_variable(layer.kernel),
+                       params.tf_variable(layer.bias) if layer.use_bias else None,
+                       tuple(int(s) for s in layer.strides), layer.padding.upper())]
+        return out + [_Act(_activation(layer.activation))]
+    if t is L.MaxPooling2D:
+        if tuple(layer.strides) != tuple(layer.pool_size) or layer.data_format != "channels_last":
+            raise Unsupported(f"MaxPooling2D layer {layer.name!r} has overlapping windows or channels first")
+        return [_Pool(tuple(int(s) for s in layer.pool_size), layer.padding.upper())]
+    if t is L.Flatten:
+        return [_Reshape((-1,))]
+    if t is L.Reshape:
+        return [_Reshape(tuple(int(d) for d in layer.target_shape))]
+    if t is L.Activation:
+        return [_Act(_activation(layer.activation))]
+    if t is L.ReLU:
+        if layer.max_value is not None or float(layer.negative_slope) != 0.0 or float(layer.threshold) != 0.0:
+            raise Unsupported(f"ReLU layer {layer.name!r} is clipped, leaky or shifted")
+        return [_Act("relu")]
+    raise Unsupported(f"layer {layer.name!r} of type {t.__name__}")
+
+
+def _has_input(layer) -> bool:
+    try:
+        layer.input
+        return True
+    except Exception:
+        return False
+
+
+def plan(model, x_example=None, rtol: float = 1e-5) -> LayerChain:
+    """The model as a chain of written-out stages, or :class:`Unsupported` (a ValueError) saying why not.
+
+    Args:
+        model: a Keras model (Sequential or functional, with ``layers``).
+        x_example: a batch of inputs (n, ...); when given, the chain's forward pass must reproduce
+            ``model(x_example, training=False)`` to ``rtol`` (relative to the largest output), which also
+            catches functional graphs that are not one chain.
+        rtol: tolerance of that check.
+    Returns:
+        a :class:`LayerChain`.
+    Used by ``helpers.operators.hessian``.
+    """
+    import keras
+
+    if not isinstance(model, keras.Model) or not hasattr(model, "layers"):
+        raise Unsupported(f"{type(model).__name__} is not a Keras model with a list of layers")
+    if type(model).__name__ not in ("Functional", "Sequential") or not type(model).__module__.startswith("keras"):
+        raise Unsupported(f"subclassed model {type(model).__name__} (its call() may do anything)")
+    stages = []
+    for layer in model.layers:
+        stages += _stages_of(layer)
+    variables = [v for s in stages if isinstance(s, _Linear) for v in (s.kernel, s.bias) if v is not None]
+    ids = {id(v) for v in variables}
+    if len(ids) != len(variables) or {id(params.tf_variable(v)) for v in model.trainable_variables} != ids:
+        raise Unsupported("the chain's weights are not exactly the model's trainable variables (a shared, "
+                          "frozen or extra weight)")
+    for before, after in zip(stages, stages[1:]):
+        if isinstance(before, _Act) and before.kind == "relu" and isinstance(after, _Pool):
+            before.folded = after.after_relu = True
+    chain = LayerChain(stages, variables)
+    if x_example is not None:
+        x = tf.convert_to_tensor(x_example)
+        want = tf.cast(model(x, training=False), x.dtype)
+        try:
+            got = _forward(chain, tf.cast(x, variables[0].dtype))[0]
+        except (ValueError, tf.errors.InvalidArgumentError) as exc:
+            raise Unsupported(f"the chain's forward pass failed ({str(exc).splitlines()[0][:120]})") from exc
+        if got.shape != want.shape:
+            raise Unsupported(f"the chain's outputs have shape {tuple(got.shape)}, the model's {tuple(want.shape)}")
+        scale = float(tf.reduce_max(tf.abs(want))) + 1e-30
+        if float(tf.reduce_max(tf.abs(tf.cast(got, want.dtype) - want))) > rtol * scale:
+            raise Unsupported("the chain's forward pass does not reproduce the model's outputs (not one chain)")
+    return chain
+
+
+# --- the three sweeps -----------------------------------------------------------------------------------------
+
+def _forward(chain: LayerChain, x):
+    """Logits and, per stage, what the sweeps need: (input, pre-activation or pooling mask)."""
+    a, saved = x, []
+    for s in chain.stages:
+        if isinstance(s, _Linear):
+            saved.append(a)
+            a = s.apply(a, s.kernel)
+            if s.bias is not None:
+                a = a + s.bias
+        elif isinstance(s, _Act):
+            saved.append(a)
+            if s.kind != "linear":
+                a = _derivatives(s.kind, a)[0]
+        elif isinstance(s, _Pool):
+            with tf.GradientTape() as tape:
+                tape.watch(a)
+                p = tf.nn.max_pool2d(a, s.size, s.size, s.padding)
+            # one 1 per window, where TensorFlow's own max-pool gradient puts it (ties included)
+            mask = tape.gradient(p, a, output_gradients=tf.ones_like(p))
+            if s.after_relu:
+                mask = mask * tf.cast(a > 0, a.dtype)
+            saved.append((s.to_windows(mask), a.shape))
+            a = p
+        else:
+            saved.append(a)
+            a = s.apply(a)
+    return a, saved
+
+
+def hessian_product(chain: LayerChain, x, loss_grad_and_hvp, tangents: dict, scale) -> dict:
+    """(Hess v) for the variables in ``tangents`` (id(variable) -> tangent; absent variables have a zero
+    tangent and no output), on the inputs x.
+
+    ``loss_grad_and_hvp(z, u)`` returns (d loss/dz, d^2 loss/dz^2 u) for the summed per-example loss at the
+    logits z; ``scale`` multiplies both (1/N for the mean over N examples).
+    Returns id(variable) -> product, for the variables in ``tangents``.
+    """
+    z, saved = _forward(chain, x)
+    n = len(chain.stages)
+    # tangents of every stage's output (None: zero)
+    Ra, R_in = None, []
+    for i, (s, keep) in enumerate(zip(chain.stages, saved)):
+        R_in.append(Ra)
+        if isinstance(s, _Linear):
+            V = tangents.get(id(s.kernel))
+            c = tangents.get(id(s.bias)) if s.bias is not None else None
+            if Ra is not None and V is not None:
+                out = s.apply(tf.concat([Ra, keep], -1), tf.concat([s.kernel, V], -2))
+            elif Ra is not None:
+                out = s.apply(Ra, s.kernel)
+            elif V is not None:
+                out = s.apply(keep, V)
+            else:
+                out = None
+            if c is not None:
+                # saved[i + 1]: this stage's output (a _Linear is always followed by its _Act)
+                out = c + (tf.zeros_like(saved[i + 1]) if out is None else out)
+            Ra = out
+        elif Ra is None:
+            continue
+        elif isinstance(s, _Act):
+            if s.kind != "linear" and not s.folded:
+                Ra = _derivatives(s.kind, keep)[1] * Ra
+        elif isinstance(s, _Pool):
+            Ra = s.select(Ra, keep[0])
+        else:
+            Ra = s.apply(Ra)
+    g, Hz = loss_grad_and_hvp(z, Ra)
+    g, Rg = g * scale, Hz * scale
+    # the lowest stage whose variables have a tangent to return: below it nothing is needed
+    lowest = min(i for i, s in enumerate(chain.stages) if isinstance(s, _Linear)
+                 and (id(s.kernel) in tangents or (s.bias is not None and id(s.bias) in tangents)))
+    out = {}
+    for i in range(n - 1, lowest - 1, -1):
+        s, keep, Rx = chain.stages[i], saved[i], R_in[i]
+        if isinstance(s, _Linear):
+            V = tangents.get(id(s.kernel))
+            if id(s.kernel) in tangents:
+                if Rx is not None:
+                    out[id(s.kernel)] = s.kernel_grad(tf.concat([keep, Rx], 0), tf.concat([Rg, g], 0))
+                else:
+                    out[id(s.kernel)] = s.kernel_grad(keep, Rg)
+            if s.bias is not None and id(s.bias) in tangents:
+                out[id(s.bias)] = tf.reduce_sum(Rg, axis=list(range(Rg.shape.rank - 1)))
+            if i > lowest:
+                shape = tf.shape(keep)
+                if V is not None:
+                    Rg = s.transpose(tf.concat([Rg, g], -1), tf.concat([s.kernel, V], -1), shape)
+                else:
+                    Rg = s.transpose(Rg, s.kernel, shape)
+                g = s.transpose(g, s.kernel, shape)
+        elif isinstance(s, _Act):
+            if s.kind == "linear" or s.folded:
+                continue
+            _, d1, d2 = _derivatives(s.kind, keep)
+            Rg_new = d1 * Rg
+            if d2 is not None and Rx is not None:
+                Rg_new = Rg_new + d2 * g * Rx
+            Rg, g = Rg_new, d1 * g
+        elif isinstance(s, _Pool):
+            Rg, g = s.spread(Rg, *keep), s.spread(g, *keep)
+        else:
+            shape = tf.shape(keep)
+            Rg, g = tf.reshape(Rg, shape), tf.reshape(g, shape)
+    return out
