@@ -9,6 +9,8 @@ Modules (one idea each; ``import helpers`` then use ``helpers.<module>``, loaded
 - ``data``, ``models``, ``losses``, ``training``: data sets, the networks of 000 Table 5.1, losses, SGD
 - ``params``, ``operators``, ``eigensolvers``, ``estimators``, ``ntk``: curvature operators (Hessian,
   Gauss-Newton, Fisher), Lanczos, SLQ, Hutchinson, per-example gradients, NTK
+- ``layer_chain``: Hessian-vector products written out for chains of Dense/Conv2D/pooling layers (the
+  fastest form where it applies; ``operators.hessian`` picks it)
 - ``kernel_dynamics``: the NTK and the Fisher trace recorded during training (chapter 7)
 - ``geometry``, ``information``: Riemannian curvature of a metric, Fisher information of families
 - ``random_matrix``, ``weight_spectra``, ``trajectories``: RMT tools, spectra of weight layers (Meng-Yao

@@ -13,13 +13,14 @@ whose product with a tangent :math:`v = (V_l, c_l)_l` follows from the chain rul
   :math:`(\\mathrm{Hess}\\,v)_{W_l} = a_{l-1}^T R\\{g_{z_l}\\} + R\\{a_{l-1}\\}^T g_{z_l}`,
   :math:`(\\mathrm{Hess}\\,v)_{b_l} = \\sum R\\{g_{z_l}\\}`.
 
-Automatic differentiation computes the same sums. Written out, the two terms of each pair run as one
-operation on concatenated operands (one convolution with twice the channels instead of two), the pooling
+Automatic differentiation computes the same sums. Written out, the two terms of a convolution's pair run as
+one operation on concatenated operands (one convolution with twice the channels instead of two), the pooling
 masks, the activations' derivatives and the first backward pass are plain tensors that do not depend on v
 (the operators compute them once per loop, ``ModelOperator.prepare``), and no second derivative of a
-pooling or ReLU kernel is traced. On the book's small CNN this makes a product 1.1x a gradient instead of
-1.5-1.8x (BENCHMARKS.md). It is ``helpers.operators.hessian``'s ``method="layer_chain"``; the default
-``method="auto"`` uses it whenever :func:`plan` accepts the model.
+pooling or ReLU kernel is traced. On the book's small CNN a product inside Lanczos costs about 1.6
+gradients instead of 2.0 with ``method="double_backward"``, and 1.2 instead of 1.55 in ``to_dense``; on
+MLPs the two forms cost the same (BENCHMARKS.md). It is ``helpers.operators.hessian``'s
+``method="layer_chain"``; the default ``method="auto"`` uses it whenever :func:`plan` accepts the model.
 
 Accepted: Sequential and functional models whose layers form one chain of ``Dense`` (on flat inputs),
 ``Conv2D`` (channels last, no dilation, one group), ``MaxPooling2D`` (stride equal to the pool size),
@@ -77,6 +78,13 @@ class _Linear:
     bias: tf.Variable | None
     strides: tuple = (1, 1)
     padding: str = "VALID"
+
+    @property
+    def fused(self) -> bool:
+        """Whether the two terms of a pair run as one operation on concatenated operands: one convolution
+        with twice the channels beats two on the CPU, two small matrix products beat copying into one
+        (measured, BENCHMARKS.md)."""
+        return self.kind == "conv"
 
     def apply(self, a, w):
         if self.kind == "dense":
@@ -309,8 +317,10 @@ def hessian_product(chain: LayerChain, x, loss_grad_and_hvp, tangents: dict, sca
         if isinstance(s, _Linear):
             V = tangents.get(id(s.kernel))
             c = tangents.get(id(s.bias)) if s.bias is not None else None
-            if Ra is not None and V is not None:
+            if Ra is not None and V is not None and s.fused:
                 out = s.apply(tf.concat([Ra, keep], -1), tf.concat([s.kernel, V], -2))
+            elif Ra is not None and V is not None:
+                out = s.apply(Ra, s.kernel) + s.apply(keep, V)
             elif Ra is not None:
                 out = s.apply(Ra, s.kernel)
             elif V is not None:
@@ -341,16 +351,20 @@ def hessian_product(chain: LayerChain, x, loss_grad_and_hvp, tangents: dict, sca
         if isinstance(s, _Linear):
             V = tangents.get(id(s.kernel))
             if id(s.kernel) in tangents:
-                if Rx is not None:
+                if Rx is not None and s.fused:
                     out[id(s.kernel)] = s.kernel_grad(tf.concat([keep, Rx], 0), tf.concat([Rg, g], 0))
+                elif Rx is not None:
+                    out[id(s.kernel)] = s.kernel_grad(keep, Rg) + s.kernel_grad(Rx, g)
                 else:
                     out[id(s.kernel)] = s.kernel_grad(keep, Rg)
             if s.bias is not None and id(s.bias) in tangents:
                 out[id(s.bias)] = tf.reduce_sum(Rg, axis=list(range(Rg.shape.rank - 1)))
             if i > lowest:
                 shape = tf.shape(keep)
-                if V is not None:
+                if V is not None and s.fused:
                     Rg = s.transpose(tf.concat([Rg, g], -1), tf.concat([s.kernel, V], -1), shape)
+                elif V is not None:
+                    Rg = s.transpose(Rg, s.kernel, shape) + s.transpose(g, V, shape)
                 else:
                     Rg = s.transpose(Rg, s.kernel, shape)
                 g = s.transpose(g, s.kernel, shape)

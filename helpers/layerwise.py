@@ -397,9 +397,7 @@ def curvature_report(model, loss_fn, data, top_k: int = 3, trace_probes: int = 3
             raise ValueError(f"The trainable variables {orphans} belong to no layer the report can see (weights "
                              "created directly on a model?); they are in the network row only. Pass layers=[...] to "
                              "report the layers you mean.")
-    embedding = any(type(l).__name__ == "Embedding" for l in _all_leaves(model))
-    method = "double_backward" if embedding else "forward_over_reverse"
-    factory = _factory(model, loss_fn, batch_size, curvature, method, seed)
+    factory = _factory(model, loss_fn, batch_size, curvature, seed)
     if strategy is not None:
         from . import distributed
 
@@ -438,22 +436,10 @@ def curvature_report(model, loss_fn, data, top_k: int = 3, trace_probes: int = 3
     return report
 
 
-def _all_leaves(model):
-    out = []
-
-    def visit(container):
-        for layer in container.layers:
-            (visit if _is_model(layer) else out.append)(layer)
-
-    visit(model)
-    return out
-
-
-def _factory(model, loss_fn, batch_size, curvature, method, seed):
+def _factory(model, loss_fn, batch_size, curvature, seed):
     def make(variables, xy):
         if curvature == "hessian":
-            return operators.hessian(model, loss_fn, xy, variables=variables, batch_size=batch_size, method=method,
-                                     seed=seed)
+            return operators.hessian(model, loss_fn, xy, variables=variables, batch_size=batch_size, seed=seed)
         return operators.gauss_newton(model, loss_fn, xy, variables=variables, batch_size=batch_size, seed=seed)
 
     return make

@@ -10,8 +10,9 @@ The matrices, for the mean loss :math:`L(\\theta) = \\frac1N \\sum_i \\ell(f(x_i
 set, with outputs :math:`z_i = f(x_i;\\theta)` (logits) and Jacobians :math:`J_i = \\partial z_i/\\partial\\theta`:
 
 - :func:`hessian`: :math:`\\mathrm{Hess} = \\nabla^2_\\theta L` (+ :math:`2\\lambda I` for a weight-decay term
-  :math:`\\lambda\\|\\theta\\|^2`), by double backward (Pearlmutter's trick; 000 listing 5.1; the default,
-  faster on the CPU) or forward-over-reverse differentiation;
+  :math:`\\lambda\\|\\theta\\|^2`), written out layer by layer for chains of standard layers
+  (:mod:`helpers.layer_chain`, the default where it applies), by double backward (Pearlmutter's trick; 000
+  listing 5.1; any model) or by forward-over-reverse differentiation;
 - :func:`gauss_newton`: :math:`G = \\frac1N\\sum_i J_i^T \\nabla_z^2\\ell\\, J_i` (003 eqs. 2-3);
 - :func:`hessian_residual`: :math:`H = \\frac1N\\sum_i \\sum_c \\partial_{z_c}\\ell\\, \\nabla^2_\\theta f_c`
   (003 eqs. 1 and 4), so that Hess = G + H;
@@ -819,12 +820,17 @@ def hessian(model, loss_fn, data, variables=None, batch_size=None, weight_decay:
 
     :math:`\\mathrm{Hess}\\,v = \\nabla_\\theta\\big(\\nabla_\\theta L\\cdot v\\big)` with
     :math:`L = \\frac1N\\sum_i \\ell(f(x_i;\\theta), y_i) + \\lambda\\|\\theta\\|^2` (the weight-decay term adds
-    exactly :math:`2\\lambda v`, identity I-WD). ``method="double_backward"`` (the default) differentiates
-    :math:`\\nabla L\\cdot v` once more in reverse mode (Pearlmutter 1994, 000 listing 5.1);
-    ``"forward_over_reverse"`` pushes v forward through the gradient computation. Both are exact; double
-    backward is the faster on every model ``make bench`` measures on the CPU (1.2-1.6x less time per product,
-    BENCHMARKS.md), because TensorFlow's forward mode obtains each Jacobian-vector product by transposing a
-    vector-Jacobian product. Restricting ``variables`` to a layer gives the diagonal block, 003's layerwise Hessian.
+    exactly :math:`2\\lambda v`, identity I-WD). Three exact forms:
+    ``"layer_chain"`` writes the R-operator sweeps out layer by layer (:mod:`helpers.layer_chain`: chains
+    of Dense, Conv2D, max-pooling, Flatten/Reshape, Dropout and ReLU/tanh/sigmoid/linear activations);
+    ``"double_backward"`` differentiates :math:`\\nabla L\\cdot v` once more in reverse mode (Pearlmutter
+    1994, 000 listing 5.1; any model); ``"forward_over_reverse"`` pushes v forward through the gradient
+    computation. ``"auto"`` (the default) takes ``"layer_chain"`` when the model is such a chain and
+    ``"double_backward"`` otherwise; ``op.method`` and ``op.method_info`` say which and why. On the CPU
+    the written-out form is the fastest for the book's CNN (about 1.6 gradients per product in Lanczos
+    against 2.0) and ties double backward on MLPs; forward-over-reverse is the slowest everywhere
+    (BENCHMARKS.md), because TensorFlow's forward mode obtains each Jacobian-vector product by transposing
+    a vector-Jacobian product. Restricting ``variables`` to a layer gives the diagonal block, 003's layerwise Hessian.
 
     Args:
         model: Keras model returning logits; run with ``training=False``.
@@ -833,14 +839,14 @@ def hessian(model, loss_fn, data, variables=None, batch_size=None, weight_decay:
         variables: None (all trainable), a layer name, a list of layer names or a list of variables.
         batch_size: examples per batch when averaging over the data (None = all at once).
         weight_decay: :math:`\\lambda >= 0`.
-        method: ``"forward_over_reverse"`` or ``"double_backward"``.
+        method: ``"auto"``, ``"layer_chain"``, ``"double_backward"`` or ``"forward_over_reverse"``.
         check: apply the operator twice to one vector and raise if the products differ.
         seed: seed of that check's random vector.
     Returns:
         a :class:`CurvatureOperator` of shape (P, P).
     Raises:
         ValueError: empty data, non-finite loss, a loss that is not per-example, an unknown layer name,
-        a non-deterministic model.
+        a non-deterministic model, ``method="layer_chain"`` for a model that is not a chain (the reason).
     Used in chapters 2, 4 and 5 (identities I-HVP, I-WD).
     """
     return HessianOperator(model, loss_fn, data, variables, batch_size, weight_decay, method, check, seed)

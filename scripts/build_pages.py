@@ -17,8 +17,8 @@ sys.path.insert(0, str(ROOT))
 from helpers import config, findings  # noqa: E402
 
 MODULE_ORDER = ["config", "cache", "findings", "plotting", "widgets", "data", "models", "losses", "training",
-                "params", "operators", "eigensolvers", "estimators", "ntk", "geometry", "information",
-                "random_matrix", "weight_spectra", "trajectories", "layerwise", "callbacks", "distributed"]
+                "params", "operators", "layer_chain", "eigensolvers", "estimators", "ntk", "geometry",
+                "information", "random_matrix", "weight_spectra", "trajectories", "layerwise", "callbacks", "distributed"]
 
 
 def write_if_changed(path: Path, text: str) -> None:

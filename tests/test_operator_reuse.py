@@ -14,7 +14,9 @@ from test_operators import ce, cnn, data, mlp, sq
 def _operators(model, x, y, batch_size):
     xy = (x, y)
     return {
-        "hessian (double backward)": operators.hessian(model, ce, xy, batch_size=batch_size, weight_decay=0.01),
+        "hessian (default: written out)": operators.hessian(model, ce, xy, batch_size=batch_size, weight_decay=0.01),
+        "hessian (double backward)": operators.hessian(model, ce, xy, batch_size=batch_size, weight_decay=0.01,
+                                                       method="double_backward"),
         "hessian (forward over reverse)": operators.hessian(model, sq, xy, batch_size=batch_size,
                                                             method="forward_over_reverse"),
         "gauss-newton": operators.gauss_newton(model, ce, xy, batch_size=batch_size),
@@ -42,6 +44,8 @@ def test_prepared_products_equal_the_plain_products(name, build, shape, batch_si
         scale = float(tf.norm(plain))
         assert float(tf.norm(one - plain[:1])) <= 1e-12 * scale, kind
         assert float(tf.norm(many - plain)) <= 1e-12 * scale, kind
+        if kind.startswith("hessian (default"):
+            assert op.method == "layer_chain", op.method_info
         if kind.startswith("hessian"):  # blocks of unit vectors through the shared path
             dense = op.to_dense()
             assert np.allclose(dense @ V.numpy().T, plain.numpy().T, rtol=1e-10, atol=1e-12 * scale), kind
