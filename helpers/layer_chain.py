@@ -25,8 +25,8 @@ MLPs the two forms cost the same (BENCHMARKS.md). It is ``helpers.operators.hess
 Accepted: Sequential and functional models whose layers form one chain of ``Dense`` (on flat inputs),
 ``Conv2D`` (channels last, no dilation, one group), ``MaxPooling2D`` (stride equal to the pool size),
 ``Flatten``, ``Reshape``, ``Dropout`` (off: the operators run in inference mode), ``Activation`` and
-``ReLU``, with the activations linear, ReLU, tanh and sigmoid. Anything else is refused with the reason, and
-:func:`plan` checks that its forward pass reproduces the model's outputs.
+``ReLU``, with the activations linear, ReLU, tanh, sigmoid and softplus. Anything else is refused with the
+reason, and :func:`plan` checks that its forward pass reproduces the model's outputs.
 Used through ``helpers.operators`` in chapters 2, 4, 5 and 6.
 """
 from __future__ import annotations
@@ -50,11 +50,13 @@ def _activation(fn) -> str:
     import keras
 
     table = {keras.activations.linear: "linear", keras.activations.relu: "relu",
-             keras.activations.tanh: "tanh", keras.activations.sigmoid: "sigmoid"}
+             keras.activations.tanh: "tanh", keras.activations.sigmoid: "sigmoid",
+             keras.activations.softplus: "softplus"}
     for f, name in table.items():
         if fn is f:
             return name
-    raise Unsupported(f"activation {getattr(fn, '__name__', fn)!r} (written out: linear, relu, tanh, sigmoid)")
+    raise Unsupported(f"activation {getattr(fn, '__name__', fn)!r} (written out: linear, relu, tanh, sigmoid, "
+                      "softplus)")
 
 
 def _derivatives(kind: str, z):
@@ -66,9 +68,11 @@ def _derivatives(kind: str, z):
         a = tf.tanh(z)
         d = 1.0 - a * a
         return a, d, -2.0 * a * d
-    s = tf.sigmoid(z)  # sigmoid
+    s = tf.sigmoid(z)
     d = s * (1.0 - s)
-    return s, d, d * (1.0 - 2.0 * s)
+    if kind == "softplus":  # softplus' = sigmoid
+        return tf.nn.softplus(z), s, d
+    return s, d, d * (1.0 - 2.0 * s)  # sigmoid
 
 
 @dataclass

@@ -822,7 +822,8 @@ def hessian(model, loss_fn, data, variables=None, batch_size=None, weight_decay:
     :math:`L = \\frac1N\\sum_i \\ell(f(x_i;\\theta), y_i) + \\lambda\\|\\theta\\|^2` (the weight-decay term adds
     exactly :math:`2\\lambda v`, identity I-WD). Three exact forms:
     ``"layer_chain"`` writes the R-operator sweeps out layer by layer (:mod:`helpers.layer_chain`: chains
-    of Dense, Conv2D, max-pooling, Flatten/Reshape, Dropout and ReLU/tanh/sigmoid/linear activations);
+    of Dense, Conv2D, max-pooling, Flatten/Reshape, Dropout and ReLU/tanh/sigmoid/softplus/linear
+    activations);
     ``"double_backward"`` differentiates :math:`\\nabla L\\cdot v` once more in reverse mode (Pearlmutter
     1994, 000 listing 5.1; any model); ``"forward_over_reverse"`` pushes v forward through the gradient
     computation. ``"auto"`` (the default) takes ``"layer_chain"`` when the model is such a chain and
