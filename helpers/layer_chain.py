@@ -17,9 +17,11 @@ Automatic differentiation computes the same sums. Written out, the two terms of 
 one operation on concatenated operands (one convolution with twice the channels instead of two), the pooling
 masks, the activations' derivatives and the first backward pass are plain tensors that do not depend on v
 (the operators compute them once per loop, ``ModelOperator.prepare``), and no second derivative of a
-pooling or ReLU kernel is traced. On the book's small CNN a product inside Lanczos costs about 1.6
-gradients instead of 2.0 with ``method="double_backward"``, and 1.2 instead of 1.55 in ``to_dense``; on
-MLPs the two forms cost the same (BENCHMARKS.md). It is ``helpers.operators.hessian``'s
+pooling or ReLU kernel is traced. A convolution of the data (few channels, ``PATCH_MAX_CHANNELS``) is
+applied to its tangent as one matrix product with the data's windows, which are shared too. On the book's
+small CNN a product inside Lanczos costs about 1.45 gradients instead of 2.0 with
+``method="double_backward"``, and 1.2 instead of 1.5 in ``to_dense``; on MLPs the two forms cost the same
+(BENCHMARKS.md). It is ``helpers.operators.hessian``'s
 ``method="layer_chain"``; the default ``method="auto"`` uses it whenever :func:`plan` accepts the model.
 
 Accepted: Sequential and functional models whose layers form one chain of ``Dense`` (on flat inputs),
@@ -38,6 +40,11 @@ import tensorflow as tf
 from . import params
 
 __all__ = ["LayerChain", "plan", "hessian_product"]
+
+
+#: A convolution whose input does not depend on the tangent (the data) and has at most this many channels (gray,
+#: RGB, RGBA images) is applied to the tangent as one matrix product with the input's shared windows.
+PATCH_MAX_CHANNELS = 4
 
 
 class Unsupported(ValueError):
@@ -99,6 +106,20 @@ class _Linear:
         if self.kind == "dense":
             return tf.matmul(g, w, transpose_b=True)
         return tf.nn.conv2d_transpose(g, w, in_shape, strides=self.strides, padding=self.padding)
+
+    def patches(self, a):
+        """The (n, oh, ow, kh*kw*cin) windows of a convolution's input a, ordered as ``kernel.reshape(-1, cout)``:
+        copied by slicing, so that a convolution with a becomes one matrix product (see :func:`hessian_product`)."""
+        kh, kw = (int(d) for d in self.kernel.shape[:2])
+        (sh, sw), h, w = self.strides, int(a.shape[1]), int(a.shape[2])
+        if self.padding == "SAME":
+            oh, ow = -(-h // sh), -(-w // sw)
+            th, tw = max((oh - 1) * sh + kh - h, 0), max((ow - 1) * sw + kw - w, 0)
+            a = tf.pad(a, [[0, 0], [th // 2, th - th // 2], [tw // 2, tw - tw // 2], [0, 0]])
+        else:
+            oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
+        return tf.concat([a[:, i:i + (oh - 1) * sh + 1:sh, j:j + (ow - 1) * sw + 1:sw]
+                          for i in range(kh) for j in range(kw)], -1)
 
     def kernel_grad(self, a, g):
         if self.kind == "dense":
@@ -315,13 +336,20 @@ def hessian_product(chain: LayerChain, x, loss_grad_and_hvp, tangents: dict, sca
     z, saved = _forward(chain, x)
     n = len(chain.stages)
     # tangents of every stage's output (None: zero)
-    Ra, R_in = None, []
+    Ra, R_in, patches = None, [], {}
     for i, (s, keep) in enumerate(zip(chain.stages, saved)):
         R_in.append(Ra)
         if isinstance(s, _Linear):
             V = tangents.get(id(s.kernel))
             c = tangents.get(id(s.bias)) if s.bias is not None else None
-            if Ra is not None and V is not None and s.fused:
+            if Ra is None and V is not None and s.kind == "conv" and int(keep.shape[-1]) <= PATCH_MAX_CHANNELS:
+                # an input that does not depend on v (the data) with few channels: its windows are shared by
+                # every product of a loop, and a matrix product with them beats the convolution (BENCHMARKS.md)
+                patches[i] = s.patches(keep)
+                K, cout = int(patches[i].shape[-1]), int(V.shape[-1])
+                out = tf.reshape(tf.matmul(tf.reshape(patches[i], [-1, K]), tf.reshape(V, [K, cout])),
+                                 tf.concat([tf.shape(patches[i])[:-1], [cout]], 0))
+            elif Ra is not None and V is not None and s.fused:
                 out = s.apply(tf.concat([Ra, keep], -1), tf.concat([s.kernel, V], -2))
             elif Ra is not None and V is not None:
                 out = s.apply(Ra, s.kernel) + s.apply(keep, V)
@@ -355,7 +383,12 @@ def hessian_product(chain: LayerChain, x, loss_grad_and_hvp, tangents: dict, sca
         if isinstance(s, _Linear):
             V = tangents.get(id(s.kernel))
             if id(s.kernel) in tangents:
-                if Rx is not None and s.fused:
+                if i in patches:
+                    K = int(patches[i].shape[-1])
+                    out[id(s.kernel)] = tf.reshape(
+                        tf.matmul(tf.reshape(patches[i], [-1, K]), tf.reshape(Rg, [-1, int(Rg.shape[-1])]),
+                                  transpose_a=True), tf.shape(s.kernel))
+                elif Rx is not None and s.fused:
                     out[id(s.kernel)] = s.kernel_grad(tf.concat([keep, Rx], 0), tf.concat([Rg, g], 0))
                 elif Rx is not None:
                     out[id(s.kernel)] = s.kernel_grad(keep, Rg) + s.kernel_grad(Rx, g)

@@ -199,7 +199,7 @@ base = reference if reference is not None else products["forward over reverse"]
 hvp_errors = {k: float(np.linalg.norm(p - base) / np.linalg.norm(base))
               for k, p in products.items()}
 for k, e in hvp_errors.items():
-    print(f"I-HVP  {k:38s} relative error {e:.1e}")
+    print(f"I-HVP  {k:40s} relative error {e:.1e}")
 assert max(hvp_errors.values()) <= 1e-10, hvp_errors
 
 # %% [markdown]

@@ -46,9 +46,11 @@ def run_chapter(chapter: str, seed: int) -> float:
                BOOK_FINDINGS_DIR=str(folder / "findings"), BOOK_STATIC="1")
     notebook = ROOT / "book" / "chapters" / f"{chapter}.ipynb"
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
-                    "--ExecutePreprocessor.timeout=1200", "--output-dir", str(folder / "executed"), str(notebook)],
-                   check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    run = subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
+                          "--ExecutePreprocessor.timeout=1200", "--output-dir", str(folder / "executed"),
+                          str(notebook)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if run.returncode != 0:  # the failing cell's traceback is at the end of nbconvert's messages
+        raise SystemExit(f"{chapter} failed at seed {seed}:\n{run.stderr[-4000:]}")
     return time.perf_counter() - start
 
 

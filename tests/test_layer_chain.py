@@ -40,12 +40,24 @@ def pool_chain(seed=0):
                              L.Dense(C, dtype=F64)])
 
 
+def first_conv(padding, kernel, seed=0):
+    """A first convolution on three channels, which runs as a matrix product with the data's windows: strided,
+    valid (7 -> 3) or same with uneven padding (7 -> 4)."""
+    keras.utils.set_random_seed(seed)
+    L = keras.layers
+    return keras.Sequential([keras.Input((7, 7, 3), dtype=F64),
+                             L.Conv2D(2, kernel, strides=2, padding=padding, activation="tanh", dtype=F64),
+                             L.Flatten(dtype=F64), L.Dense(C, dtype=F64)])
+
+
 def data(shape, seed=1):
     rng = np.random.default_rng(seed)
     return rng.normal(size=(N,) + shape), rng.integers(0, C, N)
 
 
-@pytest.mark.parametrize("build,shape", [(conv_chain, (7, 7, 2)), (pool_chain, (5, 5, 1))])
+@pytest.mark.parametrize("build,shape", [(conv_chain, (7, 7, 2)), (pool_chain, (5, 5, 1)),
+                                         (lambda: first_conv("valid", 3), (7, 7, 3)),
+                                         (lambda: first_conv("same", 2), (7, 7, 3))])
 @pytest.mark.parametrize("loss", [ce, sq])
 def test_layer_chain_product_is_the_hessian(build, shape, loss):
     m = build()
@@ -98,3 +110,15 @@ def test_auto_falls_back_and_layer_chain_refuses():
                                            L.Dense(2)]))
     with pytest.raises(ValueError, match="method must be one of"):
         operators.hessian(elu, ce, (x, y), method="structured")
+
+
+def test_convolutions_without_the_window_product(monkeypatch):
+    """The plain convolution path for inputs that do not depend on v (inputs with many channels)."""
+    monkeypatch.setattr(layer_chain, "PATCH_MAX_CHANNELS", 0)
+    m = conv_chain()
+    x, y = data((7, 7, 2))
+    for names in (None, ["c2", "out"]):
+        vs = None if names is None else [v for n in names for v in m.get_layer(n).trainable_variables]
+        op = operators.hessian(m, ce, (x, y), variables=names)
+        assert op.method == "layer_chain"
+        assert rel(op.to_dense(), dense_hessian(m, ce, x, y, variables=vs)) < 1e-10
