@@ -121,6 +121,18 @@ class _Linear:
         return tf.concat([a[:, i:i + (oh - 1) * sh + 1:sh, j:j + (ow - 1) * sw + 1:sw]
                           for i in range(kh) for j in range(kw)], -1)
 
+    def apply_windows(self, p, w):
+        """The convolution with kernel w of the input whose :meth:`patches` are p."""
+        K, cout = int(p.shape[-1]), int(w.shape[-1])
+        return tf.reshape(tf.matmul(tf.reshape(p, [-1, K]), tf.reshape(w, [K, cout])),
+                          tf.concat([tf.shape(p)[:-1], [cout]], 0))
+
+    def kernel_grad_windows(self, p, g):
+        """:meth:`kernel_grad` of the input whose :meth:`patches` are p."""
+        K, cout = int(p.shape[-1]), int(g.shape[-1])
+        return tf.reshape(tf.matmul(tf.reshape(p, [-1, K]), tf.reshape(g, [-1, cout]), transpose_a=True),
+                          tf.shape(self.kernel))
+
     def kernel_grad(self, a, g):
         if self.kind == "dense":
             return tf.matmul(a, g, transpose_a=True)
@@ -346,9 +358,7 @@ def hessian_product(chain: LayerChain, x, loss_grad_and_hvp, tangents: dict, sca
                 # an input that does not depend on v (the data) with few channels: its windows are shared by
                 # every product of a loop, and a matrix product with them beats the convolution (BENCHMARKS.md)
                 patches[i] = s.patches(keep)
-                K, cout = int(patches[i].shape[-1]), int(V.shape[-1])
-                out = tf.reshape(tf.matmul(tf.reshape(patches[i], [-1, K]), tf.reshape(V, [K, cout])),
-                                 tf.concat([tf.shape(patches[i])[:-1], [cout]], 0))
+                out = s.apply_windows(patches[i], V)
             elif Ra is not None and V is not None and s.fused:
                 out = s.apply(tf.concat([Ra, keep], -1), tf.concat([s.kernel, V], -2))
             elif Ra is not None and V is not None:
@@ -384,10 +394,7 @@ def hessian_product(chain: LayerChain, x, loss_grad_and_hvp, tangents: dict, sca
             V = tangents.get(id(s.kernel))
             if id(s.kernel) in tangents:
                 if i in patches:
-                    K = int(patches[i].shape[-1])
-                    out[id(s.kernel)] = tf.reshape(
-                        tf.matmul(tf.reshape(patches[i], [-1, K]), tf.reshape(Rg, [-1, int(Rg.shape[-1])]),
-                                  transpose_a=True), tf.shape(s.kernel))
+                    out[id(s.kernel)] = s.kernel_grad_windows(patches[i], Rg)
                 elif Rx is not None and s.fused:
                     out[id(s.kernel)] = s.kernel_grad(tf.concat([keep, Rx], 0), tf.concat([Rg, g], 0))
                 elif Rx is not None:
