@@ -174,10 +174,10 @@ class _Pool:
         H, W = int(t.shape[1]) // ph, int(t.shape[2]) // pw
         return tf.reshape(t, [-1, H, ph, W, pw, int(t.shape[3])])
 
-    def from_windows(self, t6, shape):
+    def from_windows(self, t, shape):
+        """The inverse of :meth:`to_windows` for a map of whole windows t (n, H*ph, W*pw, c): crop or pad back
+        to ``shape``."""
         h, w = int(shape[1]), int(shape[2])
-        n, H, ph, W, pw, c = t6.shape
-        t = tf.reshape(t6, [-1, H * ph, W * pw, c])
         top, bottom, left, right = self._margins(h, w)
         if bottom < 0 or right < 0:
             return tf.pad(t, [[0, 0], [0, -bottom], [0, -right], [0, 0]])
@@ -190,8 +190,13 @@ class _Pool:
         return tf.reduce_sum(self.to_windows(t) * mask6, axis=[2, 4])
 
     def spread(self, g, mask6, shape):
-        """The adjoint of :meth:`select`: each window's value goes back to its selected entry."""
-        return self.from_windows(g[:, :, None, :, None, :] * mask6, shape)
+        """The adjoint of :meth:`select`: each window's value goes back to its selected entry. (Repeating g
+        over the windows rather than broadcasting it against the 6-D mask keeps every broadcast below rank 6,
+        which TensorFlow's vectorised loops, adding a dimension, need.)"""
+        ph, pw = self.size
+        n, H, _, W, _, c = mask6.shape
+        up = tf.repeat(tf.repeat(g, ph, axis=1), pw, axis=2)
+        return self.from_windows(up * tf.reshape(mask6, [-1, H * ph, W * pw, c]), shape)
 
 
 @dataclass
@@ -308,6 +313,9 @@ def plan(model, x_example=None, rtol: float = 1e-5) -> LayerChain:
 
 # --- the three sweeps -----------------------------------------------------------------------------------------
 
+# The sweeps branch on the stages (Python objects), never on tensor values: autograph has nothing to convert, and
+# inside tf.vectorized_map (blocks of products without shared tensors) converting the stages' methods failed.
+@tf.autograph.experimental.do_not_convert
 def _forward(chain: LayerChain, x):
     """Logits and, per stage, what the sweeps need: (input, pre-activation or pooling mask)."""
     a, saved = x, []
@@ -337,6 +345,7 @@ def _forward(chain: LayerChain, x):
     return a, saved
 
 
+@tf.autograph.experimental.do_not_convert
 def hessian_product(chain: LayerChain, x, loss_grad_and_hvp, tangents: dict, scale) -> dict:
     """(Hess v) for the variables in ``tangents`` (id(variable) -> tangent; absent variables have a zero
     tangent and no output), on the inputs x.

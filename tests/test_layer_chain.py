@@ -73,6 +73,11 @@ def test_layer_chain_product_is_the_hessian(build, shape, loss):
     assert one._reuse_plan() is not None, one.reuse_info
     top = eigensolvers.lanczos(one, k=3, seed=0).eigenvalues
     assert np.allclose(np.sort(top)[::-1], np.sort(np.linalg.eigvalsh(ref))[::-1][:3], rtol=1e-8, atol=1e-10)
+    # blocks of vectors without shared tensors: tf.vectorized_map over the products
+    plain = operators.hessian(m, loss, (x, y))
+    plain.reuse_max_bytes = 0
+    V = np.random.default_rng(3).normal(size=(op.size, 3))
+    assert rel(plain.matmat(V).numpy(), ref @ V) < 1e-10 and plain.reuse_bytes == 0
 
 
 def test_layer_chain_blocks_and_weight_decay():
