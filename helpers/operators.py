@@ -37,7 +37,7 @@ from typing import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from . import params
+from . import layer_chain, params
 
 __all__ = ["CurvatureOperator", "hessian", "gauss_newton", "hessian_residual", "fisher", "DenseOperator",
            "FunctionOperator", "ModelOperator"]
@@ -668,8 +668,6 @@ class HessianOperator(ModelOperator):
         super().__init__(model, loss_fn, data, variables, batch_size, weight_decay, check, seed)
 
     def _choose_method(self):
-        from . import layer_chain
-
         self.method_info = f"{self.method} (asked for)"
         if self.method not in ("auto", "layer_chain"):
             return
@@ -685,26 +683,12 @@ class HessianOperator(ModelOperator):
                             "layer_chain (auto: the model is a chain of written-out layers)")
         self.method = "layer_chain"
 
-    def _output_grad_and_hvp(self, yb):
-        def fn(z, u):
-            with tf.GradientTape() as outer:
-                outer.watch(z)
-                with tf.GradientTape() as inner:
-                    inner.watch(z)
-                    loss = tf.reduce_sum(self._per_example_loss(yb, z))
-                g = inner.gradient(loss, z)
-                gu = tf.reduce_sum(g * tf.stop_gradient(u))
-            return g, outer.gradient(gu, z, unconnected_gradients=_ZERO)
-
-        return fn
-
     def _batch_product(self, xb, yb, v):
         tangents = self._split(v)
         N = self.num_examples
         if self.method == "layer_chain":
-            from . import layer_chain
-
-            out = layer_chain.hessian_product(self._chain, xb, self._output_grad_and_hvp(yb),
+            out = layer_chain.hessian_product(self._chain, xb,
+                                              lambda z, u: _output_loss_derivatives(self.loss_fn, yb, z, u),
                                               {id(t): u for t, u in zip(self._tf_vars, tangents)}, 1.0 / N)
             return [out[id(t)] for t in self._tf_vars]
         if self.method == "forward_over_reverse":
@@ -724,15 +708,17 @@ class HessianOperator(ModelOperator):
         return outer.gradient(gv, self._tf_vars, unconnected_gradients=_ZERO)
 
 
-def _output_hessian_loss(loss_fn, yb, z, u):
-    """(d^2 sum_i l_i / dz^2) u for outputs z (n, C) and directions u (n, C), by forward-over-reverse."""
+def _output_loss_derivatives(loss_fn, yb, z, u):
+    """(g, H u) for the summed loss sum_i l_i at outputs z (n, C): its gradient g and its output-space Hessian
+    times directions u (n, C), by forward-over-reverse. The Gauss-Newton product and the written-out Hessian
+    product share it."""
     z = tf.stop_gradient(z)
     with tf.autodiff.ForwardAccumulator(z, u) as acc:
         with tf.GradientTape() as tape:
             tape.watch(z)
             loss = tf.reduce_sum(loss_fn(yb, z))
         g = tape.gradient(loss, z)
-    return acc.jvp(g, unconnected_gradients=_ZERO)
+    return g, acc.jvp(g, unconnected_gradients=_ZERO)
 
 
 def _softmax_fisher_block(z, u):
@@ -766,7 +752,7 @@ class GaussNewtonOperator(ModelOperator):
                 z = self._forward(xb)
             jv = acc.jvp(z, unconnected_gradients=_ZERO)
         if self.output_curvature == "loss":
-            hjv = _output_hessian_loss(self.loss_fn, yb, z, jv)
+            hjv = _output_loss_derivatives(self.loss_fn, yb, z, jv)[1]
         elif self.output_curvature == "softmax":
             hjv = _softmax_fisher_block(z, jv)
         else:

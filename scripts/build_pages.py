@@ -18,7 +18,8 @@ from helpers import config, findings  # noqa: E402
 
 MODULE_ORDER = ["config", "cache", "findings", "plotting", "widgets", "data", "models", "losses", "training",
                 "params", "operators", "layer_chain", "eigensolvers", "estimators", "ntk", "geometry",
-                "information", "random_matrix", "weight_spectra", "trajectories", "layerwise", "callbacks", "distributed"]
+                "information", "random_matrix", "weight_spectra", "trajectories", "layerwise", "callbacks",
+                "distributed"]
 
 
 def write_if_changed(path: Path, text: str) -> None:
