@@ -176,6 +176,52 @@ class _Pool:
         return tf.reshape(flat, shape)
 
 
+class _PooledConv:
+    """A convolution of the data (at most ``PATCH_MAX_CHANNELS`` channels; the lowest stage with a tangent),
+    its activation and the max-pooling after it, written out together: the pooling keeps one entry per window
+    and channel, so the convolution's tangent is needed there only, and its filter gradient sums only there.
+    The data windows those entries read are gathered once per loop (shared), and both run as batched
+    matrix-vector products with them: a quarter of the convolution's multiply-adds, and no pooling gather or
+    segment sum (BENCHMARKS.md)."""
+
+    def __init__(self, conv: _Linear, x, act: _Act, z, pool_saved):
+        index, d_pool, _ = pool_saved
+        self.conv, self.cout = conv, int(conv.kernel.shape[-1])
+        patches = conv.patches(x)
+        self.K = int(patches.shape[-1])
+        # entry (example, row, column, channel) of the pooled map reads the windows at its maximum's position
+        windows = tf.gather(tf.reshape(patches, [-1, self.K]), index // self.cout)
+        self.windows = tf.reshape(tf.transpose(windows, [3, 0, 1, 2, 4]), [self.cout, -1, self.K])
+        self.shape = tf.shape(index)
+        if act.kind == "linear":
+            self.d1 = self.d2 = None
+        elif act.folded:  # a ReLU: its derivative at the maxima is the pooling's saved 0/1
+            self.d1, self.d2 = d_pool, None
+        else:
+            _, d1, d2 = _derivatives(act.kind, z)
+            self.d1 = tf.gather(tf.reshape(d1, [-1]), index)
+            self.d2 = None if d2 is None else tf.gather(tf.reshape(d2, [-1]), index)
+
+    def _per_channel(self, t):  # (n, H, W, c) -> (c, n*H*W, 1)
+        return tf.reshape(tf.transpose(tf.reshape(t, [-1, self.cout])), [self.cout, -1, 1])
+
+    def tangent(self, V, c):
+        """The tangent of the pooled map for kernel tangent V and bias tangent c (or None)."""
+        rz = tf.matmul(self.windows, tf.transpose(tf.reshape(V, [self.K, self.cout]))[:, :, None])
+        rz = tf.reshape(tf.transpose(tf.reshape(rz, [self.cout, -1])), self.shape)
+        self.rz = rz if c is None else rz + c
+        return self.rz if self.d1 is None else self.rz * self.d1
+
+    def gradients(self, Rg, g):
+        """(kernel, bias) parts of the product from the pooled map's R{gradient} and gradient."""
+        r = Rg if self.d1 is None else Rg * self.d1
+        if self.d2 is not None:
+            r = r + self.d2 * g * self.rz
+        k = tf.matmul(self.windows, self._per_channel(r), transpose_a=True)
+        k = tf.reshape(tf.transpose(tf.reshape(k, [self.cout, self.K])), tf.shape(self.conv.kernel))
+        return k, tf.reduce_sum(r, axis=[0, 1, 2])
+
+
 @dataclass
 class _Reshape:
     shape: tuple  # per example
@@ -288,6 +334,12 @@ def plan(model, x_example=None, rtol: float = 1e-5) -> LayerChain:
     return chain
 
 
+def _pooled_after(chain: LayerChain, i: int) -> bool:
+    """Whether stage i (a convolution) is followed by its activation and a max-pooling."""
+    st = chain.stages
+    return i + 2 < len(st) and isinstance(st[i + 1], _Act) and isinstance(st[i + 2], _Pool)
+
+
 # --- the three sweeps -----------------------------------------------------------------------------------------
 
 # The sweeps branch on the stages (Python objects), never on tensor values: autograph has nothing to convert, and
@@ -326,14 +378,24 @@ def hessian_product(chain: LayerChain, x, loss_grad_and_hvp, tangents: dict, sca
     """
     z, saved = _forward(chain, x)
     n = len(chain.stages)
+    # the lowest stage whose variables have a tangent to return: below it nothing is needed
+    lowest = min(i for i, s in enumerate(chain.stages) if isinstance(s, _Linear)
+                 and (id(s.kernel) in tangents or (s.bias is not None and id(s.bias) in tangents)))
     # tangents of every stage's output (None: zero)
-    Ra, R_in, patches = None, [], {}
+    Ra, R_in, patches, pooled = None, [], {}, None
     for i, (s, keep) in enumerate(zip(chain.stages, saved)):
         R_in.append(Ra)
+        if pooled is not None and i <= lowest + 2:  # the activation and pooling of a _PooledConv
+            continue
         if isinstance(s, _Linear):
             V = tangents.get(id(s.kernel))
             c = tangents.get(id(s.bias)) if s.bias is not None else None
-            if Ra is None and V is not None and s.kind == "conv" and int(keep.shape[-1]) <= PATCH_MAX_CHANNELS:
+            few = s.kind == "conv" and Ra is None and int(keep.shape[-1]) <= PATCH_MAX_CHANNELS
+            if few and V is not None and i == lowest and _pooled_after(chain, i):
+                pooled = _PooledConv(s, keep, chain.stages[i + 1], saved[i + 1], saved[i + 2])
+                Ra = pooled.tangent(V, c)
+                continue
+            if few and V is not None:
                 # an input that does not depend on v (the data) with few channels: its windows are shared by
                 # every product of a loop, and a matrix product with them beats the convolution (BENCHMARKS.md)
                 patches[i] = s.patches(keep)
@@ -363,12 +425,16 @@ def hessian_product(chain: LayerChain, x, loss_grad_and_hvp, tangents: dict, sca
             Ra = s.apply(Ra)
     g, Hz = loss_grad_and_hvp(z, Ra)
     g, Rg = g * scale, Hz * scale
-    # the lowest stage whose variables have a tangent to return: below it nothing is needed
-    lowest = min(i for i, s in enumerate(chain.stages) if isinstance(s, _Linear)
-                 and (id(s.kernel) in tangents or (s.bias is not None and id(s.bias) in tangents)))
     out = {}
     for i in range(n - 1, lowest - 1, -1):
         s, keep, Rx = chain.stages[i], saved[i], R_in[i]
+        if pooled is not None and i <= lowest + 2:
+            if i == lowest:
+                kernel, bias = pooled.gradients(Rg, g)
+                out[id(s.kernel)] = kernel
+                if s.bias is not None and id(s.bias) in tangents:
+                    out[id(s.bias)] = bias
+            continue
         if isinstance(s, _Linear):
             V = tangents.get(id(s.kernel))
             if id(s.kernel) in tangents:

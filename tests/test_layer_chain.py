@@ -50,6 +50,14 @@ def first_conv(padding, kernel, seed=0):
                              L.Flatten(dtype=F64), L.Dense(C, dtype=F64)])
 
 
+def pooled_linear(seed=0):
+    """A first convolution with no activation before its pooling (read at the maxima only, on one channel)."""
+    keras.utils.set_random_seed(seed)
+    L = keras.layers
+    return keras.Sequential([keras.Input((6, 6, 1), dtype=F64), L.Conv2D(3, 3, padding="same", dtype=F64),
+                             L.MaxPooling2D(2, dtype=F64), L.Flatten(dtype=F64), L.Dense(C, dtype=F64)])
+
+
 def data(shape, seed=1):
     rng = np.random.default_rng(seed)
     return rng.normal(size=(N,) + shape), rng.integers(0, C, N)
@@ -57,7 +65,8 @@ def data(shape, seed=1):
 
 @pytest.mark.parametrize("build,shape", [(conv_chain, (7, 7, 2)), (pool_chain, (5, 5, 1)),
                                          (lambda: first_conv("valid", 3), (7, 7, 3)),
-                                         (lambda: first_conv("same", 2), (7, 7, 3))])
+                                         (lambda: first_conv("same", 2), (7, 7, 3)),
+                                         (pooled_linear, (6, 6, 1))])
 @pytest.mark.parametrize("loss", [ce, sq])
 def test_layer_chain_product_is_the_hessian(build, shape, loss):
     m = build()
