@@ -304,7 +304,7 @@ def torch_costs(reps: int, quick: bool):
     for name, build, load_data in [b for b in bench_models(quick) if b[0].startswith("MLP")]:
         x, y = load_data()
         m = build()
-        op = hessian_op(m, (x, y), "double_backward", True)
+        op = hessian_op(m, (x, y), "auto", True)
         v = np.random.default_rng(0).normal(size=op.size).astype(np.float32)
         arrays, pos = {"x": x, "y": np.asarray(y), "n_layers": 0}, 0
         for i, layer in enumerate(layer for layer in m.layers if layer.get_weights()):
@@ -344,7 +344,7 @@ def torch_costs(reps: int, quick: bool):
     note = (f"PyTorch {info['version']} ({info['threads']} intra-op threads) in its own process, TensorFlow "
             f"{tf.__version__} (default threads) in this one, two alternating rounds of {max(1, reps // 2)} "
             "repetitions each; float32, the whole training set in one batch; our product is the default "
-            "(double backward, forward pass shared in a loop).")
+            f"({op.method}, forward pass shared in a loop).")
     return md_table(header, rows) + "\n\n" + note
 
 

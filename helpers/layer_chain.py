@@ -15,13 +15,15 @@ whose product with a tangent :math:`v = (V_l, c_l)_l` follows from the chain rul
 
 Automatic differentiation computes the same sums. Written out, the two terms of a convolution's pair run as
 one operation on concatenated operands (one convolution with twice the channels instead of two), the pooling
-masks, the activations' derivatives and the first backward pass are plain tensors that do not depend on v
+indices, the activations' derivatives and the first backward pass are plain tensors that do not depend on v
 (the operators compute them once per loop, ``ModelOperator.prepare``), and no second derivative of a
-pooling or ReLU kernel is traced. A convolution of the data (few channels, ``PATCH_MAX_CHANNELS``) is
-applied to its tangent as one matrix product with the data's windows, which are shared too. On the book's
-small CNN a product inside Lanczos costs about 1.45 gradients instead of 2.0 with
-``method="double_backward"``, and 1.2 instead of 1.5 in ``to_dense``; on MLPs the two forms cost the same
-(BENCHMARKS.md). It is ``helpers.operators.hessian``'s
+pooling or ReLU kernel is traced: a max-pool's tangent is a gather at the indices of its maxima and its
+adjoint a segment sum. A convolution of the data (few channels, ``PATCH_MAX_CHANNELS``) is applied to its
+tangent as one matrix product with the data's windows, which are shared too; when a max-pool follows it, only
+the windows of the pooled maxima are kept and the convolution is evaluated there only. On the book's small
+CNN a product inside Lanczos costs about 1.3-1.4 gradients instead of 1.9-2.1 with
+``method="double_backward"``, and 1.0-1.2 instead of 1.6-1.7 in blocks of Hutchinson probes; on MLPs the two
+forms cost the same (BENCHMARKS.md). It is ``helpers.operators.hessian``'s
 ``method="layer_chain"``; the default ``method="auto"`` uses it whenever :func:`plan` accepts the model.
 
 Accepted: Sequential and functional models whose layers form one chain of ``Dense`` (on flat inputs),
@@ -335,9 +337,13 @@ def plan(model, x_example=None, rtol: float = 1e-5) -> LayerChain:
 
 
 def _pooled_after(chain: LayerChain, i: int) -> bool:
-    """Whether stage i (a convolution) is followed by its activation and a max-pooling."""
+    """Whether stage i (a convolution) is followed by its activation and a max-pooling whose gathered windows
+    (pooled entries x channels, against the data's windows: channels / window size) take at most twice the
+    memory of the data's windows."""
     st = chain.stages
-    return i + 2 < len(st) and isinstance(st[i + 1], _Act) and isinstance(st[i + 2], _Pool)
+    if not (i + 2 < len(st) and isinstance(st[i + 1], _Act) and isinstance(st[i + 2], _Pool)):
+        return False
+    return int(st[i].kernel.shape[-1]) <= 2 * st[i + 2].size[0] * st[i + 2].size[1]
 
 
 # --- the three sweeps -----------------------------------------------------------------------------------------
