@@ -153,8 +153,8 @@ class _Pool:
     """Max-pooling with stride equal to the window (non-overlapping windows). Its saved tensors are the flat
     index (batch included) of the entry each window's maximum selects, the same entry TensorFlow's max-pool
     gradient picks, and, after a ReLU (``after_relu``), the ReLU's derivative at that entry: a gather and its
-    adjoint, a segment sum, are the pooling's tangent and adjoint (measured: 3-5x faster than masking the
-    windows, BENCHMARKS.md)."""
+    adjoint, a segment sum, are the pooling's tangent and adjoint (masking the 6-D windows instead made the
+    CNN's product in Lanczos 1.60x a gradient instead of 1.49x, BENCHMARKS.md)."""
     size: tuple
     padding: str  # "VALID" or "SAME"
     after_relu: bool = False
