@@ -18,9 +18,10 @@ one operation on concatenated operands (one convolution with twice the channels 
 indices, the activations' derivatives and the first backward pass are plain tensors that do not depend on v
 (the operators compute them once per loop, ``ModelOperator.prepare``), and no second derivative of a
 pooling or ReLU kernel is traced: a max-pool's tangent is a gather at the indices of its maxima and its
-adjoint a segment sum. A convolution of the data (few channels, ``PATCH_MAX_CHANNELS``) is applied to its
-tangent as one matrix product with the data's windows, which are shared too; when a max-pool follows it, only
-the windows of the pooled maxima are kept and the convolution is evaluated there only. On the book's small
+adjoint a repeat over the windows times a mask of the maxima. A convolution of the data (few channels,
+``PATCH_MAX_CHANNELS``) is applied to its tangent as one matrix product with the data's windows, which are
+shared too; when a max-pool follows it, only the windows of the pooled maxima are kept and the convolution
+is evaluated there only. On the book's small
 CNN a product inside Lanczos costs about 1.2-1.4 gradients instead of 1.9-2.1 with
 ``method="double_backward"``, and 1.0-1.2 instead of 1.6-1.7 in blocks of Hutchinson probes; on MLPs the two
 forms cost the same (BENCHMARKS.md). It is ``helpers.operators.hessian``'s
@@ -152,9 +153,11 @@ class _Act:
 class _Pool:
     """Max-pooling with stride equal to the window (non-overlapping windows). Its saved tensors are the flat
     index (batch included) of the entry each window's maximum selects, the same entry TensorFlow's max-pool
-    gradient picks, and, after a ReLU (``after_relu``), the ReLU's derivative at that entry: a gather and its
-    adjoint, a segment sum, are the pooling's tangent and adjoint (masking the 6-D windows instead made the
-    CNN's product in Lanczos 1.60x a gradient instead of 1.49x, BENCHMARKS.md)."""
+    gradient picks, after a ReLU (``after_relu``) the ReLU's derivative at that entry, the input's shape, and
+    a mask of the input's shape holding that derivative (or 1) at the selected entries. The tangent is a
+    gather at the indices; the adjoint repeats each value over its window and multiplies by the mask
+    (summing masked 6-D windows for the tangent instead made the CNN's product in Lanczos 1.60x a gradient
+    instead of 1.49x; a segment sum for the adjoint cost twice the repeat, BENCHMARKS.md)."""
     size: tuple
     padding: str  # "VALID" or "SAME"
     after_relu: bool = False
@@ -165,17 +168,37 @@ class _Pool:
         # each output through its own identity: splitting a graph between two outputs of one operation (the
         # shared pass of helpers.operators feeds one and not the other) fails in TensorFlow's graph pruning
         p, index = tf.identity(p), tf.identity(index)
-        return p, (index, tf.cast(p > 0, p.dtype) if self.after_relu else None, tf.shape(a))
+        d = tf.cast(p > 0, p.dtype) if self.after_relu else None
+        shape = tf.shape(a)
+        # 1 (or the ReLU's derivative) at each window's selected entry, 0 elsewhere
+        mask = self._segment_sum(tf.ones_like(p) if d is None else d, index, shape)
+        return p, (index, d, shape, mask)
 
-    def select(self, t, index, d, shape):
+    def select(self, t, index, d, shape, mask):
         """The tangent of the pooled map: the entry of t each window's maximum selects."""
         out = tf.gather(tf.reshape(t, [-1]), index)
         return out if d is None else out * d
 
-    def spread(self, g, index, d, shape):
-        """The adjoint of :meth:`select`: each window's value goes back to its selected entry."""
-        flat = tf.math.unsorted_segment_sum(g if d is None else g * d, index, tf.reduce_prod(shape))
-        return tf.reshape(flat, shape)
+    def spread(self, g, index, d, shape, mask):
+        """The adjoint of :meth:`select`: each window's value goes back to its selected entry. Each value is
+        repeated over its window and multiplied by the mask (the same numbers as a segment sum, whose
+        scattered writes cost twice as much, BENCHMARKS.md)."""
+        (ph, pw), (ho, wo, c) = self.size, g.shape[1:]
+        h, w = mask.shape[1:3]
+        if None in (ho, wo, c, h, w):  # shapes known only at run time
+            return self._segment_sum(g if d is None else g * d, index, shape)
+        n = tf.shape(g)[0]
+        up = tf.reshape(tf.tile(tf.reshape(g, [n, ho, 1, wo, 1, c]), [1, 1, ph, 1, pw, 1]), [n, ho * ph, wo * pw, c])
+        if self.padding == "VALID":  # the last rows and columns no window covers
+            up = tf.pad(up, [[0, 0], [0, h - ho * ph], [0, w - wo * pw], [0, 0]])
+        else:  # SAME: the windows start (ho * ph - h) // 2 rows before the map
+            top, left = (ho * ph - h) // 2, (wo * pw - w) // 2
+            up = up[:, top:top + h, left:left + w]
+        return up * mask
+
+    @staticmethod
+    def _segment_sum(g, index, shape):
+        return tf.reshape(tf.math.unsorted_segment_sum(g, index, tf.reduce_prod(shape)), shape)
 
 
 class _PooledConv:
@@ -187,7 +210,7 @@ class _PooledConv:
     segment sum (BENCHMARKS.md)."""
 
     def __init__(self, conv: _Linear, x, act: _Act, z, pool_saved):
-        index, d_pool, _ = pool_saved
+        index, d_pool = pool_saved[:2]
         self.conv, self.cout = conv, int(conv.kernel.shape[-1])
         patches = conv.patches(x)
         self.K = int(patches.shape[-1])
@@ -434,6 +457,9 @@ def hessian_product(chain: LayerChain, x, loss_grad_and_hvp, tangents: dict, sca
     g, Hz = loss_grad_and_hvp(z, Ra)
     g, Rg = g * scale, Hz * scale
     out = {}
+    # Rg before the last pooling's spread, while only a folded ReLU lies between: a bias's product is the sum
+    # of Rg over positions, which the spread keeps, so the pooled map (a quarter of the entries) gives it
+    pooled_Rg = None
     for i in range(n - 1, lowest - 1, -1):
         s, keep, Rx = chain.stages[i], saved[i], R_in[i]
         if pooled is not None and i <= lowest + 2:
@@ -455,7 +481,8 @@ def hessian_product(chain: LayerChain, x, loss_grad_and_hvp, tangents: dict, sca
                 else:
                     out[id(s.kernel)] = s.kernel_grad(keep, Rg)
             if s.bias is not None and id(s.bias) in tangents:
-                out[id(s.bias)] = tf.reduce_sum(Rg, axis=list(range(Rg.shape.rank - 1)))
+                summed = Rg if pooled_Rg is None else pooled_Rg
+                out[id(s.bias)] = tf.reduce_sum(summed, axis=list(range(summed.shape.rank - 1)))
             if i > lowest:
                 shape = tf.shape(keep)
                 if V is not None and s.fused:
@@ -465,17 +492,21 @@ def hessian_product(chain: LayerChain, x, loss_grad_and_hvp, tangents: dict, sca
                 else:
                     Rg = s.transpose(Rg, s.kernel, shape)
                 g = s.transpose(g, s.kernel, shape)
+            pooled_Rg = None
         elif isinstance(s, _Act):
             if s.kind == "linear" or s.folded:
                 continue
+            pooled_Rg = None
             _, d1, d2 = _derivatives(s.kind, keep)
             Rg_new = d1 * Rg
             if d2 is not None and Rx is not None:
                 Rg_new = Rg_new + d2 * g * Rx
             Rg, g = Rg_new, d1 * g
         elif isinstance(s, _Pool):
+            pooled_Rg = Rg if keep[1] is None else Rg * keep[1]
             Rg, g = s.spread(Rg, *keep), s.spread(g, *keep)
         else:
+            pooled_Rg = None
             shape = tf.shape(keep)
             Rg, g = tf.reshape(Rg, shape), tf.reshape(g, shape)
     return out

@@ -50,6 +50,15 @@ def first_conv(padding, kernel, seed=0):
                              L.Flatten(dtype=F64), L.Dense(C, dtype=F64)])
 
 
+def same_pool3(seed=0):
+    """A SAME pool of windows of 3 on a 7 x 7 map: padded by one row and column on each side."""
+    keras.utils.set_random_seed(seed)
+    L = keras.layers
+    return keras.Sequential([keras.Input((7, 7, 1), dtype=F64), L.Conv2D(2, 2, padding="same", dtype=F64),
+                             L.ReLU(dtype=F64), L.MaxPooling2D(3, padding="same", dtype=F64),
+                             L.Flatten(dtype=F64), L.Dense(C, dtype=F64)])
+
+
 def pooled_linear(seed=0):
     """A first convolution with no activation before its pooling (read at the maxima only, on one channel)."""
     keras.utils.set_random_seed(seed)
@@ -127,12 +136,21 @@ def test_auto_falls_back_and_layer_chain_refuses():
 
 
 def test_convolutions_without_the_window_product(monkeypatch):
-    """The plain convolution path for inputs that do not depend on v (inputs with many channels)."""
+    """The plain convolution path for inputs that do not depend on v (inputs with many channels), and with it
+    the poolings' own tangent and adjoint: padded SAME pools after tanh and a ReLU, a cropped VALID pool after a
+    ReLU (whose bias product sums the pooled map), in the shared loop and vectorised without shared tensors."""
     monkeypatch.setattr(layer_chain, "PATCH_MAX_CHANNELS", 0)
-    m = conv_chain()
-    x, y = data((7, 7, 2))
-    for names in (None, ["c2", "out"]):
-        vs = None if names is None else [v for n in names for v in m.get_layer(n).trainable_variables]
-        op = operators.hessian(m, ce, (x, y), variables=names)
-        assert op.method == "layer_chain"
-        assert rel(op.to_dense(), dense_hessian(m, ce, x, y, variables=vs)) < 1e-10
+    for build, shape, blocks in ((conv_chain, (7, 7, 2), (None, ["c2", "out"])), (pool_chain, (5, 5, 1), (None,)),
+                                  (same_pool3, (7, 7, 1), (None,))):
+        m = build()
+        x, y = data(shape)
+        for names in blocks:
+            vs = None if names is None else [v for n in names for v in m.get_layer(n).trainable_variables]
+            ref = dense_hessian(m, ce, x, y, variables=vs)
+            op = operators.hessian(m, ce, (x, y), variables=names)
+            assert op.method == "layer_chain"
+            assert rel(op.to_dense(), ref) < 1e-10
+            plain = operators.hessian(m, ce, (x, y), variables=names)
+            plain.reuse_max_bytes = 0
+            V = np.random.default_rng(3).normal(size=(op.size, 3))
+            assert rel(plain.matmat(V).numpy(), ref @ V) < 1e-10
