@@ -207,7 +207,7 @@ class _PooledConv:
     and channel, so the convolution's tangent is needed there only, and its filter gradient sums only there.
     The data windows those entries read are gathered once per loop (shared), and both run as batched
     matrix-vector products with them: a quarter of the convolution's multiply-adds, and no pooling gather or
-    segment sum (BENCHMARKS.md)."""
+    scatter (BENCHMARKS.md)."""
 
     def __init__(self, conv: _Linear, x, act: _Act, z, pool_saved):
         index, d_pool = pool_saved[:2]
@@ -218,35 +218,45 @@ class _PooledConv:
         windows = tf.gather(tf.reshape(patches, [-1, self.K]), index // self.cout)
         # (channel, window entry, pooled entry): both products below then run along rows of the pooled entries,
         # 2x faster than (channel, pooled entry, window entry) with its rows of K values (BENCHMARKS.md)
-        self.windows = tf.reshape(tf.transpose(windows, [3, 4, 0, 1, 2]), [self.cout, self.K, -1])
+        windows = tf.reshape(tf.transpose(windows, [3, 4, 0, 1, 2]), [self.cout, self.K, -1])
         self.shape = tf.shape(index)
-        if act.kind == "linear":
-            self.d1 = self.d2 = None
-        elif act.folded:  # a ReLU: its derivative at the maxima is the pooling's saved 0/1
-            self.d1, self.d2 = d_pool, None
-        else:
+        self.d1 = self.d2 = None
+        if act.folded:  # a ReLU: its derivative at the maxima is the pooling's saved 0/1
+            self.d1 = d_pool
+        elif act.kind != "linear":
             _, d1, d2 = _derivatives(act.kind, z)
             self.d1 = tf.gather(tf.reshape(d1, [-1]), index)
             self.d2 = None if d2 is None else tf.gather(tf.reshape(d2, [-1]), index)
+        # a bias is one more window entry, always 1; a derivative that is 0/1 (ReLU) or 1 (no activation)
+        # multiplies the windows once, so that each product is one matrix product and one transpose
+        self.has_bias = conv.bias is not None
+        if self.has_bias:
+            windows = tf.concat([windows, tf.ones_like(windows[:, :1])], 1)
+        self.folded = self.d2 is None and (act.folded or act.kind == "linear")
+        if self.folded and self.d1 is not None:
+            windows = windows * self._per_channel(self.d1)[:, None, :, 0]
+        self.windows = windows
 
     def _per_channel(self, t):  # (n, H, W, c) -> (c, n*H*W, 1)
         return tf.reshape(tf.transpose(tf.reshape(t, [-1, self.cout])), [self.cout, -1, 1])
 
     def tangent(self, V, c):
         """The tangent of the pooled map for kernel tangent V and bias tangent c (or None)."""
-        rz = tf.matmul(tf.transpose(tf.reshape(V, [self.K, self.cout]))[:, None, :], self.windows)
-        rz = tf.reshape(tf.transpose(tf.reshape(rz, [self.cout, -1])), self.shape)
-        self.rz = rz if c is None else rz + c
-        return self.rz if self.d1 is None else self.rz * self.d1
+        w = tf.transpose(tf.reshape(V, [self.K, self.cout]))
+        if self.has_bias:
+            w = tf.concat([w, (tf.zeros_like(w[:, :1]) if c is None else c[:, None])], 1)
+        rz = tf.matmul(w[:, None, :], self.windows)
+        self.rz = tf.reshape(tf.transpose(tf.reshape(rz, [self.cout, -1])), self.shape)
+        return self.rz if self.folded or self.d1 is None else self.rz * self.d1
 
     def gradients(self, Rg, g):
         """(kernel, bias) parts of the product from the pooled map's R{gradient} and gradient."""
-        r = Rg if self.d1 is None else Rg * self.d1
+        r = Rg if self.folded or self.d1 is None else Rg * self.d1
         if self.d2 is not None:
             r = r + self.d2 * g * self.rz
-        k = tf.matmul(self.windows, self._per_channel(r))
-        k = tf.reshape(tf.transpose(tf.reshape(k, [self.cout, self.K])), tf.shape(self.conv.kernel))
-        return k, tf.reduce_sum(r, axis=[0, 1, 2])
+        k = tf.reshape(tf.matmul(self.windows, self._per_channel(r)), [self.cout, -1])
+        kernel = tf.reshape(tf.transpose(k[:, :self.K]), tf.shape(self.conv.kernel))
+        return kernel, (k[:, self.K] if self.has_bias else None)
 
 
 @dataclass
