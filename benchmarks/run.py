@@ -170,16 +170,19 @@ def hessian_op(m, xy, method, reuse):
 
 def loop_costs(device: str, reps: int, quick: bool):
     """Per-product time of the Hessian inside Lanczos (a graph loop of single products), Hutchinson (blocks of
-    10 probes) and ``to_dense`` (blocks of unit vectors), for both product forms with and without the shared
-    forward/backward pass, as a ratio to one gradient of the same model on the same data."""
+    10 probes) and ``to_dense`` (blocks of unit vectors), for the three product forms with and without the shared
+    forward/backward pass, and the default ("auto") without it, as a ratio to one gradient of the same model on
+    the same data."""
     steps, probes = 10, 10
     rows = []
     with tf.device(device):
         for name, build, load_data in bench_models(quick):
             x, y = load_data()
             m = build()
+            # the last row is the default where a loop cannot share (too many data batches or too much memory):
+            # written out in blocks of vectors, double backward for single products
             variants = [(meth, reuse) for meth in ("layer_chain", "double_backward", "forward_over_reverse")
-                        for reuse in (True, False)]
+                        for reuse in (True, False)] + [("auto", False)]
             ops = {v: hessian_op(m, (x, y), *v) for v in variants}
             ref = ops[variants[0]]
             P = ref.size

@@ -498,22 +498,30 @@ class ModelOperator(CurvatureOperator):
     def _batch_product(self, xb, yb, v) -> list:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _batch_rows(self, xb, yb, V):
+    #: True while a single product that shares nothing with other products is traced (see HessianOperator).
+    _alone = False
+
+    def _batch_rows(self, xb, yb, V, shared: bool = False):
         def one(v):
             return self._flat(self._batch_product(xb, yb, v))
 
         if V.shape[0] == 1:
-            return one(V[0])[None, :]
+            self._alone = not shared
+            try:
+                return one(V[0])[None, :]
+            finally:
+                self._alone = False
         return tf.vectorized_map(one, V, fallback_to_while_loop=True)
 
     def _rows_product(self, V, unroll: bool = False):
+        """unroll: the trace from which ``_reuse_plan`` splits out the shared tensors."""
         bs, N = self.batch_size, self.num_examples
         n_full, rem = divmod(N, bs)
         if n_full == 1 and rem == 0:
-            total = self._batch_rows(self._x, self._y, V)
+            total = self._batch_rows(self._x, self._y, V, shared=unroll)
         elif unroll:  # one copy of the batch computation per batch, so each keeps its own shared tensors
-            total = tf.add_n([self._batch_rows(self._x[s:s + bs], None if self._y is None else self._y[s:s + bs], V)
-                              for s in range(0, N, bs)])
+            total = tf.add_n([self._batch_rows(self._x[s:s + bs], None if self._y is None else self._y[s:s + bs], V,
+                                               shared=True) for s in range(0, N, bs)])
         else:
             x, y = self._x, self._y
 
@@ -679,19 +687,28 @@ class HessianOperator(ModelOperator):
                                  "method='double_backward' (any model).") from exc
             self.method, self.method_info = "double_backward", f"double_backward (not a layer chain: {exc})"
             return
+        self._auto_chain = self.method == "auto"
         self.method_info = ("layer_chain (asked for)" if self.method == "layer_chain" else
-                            "layer_chain (auto: the model is a chain of written-out layers)")
+                            "layer_chain (auto: the model is a chain of written-out layers; a single product "
+                            "that shares nothing with others runs double_backward, faster there)")
         self.method = "layer_chain"
+
+    _auto_chain = False
 
     def _batch_product(self, xb, yb, v):
         tangents = self._split(v)
         N = self.num_examples
-        if self.method == "layer_chain":
+        method = self.method
+        if method == "layer_chain" and self._auto_chain and self._alone:
+            # the written-out sweeps pay off when a loop shares their saved tensors or a block vectorises them;
+            # a lone product, or a loop that cannot share, is faster by double backward (BENCHMARKS.md)
+            method = "double_backward"
+        if method == "layer_chain":
             out = layer_chain.hessian_product(self._chain, xb,
                                               lambda z, u: _output_loss_derivatives(self.loss_fn, yb, z, u),
                                               {id(t): u for t, u in zip(self._tf_vars, tangents)}, 1.0 / N)
             return [out[id(t)] for t in self._tf_vars]
-        if self.method == "forward_over_reverse":
+        if method == "forward_over_reverse":
             with tf.autodiff.ForwardAccumulator(self._tf_vars, tangents) as acc:
                 with tf.GradientTape(watch_accessed_variables=False) as tape:
                     tape.watch(self._tf_vars)

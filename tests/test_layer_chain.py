@@ -85,7 +85,9 @@ def test_layer_chain_product_is_the_hessian(build, shape, loss):
     assert op.method == "layer_chain", op.method_info
     assert rel(op.to_dense(block_size=5), ref) < 1e-10  # identity I-HVP
     v = np.random.default_rng(2).normal(size=op.size)
-    assert rel(op.matvec(v).numpy(), ref @ v) < 1e-10
+    assert rel(op.matvec(v).numpy(), ref @ v) < 1e-10  # "auto": a lone product runs double backward
+    chain = operators.hessian(m, loss, (x, y), batch_size=4, method="layer_chain")
+    assert rel(chain.matvec(v).numpy(), ref @ v) < 1e-10  # the written-out sweeps for a lone product
     # the shared-tensor loop of the eigensolvers: Lanczos eigenvalues of the exact matrix
     one = operators.hessian(m, loss, (x, y))
     assert one._reuse_plan() is not None, one.reuse_info
@@ -154,3 +156,25 @@ def test_convolutions_without_the_window_product(monkeypatch):
             plain.reuse_max_bytes = 0
             V = np.random.default_rng(3).normal(size=(op.size, 3))
             assert rel(plain.matmat(V).numpy(), ref @ V) < 1e-10
+
+
+def test_auto_writes_out_shared_and_blocked_products_only(monkeypatch):
+    """"auto" runs the written-out sweeps where they pay off (a loop sharing their saved tensors, a block of
+    vectors) and double backward for a product that shares nothing."""
+    calls = []
+    written_out = layer_chain.hessian_product
+    monkeypatch.setattr(layer_chain, "hessian_product", lambda *a: calls.append(1) or written_out(*a))
+    m = pool_chain()
+    x, y = data((5, 5, 1))
+    ref = dense_hessian(m, ce, x, y)
+    op = operators.hessian(m, ce, (x, y))
+    assert op.method == "layer_chain" and "double_backward" in op.method_info
+    v = np.random.default_rng(2).normal(size=op.size)
+    assert rel(op.matvec(v).numpy(), ref @ v) < 1e-10 and not calls
+    top = eigensolvers.lanczos(op, k=2, seed=0).eigenvalues
+    assert np.allclose(np.sort(top)[::-1], np.sort(np.linalg.eigvalsh(ref))[::-1][:2], rtol=1e-8) and calls
+    calls.clear()
+    plain = operators.hessian(m, ce, (x, y))
+    plain.reuse_max_bytes = 0
+    V = np.random.default_rng(3).normal(size=(op.size, 3))
+    assert rel(plain.matmat(V).numpy(), ref @ V) < 1e-10 and calls
