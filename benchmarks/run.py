@@ -347,7 +347,7 @@ def torch_costs(reps: int, quick: bool):
     note = (f"PyTorch {info['version']} ({info['threads']} intra-op threads) in its own process, TensorFlow "
             f"{tf.__version__} (default threads) in this one, two alternating rounds of {max(1, reps // 2)} "
             "repetitions each; float32, the whole training set in one batch; our product is the default "
-            f"({op.method}, forward pass shared in a loop).")
+            f"({op.method_info}; forward pass shared in a loop).")
     return md_table(header, rows) + "\n\n" + note
 
 

@@ -21,10 +21,9 @@ pooling or ReLU kernel is traced: a max-pool's tangent is a gather at the indice
 adjoint a repeat over the windows times a mask of the maxima. A convolution of the data (few channels,
 ``PATCH_MAX_CHANNELS``) is applied to its tangent as one matrix product with the data's windows, which are
 shared too; when a max-pool follows it, only the windows of the pooled maxima are kept and the convolution
-is evaluated there only. On the book's small
-CNN a product inside Lanczos costs about 1.2-1.4 gradients instead of 1.9-2.1 with
-``method="double_backward"``, and 1.0-1.2 instead of 1.6-1.7 in blocks of Hutchinson probes; on MLPs the two
-forms cost the same (BENCHMARKS.md). It is ``helpers.operators.hessian``'s
+is evaluated there only. On the book's small CNN a product inside Lanczos costs about 1.1-1.25 gradients
+instead of 1.9-2.1 with ``method="double_backward"``, and 0.9-1.0 instead of 1.6-1.7 in blocks of Hutchinson
+probes; on MLPs the two forms cost the same (BENCHMARKS.md). It is ``helpers.operators.hessian``'s
 ``method="layer_chain"``; the default ``method="auto"`` uses it whenever :func:`plan` accepts the model.
 
 Accepted: Sequential and functional models whose layers form one chain of ``Dense`` (on flat inputs),

@@ -831,8 +831,10 @@ def hessian(model, loss_fn, data, variables=None, batch_size=None, weight_decay:
     1994, 000 listing 5.1; any model); ``"forward_over_reverse"`` pushes v forward through the gradient
     computation. ``"auto"`` (the default) takes ``"layer_chain"`` when the model is such a chain and
     ``"double_backward"`` otherwise; ``op.method`` and ``op.method_info`` say which and why. On the CPU
-    the written-out form is the fastest for the book's CNN (1.2-1.4 gradients per product in Lanczos
-    against 2.0) and ties double backward on MLPs; forward-over-reverse is the slowest everywhere
+    the written-out form is the fastest for the book's CNN (1.1-1.25 gradients per product in Lanczos
+    against 1.9-2.0) and ties double backward on MLPs; where a single product shares nothing with others (a
+    lone ``matvec``, a loop whose shared tensors exceed ``reuse_max_bytes``), double backward is faster, and
+    "auto" runs it there; forward-over-reverse is the slowest everywhere
     (BENCHMARKS.md), because TensorFlow's forward mode obtains each Jacobian-vector product by transposing
     a vector-Jacobian product. Restricting ``variables`` to a layer gives the diagonal block, 003's layerwise Hessian.
 
