@@ -272,6 +272,11 @@ class LayerChain:
     stages: list
     variables: list  # the tf.Variables of the chain, in stage order
 
+    def convolves(self, variables) -> bool:
+        """Whether the kernel of a convolution is among ``variables`` (the products' variables)."""
+        ids = {id(v) for v in variables}
+        return any(isinstance(s, _Linear) and s.kind == "conv" and id(s.kernel) in ids for s in self.stages)
+
 
 # --- planning ---------------------------------------------------------------------------------------------
 

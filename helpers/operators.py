@@ -687,10 +687,17 @@ class HessianOperator(ModelOperator):
                                  "method='double_backward' (any model).") from exc
             self.method, self.method_info = "double_backward", f"double_backward (not a layer chain: {exc})"
             return
+        if self.method == "auto" and not self._chain.convolves(self._tf_vars):
+            # measured on the CPU (BENCHMARKS.md): for dense layers double backward is as fast or faster in
+            # every loop; the written-out sweeps win where the products reach a convolution
+            self.method, self.method_info = "double_backward", ("double_backward (auto: no convolution among the "
+                                                                "variables, where double backward is as fast)")
+            return
         self._auto_chain = self.method == "auto"
         self.method_info = ("layer_chain (asked for)" if self.method == "layer_chain" else
-                            "layer_chain (auto: the model is a chain of written-out layers; a single product "
-                            "that shares nothing with others runs double_backward, faster there)")
+                            "layer_chain (auto: a chain of written-out layers with a convolution among the "
+                            "variables; a single product that shares nothing with others runs double_backward, "
+                            "faster there)")
         self.method = "layer_chain"
 
     _auto_chain = False
@@ -829,12 +836,14 @@ def hessian(model, loss_fn, data, variables=None, batch_size=None, weight_decay:
     activations);
     ``"double_backward"`` differentiates :math:`\\nabla L\\cdot v` once more in reverse mode (Pearlmutter
     1994, 000 listing 5.1; any model); ``"forward_over_reverse"`` pushes v forward through the gradient
-    computation. ``"auto"`` (the default) takes ``"layer_chain"`` when the model is such a chain and
-    ``"double_backward"`` otherwise; ``op.method`` and ``op.method_info`` say which and why. On the CPU
+    computation. ``"auto"`` (the default) takes ``"layer_chain"`` when the model is such a chain with a
+    convolution among the variables and ``"double_backward"`` otherwise; ``op.method`` and
+    ``op.method_info`` say which and why. On the CPU
     the written-out form is the fastest for the book's CNN (1.1-1.25 gradients per product in Lanczos
-    against 1.9-2.0) and ties double backward on MLPs; where a single product shares nothing with others (a
-    lone ``matvec``, a loop whose shared tensors exceed ``reuse_max_bytes``), double backward is faster, and
-    "auto" runs it there; forward-over-reverse is the slowest everywhere
+    against 1.9-2.0), while on MLPs double backward is as fast or up to 15% faster; so "auto" writes the
+    product out when a convolution's kernel is among the variables, and even then runs a single product that
+    shares nothing with others (a lone ``matvec``, a loop whose shared tensors exceed ``reuse_max_bytes``) by
+    double backward, which is faster there; forward-over-reverse is the slowest everywhere
     (BENCHMARKS.md), because TensorFlow's forward mode obtains each Jacobian-vector product by transposing
     a vector-Jacobian product. Restricting ``variables`` to a layer gives the diagonal block, 003's layerwise Hessian.
 

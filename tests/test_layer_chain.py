@@ -106,8 +106,7 @@ def test_layer_chain_blocks_and_weight_decay():
     for names in (["c1"], ["d1", "c2"], ["out"]):
         vs = [v for n in names for v in m.get_layer(n).trainable_variables]
         ref = dense_hessian(m, ce, x, y, variables=vs)
-        op = operators.hessian(m, ce, (x, y), variables=names, weight_decay=0.05)
-        assert op.method == "layer_chain"
+        op = operators.hessian(m, ce, (x, y), variables=names, weight_decay=0.05, method="layer_chain")
         assert rel(op.to_dense(), ref + 0.1 * np.eye(len(ref))) < 1e-10  # identity I-WD on a block
 
 
@@ -130,6 +129,11 @@ def test_auto_falls_back_and_layer_chain_refuses():
         assert rel(op.to_dense(), dense_hessian(model, ce, x, y)) < 1e-10
         with pytest.raises(ValueError, match=why):
             operators.hessian(model, ce, (x, y), method="layer_chain")
+    # a chain whose products reach no convolution: "auto" keeps double backward, as fast there
+    dense = keras.Model(inp2, L.Dense(C, dtype=F64)(h2))
+    for model, names, shape in ((dense, None, (4,)), (conv_chain(), ["d1", "out"], (7, 7, 2))):
+        op = operators.hessian(model, ce, data(shape), variables=names)
+        assert op.method == "double_backward" and "no convolution" in op.method_info
     with pytest.raises(layer_chain.Unsupported, match="overlapping"):
         layer_chain.plan(keras.Sequential([keras.Input((4, 4, 1)), L.MaxPooling2D(2, strides=1), L.Flatten(),
                                            L.Dense(2)]))
