@@ -86,10 +86,11 @@ cfg = helpers.setup("04_hessian", quick=quick, paper=paper)
 # ## Hessian-vector products
 #
 # The Hessian of the mean loss $L(w) = \frac1N\sum_i \ell(f(x_i; w), y_i)$ over $P$ parameters is the
-# $P\times P$ matrix ({cite:t}`haink2023hessian` eq. 3.1)
+# $P\times P$ matrix of eq. 3.1 of {cite:t}`haink2023hessian`; near a minimum $\mu$ it gives the loss's quadratic
+# approximation (their eq. 3.2):
 #
 # $$\mathrm{Hess}_{jk} = \frac{\partial^2 L}{\partial w_j\,\partial w_k}, \qquad
-# L(w) \approx L_{\min} + \tfrac12 (w-\mu)^\top \mathrm{Hess}\,(w-\mu) \quad \text{(Haink 2023a, eq. 3.2)}.$$
+# L(w) \approx L_{\min} + \tfrac12 (w-\mu)^\top \mathrm{Hess}\,(w-\mu).$$
 #
 # Forming it costs $P$ gradients' worth of work and $P^2$ memory, but a product with a vector,
 # $\mathrm{Hess}\,v = \nabla_w\big(\nabla_w L \cdot v\big)$, costs about two gradients (Pearlmutter's trick).

@@ -68,11 +68,11 @@ print(f"{ds.name}: {len(ds.x_train)} training examples of shape {ds.input_shape}
 # $$ \frac{d\theta_k}{dt} = -\frac{\partial\mathcal L}{\partial\theta_k}
 #    = -\sum_{i,a}\frac{\partial\mathcal L}{\partial f_{ia}}\,\frac{\partial f_{ia}}{\partial\theta_k}, $$
 #
-# where $f_{ia} = f_\theta(x_i)_a$ is output $a$ of the network at example $i$ (the chain rule of {cite}`sauter2023fisher{eq. 4.1.6}`). The outputs depend on time only through $\theta$, so
+# where $f_{ia} = f_\theta(x_i)_a$ is output $a$ of the network at example $i$ (the chain rule of {cite}`sauter2023fisher{eq. 4.1.6}`). The outputs depend on time only through $\theta$, so ({cite}`sauter2023fisher{eqs. 4.1.7 and 4.2.1}`)
 #
 # $$ \frac{df_{ia}}{dt} = \sum_k \frac{\partial f_{ia}}{\partial\theta_k}\frac{d\theta_k}{dt}
 #    = -\sum_{j,b}\Lambda_{ijab}\,\frac{\partial\mathcal L}{\partial f_{jb}}, \qquad
-#    \Lambda_{ijab} = \nabla_\theta f_{ia}\cdot\nabla_\theta f_{jb} \qquad\text{(Sauter 2023, eqs. 4.1.7, 4.2.1)}. $$
+#    \Lambda_{ijab} = \nabla_\theta f_{ia}\cdot\nabla_\theta f_{jb}. $$
 #
 # $\Lambda$ has four indices: two examples $i, j$ and two outputs $a, b$. With one output it is an
 # $N\times N$ matrix, and $\Lambda_{ij} = \phi(x_i)\cdot\phi(x_j)$ with the *feature map*
