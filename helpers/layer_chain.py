@@ -24,7 +24,9 @@ shared too; when a max-pool follows it, only the windows of the pooled maxima ar
 is evaluated there only. On the book's small CNN a product inside Lanczos costs about 1.1-1.25 gradients
 instead of 1.9-2.1 with ``method="double_backward"``, and 0.9-1.0 instead of 1.6-1.7 in blocks of Hutchinson
 probes; on MLPs the two forms cost the same (BENCHMARKS.md). It is ``helpers.operators.hessian``'s
-``method="layer_chain"``; the default ``method="auto"`` uses it whenever :func:`plan` accepts the model.
+``method="layer_chain"``; the default ``method="auto"`` uses it when :func:`plan` accepts the model and a
+convolution's kernel is among the variables (:meth:`LayerChain.convolves`), except for single products that
+share nothing with others.
 
 Accepted: Sequential and functional models whose layers form one chain of ``Dense`` (on flat inputs),
 ``Conv2D`` (channels last, no dilation, one group), ``MaxPooling2D`` (stride equal to the pool size),
@@ -246,11 +248,11 @@ class _PooledConv:
             w = tf.concat([w, (tf.zeros_like(w[:, :1]) if c is None else c[:, None])], 1)
         rz = tf.matmul(w[:, None, :], self.windows)
         self.rz = tf.reshape(tf.transpose(tf.reshape(rz, [self.cout, -1])), self.shape)
-        return self.rz if self.folded or self.d1 is None else self.rz * self.d1
+        return self.rz if self.folded else self.rz * self.d1
 
     def gradients(self, Rg, g):
         """(kernel, bias) parts of the product from the pooled map's R{gradient} and gradient."""
-        r = Rg if self.folded or self.d1 is None else Rg * self.d1
+        r = Rg if self.folded else Rg * self.d1
         if self.d2 is not None:
             r = r + self.d2 * g * self.rz
         k = tf.reshape(tf.matmul(self.windows, self._per_channel(r)), [self.cout, -1])

@@ -72,6 +72,14 @@ def data(shape, seed=1):
     return rng.normal(size=(N,) + shape), rng.integers(0, C, N)
 
 
+def assert_unshared_blocks(m, loss, x, y, ref, variables=None):
+    """A block of three vectors through ``tf.vectorized_map`` with the shared tensors switched off."""
+    plain = operators.hessian(m, loss, (x, y), variables=variables)
+    plain.reuse_max_bytes = 0
+    V = np.random.default_rng(3).normal(size=(plain.size, 3))
+    assert rel(plain.matmat(V).numpy(), ref @ V) < 1e-10 and plain.reuse_bytes == 0
+
+
 @pytest.mark.parametrize("build,shape", [(conv_chain, (7, 7, 2)), (pool_chain, (5, 5, 1)),
                                          (lambda: first_conv("valid", 3), (7, 7, 3)),
                                          (lambda: first_conv("same", 2), (7, 7, 3)),
@@ -94,10 +102,7 @@ def test_layer_chain_product_is_the_hessian(build, shape, loss):
     top = eigensolvers.lanczos(one, k=3, seed=0).eigenvalues
     assert np.allclose(np.sort(top)[::-1], np.sort(np.linalg.eigvalsh(ref))[::-1][:3], rtol=1e-8, atol=1e-10)
     # blocks of vectors without shared tensors: tf.vectorized_map over the products
-    plain = operators.hessian(m, loss, (x, y))
-    plain.reuse_max_bytes = 0
-    V = np.random.default_rng(3).normal(size=(op.size, 3))
-    assert rel(plain.matmat(V).numpy(), ref @ V) < 1e-10 and plain.reuse_bytes == 0
+    assert_unshared_blocks(m, loss, x, y, ref)
 
 
 def test_layer_chain_blocks_and_weight_decay():
@@ -156,10 +161,7 @@ def test_convolutions_without_the_window_product(monkeypatch):
             op = operators.hessian(m, ce, (x, y), variables=names)
             assert op.method == "layer_chain"
             assert rel(op.to_dense(), ref) < 1e-10
-            plain = operators.hessian(m, ce, (x, y), variables=names)
-            plain.reuse_max_bytes = 0
-            V = np.random.default_rng(3).normal(size=(op.size, 3))
-            assert rel(plain.matmat(V).numpy(), ref @ V) < 1e-10
+            assert_unshared_blocks(m, ce, x, y, ref, variables=names)
 
 
 def test_auto_writes_out_shared_and_blocked_products_only(monkeypatch):
@@ -178,7 +180,5 @@ def test_auto_writes_out_shared_and_blocked_products_only(monkeypatch):
     top = eigensolvers.lanczos(op, k=2, seed=0).eigenvalues
     assert np.allclose(np.sort(top)[::-1], np.sort(np.linalg.eigvalsh(ref))[::-1][:2], rtol=1e-8) and calls
     calls.clear()
-    plain = operators.hessian(m, ce, (x, y))
-    plain.reuse_max_bytes = 0
-    V = np.random.default_rng(3).normal(size=(op.size, 3))
-    assert rel(plain.matmat(V).numpy(), ref @ V) < 1e-10 and calls
+    assert_unshared_blocks(m, ce, x, y, ref)
+    assert calls
